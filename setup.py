@@ -31,7 +31,7 @@ setup(
         "PyGObject>=3.42,<3.51",
         # Trackers (ByteTrack, BoT-SORT) and the YOLO detector come from ultralytics; `lap` is
         # declared here because ultralytics' own runtime auto-install cannot work offline.
-        "ultralytics>=8.3,<9",
+        "ultralytics>=8.4,<9",
         "lap>=0.5.12",
         *TORCH,
         "onnxruntime>=1.17",

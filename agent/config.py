@@ -100,7 +100,7 @@ class YoloDetectorConfig(StrictModel):
     @field_validator("model")
     @classmethod
     def _known_suffix(cls, value: Path) -> Path:
-        if value.suffix not in {".pt", ".onnx", ".engine"} and not value.is_dir():
+        if value.suffix not in {".pt", ".onnx", ".engine"}:
             raise ValueError(f"expected a .pt, .onnx or .engine file, got {value.name}")
         return value
 
@@ -112,9 +112,18 @@ class _TrackerBase(StrictModel):
     track_high_thresh: float = Field(0.25, ge=0, le=1)
     track_low_thresh: float = Field(0.1, ge=0, le=1)
     new_track_thresh: float = Field(0.25, ge=0, le=1)
-    track_buffer: int = Field(30, ge=1, description="frames a lost track is kept")
+    track_buffer: int = Field(
+        30, ge=1, description="frames a lost track is kept, counted at 30 frames/s (scaled to the camera's rate)"
+    )
     match_thresh: float = Field(0.8, gt=0, le=1)
     fuse_score: bool = True
+
+
+    @model_validator(mode="after")
+    def _low_below_high(self) -> _TrackerBase:
+        if self.track_low_thresh > self.track_high_thresh:
+            raise ValueError("track_low_thresh must not exceed track_high_thresh")
+        return self
 
 
 class ByteTrackConfig(_TrackerBase):
@@ -139,6 +148,7 @@ class OutputConfig(StrictModel):
 
 class AgentConfig(StrictModel):
     site: str = Field("default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    database: Path = Field(Path("data/watchword.db"), description="SQLite file: queries, alerts, outbox")
     cameras: list[CameraConfig] = Field(min_length=1)
     detector: DetectorConfig = SSDDetectorConfig(type="ssd-mobilenet")
     tracker: TrackerConfig = ByteTrackConfig(type="bytetrack")

@@ -138,3 +138,74 @@ class TrackEvent:
     frames_seen: int
     box: tuple[float, float, float, float] | None = None
     score: float | None = None
+
+
+@dataclass
+class Candidate:
+    """A (track, standing query) pair whose pooled, calibrated score passed the query's threshold.
+
+    Produced by the matcher once per window, optionally re-ranked and verified by the LMM stage,
+    then turned into an alert episode by the alert manager.
+
+    Attributes:
+        camera_id, track_id: the track on its camera.
+        query_id, query_text: the standing query.
+        score: pooled calibrated coarse score in [0, 1] (probability that the query beats the normal prompts).
+        cosine: raw cosine of the latest track embedding and the query embedding.
+        wall_time: UNIX seconds of ``frame``.
+        frame_index: the camera's frame index of ``frame``.
+        box: x1, y1, x2, y2 of the track in ``frame``, pixels.
+        frame: the full BGR frame the candidate was scored on (evidence and LMM input).
+        severity: the query's severity label.
+        score_history: (wall_time, calibrated score) of this pair over the track's life.
+        model_versions: name -> version/hash of the models that produced the score.
+        fused_score: the re-ranker's fused score, or None when not re-ranked.
+        verified: the re-ranker's verdict, or None when not re-ranked.
+        rationale: the re-ranker's explanation (blanks, answers, agreements), or None.
+    """
+
+    camera_id: str
+    track_id: int
+    query_id: int
+    query_text: str
+    score: float
+    cosine: float
+    wall_time: float
+    frame_index: int
+    box: tuple[float, float, float, float]
+    frame: np.ndarray
+    severity: str = "warning"
+    score_history: list[tuple[float, float]] = field(default_factory=list)
+    model_versions: dict[str, str] = field(default_factory=dict)
+    fused_score: float | None = None
+    verified: bool | None = None
+    rationale: dict[str, Any] | None = None
+
+    @property
+    def final_score(self) -> float:
+        """The score the alert manager ranks by: fused when re-ranked, else the coarse score."""
+        return self.fused_score if self.fused_score is not None else self.score
+
+    def crop(self, padding: float = 0.1) -> np.ndarray:
+        """The person crop from ``frame`` with ``padding`` (fraction of box size) around the box."""
+        height, width = self.frame.shape[:2]
+        x1, y1, x2, y2 = self.box
+        pad_x, pad_y = (x2 - x1) * padding, (y2 - y1) * padding
+        left, top = max(0, int(x1 - pad_x)), max(0, int(y1 - pad_y))
+        right, bottom = min(width, int(round(x2 + pad_x))), min(height, int(round(y2 + pad_y)))
+        if right <= left or bottom <= top:
+            return self.frame[0:1, 0:1].copy()
+        return self.frame[top:bottom, left:right].copy()
+
+
+@dataclass
+class FrameResult:
+    """One analysed frame after tracking, passed to the analysers and then to the outputs.
+
+    ``extra`` holds what analysers add to the frame's JSON line (e.g. per-track query scores).
+    """
+
+    frame: Frame
+    tracks: Detections
+    events: list[TrackEvent]
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Per-frame outputs of the runner: JSON lines and annotated video."""

@@ -1,0 +1,101 @@
+"""Annotated MP4 per camera, encoded by GStreamer (H.264 through openh264enc, else VP8 in WebM)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from agent.types import Detections, Frame
+
+log = logging.getLogger(__name__)
+
+_PALETTE = [(56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207), (10, 249, 72)]
+
+
+def annotate(frame: Frame, tracks: Detections) -> np.ndarray:
+    """A copy of the frame with each track's box and id drawn on it."""
+    image = frame.image.copy()
+    ids = tracks.tracker_id if tracks.tracker_id is not None else np.full(len(tracks), -1)
+    for track_id, box, score in zip(ids, tracks.xyxy, tracks.confidence, strict=True):
+        color = _PALETTE[int(track_id) % len(_PALETTE)]
+        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+        cv2.rectangle(image, (x1, y1), (x2, y2), color, 2)
+        label = f"#{int(track_id)} {float(score):.2f}"
+        cv2.putText(image, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, color, 1, cv2.LINE_AA)
+    cv2.putText(
+        image, f"{frame.camera_id} #{frame.index}", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1
+    )
+    return image
+
+
+def _gst() -> Any:
+    import gi
+
+    gi.require_version("Gst", "1.0")
+    from gi.repository import Gst
+
+    Gst.init(None)
+    return Gst
+
+
+class VideoWriter:
+    """Writes BGR frames of one size to a video file through an ``appsrc`` pipeline.
+
+    Frames of another size (a camera that came back at another resolution) are scaled to the first
+    frame's size. ``close()`` sends end-of-stream and waits, so the file is playable.
+    """
+
+    def __init__(self, path: Path, width: int, height: int, fps: float) -> None:
+        Gst = _gst()
+        self.width, self.height = width, height
+        self.fps = max(1.0, fps)
+        self.frames = 0
+        encoder = "openh264enc ! h264parse ! mp4mux" if Gst.ElementFactory.find("openh264enc") else None
+        if encoder is None:
+            path = path.with_suffix(".webm")
+            encoder = "vp8enc deadline=1 ! webmmux"
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        caps = f"video/x-raw,format=BGR,width={width},height={height},framerate={round(self.fps * 1000)}/1000"
+        description = (
+            f'appsrc name=src is-live=false format=time caps="{caps}" ! videoconvert ! '
+            f'video/x-raw,format=I420 ! {encoder} ! filesink location="{path}"'
+        )
+        self._gst = Gst
+        self._pipeline = Gst.parse_launch(description)
+        self._src = self._pipeline.get_by_name("src")
+        self._pipeline.set_state(Gst.State.PLAYING)
+
+    def write(self, image: np.ndarray) -> None:
+        Gst = self._gst
+        if image.shape[:2] != (self.height, self.width):
+            image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        buffer = Gst.Buffer.new_wrapped(np.ascontiguousarray(image).tobytes())
+        duration = int(Gst.SECOND / self.fps)
+        buffer.pts = self.frames * duration
+        buffer.duration = duration
+        self.frames += 1
+        result = self._src.emit("push-buffer", buffer)
+        if result != Gst.FlowReturn.OK:
+            log.warning("video writer %s: push returned %s", self.path, result)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        Gst = self._gst
+        if self._pipeline is None:
+            return
+        self._src.emit("end-of-stream")
+        bus = self._pipeline.get_bus()
+        message = bus.timed_pop_filtered(
+            int(timeout_s * Gst.SECOND), Gst.MessageType.EOS | Gst.MessageType.ERROR
+        )
+        if message is None:
+            log.warning("video writer %s: no end-of-stream within %.1f s", self.path, timeout_s)
+        elif message.type == Gst.MessageType.ERROR:
+            error, _ = message.parse_error()
+            log.error("video writer %s: %s", self.path, error.message)
+        self._pipeline.set_state(Gst.State.NULL)
+        self._pipeline = None

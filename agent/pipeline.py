@@ -1,0 +1,332 @@
+"""The runner: cameras -> batched detection -> per-camera tracking -> outputs.
+
+Each camera's GStreamer source decodes in its own thread into a bounded queue. The runner's loop
+takes at most one frame per camera per batch (fair across cameras, in order within a camera), runs
+the detector on the batch, updates each camera's tracker, and writes the outputs. A camera that fails
+or ends never stops the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from agent.config import AgentConfig, CameraConfig
+from agent.detection import Detector, build_detector
+from agent.outputs.jsonl import JsonlWriter, frame_record
+from agent.outputs.video import VideoWriter, annotate
+from agent.sources import Source, SourceError, SourceStats, open_source
+from agent.tracking import CameraTracker, build_tracker
+from agent.types import Detections, Frame, FrameResult, TrackEvent, TrackEventKind
+
+log = logging.getLogger(__name__)
+
+IDLE_SLEEP_S = 0.002
+DEFAULT_FRAME_RATE = 25.0
+SOURCE_STOP_TIMEOUT_S = 2.0
+
+
+class Analyzer(Protocol):
+    """A stage after tracking that sees each batch of analysed frames (all cameras together).
+
+    It may add keys to ``FrameResult.extra``; they go into the frame's JSON line.
+    """
+
+    def process(self, results: list[FrameResult]) -> None: ...
+
+
+@dataclass
+class CameraCounters:
+    """What the runner did with one camera's frames."""
+
+    camera_id: str
+    frames: int = 0
+    detections: int = 0
+    active_tracks: int = 0
+    tracks_seen: int = 0
+    first_frame_wall: float | None = None
+    last_frame_wall: float | None = None
+    error: str | None = None
+
+    @property
+    def mean_fps(self) -> float:
+        if self.frames < 2 or self.first_frame_wall is None or self.last_frame_wall is None:
+            return 0.0
+        span = self.last_frame_wall - self.first_frame_wall
+        return (self.frames - 1) / span if span > 0 else 0.0
+
+
+@dataclass
+class CameraStatus:
+    """A camera's source statistics together with the runner's counters."""
+
+    source: SourceStats | None
+    counters: CameraCounters
+
+
+@dataclass
+class RunSummary:
+    cameras: list[CameraStatus] = field(default_factory=list)
+    duration_s: float = 0.0
+    stopped_by: str = "end of input"
+    detect_seconds: float = 0.0
+    detect_batches: int = 0
+
+    @property
+    def frames(self) -> int:
+        return sum(c.counters.frames for c in self.cameras)
+
+
+class Pipeline:
+    """Runs every enabled camera of a config until the input ends, a limit is hit or ``stop()``.
+
+    Args:
+        config: the validated agent config.
+        jsonl_path: where to write one JSON line per analysed frame per camera (None: no file).
+        video_dir: where to write one annotated video per camera (None: no video).
+        max_frames: stop each camera after this many analysed frames (None: no limit).
+        duration_s: stop the run after this many seconds (None: no limit).
+        detector: a ready detector to use instead of building one from the config.
+        on_frame: called after each analysed frame with its tracks and events (for extensions).
+        analyzers: stages run on each batch after tracking (matching, alerts), in order.
+    """
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        jsonl_path: Path | None = None,
+        video_dir: Path | None = None,
+        max_frames: int | None = None,
+        duration_s: float | None = None,
+        detector: Detector | None = None,
+        on_frame: Callable[[Frame, Detections, list[TrackEvent]], None] | None = None,
+        analyzers: list[Analyzer] | None = None,
+    ) -> None:
+        self.config = config
+        self.jsonl_path = jsonl_path if jsonl_path is not None else config.output.jsonl
+        self.video_dir = video_dir if video_dir is not None else config.output.video_dir
+        self.max_frames = max_frames
+        self.duration_s = duration_s
+        self.on_frame = on_frame
+        self.analyzers = list(analyzers or [])
+        self.analyzer_errors = 0
+        self._stop = threading.Event()
+        self._stop_reason = "stopped"
+        self._lock = threading.Lock()
+        self._cameras = {c.id: c for c in config.enabled_cameras}
+        self.counters: dict[str, CameraCounters] = {
+            c.id: CameraCounters(c.id) for c in config.enabled_cameras
+        }
+        self.sources: dict[str, Source] = {}
+        self.trackers: dict[str, CameraTracker] = {}
+        self.videos: dict[str, VideoWriter] = {}
+        self._detector = detector
+        self._jsonl: JsonlWriter | None = None
+        self._detect_seconds = 0.0
+        self._detect_batches = 0
+
+    # --- control ---------------------------------------------------------------------------
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Ask the loop to end; safe from signal handlers and other threads."""
+        self._stop_reason = reason
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def status(self) -> list[CameraStatus]:
+        """Per camera: source statistics and runner counters (thread-safe snapshot)."""
+        with self._lock:
+            result = []
+            for camera_id, counters in self.counters.items():
+                source = self.sources.get(camera_id)
+                stats = source.stats() if source is not None else None
+                result.append(CameraStatus(stats, CameraCounters(**vars(counters))))
+            return result
+
+    # --- run -------------------------------------------------------------------------------
+
+    def _open_sources(self) -> None:
+        for camera in self.config.enabled_cameras:
+            try:
+                source = open_source(camera)
+                source.start()
+            except SourceError as exc:
+                log.error("camera %s: %s", camera.id, exc)
+                self.counters[camera.id].error = str(exc)
+                continue
+            self.sources[camera.id] = source
+            log.info("camera %s: opened %s", camera.id, camera.uri)
+
+    def _tracker_for(self, camera: CameraConfig, source: Source) -> CameraTracker:
+        tracker = self.trackers.get(camera.id)
+        if tracker is None:
+            rate = camera.analysis_fps or source.native_fps or DEFAULT_FRAME_RATE
+            tracker = build_tracker(self.config.tracker, camera.id, frame_rate=rate)
+            self.trackers[camera.id] = tracker
+        return tracker
+
+    def _camera_done(self, camera_id: str) -> bool:
+        source = self.sources[camera_id]
+        if self.max_frames is not None and self.counters[camera_id].frames >= self.max_frames:
+            return True
+        return source.finished
+
+    def _collect_batch(self, batch_size: int, order: list[str]) -> list[Frame]:
+        """Up to ``batch_size`` frames that are ready now, taken round-robin across cameras.
+
+        Never waits: a camera with a backlog (a file, or a live camera that fell behind) fills the
+        batch with consecutive frames, in order, while one frame from each of several cameras is
+        batched as soon as it is there.
+        """
+        frames: list[Frame] = []
+        taken = dict.fromkeys(order, 0)
+        ready = [c for c in order if not self._camera_done(c)]
+        while ready and len(frames) < batch_size:
+            still_ready = []
+            for camera_id in ready:
+                if len(frames) >= batch_size:
+                    break
+                limit = self.max_frames
+                if limit is not None and self.counters[camera_id].frames + taken[camera_id] >= limit:
+                    continue
+                frame = self.sources[camera_id].read(timeout_s=0)
+                if frame is not None:
+                    frames.append(frame)
+                    taken[camera_id] += 1
+                    still_ready.append(camera_id)
+            ready = still_ready
+        return frames
+
+    def _track(self, frame: Frame, detections: Detections) -> FrameResult:
+        camera = self._cameras[frame.camera_id]
+        tracker = self._tracker_for(camera, self.sources[camera.id])
+        tracks, events = tracker.update(frame, detections)
+        with self._lock:
+            counters = self.counters[camera.id]
+            counters.frames += 1
+            counters.detections += len(detections)
+            counters.active_tracks = len(tracks)
+            counters.tracks_seen += sum(1 for e in events if e.kind is TrackEventKind.NEW)
+            if counters.first_frame_wall is None:
+                counters.first_frame_wall = frame.wall_time
+            counters.last_frame_wall = frame.wall_time
+        return FrameResult(frame, tracks, events)
+
+    def _analyze(self, results: list[FrameResult]) -> None:
+        for analyzer in self.analyzers:
+            try:
+                analyzer.process(results)
+            except Exception:
+                # A failing analyser must not stop the cameras; it is logged and counted.
+                self.analyzer_errors += 1
+                log.exception("analyser %s failed on a batch", type(analyzer).__name__)
+
+    def _emit(self, result: FrameResult) -> None:
+        frame, tracks, events = result.frame, result.tracks, result.events
+        if self._jsonl is not None:
+            record = frame_record(frame, tracks, events)
+            record.update(result.extra)
+            self._jsonl.write(record)
+        if self.video_dir is not None:
+            self._write_video(self._cameras[frame.camera_id], frame, tracks)
+        if self.on_frame is not None:
+            self.on_frame(frame, tracks, events)
+
+    def _write_video(self, camera: CameraConfig, frame: Frame, tracks: Detections) -> None:
+        writer = self.videos.get(camera.id)
+        if writer is None:
+            assert self.video_dir is not None
+            fps = camera.analysis_fps or self.sources[camera.id].native_fps or DEFAULT_FRAME_RATE
+            writer = VideoWriter(self.video_dir / f"{camera.id}.mp4", frame.width, frame.height, fps)
+            self.videos[camera.id] = writer
+        writer.write(annotate(frame, tracks))
+
+    def run(self) -> RunSummary:
+        """Run to the end; returns the summary. Always releases sources and outputs."""
+        started = time.monotonic()
+        try:
+            if self._detector is None:
+                self._detector = build_detector(self.config.detector)
+            detector = self._detector
+            if self.jsonl_path is not None:
+                self._jsonl = JsonlWriter(self.jsonl_path)
+            self._open_sources()
+            if not self.sources:
+                self._stop_reason = "no camera could be opened"
+            else:
+                self._loop(detector, started)
+        finally:
+            self._shutdown()
+        return RunSummary(
+            cameras=self.status(),
+            duration_s=time.monotonic() - started,
+            stopped_by=self._stop_reason,
+            detect_seconds=self._detect_seconds,
+            detect_batches=self._detect_batches,
+        )
+
+    def _loop(self, detector: Detector, started: float) -> None:
+        order = list(self.sources)
+        while not self._stop.is_set():
+            if self.duration_s is not None and time.monotonic() - started >= self.duration_s:
+                self._stop_reason = "duration reached"
+                break
+            if all(self._camera_done(camera_id) for camera_id in order):
+                limit_hit = self.max_frames is not None and any(
+                    self.counters[c].frames >= self.max_frames for c in order
+                )
+                self._stop_reason = "max frames reached" if limit_hit else "end of input"
+                break
+            frames = self._collect_batch(detector.batch_size, order)
+            if not frames:
+                time.sleep(IDLE_SLEEP_S)
+                continue
+            # rotate so that no camera is always first when the batch is smaller than the camera count
+            order = order[1:] + order[:1]
+            t0 = time.perf_counter()
+            batch_detections = detector.detect([frame.image for frame in frames])
+            self._detect_seconds += time.perf_counter() - t0
+            self._detect_batches += 1
+            results = [
+                self._track(frame, detections)
+                for frame, detections in zip(frames, batch_detections, strict=True)
+            ]
+            self._analyze(results)
+            for result in results:
+                self._emit(result)
+
+    def _shutdown(self) -> None:
+        # Stop all cameras at once so that shutdown takes one timeout, not one per camera.
+        stoppers = [
+            threading.Thread(target=self._stop_source, args=(camera_id, source), daemon=True)
+            for camera_id, source in self.sources.items()
+        ]
+        for thread in stoppers:
+            thread.start()
+        for thread in stoppers:
+            thread.join(timeout=SOURCE_STOP_TIMEOUT_S + 0.5)
+        for writer in self.videos.values():
+            writer.close()
+        if self._jsonl is not None:
+            self._jsonl.close()
+        if self._detector is not None:
+            self._detector.close()
+
+    def _stop_source(self, camera_id: str, source: Source) -> None:
+        try:
+            source.stop(timeout_s=SOURCE_STOP_TIMEOUT_S)
+        except Exception:
+            log.exception("camera %s: error while stopping", camera_id)
+        stats = source.stats()
+        with self._lock:
+            if stats.last_error and self.counters[camera_id].error is None:
+                self.counters[camera_id].error = stats.last_error

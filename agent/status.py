@@ -1,0 +1,110 @@
+"""Live per-camera status (a rich table on a terminal, periodic log lines otherwise) and the summary."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from agent.pipeline import CameraStatus, RunSummary
+
+log = logging.getLogger(__name__)
+
+LOG_INTERVAL_S = 10.0
+
+
+def _row(status: CameraStatus) -> list[str]:
+    source, counters = status.source, status.counters
+    state = source.state.value if source is not None else "failed"
+    age = "-" if source is None or source.last_frame_age_s is None else f"{source.last_frame_age_s:.1f}s"
+    fps = f"{source.fps:.1f}" if source is not None else "-"
+    return [
+        counters.camera_id,
+        state,
+        fps,
+        str(counters.frames),
+        str(counters.active_tracks),
+        str(counters.tracks_seen),
+        str(source.drops if source is not None else 0),
+        str(source.reconnects if source is not None else 0),
+        age,
+        (counters.error or (source.last_error if source is not None else None) or "")[:60],
+    ]
+
+
+_COLUMNS = ["camera", "state", "fps", "frames", "tracks", "seen", "drops", "reconnects", "age", "error"]
+
+
+def status_table(statuses: list[CameraStatus], title: str | None = None) -> Table:
+    table = Table(title=title, expand=False)
+    for column in _COLUMNS:
+        table.add_column(column, justify="left" if column in {"camera", "state", "error"} else "right")
+    for status in statuses:
+        table.add_row(*_row(status))
+    return table
+
+
+def status_line(status: CameraStatus) -> str:
+    cells = _row(status)
+    return " ".join(f"{name}={value}" for name, value in zip(_COLUMNS, cells, strict=True) if value)
+
+
+class StatusReporter:
+    """Refreshes the status every ``interval_s`` until ``close()``; never blocks the pipeline."""
+
+    def __init__(self, snapshot: Callable[[], list[CameraStatus]], interval_s: float = 1.0) -> None:
+        self._snapshot = snapshot
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._console = Console(stderr=True)
+        self._live = self._console.is_terminal and sys.stderr.isatty()
+        self._thread = threading.Thread(target=self._run, name="status", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        if self._live:
+            with Live(status_table(self._snapshot()), console=self._console, refresh_per_second=4) as live:
+                while not self._stop.wait(self._interval_s):
+                    live.update(status_table(self._snapshot()))
+            return
+        interval = max(self._interval_s, LOG_INTERVAL_S)
+        while not self._stop.wait(interval):
+            for status in self._snapshot():
+                log.info("status %s", status_line(status))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+
+
+def print_summary(summary: RunSummary, console: Console | None = None) -> None:
+    """The end-of-run table, on standard output."""
+    console = console or Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 132)
+    table = Table(title=f"watchword: {summary.frames} frames in {summary.duration_s:.1f} s ({summary.stopped_by})")
+    for column in ["camera", "frames", "mean fps", "detections", "tracks", "drops", "reconnects", "error"]:
+        table.add_column(column, justify="left" if column in {"camera", "error"} else "right")
+    for status in summary.cameras:
+        counters, source = status.counters, status.source
+        table.add_row(
+            counters.camera_id,
+            str(counters.frames),
+            f"{counters.mean_fps:.1f}",
+            str(counters.detections),
+            str(counters.tracks_seen),
+            str(source.drops if source else 0),
+            str(source.reconnects if source else 0),
+            (counters.error or "")[:80],
+        )
+    console.print(table)
+    if summary.detect_batches:
+        console.print(
+            f"detector: {summary.detect_batches} batches, "
+            f"{1000 * summary.detect_seconds / summary.detect_batches:.1f} ms per batch"
+        )

@@ -1,0 +1,81 @@
+"""Config loading: valid files load, bad ones name the YAML path and line of the bad key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.config import ConfigError, load_config, parse_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_demo_config_loads() -> None:
+    config = load_config(REPO / "configs" / "demo.yaml")
+    assert config.detector.type == "ssd-mobilenet"
+    assert [c.id for c in config.cameras] == ["sample"]
+
+
+def test_site_example_loads_with_env_and_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models" / "yolo").mkdir(parents=True)
+    (tmp_path / "models" / "yolo" / "yolo11n.engine").write_bytes(b"engine")
+    monkeypatch.setenv("CAMERA_USER", "viewer")
+    monkeypatch.setenv("CAMERA_PASSWORD", "s3cret")
+    config = load_config(REPO / "configs" / "site.example.yaml")
+    assert config.tracker.type == "botsort"
+    assert config.cameras[0].uri.startswith("rtsp://viewer:s3cret@")
+    assert [c.id for c in config.enabled_cameras] == ["dock-1", "dock-2", "gate"]
+
+
+def _error(text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "site.yaml")
+    return str(info.value)
+
+
+def test_unknown_key_named_with_line() -> None:
+    message = _error("cameras:\n  - id: a\n    uri: x.avi\n    fsp: 5\n")
+    assert "site.yaml:4: cameras[0].fsp: unknown key" in message
+
+
+def test_wrong_type_named() -> None:
+    message = _error("cameras:\n  - id: a\n    uri: x.avi\n    analysis_fps: fast\n")
+    assert "cameras[0].analysis_fps" in message
+    assert "number" in message
+
+
+def test_missing_model_file_named_inside_union(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.pt"
+    message = _error(f"cameras:\n  - id: a\n    uri: x.avi\ndetector:\n  type: yolo\n  model: {missing}\n")
+    assert f"site.yaml:6: detector.model: file not found: {missing}" in message
+
+
+def test_unknown_detector_type() -> None:
+    message = _error("cameras:\n  - id: a\n    uri: x.avi\ndetector:\n  type: magic\n")
+    assert "detector" in message
+    assert "ssd-mobilenet" in message and "yolo" in message
+
+
+def test_missing_required_key_and_duplicate_ids() -> None:
+    assert "cameras[0].uri: required key is missing" in _error("cameras:\n  - id: a\n")
+    message = _error("cameras:\n  - {id: a, uri: x}\n  - {id: a, uri: y}\n")
+    assert "camera id 'a' is used twice" in message
+
+
+def test_env_interpolation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAM_HOST", "10.1.2.3")
+    monkeypatch.delenv("CAM_PORT", raising=False)
+    config = parse_config("cameras:\n  - id: a\n    uri: rtsp://${CAM_HOST}:${CAM_PORT:-554}/s\n")
+    assert config.cameras[0].uri == "rtsp://10.1.2.3:554/s"
+    monkeypatch.delenv("CAM_HOST")
+    message = _error("cameras:\n  - id: a\n    uri: rtsp://${CAM_HOST}/s\n")
+    assert "site.yaml:3: cameras[0].uri: environment variable CAM_HOST is not set" in message
+
+
+def test_not_yaml_and_not_mapping(tmp_path: Path) -> None:
+    assert "not valid YAML" in _error("cameras: [unclosed\n")
+    assert "top level must be a mapping" in _error("- a\n- b\n")
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "absent.yaml")
