@@ -1,0 +1,109 @@
+"""``watchword query ...``: manage standing queries in the database the running agent uses."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_DATABASE = Path("data/watchword.db")
+
+
+def add_database_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--db", type=Path, help="database file (default: $WATCHWORD_DB or data/watchword.db)")
+    group.add_argument("--config", type=Path, help="take the database path from this agent config")
+
+
+def resolve_database(args: argparse.Namespace) -> Path:
+    """The database named by --db, by --config's ``database`` key, by $WATCHWORD_DB, or the default."""
+    if getattr(args, "db", None) is not None:
+        return Path(args.db)
+    if getattr(args, "config", None) is not None:
+        from agent.config import load_config
+
+        return load_config(args.config).database
+    env = os.environ.get("WATCHWORD_DB")
+    return Path(env) if env else DEFAULT_DATABASE
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("query", help="manage standing queries", description=__doc__)
+    commands = parser.add_subparsers(dest="query_command", metavar="ACTION", required=True)
+
+    add = commands.add_parser("add", help="register a standing query")
+    add.add_argument("text", help='what to watch for, e.g. "a person falling down"')
+    add.add_argument("--camera", action="append", dest="cameras", metavar="ID", help="limit to a camera (repeat)")
+    add.add_argument("--threshold", type=float, help="alert threshold in (0, 1); default automatic")
+    add.add_argument("--severity", default="warning", choices=["info", "warning", "critical"])
+    add.add_argument("--cooldown", type=float, default=60.0, metavar="S", help="seconds between alerts per camera")
+    add.add_argument("--normal", action="append", metavar="TEXT", help="a reference 'normal' prompt (repeat)")
+    add.add_argument("--disabled", action="store_true", help="register it disabled")
+
+    list_parser = commands.add_parser("list", help="list the queries")
+    list_parser.add_argument("--json", action="store_true", help="print JSON")
+    show = commands.add_parser("show", help="show one query as JSON")
+    show.add_argument("id", type=int)
+    for name, text in (("enable", "start evaluating a query"), ("disable", "stop evaluating a query")):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("id", type=int)
+    rm = commands.add_parser("rm", help="remove a query")
+    rm.add_argument("id", type=int)
+    for sub in (add, list_parser, show, rm, *(commands.choices[n] for n in ("enable", "disable"))):
+        add_database_arguments(sub)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+    from agent.config import ConfigError
+    from agent.queries import QueryError, QueryNotFoundError, QueryRegistry
+
+    try:
+        registry = QueryRegistry(resolve_database(args))
+    except (ConfigError, QueryError) as exc:
+        print(f"watchword query: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        command = args.query_command
+        if command == "add":
+            query = registry.add(
+                args.text,
+                cameras=args.cameras,
+                threshold=args.threshold,
+                severity=args.severity,
+                cooldown_s=args.cooldown,
+                normal_prompts=args.normal,
+                enabled=not args.disabled,
+            )
+            print(f"added query {query.id}: {query.text}")
+        elif command == "list":
+            queries = registry.list_queries()
+            if args.json:
+                print(json.dumps([q.to_dict() for q in queries], indent=2))
+            elif not queries:
+                print("no queries registered")
+            for query in [] if args.json else queries:
+                cameras = ",".join(query.cameras) if query.cameras else "all"
+                threshold = "auto" if query.threshold is None else f"{query.threshold:.3f}"
+                state = "on " if query.enabled else "off"
+                print(f"{query.id:4d} {state} {query.severity:8s} thr={threshold:5s} cameras={cameras}  {query.text}")
+        elif command == "show":
+            print(json.dumps(registry.get(args.id).to_dict(), indent=2))
+        elif command in {"enable", "disable"}:
+            query = registry.set_enabled(args.id, command == "enable")
+            print(f"query {query.id} {'enabled' if query.enabled else 'disabled'}")
+        elif command == "rm":
+            registry.remove(args.id)
+            print(f"removed query {args.id}")
+    except QueryNotFoundError as exc:
+        print(f"watchword query: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except QueryError as exc:
+        print(f"watchword query: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        registry.close()
+    return EXIT_OK

@@ -1,0 +1,62 @@
+"""Configuration of standing-query matching (the ``matching:`` section of the agent config)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+DEFAULT_NORMAL_PROMPTS = [
+    "a person walking",
+    "a person standing",
+    "a person sitting",
+    "people walking on a street",
+]
+
+# Prompt ensemble, as in CLIP zero-shot classification: a query's embedding is the normalised mean
+# of the embeddings of the query text in each template.
+DEFAULT_TEMPLATES = [
+    "{}",
+    "a photo of {}.",
+    "a CCTV image of {}.",
+    "a surveillance camera frame showing {}.",
+]
+
+
+class MatchingConfig(BaseModel):
+    """How tracks are embedded and scored against the standing queries.
+
+    ``clip`` is a directory made by ``watchword export clip``; without it, queries are not evaluated
+    (detection and tracking still run).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    clip: Path | None = Field(None, description="exported CLIP directory (watchword export clip)")
+    providers: list[str] = Field(
+        default_factory=lambda: ["CPUExecutionProvider"],
+        description="ONNX Runtime providers in fallback order",
+    )
+    embed_interval_s: float = Field(1.0, gt=0, description="re-embed each track this often, seconds")
+    shape_change: float = Field(0.3, gt=0, description="re-embed sooner when box aspect changes this much")
+    crop_padding: float = Field(0.1, ge=0, le=1, description="fraction of the box added around a crop")
+    max_batch: int = Field(32, ge=1, le=1024, description="crops per embedding call")
+    history: int = Field(16, ge=1, le=1024, description="embeddings kept per track")
+    templates: list[str] = Field(default_factory=lambda: list(DEFAULT_TEMPLATES), min_length=1)
+    normal_prompts: list[str] = Field(default_factory=lambda: list(DEFAULT_NORMAL_PROMPTS), min_length=1)
+    default_threshold: float = Field(0.6, gt=0, lt=1, description="for queries with automatic threshold")
+    exit_margin: float = Field(0.1, ge=0, lt=1, description="hysteresis: exit below threshold - margin")
+    ema_alpha: float = Field(0.3, gt=0, le=1)
+    pool_window_s: float = Field(10.0, gt=0, description="the moving average's maximum is taken over this, s")
+    window_s: float = Field(2.0, gt=0, description="candidates are chosen once per window, seconds")
+    top_k: int = Field(3, ge=1, le=100, description="candidates per window across all cameras")
+    candidate_queue: int = Field(32, ge=1, le=10000, description="candidates waiting for the next stage")
+    refresh_s: float = Field(0.25, gt=0, le=1, description="how often the query registry is checked")
+
+    @field_validator("templates")
+    @classmethod
+    def _templates_have_slot(cls, templates: list[str]) -> list[str]:
+        for template in templates:
+            if template.count("{}") != 1:
+                raise ValueError(f"template {template!r} must contain exactly one {{}}")
+        return templates

@@ -1,0 +1,253 @@
+"""Scores every track against every standing query and picks the window's top candidates.
+
+Called by the pipeline once per detection batch with the frames of all cameras in it, so crops of
+all cameras are embedded together. A track is embedded when first seen, then every
+``embed_interval_s``, or sooner when its box changes shape markedly (someone falling, bending,
+lying down changes the aspect ratio long before the interval is up).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from agent.matching.config import MatchingConfig
+from agent.matching.querybank import QueryBank, TextEncoder
+from agent.matching.scoring import PairScore, PoolingParams, calibrated_scores
+from agent.queries import QueryRegistry
+from agent.types import Candidate, Frame, FrameResult, TrackEventKind
+
+log = logging.getLogger(__name__)
+
+
+class ClipEncoderLike(TextEncoder, Protocol):
+    """What the matcher needs of the CLIP encoder (``agent.embedding.ClipEncoder``)."""
+
+    def embed_images(self, images: list[np.ndarray]) -> np.ndarray: ...
+
+
+def pad_box(box: np.ndarray, padding: float, width: int, height: int) -> tuple[int, int, int, int]:
+    """Integer crop bounds of ``box`` grown by ``padding`` times its size, clipped to the frame."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    pad_x, pad_y = (x2 - x1) * padding, (y2 - y1) * padding
+    left, top = max(0, int(np.floor(x1 - pad_x))), max(0, int(np.floor(y1 - pad_y)))
+    right, bottom = min(width, int(np.ceil(x2 + pad_x))), min(height, int(np.ceil(y2 + pad_y)))
+    return left, top, max(right, left + 1), max(bottom, top + 1)
+
+
+@dataclass
+class TrackState:
+    """What the matcher keeps of one track."""
+
+    camera_id: str
+    track_id: int
+    last_embed_time: float = -float("inf")
+    last_aspect: float = 0.0
+    embeddings: deque[np.ndarray] = field(default_factory=deque)
+    frame: Frame | None = None
+    box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    pairs: dict[int, PairScore] = field(default_factory=dict)
+    text_hashes: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass
+class MatcherStats:
+    embeddings: int = 0
+    embed_calls: int = 0
+    embed_seconds: float = 0.0
+    windows: int = 0
+    candidates: int = 0
+
+
+class Matcher:
+    """Per (track, query) calibrated pooled scores, hysteresis, and top-K candidates per window.
+
+    Args:
+        config: matching settings.
+        encoder: the CLIP encoder (image and text).
+        registry: the query registry shared with the CLI and the API.
+        on_candidates: receives each window's candidates (best first); must not block for long.
+        model_versions: recorded in every candidate (e.g. {"clip": manifest hash, "detector": name}).
+    """
+
+    def __init__(
+        self,
+        config: MatchingConfig,
+        encoder: ClipEncoderLike,
+        registry: QueryRegistry,
+        *,
+        on_candidates: Callable[[list[Candidate]], None] | None = None,
+        model_versions: dict[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        self.encoder = encoder
+        self.bank = QueryBank(registry, encoder, config)
+        self.on_candidates = on_candidates
+        self.model_versions = {"clip": encoder.manifest_hash, **(model_versions or {})}
+        self.params = PoolingParams(
+            ema_alpha=config.ema_alpha,
+            window_s=config.pool_window_s,
+            exit_margin=config.exit_margin,
+        )
+        self.tracks: dict[tuple[str, int], TrackState] = {}
+        self.stats = MatcherStats()
+        self._window_start: float | None = None
+        self._lock = threading.Lock()
+        self.bank.refresh(force=True)
+
+    # --- sampling --------------------------------------------------------------------------
+
+    def _needs_embedding(self, state: TrackState, box: np.ndarray, now: float) -> bool:
+        width, height = float(box[2] - box[0]), float(box[3] - box[1])
+        aspect = width / max(height, 1e-6)
+        if now - state.last_embed_time >= self.config.embed_interval_s:
+            return True
+        change = abs(aspect - state.last_aspect) / max(state.last_aspect, 1e-6)
+        return change >= self.config.shape_change
+
+    def _embed(self, crops: list[np.ndarray]) -> np.ndarray:
+        chunks = []
+        for start in range(0, len(crops), self.config.max_batch):
+            t0 = time.perf_counter()
+            chunks.append(self.encoder.embed_images(crops[start : start + self.config.max_batch]))
+            self.stats.embed_seconds += time.perf_counter() - t0
+            self.stats.embed_calls += 1
+        self.stats.embeddings += len(crops)
+        return np.concatenate(chunks, axis=0).astype(np.float32)
+
+    # --- per batch -------------------------------------------------------------------------
+
+    def process(self, results: list[FrameResult]) -> None:
+        """Update scores from one batch of analysed frames; adds ``scores`` to each result's extra."""
+        with self._lock:
+            self._process(results)
+
+    def _process(self, results: list[FrameResult]) -> None:
+        reloaded = self.bank.refresh()
+        matrix = self.bank.matrix
+        if reloaded:
+            self._prune_queries()
+        to_embed: list[tuple[TrackState, np.ndarray, float]] = []
+        crops: list[np.ndarray] = []
+        now = max((r.frame.wall_time for r in results), default=0.0)
+        for result in results:
+            frame = result.frame
+            for event in result.events:
+                if event.kind is TrackEventKind.REMOVED:
+                    self.tracks.pop((frame.camera_id, event.track_id), None)
+            ids = result.tracks.tracker_id
+            if ids is None:
+                continue
+            for track_id, box in zip(ids, result.tracks.xyxy, strict=True):
+                key = (frame.camera_id, int(track_id))
+                state = self.tracks.get(key)
+                if state is None:
+                    state = self.tracks[key] = TrackState(frame.camera_id, int(track_id))
+                    state.embeddings = deque(maxlen=self.config.history)
+                if self._needs_embedding(state, box, frame.wall_time):
+                    # the box and frame of the latest sample travel together into a candidate
+                    state.box = (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
+                    left, top, right, bottom = pad_box(
+                        box, self.config.crop_padding, frame.width, frame.height
+                    )
+                    crops.append(frame.image[top:bottom, left:right])
+                    to_embed.append((state, box, frame.wall_time))
+                    state.frame = frame
+        if crops:
+            embeddings = self._embed(crops)
+            for (state, box, time_s), embedding in zip(to_embed, embeddings, strict=True):
+                state.embeddings.append(embedding)
+                state.last_embed_time = time_s
+                state.last_aspect = float(box[2] - box[0]) / max(float(box[3] - box[1]), 1e-6)
+            if matrix.queries:
+                self._score(to_embed, embeddings)
+        for result in results:
+            result.extra["scores"] = self._frame_scores(result)
+        self._maybe_emit(now)
+
+    def _score(self, sampled: list[tuple[TrackState, np.ndarray, float]], embeddings: np.ndarray) -> None:
+        matrix = self.bank.matrix
+        probability, cosine = calibrated_scores(
+            embeddings, matrix.embeddings, matrix.normals, self.encoder.logit_scale, matrix.normal_mask
+        )
+        for row, (state, _, time_s) in enumerate(sampled):
+            for column, query in enumerate(matrix.queries):
+                if not query.applies_to(state.camera_id):
+                    continue
+                text_hash = matrix.text_hashes[column]
+                pair = state.pairs.get(query.id)
+                if pair is None or state.text_hashes.get(query.id) != text_hash:
+                    pair = state.pairs[query.id] = PairScore(self.params)
+                    state.text_hashes[query.id] = text_hash
+                pair.add(time_s, float(probability[row, column]), float(cosine[row, column]))
+                pair.update_state(float(matrix.thresholds[column]))
+
+    def _prune_queries(self) -> None:
+        live = set(self.bank.matrix.ids)
+        for state in self.tracks.values():
+            for query_id in [q for q in state.pairs if q not in live]:
+                del state.pairs[query_id]
+
+    def _frame_scores(self, result: FrameResult) -> dict[str, dict[str, float]]:
+        """Pooled scores by track id and query id (strings, for JSON) for the tracks in a frame."""
+        scores: dict[str, dict[str, float]] = {}
+        ids = result.tracks.tracker_id
+        for track_id in [] if ids is None else ids:
+            state = self.tracks.get((result.frame.camera_id, int(track_id)))
+            if state is not None and state.pairs:
+                scores[str(int(track_id))] = {str(q): round(p.pooled, 4) for q, p in state.pairs.items()}
+        return scores
+
+    # --- candidates ------------------------------------------------------------------------
+
+    def _maybe_emit(self, now: float) -> None:
+        if self._window_start is None:
+            self._window_start = now
+            return
+        if now - self._window_start < self.config.window_s:
+            return
+        self._window_start = now
+        self.stats.windows += 1
+        candidates = self.window_candidates()
+        self.stats.candidates += len(candidates)
+        if candidates and self.on_candidates is not None:
+            self.on_candidates(candidates)
+
+    def window_candidates(self) -> list[Candidate]:
+        """The top-K active (track, query) pairs across all cameras, best first."""
+        queries = {q.id: q for q in self.bank.matrix.queries}
+        active: list[tuple[float, TrackState, int, PairScore]] = []
+        for state in self.tracks.values():
+            for query_id, pair in state.pairs.items():
+                if pair.active and query_id in queries and state.frame is not None:
+                    active.append((pair.pooled, state, query_id, pair))
+        active.sort(key=lambda item: item[0], reverse=True)
+        candidates = []
+        for pooled, state, query_id, pair in active[: self.config.top_k]:
+            assert state.frame is not None
+            query = queries[query_id]
+            candidates.append(
+                Candidate(
+                    camera_id=state.camera_id,
+                    track_id=state.track_id,
+                    query_id=query_id,
+                    query_text=query.text,
+                    score=pooled,
+                    cosine=pair.last_cosine,
+                    wall_time=state.frame.wall_time,
+                    frame_index=state.frame.index,
+                    box=state.box,
+                    frame=state.frame.image,
+                    severity=query.severity,
+                    score_history=list(pair.history),
+                    model_versions=dict(self.model_versions),
+                )
+            )
+        return candidates

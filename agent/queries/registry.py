@@ -1,0 +1,368 @@
+"""The query registry: one SQLite file (WAL mode), schema versioned with ``PRAGMA user_version``.
+
+The CLI, the HTTP API and the running agent open the same file. Every change bumps a revision
+counter (by trigger), so the agent notices additions, edits and removals by polling one integer.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import unicodedata
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+MAX_TEXT_CHARS = 500
+Severity = Literal["info", "warning", "critical"]
+SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
+
+
+class QueryError(ValueError):
+    """A query that cannot be stored as given; the message says why."""
+
+
+class QueryNotFoundError(KeyError):
+    """No query with that id."""
+
+    def __str__(self) -> str:
+        return f"no query with id {self.args[0]}"
+
+
+def validate_query_text(text: str) -> str:
+    """Trimmed text of 1 to 500 characters without control characters, else :class:`QueryError`."""
+    if not isinstance(text, str):
+        raise QueryError("query text must be a string")
+    text = text.strip()
+    if not text:
+        raise QueryError("query text is empty")
+    if len(text) > MAX_TEXT_CHARS:
+        raise QueryError(f"query text is {len(text)} characters; the limit is {MAX_TEXT_CHARS}")
+    for position, char in enumerate(text):
+        if unicodedata.category(char) in {"Cc", "Cf"}:
+            raise QueryError(f"query text has a control character (U+{ord(char):04X}) at position {position}")
+    return text
+
+
+def _validate_prompts(prompts: list[str] | None) -> list[str] | None:
+    if prompts is None:
+        return None
+    cleaned = [validate_query_text(p) for p in prompts]
+    if not cleaned:
+        raise QueryError("normal prompts, when given, must not be empty")
+    return cleaned
+
+
+def _validate_cameras(cameras: list[str] | None) -> list[str] | None:
+    if cameras is None:
+        return None
+    cleaned = sorted({c.strip() for c in cameras if c.strip()})
+    if not cleaned:
+        raise QueryError("camera list, when given, must name at least one camera")
+    return cleaned
+
+
+def _validate_threshold(threshold: float | None) -> float | None:
+    if threshold is not None and not 0.0 < threshold < 1.0:
+        raise QueryError(f"threshold must be between 0 and 1 (exclusive), got {threshold}")
+    return threshold
+
+
+@dataclass(frozen=True)
+class Query:
+    """A standing query. ``cameras`` None means every camera; ``threshold`` None means automatic."""
+
+    id: int
+    text: str
+    enabled: bool
+    cameras: list[str] | None
+    threshold: float | None
+    threshold_source: str | None
+    severity: str
+    cooldown_s: float
+    normal_prompts: list[str] | None
+    created_at: float
+    updated_at: float
+
+    def applies_to(self, camera_id: str) -> bool:
+        return self.cameras is None or camera_id in self.cameras
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "text": self.text,
+            "enabled": self.enabled,
+            "cameras": self.cameras,
+            "threshold": self.threshold,
+            "threshold_source": self.threshold_source,
+            "severity": self.severity,
+            "cooldown_s": self.cooldown_s,
+            "normal_prompts": self.normal_prompts,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass
+class QueryUpdate:
+    """Fields to change; ``None`` leaves a field as it is (use the ``clear_*`` flags to unset)."""
+
+    text: str | None = None
+    enabled: bool | None = None
+    cameras: list[str] | None = None
+    clear_cameras: bool = False
+    threshold: float | None = None
+    clear_threshold: bool = False
+    severity: str | None = None
+    cooldown_s: float | None = None
+    normal_prompts: list[str] | None = None
+    clear_normal_prompts: bool = False
+    threshold_source: Literal["manual", "calibrated"] = "manual"
+
+
+_SCHEMA_1 = [
+    """CREATE TABLE queries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        text TEXT NOT NULL,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        cameras TEXT,
+        threshold REAL,
+        threshold_source TEXT,
+        severity TEXT NOT NULL DEFAULT 'warning',
+        cooldown_s REAL NOT NULL DEFAULT 60,
+        normal_prompts TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    )""",
+    """CREATE TABLE query_embeddings (
+        query_id INTEGER NOT NULL REFERENCES queries(id) ON DELETE CASCADE,
+        model_hash TEXT NOT NULL,
+        text_hash TEXT NOT NULL,
+        dim INTEGER NOT NULL,
+        embedding BLOB NOT NULL,
+        PRIMARY KEY (query_id, model_hash)
+    )""",
+    "CREATE TABLE registry_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    "INSERT INTO registry_meta (key, value) VALUES ('revision', 0)",
+    *(
+        f"CREATE TRIGGER queries_{op.lower()} AFTER {op} ON queries"
+        " BEGIN UPDATE registry_meta SET value = value + 1 WHERE key = 'revision'; END"
+        for op in ("INSERT", "UPDATE", "DELETE")
+    ),
+]
+
+
+def _migration_1(db: sqlite3.Connection) -> None:
+    # One statement at a time: executescript() would commit the surrounding transaction.
+    for statement in _SCHEMA_1:
+        db.execute(statement)
+
+
+# Index i holds the migration from schema version i to i + 1.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _row_to_query(row: sqlite3.Row) -> Query:
+    return Query(
+        id=int(row["id"]),
+        text=row["text"],
+        enabled=bool(row["enabled"]),
+        cameras=None if row["cameras"] is None else list(json.loads(row["cameras"])),
+        threshold=row["threshold"],
+        threshold_source=row["threshold_source"],
+        severity=row["severity"],
+        cooldown_s=float(row["cooldown_s"]),
+        normal_prompts=None if row["normal_prompts"] is None else list(json.loads(row["normal_prompts"])),
+        created_at=float(row["created_at"]),
+        updated_at=float(row["updated_at"]),
+    )
+
+
+class QueryRegistry:
+    """CRUD over the queries table. Thread-safe: one connection per thread, short transactions."""
+
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._clock = clock
+        self._local = threading.local()
+        self._migrate()
+
+    # --- connections and schema ------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA busy_timeout=10000")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self._connect()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._transaction() as db:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise QueryError(
+                    f"{self.path} has query schema version {version}, newer than this watchword "
+                    f"({SCHEMA_VERSION}); upgrade watchword"
+                )
+            for step in MIGRATIONS[version:]:
+                step(db)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def revision(self) -> int:
+        """A counter that changes whenever any query is added, changed or removed."""
+        row = self._connect().execute("SELECT value FROM registry_meta WHERE key = 'revision'").fetchone()
+        return int(row[0])
+
+    def list_queries(self, *, enabled_only: bool = False) -> list[Query]:
+        sql = "SELECT * FROM queries" + (" WHERE enabled = 1" if enabled_only else "") + " ORDER BY id"
+        return [_row_to_query(row) for row in self._connect().execute(sql)]
+
+    def get(self, query_id: int) -> Query:
+        row = self._connect().execute("SELECT * FROM queries WHERE id = ?", (query_id,)).fetchone()
+        if row is None:
+            raise QueryNotFoundError(query_id)
+        return _row_to_query(row)
+
+    # --- writes ----------------------------------------------------------------------------
+
+    def add(
+        self,
+        text: str,
+        *,
+        cameras: list[str] | None = None,
+        threshold: float | None = None,
+        severity: str = "warning",
+        cooldown_s: float = 60.0,
+        normal_prompts: list[str] | None = None,
+        enabled: bool = True,
+    ) -> Query:
+        text = validate_query_text(text)
+        cameras = _validate_cameras(cameras)
+        threshold = _validate_threshold(threshold)
+        normal_prompts = _validate_prompts(normal_prompts)
+        if severity not in SEVERITIES:
+            raise QueryError(f"severity must be one of {', '.join(SEVERITIES)}, got {severity!r}")
+        if cooldown_s < 0:
+            raise QueryError("cooldown must not be negative")
+        now = self._clock()
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO queries (text, enabled, cameras, threshold, threshold_source, severity,"
+                " cooldown_s, normal_prompts, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    text,
+                    int(enabled),
+                    None if cameras is None else json.dumps(cameras),
+                    threshold,
+                    None if threshold is None else "manual",
+                    severity,
+                    float(cooldown_s),
+                    None if normal_prompts is None else json.dumps(normal_prompts),
+                    now,
+                    now,
+                ),
+            )
+            query_id = int(cursor.lastrowid or 0)
+        return self.get(query_id)
+
+    def update(self, query_id: int, change: QueryUpdate) -> Query:
+        current = self.get(query_id)
+        values: dict[str, Any] = {}
+        if change.text is not None:
+            values["text"] = validate_query_text(change.text)
+        if change.enabled is not None:
+            values["enabled"] = int(change.enabled)
+        if change.clear_cameras:
+            values["cameras"] = None
+        elif change.cameras is not None:
+            values["cameras"] = json.dumps(_validate_cameras(change.cameras))
+        if change.clear_threshold:
+            values["threshold"], values["threshold_source"] = None, None
+        elif change.threshold is not None:
+            values["threshold"] = _validate_threshold(change.threshold)
+            values["threshold_source"] = change.threshold_source
+        if change.severity is not None:
+            if change.severity not in SEVERITIES:
+                raise QueryError(f"severity must be one of {', '.join(SEVERITIES)}, got {change.severity!r}")
+            values["severity"] = change.severity
+        if change.cooldown_s is not None:
+            if change.cooldown_s < 0:
+                raise QueryError("cooldown must not be negative")
+            values["cooldown_s"] = float(change.cooldown_s)
+        if change.clear_normal_prompts:
+            values["normal_prompts"] = None
+        elif change.normal_prompts is not None:
+            values["normal_prompts"] = json.dumps(_validate_prompts(change.normal_prompts))
+        if not values:
+            return current
+        values["updated_at"] = self._clock()
+        assignments = ", ".join(f"{column} = ?" for column in values)
+        with self._transaction() as db:
+            db.execute(f"UPDATE queries SET {assignments} WHERE id = ?", (*values.values(), query_id))
+        return self.get(query_id)
+
+    def set_enabled(self, query_id: int, enabled: bool) -> Query:
+        return self.update(query_id, QueryUpdate(enabled=enabled))
+
+    def remove(self, query_id: int) -> None:
+        with self._transaction() as db:
+            cursor = db.execute("DELETE FROM queries WHERE id = ?", (query_id,))
+            if cursor.rowcount == 0:
+                raise QueryNotFoundError(query_id)
+
+    # --- embedding cache -------------------------------------------------------------------
+
+    def cached_embedding(self, query_id: int, model_hash: str, text_hash: str) -> np.ndarray | None:
+        """The stored text embedding of a query for a model, if the text it was made from is unchanged."""
+        row = (
+            self._connect()
+            .execute(
+                "SELECT dim, embedding, text_hash FROM query_embeddings"
+                " WHERE query_id = ? AND model_hash = ?",
+                (query_id, model_hash),
+            )
+            .fetchone()
+        )
+        if row is None or row["text_hash"] != text_hash:
+            return None
+        return np.frombuffer(row["embedding"], dtype=np.float32).reshape(int(row["dim"])).copy()
+
+    def store_embedding(self, query_id: int, model_hash: str, text_hash: str, embedding: np.ndarray) -> None:
+        vector = np.ascontiguousarray(embedding, dtype=np.float32).reshape(-1)
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO query_embeddings (query_id, model_hash, text_hash, dim, embedding)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (query_id, model_hash, text_hash, len(vector), vector.tobytes()),
+            )
