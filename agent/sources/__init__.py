@@ -1,0 +1,30 @@
+"""Camera sources: GStreamer pipelines that deliver BGR frames at each camera's analysis rate and size.
+
+Use :func:`open_source` to build the source for a :class:`~agent.config.CameraConfig`, then
+``start()``, ``read(timeout_s)`` until ``finished``, and ``stop(timeout_s)``.
+"""
+
+from __future__ import annotations
+
+from agent.config import CameraConfig
+from agent.sources.base import Source, SourceError, SourceState, SourceStats
+
+__all__ = ["Source", "SourceError", "SourceState", "SourceStats", "open_source"]
+
+
+def open_source(camera: CameraConfig) -> Source:
+    """Build (not start) the source for ``camera``.
+
+    Raises :class:`SourceError` for an unsupported URI scheme, bad ``test://`` parameters, or
+    when GStreamer is not installed. A missing or unreadable file is not an error here: the
+    source starts, fails, and reports it in its stats.
+    """
+    from agent.sources.uri import parse_source_uri
+
+    try:
+        spec = parse_source_uri(camera.uri)
+        from agent.sources.gst_source import GstSource
+
+        return GstSource(camera, spec)
+    except SourceError as exc:
+        raise SourceError(f"camera {camera.id!r}: {exc}") from exc

@@ -1,0 +1,1 @@
+"""Watchword tests (a package so that shared fixtures import as ``tests.fixtures``)."""
