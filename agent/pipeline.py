@@ -166,11 +166,18 @@ class Pipeline:
             self.sources[camera.id] = source
             log.info("camera %s: opened %s", camera.id, camera.uri)
 
+    @staticmethod
+    def _frame_rate(camera: CameraConfig, source: Source) -> float:
+        """Frames/s the camera's frames arrive at: the analysis rate, or the stream's if lower."""
+        rates = [r for r in (camera.analysis_fps, source.native_fps) if r]
+        return min(rates) if rates else DEFAULT_FRAME_RATE
+
     def _tracker_for(self, camera: CameraConfig, source: Source) -> CameraTracker:
         tracker = self.trackers.get(camera.id)
         if tracker is None:
-            rate = camera.analysis_fps or source.native_fps or DEFAULT_FRAME_RATE
-            tracker = build_tracker(self.config.tracker, camera.id, frame_rate=rate)
+            tracker = build_tracker(
+                self.config.tracker, camera.id, frame_rate=self._frame_rate(camera, source)
+            )
             self.trackers[camera.id] = tracker
         return tracker
 
@@ -245,7 +252,7 @@ class Pipeline:
         writer = self.videos.get(camera.id)
         if writer is None:
             assert self.video_dir is not None
-            fps = camera.analysis_fps or self.sources[camera.id].native_fps or DEFAULT_FRAME_RATE
+            fps = self._frame_rate(camera, self.sources[camera.id])
             writer = VideoWriter(self.video_dir / f"{camera.id}.mp4", frame.width, frame.height, fps)
             self.videos[camera.id] = writer
         writer.write(annotate(frame, tracks))

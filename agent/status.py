@@ -87,7 +87,9 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
     console = console or Console()
     if not console.is_terminal:
         console.width = max(console.width, 132)
-    table = Table(title=f"watchword: {summary.frames} frames in {summary.duration_s:.1f} s ({summary.stopped_by})")
+    table = Table(
+        title=f"watchword: {summary.frames} frames in {summary.duration_s:.1f} s ({summary.stopped_by})"
+    )
     for column in ["camera", "frames", "mean fps", "detections", "tracks", "drops", "reconnects", "error"]:
         table.add_column(column, justify="left" if column in {"camera", "error"} else "right")
     for status in summary.cameras:
