@@ -36,6 +36,11 @@ setup(
         *TORCH,
         "onnxruntime>=1.17",
         "tokenizers>=0.15",
+        "pillow>=10",
+        # alerts and the HTTP API
+        "paho-mqtt>=2.0,<3",
+        "fastapi>=0.110",
+        "uvicorn>=0.29",
     ],
     extras_require={
         "gpu": ["onnxruntime-gpu>=1.17"],

@@ -52,7 +52,9 @@ class CameraConfig(StrictModel):
     id: str = Field(pattern=CAMERA_ID)
     uri: str = Field(min_length=1)
     enabled: bool = True
-    analysis_fps: float | None = Field(None, gt=0, description="frames/s analysed; None keeps the native rate")
+    analysis_fps: float | None = Field(
+        None, gt=0, description="frames/s analysed; None keeps the native rate"
+    )
     max_width: int = Field(1280, ge=16, le=8192, description="frames are scaled down to fit, in pixels")
     max_height: int = Field(720, ge=16, le=8192)
     loop: bool = Field(False, description="file sources: start again at the end instead of ending")
@@ -113,11 +115,12 @@ class _TrackerBase(StrictModel):
     track_low_thresh: float = Field(0.1, ge=0, le=1)
     new_track_thresh: float = Field(0.25, ge=0, le=1)
     track_buffer: int = Field(
-        30, ge=1, description="frames a lost track is kept, counted at 30 frames/s (scaled to the camera's rate)"
+        30,
+        ge=1,
+        description="frames a lost track is kept, counted at 30 frames/s (scaled to the camera's rate)",
     )
     match_thresh: float = Field(0.8, gt=0, le=1)
     fuse_score: bool = True
-
 
     @model_validator(mode="after")
     def _low_below_high(self) -> _TrackerBase:

@@ -32,7 +32,9 @@ class Frame:
 
     def __post_init__(self) -> None:
         if self.image.dtype != np.uint8 or self.image.ndim != 3 or self.image.shape[2] != 3:
-            raise ValueError(f"Frame.image must be HxWx3 uint8 BGR, got {self.image.dtype} {self.image.shape}")
+            raise ValueError(
+                f"Frame.image must be HxWx3 uint8 BGR, got {self.image.dtype} {self.image.shape}"
+            )
 
     @property
     def height(self) -> int:
@@ -46,7 +48,9 @@ class Frame:
 def _as_array(value: Any, dtype: Any, name: str, n: int | None, tail: tuple[int, ...] = ()) -> np.ndarray:
     array = np.asarray(value, dtype=dtype)
     if array.ndim != 1 + len(tail) or array.shape[1:] != tail:
-        raise ValueError(f"Detections.{name} must have shape (N{''.join(f', {t}' for t in tail)}), got {array.shape}")
+        raise ValueError(
+            f"Detections.{name} must have shape (N{''.join(f', {t}' for t in tail)}), got {array.shape}"
+        )
     if n is not None and len(array) != n:
         raise ValueError(f"Detections.{name} has {len(array)} rows, expected {n}")
     return array

@@ -35,10 +35,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     add = commands.add_parser("add", help="register a standing query")
     add.add_argument("text", help='what to watch for, e.g. "a person falling down"')
-    add.add_argument("--camera", action="append", dest="cameras", metavar="ID", help="limit to a camera (repeat)")
+    add.add_argument(
+        "--camera", action="append", dest="cameras", metavar="ID", help="limit to a camera (repeat)"
+    )
     add.add_argument("--threshold", type=float, help="alert threshold in (0, 1); default automatic")
     add.add_argument("--severity", default="warning", choices=["info", "warning", "critical"])
-    add.add_argument("--cooldown", type=float, default=60.0, metavar="S", help="seconds between alerts per camera")
+    add.add_argument(
+        "--cooldown", type=float, default=60.0, metavar="S", help="seconds between alerts per camera"
+    )
     add.add_argument("--normal", action="append", metavar="TEXT", help="a reference 'normal' prompt (repeat)")
     add.add_argument("--disabled", action="store_true", help="register it disabled")
 
@@ -89,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
                 cameras = ",".join(query.cameras) if query.cameras else "all"
                 threshold = "auto" if query.threshold is None else f"{query.threshold:.3f}"
                 state = "on " if query.enabled else "off"
-                print(f"{query.id:4d} {state} {query.severity:8s} thr={threshold:5s} cameras={cameras}  {query.text}")
+                print(
+                    f"{query.id:4d} {state} {query.severity:8s} thr={threshold:5s} cameras={cameras}  {query.text}"
+                )
         elif command == "show":
             print(json.dumps(registry.get(args.id).to_dict(), indent=2))
         elif command in {"enable", "disable"}:

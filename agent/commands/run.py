@@ -26,7 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and annotated video if asked. SIGINT or SIGTERM stops within 5 seconds.",
     )
     parser.add_argument("config", type=Path, help="YAML config (see configs/demo.yaml)")
-    parser.add_argument("--max-frames", type=int, metavar="N", help="stop each camera after N analysed frames")
+    parser.add_argument(
+        "--max-frames", type=int, metavar="N", help="stop each camera after N analysed frames"
+    )
     parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     parser.add_argument("--jsonl", type=Path, metavar="PATH", help="write one JSON line per analysed frame")
     parser.add_argument("--video-out", type=Path, metavar="DIR", help="write an annotated MP4 per camera")
