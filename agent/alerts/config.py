@@ -1,0 +1,160 @@
+"""Configuration of the alerts subsystem: episodes, evidence, the outbox and its sinks.
+
+Nested into the agent config as ``alerts:``. Sinks are chosen by a ``type`` field; each sink has a
+``name`` (by default its type) that keys its rows in the outbox, so renaming a sink starts a new
+delivery queue for it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+SINK_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+MQTT_TOPIC_LEVEL = r"^[^/#+]+$"
+
+
+class _StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RetryConfig(_StrictModel):
+    """Capped exponential backoff between delivery attempts of one sink, in seconds.
+
+    ``max_attempts`` None retries until the sink acknowledges; a number marks the alert as failed
+    for that sink after that many attempts (it is then never sent to that sink again).
+    """
+
+    initial_s: float = Field(default=1.0, gt=0)
+    max_s: float = Field(default=60.0, gt=0)
+    factor: float = Field(default=2.0, ge=1)
+    max_attempts: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _max_at_least_initial(self) -> RetryConfig:
+        if self.max_s < self.initial_s:
+            raise ValueError("max_s must be at least initial_s")
+        return self
+
+    def delay_s(self, attempts: int) -> float:
+        """Seconds to wait after the ``attempts``-th failed attempt (1-based)."""
+        return float(min(self.max_s, self.initial_s * self.factor ** max(0, attempts - 1)))
+
+
+class _SinkBase(_StrictModel):
+    name: str = Field(default="", pattern=SINK_NAME, description="outbox key; defaults to the type")
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("name") and isinstance(data.get("type"), str):
+            return {**data, "name": data["type"]}
+        return data
+
+
+class JsonlSinkConfig(_SinkBase):
+    """Appends one JSON line per alert event to ``path``; ``fsync`` makes each line durable."""
+
+    type: Literal["jsonl"]
+    path: Path
+    fsync: bool = True
+
+
+class WebhookSinkConfig(_SinkBase):
+    """POSTs each alert event as JSON; any 2xx answer is the acknowledgement.
+
+    With a ``secret``, the header ``X-Watchword-Signature: sha256=<hex>`` carries the HMAC-SHA256 of
+    the exact request body under that secret.
+    """
+
+    type: Literal["webhook"]
+    url: str = Field(pattern=r"^https?://[^\s]+$")
+    secret: SecretStr | None = None
+    timeout_s: float = Field(default=5.0, gt=0, le=300)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("headers")
+    @classmethod
+    def _no_reserved_headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        reserved = {"content-type", "content-length"}
+        bad = [key for key in headers if key.lower() in reserved or key.lower().startswith("x-watchword-")]
+        if bad:
+            raise ValueError(f"headers set by the sink itself cannot be overridden: {', '.join(bad)}")
+        return headers
+
+
+class MqttSinkConfig(_SinkBase):
+    """Publishes each alert event to ``<topic_prefix>/<site>/alerts/<camera>``; the PUBACK is the ack."""
+
+    type: Literal["mqtt"]
+    host: str = Field(min_length=1)
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: bool = False
+    ca_file: Path | None = Field(default=None, description="CA bundle for TLS; None uses the system's")
+    client_id: str = Field(default="", description="empty: a random id chosen by the client")
+    qos: Literal[1, 2] = 1
+    topic_prefix: str = Field(default="watchword", pattern=MQTT_TOPIC_LEVEL)
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    timeout_s: float = Field(default=10.0, gt=0, le=300, description="wait for the connection and the ack")
+    reconnect_min_s: int = Field(default=1, ge=1, description="paho's reconnect backoff, whole seconds")
+    reconnect_max_s: int = Field(default=30, ge=1)
+
+    @model_validator(mode="after")
+    def _reconnect_order(self) -> MqttSinkConfig:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be at least reconnect_min_s")
+        if self.password is not None and self.username is None:
+            raise ValueError("password needs a username")
+        return self
+
+
+SinkConfig = Annotated[JsonlSinkConfig | WebhookSinkConfig | MqttSinkConfig, Field(discriminator="type")]
+
+
+class AlertsConfig(_StrictModel):
+    """Episodes, cooldown, evidence retention, the SQLite outbox and the sinks.
+
+    Attributes:
+        database: SQLite file of the outbox and alert history.
+        evidence_dir: one folder per alert with crop.jpg, frame.jpg and evidence.json.
+        retention_days: delete evidence and delivered alert history older than this.
+        retention_bytes: keep the evidence folder under this size, deleting the oldest first.
+        cooldown_s: after an episode opens for a (camera, query), no other opens for this long.
+        episode_quiet_s: close an episode after this long without an accepted candidate.
+        update_interval_s: at most one "updated" event per episode this often (a re-ranker
+            verdict that changes is sent at once).
+        require_verified: open episodes only for candidates the re-ranker verified.
+        crop_padding: crop margin around the box, as a fraction of the box's width/height.
+        jpeg_quality: 0-100 for the evidence JPEGs.
+        prune_interval_s: how often :meth:`AlertManager.tick` applies the retention limits.
+        drain_timeout_s: on close, wait this long for the sinks to empty their backlog.
+    """
+
+    database: Path = Path("data/alerts.db")
+    evidence_dir: Path = Path("data/evidence")
+    retention_days: float | None = Field(default=30.0, gt=0)
+    retention_bytes: int | None = Field(default=2 * 1024**3, gt=0)
+    cooldown_s: float = Field(default=60.0, ge=0)
+    episode_quiet_s: float = Field(default=30.0, gt=0)
+    update_interval_s: float = Field(default=10.0, ge=0)
+    require_verified: bool = False
+    crop_padding: float = Field(default=0.1, ge=0, le=1)
+    jpeg_quality: int = Field(default=90, ge=10, le=100)
+    prune_interval_s: float = Field(default=600.0, gt=0)
+    drain_timeout_s: float = Field(default=5.0, ge=0)
+    sinks: list[SinkConfig] = Field(default_factory=list)
+
+    @field_validator("sinks")
+    @classmethod
+    def _unique_names(cls, sinks: list[SinkConfig]) -> list[SinkConfig]:
+        seen: set[str] = set()
+        for sink in sinks:
+            if sink.name in seen:
+                raise ValueError(f"sink name {sink.name!r} is used twice; give each sink its own name")
+            seen.add(sink.name)
+        return sinks

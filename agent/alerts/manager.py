@@ -1,0 +1,313 @@
+"""The alert manager: candidates -> episodes -> evidence -> durable outbox -> sinks.
+
+``submit`` runs on the caller's thread and returns once the event is in the outbox (SQLite, synced),
+so an acknowledged submit survives a crash. Delivery runs on one thread per sink.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from agent.alerts.config import AlertsConfig, RetryConfig
+from agent.alerts.delivery import DeliveryCounters, DeliveryWorker
+from agent.alerts.episodes import AlertEvent, AlertEventKind, CloseReason, EpisodeCounters, EpisodeTracker
+from agent.alerts.evidence import EvidenceError, EvidencePaths, EvidenceStore
+from agent.alerts.outbox import Outbox
+from agent.alerts.payload import build_payload, closed_after_restart
+from agent.alerts.sinks import Sink, build_sink
+from agent.types import Candidate, TrackEvent, TrackEventKind
+
+log = logging.getLogger(__name__)
+
+DRAIN_POLL_S = 0.05
+STOP_TIMEOUT_S = 2.0
+
+
+@dataclass
+class AlertStats:
+    """Counts for metrics: episode events, errors, and per sink the backlog and delivery counts."""
+
+    episodes: EpisodeCounters
+    open_episodes: int
+    enqueue_errors: int
+    evidence_errors: int
+    backlog: dict[str, int]
+    sinks: dict[str, DeliveryCounters] = field(default_factory=dict)
+
+
+@dataclass
+class _Bundle:
+    paths: EvidencePaths | None
+    crop_size: tuple[int, int] | None = None  # width, height in pixels
+
+
+class AlertManager:
+    """Turns candidates and track events into alert events, stores them and delivers them.
+
+    Args:
+        config: the alerts config.
+        site: the site name put into every payload and MQTT topic.
+        clock: UNIX-seconds clock for quiet timeouts, retention and delivery times.
+        sinks: sinks to use instead of the configured ones (each with ``retry``).
+        retry: backoff for ``sinks``; configured sinks use their own ``retry``.
+
+    Call :meth:`start` (or use it as a context manager) before submitting; :meth:`close` at the end.
+    Constructing it opens (and creates or upgrades) the database but connects to nothing.
+    """
+
+    def __init__(
+        self,
+        config: AlertsConfig,
+        site: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        sinks: Sequence[Sink] | None = None,
+        retry: RetryConfig | None = None,
+    ) -> None:
+        self.config = config
+        self.site = site
+        self.clock = clock
+        self.outbox = Outbox(config.database)
+        self.evidence = EvidenceStore(
+            config.evidence_dir, crop_padding=config.crop_padding, jpeg_quality=config.jpeg_quality
+        )
+        self.episodes = EpisodeTracker(
+            cooldown_s=config.cooldown_s,
+            quiet_s=config.episode_quiet_s,
+            update_interval_s=config.update_interval_s,
+            require_verified=config.require_verified,
+        )
+        if sinks is None:
+            pairs = [(build_sink(sink_config), sink_config.retry) for sink_config in config.sinks]
+        else:
+            pairs = [(sink, retry or RetryConfig()) for sink in sinks]
+        if len({sink.name for sink, _ in pairs}) != len(pairs):
+            raise ValueError("sink names must be unique")
+        self.workers = [DeliveryWorker(self.outbox, sink, policy, clock=clock) for sink, policy in pairs]
+        self.sink_names = [sink.name for sink, _ in pairs]
+        self._lock = threading.RLock()
+        self._bundles: dict[str, _Bundle] = {}
+        self._enqueue_errors = 0
+        self._evidence_errors = 0
+        self._last_prune = float("-inf")
+        self._started = False
+        self._closed = False
+
+    # --- life cycle --------------------------------------------------------------------------
+
+    def __enter__(self) -> AlertManager:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Close alerts a previous run left open, apply retention, start the delivery threads."""
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+            for last in self.outbox.unclosed():
+                payload = closed_after_restart(last)
+                log.info("alert %s: left open by the previous run; closing it", last["alert_id"])
+                self._enqueue(payload)
+                self._record_restart_close(payload)
+            self.prune()
+        unknown = set(self.outbox.backlog()) - set(self.sink_names)
+        for name in sorted(unknown):
+            log.warning("outbox: events pending for sink %r, which is no longer configured", name)
+        for worker in self.workers:
+            worker.start()
+        log.info("alerts: started with sinks %s, backlog %s", self.sink_names, self.backlog())
+
+    def close(self) -> None:
+        """Close open episodes, give the sinks ``drain_timeout_s`` to deliver, stop everything."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._started:
+                for event in self.episodes.close_all(self.clock(), CloseReason.SHUTDOWN):
+                    self._emit(event)
+        if self._started:
+            self.drain(self.config.drain_timeout_s)
+        for worker in self.workers:
+            if worker.alive:
+                worker.stop(STOP_TIMEOUT_S)
+        left = self.outbox.backlog(self.sink_names)
+        if any(left.values()):
+            log.info("alerts: %s events still pending; they are sent after the next start", left)
+        self.outbox.close()
+
+    def drain(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` until no running sink has pending events; True if none has."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            backlog = self.outbox.backlog()
+            if not any(backlog.get(w.sink.name, 0) for w in self.workers if w.alive):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(DRAIN_POLL_S)
+
+    # --- input -------------------------------------------------------------------------------
+
+    def submit(self, candidate: Candidate) -> AlertEvent | None:
+        """Take a candidate; return the event it caused once stored in the outbox, else None."""
+        with self._lock:
+            event = self.episodes.accept(candidate)
+            if event is None:
+                return None
+            return event if self._emit(event) else None
+
+    def on_track_event(self, event: TrackEvent) -> list[AlertEvent]:
+        """Close the episodes of a removed track (ended when last seen); other kinds are ignored."""
+        if event.kind is not TrackEventKind.REMOVED:
+            return []
+        with self._lock:
+            events = self.episodes.track_ended(event.camera_id, event.track_id, event.last_seen)
+            return [e for e in events if self._emit(e)]
+
+    def tick(self) -> list[AlertEvent]:
+        """Close quiet episodes and, every ``prune_interval_s``, apply retention; call about once a second."""
+        now = self.clock()
+        with self._lock:
+            events = [e for e in self.episodes.tick(now) if self._emit(e)]
+            if now - self._last_prune >= self.config.prune_interval_s:
+                self.prune()
+        return events
+
+    def prune(self) -> None:
+        """Apply the retention limits to evidence bundles and to the delivered alert history."""
+        with self._lock:
+            now = self.clock()
+            self._last_prune = now
+            keep = {episode.alert_id for episode in self.episodes.open_episodes}
+            try:
+                self.evidence.prune(
+                    retention_days=self.config.retention_days,
+                    retention_bytes=self.config.retention_bytes,
+                    keep=keep,
+                    now=now,
+                )
+            except OSError as exc:
+                log.error("evidence retention failed: %s", exc)
+            if self.config.retention_days is not None:
+                try:
+                    deleted = self.outbox.prune(now - self.config.retention_days * 86400.0)
+                except sqlite3.Error as exc:
+                    log.error("alert history retention failed: %s", exc)
+                else:
+                    if deleted:
+                        log.info("alert history: deleted %d events past retention", deleted)
+
+    # --- output ------------------------------------------------------------------------------
+
+    def _emit(self, event: AlertEvent) -> bool:
+        """Write evidence, build the payload and enqueue it; False if it could not be stored."""
+        alert_id = event.alert_id
+        bundle = self._bundles.get(alert_id)
+        if event.kind is AlertEventKind.OPENED and event.candidate is not None:
+            bundle = _Bundle(None)
+            try:
+                label = f"{event.episode.query_text} {event.candidate.final_score:.2f}"
+                bundle.paths = self.evidence.write_images(alert_id, event.candidate, label)
+                crop = event.candidate.crop(self.config.crop_padding)
+                bundle.crop_size = (int(crop.shape[1]), int(crop.shape[0]))
+            except (EvidenceError, ValueError) as exc:
+                self._evidence_errors += 1
+                log.error("alert %s: no evidence images: %s", alert_id, exc)
+            self._bundles[alert_id] = bundle
+        payload = build_payload(event, self.site, None if bundle is None else bundle.paths)
+        if bundle is not None and bundle.paths is not None:
+            self._write_record(event, payload, bundle)
+        if event.kind is AlertEventKind.CLOSED:
+            self._bundles.pop(alert_id, None)
+        return self._enqueue(payload)
+
+    def _write_record(self, event: AlertEvent, payload: dict[str, Any], bundle: _Bundle) -> None:
+        latest = event.episode.latest
+        record = {
+            "alert": payload,
+            "score_history": [[round(t, 3), round(s, 4)] for t, s in latest.score_history],
+            "model_versions": payload["model_versions"],
+            "rationale": payload["rationale"],
+            "crop_padding": self.config.crop_padding,
+            "crop_size": None if bundle.crop_size is None else list(bundle.crop_size),
+        }
+        if event.candidate is not None:
+            record["frame_size"] = [int(event.candidate.frame.shape[1]), int(event.candidate.frame.shape[0])]
+        try:
+            self.evidence.write_record(event.alert_id, record)
+        except (EvidenceError, ValueError) as exc:
+            self._evidence_errors += 1
+            log.error("alert %s: evidence record not written: %s", event.alert_id, exc)
+
+    def _record_restart_close(self, payload: dict[str, Any]) -> None:
+        """Point an interrupted alert's evidence record at its closing event."""
+        if not payload.get("evidence"):
+            return
+        try:
+            record = self.evidence.read_record(payload["alert_id"])
+            if record is not None:
+                self.evidence.write_record(payload["alert_id"], {**record, "alert": payload})
+        except (EvidenceError, ValueError) as exc:
+            self._evidence_errors += 1
+            log.error("alert %s: evidence record not updated: %s", payload["alert_id"], exc)
+
+    def _enqueue(self, payload: dict[str, Any]) -> bool:
+        try:
+            self.outbox.enqueue(payload, self.sink_names, created_at=self.clock())
+        except (sqlite3.Error, OSError, ValueError) as exc:
+            self._enqueue_errors += 1
+            log.error("alert %s: could not be stored in the outbox: %s", payload["event_id"], exc)
+            return False
+        for worker in self.workers:
+            worker.wake()
+        return True
+
+    # --- queries -----------------------------------------------------------------------------
+
+    def backlog(self) -> dict[str, int]:
+        """Pending events per configured sink."""
+        counts = self.outbox.backlog(self.sink_names)
+        return {name: counts[name] for name in self.sink_names}
+
+    def recent(
+        self,
+        limit: int = 50,
+        offset: int = 0,
+        *,
+        camera: str | None = None,
+        query_id: int | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """The latest payload of each alert, newest first (see :meth:`Outbox.recent`)."""
+        return self.outbox.recent(
+            limit=limit, offset=offset, camera=camera, query_id=query_id, since=since, until=until
+        )
+
+    def get(self, alert_id: str) -> list[dict[str, Any]]:
+        """Every event of one alert, in order; empty if unknown."""
+        return self.outbox.events(alert_id)
+
+    def stats(self) -> AlertStats:
+        """Episode counts, error counts, backlog and delivery counts per sink."""
+        with self._lock:
+            episodes, open_episodes = replace(self.episodes.counters), len(self.episodes.open_episodes)
+        return AlertStats(
+            episodes=episodes,
+            open_episodes=open_episodes,
+            enqueue_errors=self._enqueue_errors,
+            evidence_errors=self._evidence_errors,
+            backlog=self.backlog(),
+            sinks={w.sink.name: replace(w.counters) for w in self.workers},
+        )

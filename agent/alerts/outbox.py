@@ -1,0 +1,325 @@
+"""The durable outbox: alert events and their per-sink delivery state in one SQLite file.
+
+An event is stored once (table ``alerts``) with one row per configured sink (table ``deliveries``),
+in one transaction. A delivery stays ``pending`` until its sink acknowledged the event, so after a
+crash or restart every unacknowledged event is sent again (at least once; receivers drop
+duplicates by ``event_id``). The alerts table is also the alert history behind ``GET /alerts``.
+
+Each thread uses its own connection (WAL mode, ``synchronous=FULL``); the schema version is kept in
+``PRAGMA user_version`` and upgraded by :data:`MIGRATIONS` on open.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+BUSY_TIMEOUT_MS = 10_000
+
+
+class OutboxError(Exception):
+    """The outbox database cannot be used (for example, written by a newer Watchword)."""
+
+
+def _schema_v1(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        """CREATE TABLE alerts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            alert_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            event TEXT NOT NULL,
+            camera TEXT NOT NULL,
+            query_id INTEGER NOT NULL,
+            track_id INTEGER NOT NULL,
+            started_at REAL NOT NULL,
+            created_at REAL NOT NULL,
+            payload TEXT NOT NULL,
+            UNIQUE (alert_id, seq)
+        )"""
+    )
+    conn.execute("CREATE INDEX alerts_started ON alerts (started_at)")
+    conn.execute("CREATE INDEX alerts_camera ON alerts (camera, started_at)")
+    conn.execute("CREATE INDEX alerts_query ON alerts (query_id, started_at)")
+    conn.execute(
+        f"""CREATE TABLE deliveries (
+            event_row INTEGER NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+            sink TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('{PENDING}', '{DELIVERED}', '{FAILED}')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL DEFAULT 0,
+            last_error TEXT,
+            delivered_at REAL,
+            PRIMARY KEY (sink, event_row)
+        )"""
+    )
+    conn.execute(f"CREATE INDEX deliveries_pending ON deliveries (sink, event_row) WHERE state = '{PENDING}'")
+    conn.execute("CREATE INDEX deliveries_event ON deliveries (event_row)")
+
+
+# MIGRATIONS[i] upgrades a database from schema version i to i + 1.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_schema_v1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Upgrade the schema to :data:`SCHEMA_VERSION`, one transaction per step; return the version."""
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise OutboxError(
+                    f"the alerts database has schema version {version}, newer than this Watchword's "
+                    f"{SCHEMA_VERSION}; upgrade Watchword or use another database file"
+                )
+            if version == SCHEMA_VERSION:
+                conn.execute("COMMIT")
+                return version
+            MIGRATIONS[version](conn)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+            log.info("alerts database: schema upgraded to version %d", version + 1)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+@dataclass(frozen=True)
+class PendingDelivery:
+    """The oldest unacknowledged event of one sink."""
+
+    event_row: int
+    sink: str
+    attempts: int
+    next_attempt_at: float
+    payload: dict[str, Any]
+
+
+class Outbox:
+    """Alert events and their delivery state in a SQLite file; safe to use from many threads.
+
+    Args:
+        path: the database file (its folder is created).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        migrate(self._conn())
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        if self._closed:
+            raise OutboxError("the outbox is closed")
+        # check_same_thread=False only so close() may close every thread's connection at the end.
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        self._local.conn = conn
+        with self._lock:
+            self._connections.append(conn)
+        return conn
+
+    def _write(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    # --- events -------------------------------------------------------------------------------
+
+    def enqueue(self, payload: dict[str, Any], sinks: Sequence[str], *, created_at: float) -> int | None:
+        """Store one event and a pending delivery for each sink, atomically.
+
+        ``payload`` needs alert_id, seq, event, camera, query_id, track_id and started_at.
+        ``created_at`` is the event's UNIX time. Returns the event's row id, or None when an event
+        with the same (alert_id, seq) is already stored (it is then not queued again).
+        """
+        text = json.dumps(payload, separators=(",", ":"), sort_keys=True, allow_nan=False)
+
+        def work(conn: sqlite3.Connection) -> int | None:
+            cursor = conn.execute(
+                """INSERT OR IGNORE INTO alerts
+                   (alert_id, seq, event, camera, query_id, track_id, started_at, created_at, payload)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (
+                    payload["alert_id"],
+                    int(payload["seq"]),
+                    payload["event"],
+                    payload["camera"],
+                    int(payload["query_id"]),
+                    int(payload["track_id"]),
+                    float(payload["started_at"]),
+                    float(created_at),
+                    text,
+                ),
+            )
+            if cursor.rowcount == 0:
+                return None
+            row = cursor.lastrowid
+            conn.executemany(
+                f"INSERT INTO deliveries (event_row, sink, state) VALUES (?, ?, '{PENDING}')",
+                [(row, sink) for sink in sinks],
+            )
+            return row
+
+        row: int | None = self._write(work)
+        if row is None:
+            log.debug("outbox: event %s/%s already stored", payload["alert_id"], payload["seq"])
+        return row
+
+    def next_pending(self, sink: str) -> PendingDelivery | None:
+        """The oldest pending event of ``sink`` (outbox order), or None."""
+        found = (
+            self._conn()
+            .execute(
+                f"""SELECT d.event_row, d.attempts, d.next_attempt_at, a.payload
+                   FROM deliveries d JOIN alerts a ON a.id = d.event_row
+                   WHERE d.sink = ? AND d.state = '{PENDING}' ORDER BY d.event_row LIMIT 1""",
+                (sink,),
+            )
+            .fetchone()
+        )
+        if found is None:
+            return None
+        return PendingDelivery(int(found[0]), sink, int(found[1]), float(found[2]), json.loads(found[3]))
+
+    def mark_delivered(self, delivery: PendingDelivery, now: float) -> None:
+        """Record the sink's acknowledgement of an event (UNIX seconds ``now``)."""
+        self._write(
+            lambda conn: conn.execute(
+                f"""UPDATE deliveries SET state = '{DELIVERED}', attempts = attempts + 1, delivered_at = ?,
+                   last_error = NULL WHERE sink = ? AND event_row = ?""",
+                (now, delivery.sink, delivery.event_row),
+            )
+        )
+
+    def mark_failed_attempt(
+        self, delivery: PendingDelivery, error: str, *, next_attempt_at: float, give_up: bool = False
+    ) -> None:
+        """Record a failed attempt; ``give_up`` marks the event failed for this sink for good."""
+        state = FAILED if give_up else PENDING
+        self._write(
+            lambda conn: conn.execute(
+                """UPDATE deliveries SET state = ?, attempts = attempts + 1, next_attempt_at = ?,
+                   last_error = ? WHERE sink = ? AND event_row = ?""",
+                (state, next_attempt_at, error[:1000], delivery.sink, delivery.event_row),
+            )
+        )
+
+    def backlog(self, sinks: Sequence[str] = ()) -> dict[str, int]:
+        """Pending events per sink (``sinks`` are listed even with none pending)."""
+        counts = dict.fromkeys(sinks, 0)
+        rows = self._conn().execute(
+            f"SELECT sink, COUNT(*) FROM deliveries WHERE state = '{PENDING}' GROUP BY sink"
+        )
+        counts.update({str(sink): int(count) for sink, count in rows})
+        return counts
+
+    def delivery_states(self) -> dict[str, dict[str, int]]:
+        """Per sink: the number of events in each delivery state."""
+        result: dict[str, dict[str, int]] = {}
+        for sink, state, count in self._conn().execute(
+            "SELECT sink, state, COUNT(*) FROM deliveries GROUP BY sink, state"
+        ):
+            result.setdefault(str(sink), {PENDING: 0, DELIVERED: 0, FAILED: 0})[str(state)] = int(count)
+        return result
+
+    # --- history ------------------------------------------------------------------------------
+
+    def recent(
+        self,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        camera: str | None = None,
+        query_id: int | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """The latest event of each alert, newest alert first, filtered by camera, query and start time.
+
+        ``since``/``until`` bound the alert's ``started_at`` (UNIX seconds, ``since <= t < until``).
+        """
+        where, args = ["1"], []
+        for clause, value in (
+            ("camera = ?", camera),
+            ("query_id = ?", query_id),
+            ("started_at >= ?", since),
+            ("started_at < ?", until),
+        ):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        # SQLite takes the bare column `payload` from the row holding MAX(seq).
+        rows = self._conn().execute(
+            f"""SELECT payload, MAX(seq) FROM alerts WHERE {" AND ".join(where)}
+               GROUP BY alert_id ORDER BY started_at DESC, alert_id LIMIT ? OFFSET ?""",
+            (*args, int(limit), int(offset)),
+        )
+        return [json.loads(payload) for payload, _ in rows]
+
+    def events(self, alert_id: str) -> list[dict[str, Any]]:
+        """Every stored event of one alert, in sequence order (empty if unknown)."""
+        rows = self._conn().execute("SELECT payload FROM alerts WHERE alert_id = ? ORDER BY seq", (alert_id,))
+        return [json.loads(payload) for (payload,) in rows]
+
+    def unclosed(self) -> list[dict[str, Any]]:
+        """The latest event of each alert that has no "closed" event (left open by a crash)."""
+        rows = self._conn().execute(
+            """SELECT payload FROM (SELECT payload, event, MAX(seq) FROM alerts GROUP BY alert_id)
+               WHERE event != 'closed'"""
+        )
+        return [json.loads(payload) for (payload,) in rows]
+
+    def prune(self, before: float) -> int:
+        """Delete alerts whose latest event is older than ``before`` (UNIX seconds) and that have no
+        pending delivery; return how many events were deleted."""
+
+        def work(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
+                f"""DELETE FROM alerts WHERE alert_id IN (
+                       SELECT alert_id FROM alerts GROUP BY alert_id HAVING MAX(created_at) < ?
+                       EXCEPT
+                       SELECT a.alert_id FROM alerts a JOIN deliveries d ON d.event_row = a.id
+                       WHERE d.state = '{PENDING}')""",
+                (before,),
+            )
+            return int(cursor.rowcount)
+
+        deleted: int = self._write(work)
+        return deleted
+
+    def close(self) -> None:
+        """Close every thread's connection; call after the delivery threads stopped."""
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            try:
+                conn.close()
+            except sqlite3.Error as exc:
+                log.debug("outbox: closing a connection failed: %s", exc)
+        self._local = threading.local()
