@@ -1,0 +1,63 @@
+"""AnomalyLMM re-ranking: cloze prompts to a (quantized) LMM, blank agreement and score fusion.
+
+The live entry point is :class:`RerankService` (asynchronous, under a call budget); the benchmark
+uses :class:`Reranker` directly. Backends live in :mod:`agent.rerank.backends`, one per file.
+
+Only the config is imported eagerly, so that ``agent.config`` can nest :class:`RerankConfig`
+without loading OpenCV; the other names load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from agent.rerank.config import (
+    FusionWeights,
+    OpenAIBackendConfig,
+    RerankConfig,
+    TransformersBackendConfig,
+    load_rerank_config,
+)
+
+if TYPE_CHECKING:
+    from agent.rerank.masker import Blank, ClozeQuery, RuleMasker
+    from agent.rerank.reranker import Reranker, RerankItem, RerankOutcome
+    from agent.rerank.service import RerankResult, RerankService, RerankStats
+
+_LAZY = {
+    "Blank": "agent.rerank.masker",
+    "ClozeQuery": "agent.rerank.masker",
+    "RuleMasker": "agent.rerank.masker",
+    "Reranker": "agent.rerank.reranker",
+    "RerankItem": "agent.rerank.reranker",
+    "RerankOutcome": "agent.rerank.reranker",
+    "RerankResult": "agent.rerank.service",
+    "RerankService": "agent.rerank.service",
+    "RerankStats": "agent.rerank.service",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agent.rerank' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = [
+    "Blank",
+    "ClozeQuery",
+    "FusionWeights",
+    "OpenAIBackendConfig",
+    "RerankConfig",
+    "RerankItem",
+    "RerankOutcome",
+    "RerankResult",
+    "RerankService",
+    "RerankStats",
+    "Reranker",
+    "RuleMasker",
+    "TransformersBackendConfig",
+    "load_rerank_config",
+]

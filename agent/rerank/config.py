@@ -1,0 +1,194 @@
+"""Configuration of the AnomalyLMM re-ranker: the LMM backend, the call budget and the score fusion.
+
+The LMM backend is chosen by its ``type`` (``transformers`` in process, or ``openai`` for any
+OpenAI-compatible chat-completions server). Every model forbids unknown keys and is frozen, like
+the rest of the agent's config (``agent.config``), into which ``RerankConfig`` nests as ``rerank:``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TransformersBackendConfig(_Strict):
+    """A Hugging Face vision-language model run in process (Qwen2-VL, Qwen2.5-VL, SmolVLM, LLaVA, ...).
+
+    ``model`` is a local directory holding the weights, the processor and its chat template
+    (``watchword models pull`` puts them there). Decoding is greedy. ``quantization`` 4bit (NF4) and
+    8bit go through bitsandbytes and need CUDA; on the CPU, 8bit is torch's dynamic int8
+    quantization of the linear layers and 4bit is refused.
+    """
+
+    type: Literal["transformers"]
+    model: Path
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu, cuda or cuda:N")
+    quantization: Literal["none", "4bit", "8bit"] = "none"
+    max_new_tokens: int = Field(96, ge=8, le=1024, description="tokens generated per answer")
+    max_batch_size: int = Field(4, ge=1, le=64, description="candidates decoded together")
+    top_logprobs: int = Field(5, ge=0, le=20, description="alternatives kept per generated token (0: none)")
+    warmup: bool = Field(True, description="run one tiny generation at load, so the first call is not slow")
+
+    @field_validator("model")
+    @classmethod
+    def _is_model_dir(cls, value: Path) -> Path:
+        if not value.is_dir():
+            raise ValueError(f"model directory not found: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _cpu_cannot_do_nf4(self) -> TransformersBackendConfig:
+        if self.device == "cpu" and self.quantization == "4bit":
+            raise ValueError("4bit (NF4) quantization needs a CUDA device; use 8bit or none on the CPU")
+        return self
+
+
+class OpenAIBackendConfig(_Strict):
+    """Any OpenAI-compatible chat-completions server: Ollama, vLLM, llama.cpp's server, NVIDIA NIM.
+
+    ``base_url`` is the API root (``http://localhost:11434/v1``); requests go to
+    ``{base_url}/chat/completions``. The key, when the server wants one, is read from the
+    environment variable named by ``api_key_env`` so it never sits in the config file.
+    """
+
+    type: Literal["openai"]
+    base_url: str = Field(pattern=r"^https?://")
+    model: str = Field(min_length=1)
+    api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    timeout_s: float = Field(30.0, gt=0, le=600, description="per HTTP request")
+    max_retries: int = Field(2, ge=0, le=10, description="on timeouts, connection errors, 429 and 5xx")
+    retry_backoff_s: float = Field(0.5, ge=0, le=30, description="first retry delay; doubles each retry")
+    logprobs: bool = Field(True, description="ask for token log-probabilities (verdict probability)")
+    top_logprobs: int = Field(5, ge=1, le=20)
+    json_mode: bool = Field(True, description="ask for response_format json_object")
+    max_tokens: int = Field(96, ge=8, le=4096)
+    max_concurrency: int = Field(1, ge=1, le=32, description="requests in flight at once (the batch)")
+    image_jpeg_quality: int = Field(90, ge=30, le=100)
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+
+BackendConfig = Annotated[TransformersBackendConfig | OpenAIBackendConfig, Field(discriminator="type")]
+
+
+class FusionWeights(_Strict):
+    """Weights of the fused score ``coarse * c + cloze * z + verdict * v`` (they need not sum to 1).
+
+    Defaults: the coarse retriever keeps half the say (0.5), cloze agreement 0.3 and the yes/no
+    verdict 0.2, so a confident LMM can reorder candidates whose coarse scores are close but cannot
+    lift a poor coarse match on its own. With all three in [0, 1] and weights summing to 1 the fused
+    score is in [0, 1] too.
+    """
+
+    coarse: float = Field(0.5, ge=0)
+    cloze: float = Field(0.3, ge=0)
+    verdict: float = Field(0.2, ge=0)
+
+    @model_validator(mode="after")
+    def _not_all_zero(self) -> FusionWeights:
+        if self.coarse + self.cloze + self.verdict <= 0:
+            raise ValueError("at least one fusion weight must be positive")
+        return self
+
+
+class RerankConfig(_Strict):
+    """The LMM re-ranking stage: which backend, how often it may be called, and how scores fuse.
+
+    The budget: at most ``calls_per_minute`` LMM calls in any 60-second window (each candidate is
+    one call, batched or not), at most ``queue_size`` candidates waiting (the lowest-scored, then the
+    oldest, is dropped beyond that), and a candidate that waited longer than ``deadline_s`` since it
+    was submitted is skipped. All three are counted in the service's statistics.
+    """
+
+    enabled: bool = False
+    backend: BackendConfig | None = None
+    calls_per_minute: float = Field(30.0, gt=0, le=6000)
+    burst: int | None = Field(
+        None, ge=1, le=64, description="calls that may start back to back (bucket size); None: batch_size"
+    )
+    queue_size: int = Field(32, ge=1, le=4096)
+    deadline_s: float = Field(10.0, gt=0, description="seconds after submission when a candidate is stale")
+    batch_size: int = Field(1, ge=1, le=64, description="candidates per backend call, where it batches")
+    top_n: int = Field(3, ge=1, le=100, description="benchmark: re-rank the top N of each query")
+    include_frame: bool = Field(False, description="also show the LMM the whole frame with the box drawn")
+    crop_padding: float = Field(0.15, ge=0, le=2, description="crop margin as a fraction of the box size")
+    max_blanks: int = Field(6, ge=1, le=16, description="behaviour words masked per query at most")
+    masker: Literal["rule", "lmm"] = "rule"
+    weights: FusionWeights = FusionWeights()
+    accept_threshold: float = Field(
+        0.5, ge=0, le=1, description="verified when the fused score is this or more"
+    )
+
+    @model_validator(mode="after")
+    def _backend_when_enabled(self) -> RerankConfig:
+        if self.enabled and self.backend is None:
+            raise ValueError("enabled re-ranking needs a backend (type: transformers or openai)")
+        return self
+
+    @model_validator(mode="after")
+    def _burst_fits_a_batch(self) -> RerankConfig:
+        if self.burst is not None and self.burst < self.batch_size:
+            raise ValueError(f"burst ({self.burst}) must be at least batch_size ({self.batch_size})")
+        return self
+
+    @property
+    def effective_burst(self) -> int:
+        """The token bucket size: ``burst``, or ``batch_size`` when unset."""
+        return self.burst if self.burst is not None else self.batch_size
+
+
+def load_rerank_config(path: str | Path) -> RerankConfig:
+    """Read a re-ranking config from YAML: the ``rerank:`` section of an agent config, or a file of its keys.
+
+    ``${ENV_VAR}`` references are expanded as in the agent config. Raises ``agent.config.ConfigError``
+    naming the file, line and key path of each problem.
+    """
+    import yaml
+    from pydantic import ValidationError
+
+    from agent.config import ConfigError, _data_path, _format_path, _interpolate, _line_of
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys")
+    prefix: tuple[str, ...] = ()
+    if isinstance(data.get("rerank"), dict):
+        data, prefix = data["rerank"], ("rerank",)
+    errors: list[tuple[tuple[object, ...], str]] = []
+    data = _interpolate(data, prefix, errors)
+    problems = list(errors)
+    if not problems:
+        try:
+            return RerankConfig.model_validate(data)
+        except ValidationError as exc:
+            for error in exc.errors():
+                message = error["msg"].removeprefix("Value error, ")
+                if error["type"] == "extra_forbidden":
+                    message = "unknown key"
+                elif error["type"] == "missing":
+                    message = "required key is missing"
+                problems.append(((*prefix, *_data_path(tuple(error["loc"]), data)), message))
+    lines = []
+    for key_path, message in problems:
+        line = _line_of(root, key_path)
+        where = f"{path}:{line}" if line else str(path)
+        lines.append(f"{where}: {_format_path(key_path)}: {message}")
+    raise ConfigError("invalid re-ranking configuration\n  " + "\n  ".join(lines))

@@ -1,0 +1,162 @@
+"""Re-ranker overhead benchmark on the sample video, measured side by side in one run.
+
+The pipeline runs the sample video twice per round: with the re-ranker off and on. In both, an
+``on_frame`` hook builds synthetic candidates from the tracks (the two best-scoring tracks every
+``--every`` frames, as the matcher would hand over a window's top candidates); with the re-ranker
+on they go to a :class:`~agent.rerank.service.RerankService` whose backend takes a fixed time per
+call (``--lmm-seconds``), so the LMM runs concurrently with the video loop under its call budget.
+
+Prints frames/s off and on (median over ``--rounds`` interleaved rounds), their ratio
+(target >= 0.95), and the service's counters (calls, completed, stale, dropped).
+
+    .venv/bin/python bench/rerank.py [--frames 300] [--lmm-seconds 0.5] [--calls-per-minute 120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agent.config import AgentConfig, CameraConfig, SSDDetectorConfig
+from agent.detection import Detector, build_detector
+from agent.pipeline import Pipeline
+from agent.rerank.backends.base import LmmBackend, LmmRequest, LmmResponse
+from agent.rerank.config import RerankConfig
+from agent.rerank.service import RerankService, RerankStats
+from agent.types import Candidate, Detections, Frame, TrackEvent
+
+SAMPLE = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+QUERY = "a man in a dark jacket falls to the ground"
+ANSWER = '{"blanks": {"1": "man", "2": "dark", "3": "jacket", "4": "walks", "5": "ground"}, "verdict": "no"}'
+
+
+class FixedTimeBackend(LmmBackend):
+    """A stand-in LMM that takes ``seconds`` per call (sleeping, as a remote or GPU model leaves the CPU)."""
+
+    name = "fixed-time"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.calls = 0
+
+    def generate(self, requests: Sequence[LmmRequest]) -> list[LmmResponse]:
+        time.sleep(self.seconds)
+        self.calls += len(requests)
+        return [LmmResponse(ANSWER, latency_s=self.seconds) for _ in requests]
+
+
+class _Keep:
+    """Lends a detector to a pipeline without letting it close it."""
+
+    def __init__(self, detector: Detector) -> None:
+        self._detector = detector
+        self.batch_size = detector.batch_size
+        self.name = detector.name
+
+    def detect(self, images: list[np.ndarray]) -> list[Detections]:
+        return self._detector.detect(images)
+
+    def close(self) -> None:
+        pass
+
+
+def candidate_hook(
+    every: int, submit: Callable[[Candidate], bool] | None
+) -> Callable[[Frame, Detections, list[TrackEvent]], None]:
+    """An on_frame hook that makes the top-2 candidates every ``every`` frames and submits them."""
+
+    def on_frame(frame: Frame, tracks: Detections, events: list[TrackEvent]) -> None:
+        if frame.index % every or tracks.tracker_id is None or len(tracks) == 0:
+            return
+        scores = 0.5 + 0.4 * np.sin(tracks.tracker_id.astype(np.float64) * 1.7 + frame.index * 0.01)
+        for i in np.argsort(-scores)[:2].tolist():
+            x1, y1, x2, y2 = (float(v) for v in tracks.xyxy[i])
+            candidate = Candidate(
+                camera_id=frame.camera_id,
+                track_id=int(tracks.tracker_id[i]),
+                query_id=1,
+                query_text=QUERY,
+                score=float(scores[i]),
+                cosine=0.3,
+                wall_time=frame.wall_time,
+                frame_index=frame.index,
+                box=(x1, y1, x2, y2),
+                frame=frame.image,
+            )
+            if submit is not None:
+                submit(candidate)
+
+    return on_frame
+
+
+def run_once(
+    config: AgentConfig, detector: Detector, frames: int, every: int, service: RerankService | None
+) -> float:
+    hook = candidate_hook(every, service.submit if service is not None else None)
+    pipeline = Pipeline(config, max_frames=frames, detector=_Keep(detector), on_frame=hook)  # type: ignore[arg-type]
+    started = time.perf_counter()
+    summary = pipeline.run()
+    return summary.frames / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--frames", type=int, default=300, help="frames per measurement")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved off/on rounds (median taken)")
+    parser.add_argument("--lmm-seconds", type=float, default=0.5, help="time the stand-in LMM takes per call")
+    parser.add_argument("--calls-per-minute", type=float, default=120.0)
+    parser.add_argument("--every", type=int, default=5, help="submit candidates every N frames")
+    args = parser.parse_args()
+
+    detector_config = SSDDetectorConfig(type="ssd-mobilenet", batch_size=4)
+    camera = CameraConfig(id="sample", uri=str(SAMPLE), max_width=768, max_height=576)
+    config = AgentConfig(cameras=[camera], detector=detector_config)
+    rerank_config = RerankConfig(calls_per_minute=args.calls_per_minute, queue_size=16, deadline_s=5.0)
+    detector = build_detector(detector_config)
+
+    run_once(config, detector, min(args.frames, 40), args.every, None)  # warm caches and the decoder
+    fps_off: list[float] = []
+    fps_on: list[float] = []
+    stats: list[RerankStats] = []
+    for _ in range(args.rounds):
+        fps_off.append(run_once(config, detector, args.frames, args.every, None))
+        backend = FixedTimeBackend(args.lmm_seconds)
+        with RerankService(rerank_config, backend) as service:
+            fps_on.append(run_once(config, detector, args.frames, args.every, service))
+            stats.append(service.stats())
+    detector.close()
+
+    off, on = statistics.median(fps_off), statistics.median(fps_on)
+    last = stats[-1]
+    print(f"\nsample video, {args.frames} frames per run, {args.rounds} rounds, detector {detector.name}")
+    print(f"stand-in LMM: {args.lmm_seconds:.2f} s per call, budget {args.calls_per_minute:g} calls/min")
+    print(f"{'measurement':38s} {'frames/s':>9s}")
+    print(f"{'re-ranker off (median)':38s} {off:9.2f}")
+    print(f"{'re-ranker on (median)':38s} {on:9.2f}")
+    print(f"{'on/off (target >= 0.95)':38s} {on / off:9.3f}")
+    print(f"per round off: {[round(v, 2) for v in fps_off]}  on: {[round(v, 2) for v in fps_on]}")
+    counters = {
+        "submitted": last.submitted,
+        "calls": last.calls,
+        "completed": last.completed,
+        "skipped_stale": last.skipped_stale,
+        "dropped": last.dropped,
+        "replaced": last.replaced,
+        "discarded_at_close": last.discarded_at_close,
+    }
+    print(json.dumps({"rerank_service_last_round": counters}))
+
+
+if __name__ == "__main__":
+    main()
