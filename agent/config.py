@@ -10,10 +10,15 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from agent.alerts.config import AlertsConfig
+from agent.api.config import ApiConfig
+from agent.matching.config import MatchingConfig
+from agent.rerank.config import RerankConfig
 
 CAMERA_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -151,11 +156,17 @@ class OutputConfig(StrictModel):
 
 class AgentConfig(StrictModel):
     site: str = Field("default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    database: Path = Field(Path("data/watchword.db"), description="SQLite file: queries, alerts, outbox")
+    database: Path = Field(
+        Path("data/watchword.db"), description="SQLite file of the standing-query registry"
+    )
     cameras: list[CameraConfig] = Field(min_length=1)
     detector: DetectorConfig = SSDDetectorConfig(type="ssd-mobilenet")
     tracker: TrackerConfig = ByteTrackConfig(type="bytetrack")
     output: OutputConfig = OutputConfig()
+    matching: MatchingConfig = MatchingConfig()
+    rerank: RerankConfig = RerankConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    api: ApiConfig = ApiConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("cameras")
@@ -212,10 +223,9 @@ def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
     path: list[Any] = []
     node = data
     for part in loc:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-            path.append(part)
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_dict or in_list:
             node = node[part]
             path.append(part)
         elif isinstance(node, dict) and node.get("type") == part:
@@ -247,8 +257,22 @@ def _line_of(root: yaml.Node | None, path: tuple[Any, ...]) -> int | None:
     return line
 
 
-def parse_config(text: str, source: str = "<config>") -> AgentConfig:
-    """Validate a YAML document; raise :class:`ConfigError` naming each bad key."""
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def parse_yaml_model(
+    model: type[ModelT],
+    text: str,
+    source: str = "<config>",
+    *,
+    section: str | None = None,
+    what: str = "configuration",
+) -> ModelT:
+    """Validate a YAML document (or its top-level ``section``, when present) as ``model``.
+
+    ``${VAR}`` references are expanded first. Raises :class:`ConfigError` naming, for each problem,
+    the file and line, the key path and the reason.
+    """
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -258,12 +282,14 @@ def parse_config(text: str, source: str = "<config>") -> AgentConfig:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of keys, got {type(data).__name__}")
-    env_errors: list[tuple[tuple[Any, ...], str]] = []
-    data = _interpolate(data, (), env_errors)
-    problems = [(path, message) for path, message in env_errors]
+    prefix: tuple[Any, ...] = ()
+    if section is not None and isinstance(data.get(section), dict):
+        data, prefix = data[section], (section,)
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    data = _interpolate(data, prefix, problems)
     if not problems:
         try:
-            return AgentConfig.model_validate(data)
+            return model.model_validate(data)
         except ValidationError as exc:
             for error in exc.errors():
                 message = error["msg"].removeprefix("Value error, ")
@@ -271,13 +297,18 @@ def parse_config(text: str, source: str = "<config>") -> AgentConfig:
                     message = "unknown key"
                 elif error["type"] == "missing":
                     message = "required key is missing"
-                problems.append((_data_path(tuple(error["loc"]), data), message))
+                problems.append(((*prefix, *_data_path(tuple(error["loc"]), data)), message))
     lines = []
     for path, message in problems:
         line = _line_of(root, path)
         where = f"{source}:{line}" if line else source
         lines.append(f"{where}: {_format_path(path)}: {message}")
-    raise ConfigError("invalid configuration\n  " + "\n  ".join(lines))
+    raise ConfigError(f"invalid {what}\n  " + "\n  ".join(lines))
+
+
+def parse_config(text: str, source: str = "<config>") -> AgentConfig:
+    """Validate an agent config YAML document; raise :class:`ConfigError` naming each bad key."""
+    return parse_yaml_model(AgentConfig, text, source)
 
 
 def load_config(path: str | Path) -> AgentConfig:

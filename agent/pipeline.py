@@ -128,8 +128,8 @@ class Pipeline:
         self.videos: dict[str, VideoWriter] = {}
         self._detector = detector
         self._jsonl: JsonlWriter | None = None
-        self._detect_seconds = 0.0
-        self._detect_batches = 0
+        self.detect_seconds = 0.0
+        self.detect_batches = 0
 
     # --- control ---------------------------------------------------------------------------
 
@@ -277,8 +277,8 @@ class Pipeline:
             cameras=self.status(),
             duration_s=time.monotonic() - started,
             stopped_by=self._stop_reason,
-            detect_seconds=self._detect_seconds,
-            detect_batches=self._detect_batches,
+            detect_seconds=self.detect_seconds,
+            detect_batches=self.detect_batches,
         )
 
     def _loop(self, detector: Detector, started: float) -> None:
@@ -301,8 +301,8 @@ class Pipeline:
             order = order[1:] + order[:1]
             t0 = time.perf_counter()
             batch_detections = detector.detect([frame.image for frame in frames])
-            self._detect_seconds += time.perf_counter() - t0
-            self._detect_batches += 1
+            self.detect_seconds += time.perf_counter() - t0
+            self.detect_batches += 1
             results = [
                 self._track(frame, detections)
                 for frame, detections in zip(frames, batch_detections, strict=True)
@@ -322,7 +322,7 @@ class Pipeline:
         for thread in stoppers:
             thread.join(timeout=SOURCE_STOP_TIMEOUT_S + 0.5)
         for writer in self.videos.values():
-            writer.close()
+            writer.close(timeout_s=1.0)
         if self._jsonl is not None:
             self._jsonl.close()
         if self._detector is not None:

@@ -127,8 +127,11 @@ class AlertManager:
             worker.start()
         log.info("alerts: started with sinks %s, backlog %s", self.sink_names, self.backlog())
 
-    def close(self) -> None:
-        """Close open episodes, give the sinks ``drain_timeout_s`` to deliver, stop everything."""
+    def close(self, drain_timeout_s: float | None = None) -> None:
+        """Close open episodes, give the sinks ``drain_timeout_s`` (default: the config's) to deliver, stop.
+
+        What is not delivered by then stays in the outbox and is sent after the next start.
+        """
         with self._lock:
             if self._closed:
                 return
@@ -137,7 +140,7 @@ class AlertManager:
                 for event in self.episodes.close_all(self.clock(), CloseReason.SHUTDOWN):
                     self._emit(event)
         if self._started:
-            self.drain(self.config.drain_timeout_s)
+            self.drain(self.config.drain_timeout_s if drain_timeout_s is None else drain_timeout_s)
         for worker in self.workers:
             if worker.alive:
                 worker.stop(STOP_TIMEOUT_S)

@@ -1,7 +1,5 @@
-"""The HTTP API (FastAPI): queries CRUD, alerts, evidence, health and Prometheus metrics."""
+"""The HTTP API (FastAPI): queries CRUD, alerts, evidence, health and Prometheus metrics.
 
-from agent.api.app import ApiContext, create_app
-from agent.api.config import ApiConfig
-from agent.api.server import ApiServer
-
-__all__ = ["ApiConfig", "ApiContext", "ApiServer", "create_app"]
+Import from the submodules (``agent.api.app``, ``agent.api.server``); this package imports nothing
+so that reading the config does not load FastAPI.
+"""

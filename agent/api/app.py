@@ -20,12 +20,11 @@ from agent.queries import QueryError, QueryNotFoundError, QueryRegistry, QueryUp
 class AlertStore(Protocol):
     """What the API needs of the alert manager."""
 
-    evidence_dir: Path
-
     def recent(
         self,
         limit: int = 100,
         offset: int = 0,
+        *,
         camera: str | None = None,
         query_id: int | None = None,
         since: float | None = None,
@@ -43,6 +42,7 @@ class ApiContext:
         health: per-camera health, for GET /health.
         metrics: Prometheus text, for GET /metrics.
         alerts: the alert store, or None when alerts are not configured.
+        evidence_dir: where evidence bundles are, one folder per alert id.
         page_limit: the most alerts one page returns.
     """
 
@@ -51,6 +51,7 @@ class ApiContext:
     health: Callable[[], dict[str, Any]]
     metrics: Callable[[], str]
     alerts: AlertStore | None = None
+    evidence_dir: Path | None = None
     page_limit: int = 500
 
 
@@ -182,9 +183,9 @@ def create_app(context: ApiContext) -> FastAPI:
 
     @app.get("/alerts/{alert_id}/evidence/{name}", tags=["alerts"], dependencies=guarded)
     def evidence(alert_id: str, name: str) -> FileResponse:
-        if context.alerts is None:
+        if context.evidence_dir is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="alerts are not configured")
-        root = context.alerts.evidence_dir.resolve()
+        root = context.evidence_dir.resolve()
         path = (root / alert_id / name).resolve()
         if root not in path.parents or not path.is_file():
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such evidence file")

@@ -93,9 +93,8 @@ def run(args: argparse.Namespace) -> int:
                 cameras = ",".join(query.cameras) if query.cameras else "all"
                 threshold = "auto" if query.threshold is None else f"{query.threshold:.3f}"
                 state = "on " if query.enabled else "off"
-                print(
-                    f"{query.id:4d} {state} {query.severity:8s} thr={threshold:5s} cameras={cameras}  {query.text}"
-                )
+                head = f"{query.id:4d} {state} {query.severity:8s} thr={threshold:5s}"
+                print(f"{head} cameras={cameras}  {query.text}")
         elif command == "show":
             print(json.dumps(registry.get(args.id).to_dict(), indent=2))
         elif command in {"enable", "disable"}:

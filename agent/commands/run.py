@@ -13,7 +13,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from agent.pipeline import Pipeline
+    from agent.service import Agent
 
 log = logging.getLogger(__name__)
 
@@ -53,23 +53,30 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger().setLevel(logging.DEBUG if args.verbose else config.log_level)
 
     from agent.detection import DetectorError
-    from agent.pipeline import Pipeline
+    from agent.service import Agent, StartupError
     from agent.status import StatusReporter, print_summary
 
-    pipeline = Pipeline(
-        config,
-        jsonl_path=args.jsonl,
-        video_dir=args.video_out,
-        max_frames=args.max_frames,
-        duration_s=args.duration,
-    )
-    _install_signal_handlers(pipeline)
-    reporter = StatusReporter(pipeline.status, config.output.status_interval_s)
     try:
-        summary = pipeline.run()
+        agent = Agent(
+            config,
+            jsonl_path=args.jsonl,
+            video_dir=args.video_out,
+            max_frames=args.max_frames,
+            duration_s=args.duration,
+        )
+    except StartupError as exc:
+        print(f"watchword run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    _install_signal_handlers(agent)
+    reporter = StatusReporter(agent.pipeline.status, config.output.status_interval_s)
+    try:
+        summary = agent.run()
     except DetectorError as exc:
         print(f"watchword run: detector: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except StartupError as exc:
+        print(f"watchword run: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     finally:
         reporter.close()
     print_summary(summary)
@@ -79,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _install_signal_handlers(pipeline: Pipeline) -> None:
+def _install_signal_handlers(pipeline: Agent) -> None:
     """First SIGINT/SIGTERM stops gracefully; a second one exits at once."""
     if threading.current_thread() is not threading.main_thread():
         return

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from agent.embedding.config import EmbedderConfig
 
 DEFAULT_NORMAL_PROMPTS = [
     "a person walking",
@@ -26,21 +26,16 @@ DEFAULT_TEMPLATES = [
 class MatchingConfig(BaseModel):
     """How tracks are embedded and scored against the standing queries.
 
-    ``clip`` is a directory made by ``watchword export clip``; without it, queries are not evaluated
-    (detection and tracking still run).
+    ``embedder`` names a directory made by ``watchword export clip`` and the engine that runs it
+    (crop padding and batch size are set there); without it, queries are not evaluated (detection
+    and tracking still run).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    clip: Path | None = Field(None, description="exported CLIP directory (watchword export clip)")
-    providers: list[str] = Field(
-        default_factory=lambda: ["CPUExecutionProvider"],
-        description="ONNX Runtime providers in fallback order",
-    )
+    embedder: EmbedderConfig | None = Field(None, description="the exported CLIP and its engine")
     embed_interval_s: float = Field(1.0, gt=0, description="re-embed each track this often, seconds")
     shape_change: float = Field(0.3, gt=0, description="re-embed sooner when box aspect changes this much")
-    crop_padding: float = Field(0.1, ge=0, le=1, description="fraction of the box added around a crop")
-    max_batch: int = Field(32, ge=1, le=1024, description="crops per embedding call")
     history: int = Field(16, ge=1, le=1024, description="embeddings kept per track")
     templates: list[str] = Field(default_factory=lambda: list(DEFAULT_TEMPLATES), min_length=1)
     normal_prompts: list[str] = Field(default_factory=lambda: list(DEFAULT_NORMAL_PROMPTS), min_length=1)

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -30,16 +30,7 @@ log = logging.getLogger(__name__)
 class ClipEncoderLike(TextEncoder, Protocol):
     """What the matcher needs of the CLIP encoder (``agent.embedding.ClipEncoder``)."""
 
-    def embed_images(self, images: list[np.ndarray]) -> np.ndarray: ...
-
-
-def pad_box(box: np.ndarray, padding: float, width: int, height: int) -> tuple[int, int, int, int]:
-    """Integer crop bounds of ``box`` grown by ``padding`` times its size, clipped to the frame."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    pad_x, pad_y = (x2 - x1) * padding, (y2 - y1) * padding
-    left, top = max(0, int(np.floor(x1 - pad_x))), max(0, int(np.floor(y1 - pad_y)))
-    right, bottom = min(width, int(np.ceil(x2 + pad_x))), min(height, int(np.ceil(y2 + pad_y)))
-    return left, top, max(right, left + 1), max(bottom, top + 1)
+    def embed_regions(self, regions: Sequence[tuple[np.ndarray, Sequence[float]]]) -> np.ndarray: ...
 
 
 @dataclass
@@ -112,15 +103,14 @@ class Matcher:
         change = abs(aspect - state.last_aspect) / max(state.last_aspect, 1e-6)
         return change >= self.config.shape_change
 
-    def _embed(self, crops: list[np.ndarray]) -> np.ndarray:
-        chunks = []
-        for start in range(0, len(crops), self.config.max_batch):
-            t0 = time.perf_counter()
-            chunks.append(self.encoder.embed_images(crops[start : start + self.config.max_batch]))
-            self.stats.embed_seconds += time.perf_counter() - t0
-            self.stats.embed_calls += 1
-        self.stats.embeddings += len(crops)
-        return np.concatenate(chunks, axis=0).astype(np.float32)
+    def _embed(self, regions: list[tuple[np.ndarray, Sequence[float]]]) -> np.ndarray:
+        """Embed the boxes of all cameras' frames together (the encoder batches them)."""
+        t0 = time.perf_counter()
+        embeddings = self.encoder.embed_regions(regions)
+        self.stats.embed_seconds += time.perf_counter() - t0
+        self.stats.embed_calls += 1
+        self.stats.embeddings += len(regions)
+        return np.asarray(embeddings, dtype=np.float32)
 
     # --- per batch -------------------------------------------------------------------------
 
@@ -135,7 +125,7 @@ class Matcher:
         if reloaded:
             self._prune_queries()
         to_embed: list[tuple[TrackState, np.ndarray, float]] = []
-        crops: list[np.ndarray] = []
+        regions: list[tuple[np.ndarray, Sequence[float]]] = []
         now = max((r.frame.wall_time for r in results), default=0.0)
         for result in results:
             frame = result.frame
@@ -154,14 +144,11 @@ class Matcher:
                 if self._needs_embedding(state, box, frame.wall_time):
                     # the box and frame of the latest sample travel together into a candidate
                     state.box = (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
-                    left, top, right, bottom = pad_box(
-                        box, self.config.crop_padding, frame.width, frame.height
-                    )
-                    crops.append(frame.image[top:bottom, left:right])
+                    regions.append((frame.image, state.box))
                     to_embed.append((state, box, frame.wall_time))
                     state.frame = frame
-        if crops:
-            embeddings = self._embed(crops)
+        if regions:
+            embeddings = self._embed(regions)
             for (state, box, time_s), embedding in zip(to_embed, embeddings, strict=True):
                 state.embeddings.append(embedding)
                 state.last_embed_time = time_s

@@ -153,42 +153,11 @@ def load_rerank_config(path: str | Path) -> RerankConfig:
     ``${ENV_VAR}`` references are expanded as in the agent config. Raises ``agent.config.ConfigError``
     naming the file, line and key path of each problem.
     """
-    import yaml
-    from pydantic import ValidationError
-
-    from agent.config import ConfigError, _data_path, _format_path, _interpolate, _line_of
+    from agent.config import ConfigError, parse_yaml_model
 
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys")
-    prefix: tuple[str, ...] = ()
-    if isinstance(data.get("rerank"), dict):
-        data, prefix = data["rerank"], ("rerank",)
-    errors: list[tuple[tuple[object, ...], str]] = []
-    data = _interpolate(data, prefix, errors)
-    problems = list(errors)
-    if not problems:
-        try:
-            return RerankConfig.model_validate(data)
-        except ValidationError as exc:
-            for error in exc.errors():
-                message = error["msg"].removeprefix("Value error, ")
-                if error["type"] == "extra_forbidden":
-                    message = "unknown key"
-                elif error["type"] == "missing":
-                    message = "required key is missing"
-                problems.append(((*prefix, *_data_path(tuple(error["loc"]), data)), message))
-    lines = []
-    for key_path, message in problems:
-        line = _line_of(root, key_path)
-        where = f"{path}:{line}" if line else str(path)
-        lines.append(f"{where}: {_format_path(key_path)}: {message}")
-    raise ConfigError("invalid re-ranking configuration\n  " + "\n  ".join(lines))
+    return parse_yaml_model(RerankConfig, text, str(path), section="rerank", what="re-ranking configuration")

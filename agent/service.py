@@ -1,0 +1,308 @@
+"""Assembles the whole agent from a config: cameras, detection, tracking, standing-query matching,
+re-ranking, alerts and the HTTP API; runs it and shuts it down in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.alerts import AlertManager
+from agent.config import AgentConfig
+from agent.matching.candidates import CandidateDispatcher, CandidateQueue
+from agent.pipeline import Analyzer, Pipeline, RunSummary
+from agent.queries import QueryRegistry
+from agent.types import Candidate, FrameResult
+
+log = logging.getLogger(__name__)
+
+NO_MODEL_HINT = (
+    "standing queries are not evaluated: no CLIP model is configured. Export one with "
+    "`watchword export clip --model DIR_OR_ID --out models/clip` and set matching.embedder.model_dir "
+    "in the config; detection and tracking run as usual."
+)
+
+
+# SIGINT/SIGTERM must end the process within 5 s: the pipeline's own shutdown takes up to ~2.5 s.
+CLOSE_BUDGET_S = 2.0
+
+
+class StartupError(RuntimeError):
+    """A configured part that cannot start (model export refused, API port taken); the message says which."""
+
+
+class AlertFeed:
+    """Analyser that tells the alert manager when tracks end and closes quiet episodes (~1/s)."""
+
+    def __init__(self, alerts: AlertManager, tick_interval_s: float = 1.0) -> None:
+        self.alerts = alerts
+        self.tick_interval_s = tick_interval_s
+        self._last_tick = 0.0
+
+    def process(self, results: list[FrameResult]) -> None:
+        for result in results:
+            for event in result.events:
+                self.alerts.on_track_event(event)
+        now = time.monotonic()
+        if now - self._last_tick >= self.tick_interval_s:
+            self._last_tick = now
+            self.alerts.tick()
+
+
+class Agent:
+    """The running agent. ``run()`` blocks until the input ends, a limit is hit, or ``stop()``."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        jsonl_path: Path | None = None,
+        video_dir: Path | None = None,
+        max_frames: int | None = None,
+        duration_s: float | None = None,
+    ) -> None:
+        self.config = config
+        self.started_at = time.time()
+        self.registry = QueryRegistry(config.database)
+        self.alerts = AlertManager(config.alerts, config.site)
+        self.encoder: Any = None
+        self.matcher: Any = None
+        self.rerank: Any = None
+        self.api: Any = None
+        self.candidates = CandidateQueue(config.matching.candidate_queue)
+        self._dispatcher: CandidateDispatcher | None = None
+        analyzers: list[Analyzer] = []
+        if config.matching.embedder is not None:
+            from agent.embedding import ClipEncoder
+            from agent.matching.matcher import Matcher
+
+            try:
+                self.encoder = ClipEncoder.from_config(config.matching.embedder)
+            except Exception as exc:  # manifest, engine or export errors all stop the start
+                self.close()
+                raise StartupError(f"matching.embedder: {exc}") from exc
+            self.matcher = Matcher(
+                config.matching,
+                self.encoder,
+                self.registry,
+                on_candidates=self.candidates.put_many,
+                model_versions={"detector": config.detector.type},
+            )
+            analyzers.append(self.matcher)
+        else:
+            log.warning(NO_MODEL_HINT)
+        analyzers.append(AlertFeed(self.alerts))
+        self.pipeline = Pipeline(
+            config,
+            jsonl_path=jsonl_path,
+            video_dir=video_dir,
+            max_frames=max_frames,
+            duration_s=duration_s,
+            analyzers=analyzers,
+        )
+
+    # --- stages after matching -------------------------------------------------------------
+
+    def _start_rerank(self) -> None:
+        if not self.config.rerank.enabled:
+            return
+        from agent.rerank import RerankService
+
+        embed_texts = self.encoder.embed_texts if self.encoder is not None else None
+        self.rerank = RerankService.from_config(self.config.rerank, embed_texts, on_result=self._on_reranked)
+
+    def _on_reranked(self, result: Any) -> None:
+        candidate: Candidate = result.candidate
+        if result.outcome.error is not None:
+            log.warning(
+                "re-ranking %s/%s failed: %s", candidate.camera_id, candidate.track_id, result.outcome.error
+            )
+        self.alerts.submit(candidate)
+
+    def _next_stage(self, candidate: Candidate) -> None:
+        if self.rerank is not None:
+            self.rerank.submit(candidate)
+        else:
+            self.alerts.submit(candidate)
+
+    def _start_api(self) -> None:
+        if not self.config.api.enabled:
+            return
+        import os
+
+        from agent.api.app import ApiContext, create_app
+        from agent.api.config import TOKEN_ENV
+        from agent.api.server import ApiServer
+
+        token = self.config.api.token or os.environ.get(TOKEN_ENV)
+        if token is None:
+            log.warning("the API has no token: anyone on this machine can use it (set api.token)")
+        context = ApiContext(
+            registry=self.registry,
+            token=token,
+            health=self.health,
+            metrics=self.metrics,
+            alerts=self.alerts,
+            evidence_dir=self.config.alerts.evidence_dir,
+            page_limit=self.config.api.page_limit,
+        )
+        self.api = ApiServer(create_app(context), self.config.api.host, self.config.api.port)
+        try:
+            self.api.start()
+        except RuntimeError as exc:
+            self.api = None
+            raise StartupError(f"api: {exc}") from exc
+
+    # --- run -------------------------------------------------------------------------------
+
+    def stop(self, reason: str = "stopped") -> None:
+        self.pipeline.stop(reason)
+
+    @property
+    def stopping(self) -> bool:
+        return self.pipeline.stopping
+
+    def run(self) -> RunSummary:
+        self.alerts.start()
+        try:
+            self._start_rerank()
+            self._dispatcher = CandidateDispatcher(self.candidates, self._next_stage)
+            self._start_api()
+            return self.pipeline.run()
+        finally:
+            self.close()
+
+    def close(self, budget_s: float = CLOSE_BUDGET_S) -> None:
+        """Stop in dependency order within ``budget_s`` seconds: candidates, re-ranker, API, alerts, models.
+
+        Alerts not delivered in time stay in the durable outbox and go out after the next start.
+        """
+        deadline = time.monotonic() + budget_s
+
+        def remaining(share: float) -> float:
+            return max(0.0, min(share, deadline - time.monotonic()))
+
+        if self._dispatcher is not None:
+            self._dispatcher.close(timeout_s=remaining(1.0))
+        if self.rerank is not None:
+            self.rerank.close(timeout_s=remaining(1.0))
+        if self.api is not None:
+            self.api.stop(timeout_s=remaining(1.0))
+        self.alerts.close(drain_timeout_s=remaining(budget_s))
+        if self.encoder is not None:
+            self.encoder.close()
+            self.encoder = None
+        self.registry.close()
+
+    # --- health and metrics ----------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        cameras = {}
+        healthy = True
+        for status in self.pipeline.status():
+            source = status.source
+            state = source.state.value if source is not None else "failed"
+            healthy &= state in {"running", "ended"}
+            cameras[status.counters.camera_id] = {
+                "state": state,
+                "last_frame_age_s": None if source is None else source.last_frame_age_s,
+                "fps": None if source is None else round(source.fps, 2),
+                "frames": status.counters.frames,
+                "drops": 0 if source is None else source.drops,
+                "reconnects": 0 if source is None else source.reconnects,
+                "error": status.counters.error or (source.last_error if source is not None else None),
+            }
+        return {
+            "status": "ok" if healthy else "degraded",
+            "site": self.config.site,
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "queries_evaluated": self.matcher is not None,
+            "cameras": cameras,
+        }
+
+    def metrics(self) -> str:
+        from agent.api.metrics import Metric, render
+
+        frames = Metric("watchword_frames_total", "counter", "Frames analysed per camera")
+        drops = Metric("watchword_frame_drops_total", "counter", "Frames dropped by full camera queues")
+        reconnects = Metric("watchword_reconnects_total", "counter", "Camera reconnects")
+        detections = Metric("watchword_detections_total", "counter", "Detections per camera")
+        tracks = Metric("watchword_tracks_active", "gauge", "Tracks in the latest frame per camera")
+        seen = Metric("watchword_tracks_total", "counter", "Tracks started per camera")
+        age = Metric("watchword_last_frame_age_seconds", "gauge", "Seconds since the camera's last frame")
+        for status in self.pipeline.status():
+            camera = status.counters.camera_id
+            source = status.source
+            frames.add(status.counters.frames, camera=camera)
+            detections.add(status.counters.detections, camera=camera)
+            tracks.add(status.counters.active_tracks, camera=camera)
+            seen.add(status.counters.tracks_seen, camera=camera)
+            drops.add(source.drops if source else 0, camera=camera)
+            reconnects.add(source.reconnects if source else 0, camera=camera)
+            if source is not None and source.last_frame_age_s is not None:
+                age.add(source.last_frame_age_s, camera=camera)
+        latency = Metric("watchword_stage_seconds_total", "counter", "Seconds spent per pipeline stage")
+        calls = Metric("watchword_stage_calls_total", "counter", "Calls per pipeline stage")
+        latency.add(self.pipeline.detect_seconds, stage="detect")
+        calls.add(self.pipeline.detect_batches, stage="detect")
+        embeddings = Metric("watchword_embeddings_total", "counter", "Person crops embedded")
+        candidates = Metric("watchword_candidates_total", "counter", "Candidates chosen by the matcher")
+        if self.matcher is not None:
+            stats = self.matcher.stats
+            embeddings.add(stats.embeddings)
+            candidates.add(stats.candidates)
+            latency.add(stats.embed_seconds, stage="embed")
+            calls.add(stats.embed_calls, stage="embed")
+        dropped = Metric("watchword_candidates_dropped_total", "counter", "Candidates dropped by full queues")
+        dropped.add(self.candidates.dropped, queue="matcher")
+        if self.rerank is not None:
+            rerank = self.rerank.stats()
+            dropped.add(rerank.dropped_new + rerank.dropped_queued, queue="rerank")
+            dropped.add(rerank.skipped_stale, queue="rerank_stale")
+            latency.add(rerank.busy_s, stage="rerank")
+            calls.add(rerank.calls, stage="rerank")
+        alert_stats = self.alerts.stats()
+        alerts = Metric("watchword_alert_events_total", "counter", "Alert events by kind")
+        episodes = alert_stats.episodes
+        for kind, count in (
+            ("opened", episodes.opened),
+            ("updated", episodes.updated),
+            ("closed", episodes.closed),
+        ):
+            alerts.add(count, event=kind)
+        suppressed = Metric("watchword_alerts_suppressed_total", "counter", "Candidates not raised as alerts")
+        suppressed.add(episodes.suppressed_cooldown, reason="cooldown")
+        suppressed.add(episodes.rejected_unverified, reason="not_verified")
+        delivered = Metric("watchword_sink_delivered_total", "counter", "Alert events a sink acknowledged")
+        for sink, counters in alert_stats.sinks.items():
+            delivered.add(counters.delivered, sink=sink)
+        backlog = Metric(
+            "watchword_sink_backlog", "gauge", "Alert events waiting for a sink's acknowledgement"
+        )
+        for sink, pending in alert_stats.backlog.items():
+            backlog.add(pending, sink=sink)
+        queries = Metric("watchword_queries_enabled", "gauge", "Standing queries evaluated")
+        queries.add(len(self.registry.list_queries(enabled_only=True)))
+        return render(
+            [
+                frames,
+                drops,
+                reconnects,
+                detections,
+                tracks,
+                seen,
+                age,
+                embeddings,
+                candidates,
+                dropped,
+                latency,
+                calls,
+                alerts,
+                suppressed,
+                delivered,
+                backlog,
+                queries,
+            ]
+        )
