@@ -55,6 +55,10 @@ class ApiContext:
     page_limit: int = 500
 
 
+# Module level: with postponed annotations FastAPI resolves dependency annotations in module globals.
+_bearer = HTTPBearer(auto_error=False)
+
+
 class QueryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -82,9 +86,8 @@ class QueryPatch(BaseModel):
 def create_app(context: ApiContext) -> FastAPI:
     """The API application; the OpenAPI schema is served at /openapi.json and docs at /docs."""
     app = FastAPI(title="Watchword", version=__version__, description="Edge video analytics agent API")
-    bearer = HTTPBearer(auto_error=False)
 
-    def authorize(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+    def authorize(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
         if context.token is None:
             return
         supplied = credentials.credentials if credentials is not None else ""
@@ -98,7 +101,7 @@ def create_app(context: ApiContext) -> FastAPI:
     guarded = [Depends(authorize)]
 
     def unprocessable(exc: Exception) -> HTTPException:
-        return HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc))
+        return HTTPException(422, detail=str(exc))
 
     @app.get("/health", tags=["status"])
     def health() -> dict[str, Any]:
