@@ -17,13 +17,24 @@ SAMPLE = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 pytestmark = pytest.mark.skipif(not SAMPLE.exists(), reason="the sample video (Debian opencv-doc) is missing")
 
 
-def _watchword(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _env() -> dict[str, str]:
+    """The repo importable from any working directory, output unbuffered."""
+    return {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+
+
+def _watchword(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the CLI from ``cwd`` (a temporary directory: relative data paths land there)."""
     return subprocess.run(
         [sys.executable, "-m", "agent.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+        cwd=cwd,
+        env=_env(),
     )
 
 
@@ -42,7 +53,7 @@ def _write(path: Path, text: str) -> Path:
 )
 def test_bad_config_exits_2_naming_the_key(tmp_path: Path, body: str, expected: str) -> None:
     config = _write(tmp_path / "site.yaml", f"cameras:\n  - id: a\n    uri: {SAMPLE}\n{body}")
-    result = _watchword("run", str(config))
+    result = _watchword("run", str(config), cwd=tmp_path)
     assert result.returncode == 2
     assert f"site.yaml:4: {expected}" in result.stderr
 
@@ -52,13 +63,13 @@ def test_missing_model_file_exits_2(tmp_path: Path) -> None:
         tmp_path / "site.yaml",
         f"cameras:\n  - id: a\n    uri: {SAMPLE}\ndetector:\n  type: yolo\n  model: {tmp_path}/yolo.pt\n",
     )
-    result = _watchword("run", str(config))
+    result = _watchword("run", str(config), cwd=tmp_path)
     assert result.returncode == 2
     assert f"detector.model: file not found: {tmp_path}/yolo.pt" in result.stderr
 
 
 def test_missing_config_file_exits_2(tmp_path: Path) -> None:
-    result = _watchword("run", str(tmp_path / "absent.yaml"))
+    result = _watchword("run", str(tmp_path / "absent.yaml"), cwd=tmp_path)
     assert result.returncode == 2
     assert "cannot read config" in result.stderr
 
@@ -71,7 +82,7 @@ def test_bad_camera_does_not_stop_the_others(tmp_path: Path) -> None:
         "  - id: weird\n    uri: gopher://camera/1\n",
     )
     out = tmp_path / "frames.jsonl"
-    result = _watchword("run", str(config), "--max-frames", "20", "--jsonl", str(out))
+    result = _watchword("run", str(config), "--max-frames", "20", "--jsonl", str(out), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["frame"] for r in records if r["camera"] == "good"] == list(range(20))
@@ -105,7 +116,8 @@ def test_signal_stops_within_5_s_with_valid_jsonl(tmp_path: Path, signum: int) -
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        cwd=tmp_path,
+        env=_env(),
     )
     try:
         deadline = time.monotonic() + 90
