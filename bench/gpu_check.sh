@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# TensorRT check for a machine with a CUDA GPU (x86 or Jetson): builds FP16 engines for a ViT-B/16-sized
+# CLIP image encoder and a YOLOv8n-sized detector, checks them against ONNX Runtime, confirms the
+# engine cache hits on a second load, and times batches of 1, 8 and 32. Bounded to 8 minutes.
+#
+#   bench/gpu_check.sh [--keep DIR] [--only clip|yolo]
+#
+# Needs the watchword[trt,export] extras (tensorrt, cuda-python, torch, transformers, onnx, ultralytics).
+# Exit status: 0 pass, 1 a check failed, 2 no TensorRT or GPU here, 124 the 8-minute limit was hit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-.venv/bin/python}"
+[ -x "$PYTHON" ] || PYTHON=python3
+LIMIT_S="${GPU_CHECK_LIMIT_S:-480}"
+
+if command -v nvidia-smi >/dev/null 2>&1; then
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+elif [ -e /etc/nv_tegra_release ]; then
+    head -n 1 /etc/nv_tegra_release || true
+fi
+"$PYTHON" - <<'PY' || exit 2
+import importlib.util, sys
+missing = [m for m in ("tensorrt", "onnxruntime", "torch", "transformers", "ultralytics", "onnx") if importlib.util.find_spec(m) is None]
+if missing:
+    print("gpu_check: missing Python packages:", ", ".join(missing), "(pip install 'watchword[trt,export]')")
+    sys.exit(1)
+PY
+export YOLO_OFFLINE=1 YOLO_AUTOINSTALL=0 PYTHONUNBUFFERED=1
+exec timeout --signal=TERM --kill-after=15 "$LIMIT_S" "$PYTHON" bench/gpu_check.py "$@"

@@ -1,0 +1,220 @@
+"""ONNX Runtime backend, with the TensorRT, CUDA and CPU execution providers in a configured order.
+
+The providers are given as an explicit fallback order (``["tensorrt", "cuda", "cpu"]``); the ones this
+onnxruntime build lacks are dropped, and the order actually used is logged when the session starts.
+The TensorRT execution provider keeps its engines in a cache directory per ONNX file hash.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engines.base import Engine, EngineError, EngineSpec, EngineUnavailableError, TensorSpec, register_engine
+from engines.manifest import sha256_file
+from engines.onnx_check import check_onnx_file
+
+logger = logging.getLogger(__name__)
+
+PROVIDERS = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+DEFAULT_PROVIDERS = ("cuda", "cpu")
+
+_ORT_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(bool)": "bool",
+}
+
+
+def resolve_providers(requested: Sequence[str], available: Sequence[str]) -> list[str]:
+    """The requested providers (short names) that ``available`` (ORT names) has, in the requested order.
+
+    Raises:
+        EngineError: an unknown short name.
+        EngineUnavailableError: none of the requested providers is available.
+    """
+    unknown = [name for name in requested if name not in PROVIDERS]
+    if unknown:
+        raise EngineError(f"unknown onnxruntime providers {unknown}; choose from {list(PROVIDERS)}")
+    if not requested:
+        raise EngineError("at least one onnxruntime provider must be configured")
+    usable = [name for name in dict.fromkeys(requested) if PROVIDERS[name] in available]
+    if not usable:
+        extra = "watchword[gpu] (onnxruntime-gpu)" if "cpu" not in requested else "onnxruntime"
+        raise EngineUnavailableError(
+            f"none of the onnxruntime providers {list(requested)} is available in this build "
+            f"(it has {list(available)}); install {extra} or add 'cpu' to the providers"
+        )
+    return usable
+
+
+def _profile_string(spec: EngineSpec, batch: int, dims: Mapping[str, int]) -> str:
+    parts = []
+    for tensor in spec.inputs:
+        shape = tensor.concrete_shape(batch, **dims)
+        parts.append(f"{tensor.name}:{'x'.join(str(d) for d in shape)}")
+    return ",".join(parts)
+
+
+def spec_from_session(session: Any) -> EngineSpec:
+    """The :class:`EngineSpec` of an ``onnxruntime.InferenceSession``."""
+
+    def tensor(arg: Any) -> TensorSpec:
+        dtype = _ORT_DTYPES.get(arg.type)
+        if dtype is None:
+            raise EngineError(f"tensor {arg.name} has unsupported type {arg.type}")
+        shape = tuple(dim if isinstance(dim, int | str) else -1 for dim in arg.shape)
+        return TensorSpec(arg.name, shape, dtype)
+
+    return EngineSpec(
+        inputs=tuple(tensor(a) for a in session.get_inputs()),
+        outputs=tuple(tensor(a) for a in session.get_outputs()),
+    )
+
+
+@register_engine("onnxruntime")
+class OnnxRuntimeEngine(Engine):
+    """An ``onnxruntime.InferenceSession`` behind the :class:`Engine` interface.
+
+    Args:
+        path: the ONNX file.
+        providers: short provider names in fallback order, from ``tensorrt``, ``cuda``, ``cpu``.
+        device_id: the GPU for the CUDA and TensorRT providers.
+        intra_op_threads: CPU threads per operator; None lets onnxruntime choose.
+        trt_cache_dir: where the TensorRT provider caches engines (a sub-directory per ONNX hash).
+        trt_fp16: let the TensorRT provider build FP16 kernels.
+        trt_int8: let the TensorRT provider build INT8 kernels (needs a QDQ graph or a calibration table).
+        trt_max_batch: the largest batch of the TensorRT provider's optimisation profile.
+        dims: sizes of symbolic axes other than the batch (``{"height": 640}``), for the warm-up and
+            the TensorRT profile; every other dynamic axis is taken as the batch axis.
+        warmup: run one inference at construction.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        providers: Sequence[str] = DEFAULT_PROVIDERS,
+        device_id: int = 0,
+        intra_op_threads: int | None = None,
+        trt_cache_dir: str | Path | None = None,
+        trt_fp16: bool = False,
+        trt_int8: bool = False,
+        trt_max_batch: int = 32,
+        dims: Mapping[str, int] | None = None,
+        warmup: bool = True,
+    ) -> None:
+        path = Path(path)
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise EngineUnavailableError(
+                f"the onnxruntime engine needs onnxruntime: pip install watchword ({exc})"
+            ) from exc
+        check_onnx_file(path)
+        started = time.perf_counter()
+        usable = resolve_providers(list(providers), ort.get_available_providers())
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        if intra_op_threads is not None:
+            options.intra_op_num_threads = intra_op_threads
+        provider_list: list[tuple[str, dict[str, Any]]] = []
+        for name in usable:
+            if name == "tensorrt":
+                cache = Path(trt_cache_dir or Path.home() / ".cache" / "watchword" / "ort-tensorrt")
+                cache = cache.expanduser() / sha256_file(path)[:16]
+                cache.mkdir(parents=True, exist_ok=True)
+                provider_list.append(
+                    (
+                        PROVIDERS[name],
+                        {
+                            "device_id": device_id,
+                            "trt_engine_cache_enable": True,
+                            "trt_engine_cache_path": str(cache),
+                            "trt_timing_cache_enable": True,
+                            "trt_timing_cache_path": str(cache),
+                            "trt_fp16_enable": trt_fp16,
+                            "trt_int8_enable": trt_int8,
+                        },
+                    )
+                )
+            elif name == "cuda":
+                provider_list.append((PROVIDERS[name], {"device_id": device_id}))
+            else:
+                provider_list.append((PROVIDERS[name], {}))
+        try:
+            session = ort.InferenceSession(
+                str(path),
+                sess_options=options,
+                providers=[name for name, _ in provider_list],
+                provider_options=[opts for _, opts in provider_list],
+            )
+        except Exception as exc:  # onnxruntime raises its own pybind exception types
+            raise EngineError(f"cannot load ONNX model {path}: {type(exc).__name__}: {exc}") from exc
+        spec = spec_from_session(session)
+        sizes = dict(dims or {})
+        if "tensorrt" in usable and any(t.dynamic_axes for t in spec.inputs):
+            # Rebuilding the session with the profile is cheap: no engine has been built yet.
+            trt_options = provider_list[usable.index("tensorrt")][1]
+            trt_options["trt_profile_min_shapes"] = _profile_string(spec, 1, sizes)
+            trt_options["trt_profile_opt_shapes"] = _profile_string(spec, max(1, trt_max_batch // 2), sizes)
+            trt_options["trt_profile_max_shapes"] = _profile_string(spec, trt_max_batch, sizes)
+            session = ort.InferenceSession(
+                str(path),
+                sess_options=options,
+                providers=[name for name, _ in provider_list],
+                provider_options=[opts for _, opts in provider_list],
+            )
+        active = session.get_providers()
+        super().__init__(f"onnxruntime({path.name}, {'>'.join(active)})", spec)
+        self.path = path
+        self.providers = tuple(active)
+        self._session = session
+        self.dims = sizes
+        logger.info(
+            "onnxruntime %s for %s: requested %s, available here %s, using %s",
+            ort.__version__,
+            path.name,
+            list(providers),
+            [short for short, full in PROVIDERS.items() if full in ort.get_available_providers()],
+            active,
+        )
+        if [PROVIDERS[name] for name in usable] != active:
+            logger.warning(
+                "onnxruntime dropped providers for %s (their libraries did not load): wanted %s, got %s",
+                path.name,
+                [PROVIDERS[name] for name in usable],
+                active,
+            )
+        self.timings.load_s = time.perf_counter() - started
+        if warmup:
+            if "TensorrtExecutionProvider" in active:
+                first = time.perf_counter()
+                self._infer(self.spec.dummy_inputs(1, **self.dims))  # builds (or loads) the TensorRT engine
+                self.timings.build_s = time.perf_counter() - first
+            self._warm_up(1, **self.dims)
+
+    def _infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            values = self._session.run(None, inputs)
+        except Exception as exc:  # onnxruntime's pybind exception types
+            raise EngineError(f"{self.name} failed: {type(exc).__name__}: {exc}") from exc
+        return dict(zip(self.spec.output_names, values, strict=True))
+
+    def _release(self) -> None:
+        self._session = None

@@ -1,0 +1,325 @@
+"""Export an ultralytics YOLO detector to ONNX through ultralytics' exporter, validated and described.
+
+The graph keeps ultralytics' layout (input ``images`` (B, 3, S, S) letterboxed RGB in [0, 1], output
+``output0`` (B, 4 + classes, anchors)) and its embedded metadata, so the ``yolo`` detector backend
+loads it as it loads the ``.pt``. Raw head outputs are compared with the torch model's (boxes in
+pixels, class scores) before the manifest is written. FP16 and INT8 go to ONNX Runtime (float16
+conversion; static quantization calibrated on site frames) or to TensorRT builder flags.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engines import Manifest, create_engine, write_manifest
+from engines.manifest import sha256_file
+from engines.torch_engine import TorchEngine
+from export.calibration import read_frames, split_frames
+from export.clip import ExportResult
+from export.errors import CalibrationError, ExportError, SourceModelError
+from export.onnx_graph import convert_fp16
+from export.parity import ParityResult, check_parity
+from export.quantize import quantize_int8
+from export.source import library_versions
+from export.specs import ExportSpec, yolo_spec
+
+logger = logging.getLogger(__name__)
+
+LIBRARIES = ("ultralytics", "torch", "onnx", "onnxruntime", "numpy", "tensorrt")
+
+
+@dataclass
+class YoloExportConfig:
+    """What ``watchword export yolo`` does.
+
+    Attributes:
+        weights: an ultralytics ``.pt`` detection model.
+        out: the export directory.
+        imgsz: input size in pixels (square, a multiple of the model's stride).
+        half: FP16 (float16 graph for ONNX Runtime, or the FP16 builder flag for TensorRT).
+        int8: INT8 calibrated on ``calibration``.
+        calibration: folder of images or a video (needed for INT8; real frames also join the parity check).
+        engine: ``onnxruntime`` or ``tensorrt`` (also build and check an engine here).
+        max_batch: the largest batch the graph (and TensorRT profile) serves.
+        opset: ONNX opset, 17 or newer.
+        calibration_frames: frames read from the calibration source.
+        parity_samples: fresh random inputs for the parity check (real frames come on top).
+        providers: ONNX Runtime providers for the parity check.
+        trt_cache_dir: TensorRT engine cache.
+    """
+
+    weights: Path
+    out: Path
+    imgsz: int = 640
+    half: bool = False
+    int8: bool = False
+    calibration: Path | None = None
+    engine: str = "onnxruntime"
+    max_batch: int = 16
+    opset: int = 17
+    calibration_frames: int = 64
+    parity_samples: int = 4
+    providers: tuple[str, ...] = ("cpu",)
+    trt_cache_dir: Path = Path("~/.cache/watchword/tensorrt")
+
+    @property
+    def precision(self) -> str:
+        return "int8" if self.int8 else "fp16" if self.half else "fp32"
+
+
+def _check(config: YoloExportConfig) -> None:
+    if config.half and config.int8:
+        raise ExportError("choose one of --half and --int8")
+    if config.int8 and config.calibration is None:
+        raise CalibrationError("INT8 needs calibration images: pass a folder of images or a video")
+    if config.engine not in ("onnxruntime", "tensorrt"):
+        raise ExportError(f"engine must be onnxruntime or tensorrt, got {config.engine!r}")
+    if config.imgsz % 32:
+        raise ExportError(f"imgsz must be a multiple of 32, got {config.imgsz}")
+    if config.opset < 17:
+        raise ExportError(f"opset must be 17 or newer, got {config.opset}")
+    weights = Path(config.weights)
+    if weights.suffix != ".pt" or not weights.is_file():
+        raise SourceModelError(f"weights must be an existing ultralytics .pt file, got {weights}")
+
+
+def letterbox(frame_bgr: np.ndarray, imgsz: int) -> np.ndarray:
+    """Ultralytics' letterbox (aspect kept, grey 114 padding, centred): (3, S, S) RGB float32 in [0, 1]."""
+    height, width = frame_bgr.shape[:2]
+    ratio = min(imgsz / height, imgsz / width)
+    new_w, new_h = round(width * ratio), round(height * ratio)
+    import cv2
+
+    resized = (
+        cv2.resize(frame_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        if (new_w, new_h) != (width, height)
+        else frame_bgr
+    )
+    canvas = np.full((imgsz, imgsz, 3), 114, dtype=np.uint8)
+    top, left = round((imgsz - new_h) / 2 - 0.1), round((imgsz - new_w) / 2 - 0.1)
+    canvas[top : top + new_h, left : left + new_w] = resized
+    return np.ascontiguousarray(canvas[:, :, ::-1].transpose(2, 0, 1), dtype=np.float32) / 255.0
+
+
+class _Head:
+    """``images -> output0`` around an ultralytics DetectionModel (built lazily: torch)."""
+
+    @staticmethod
+    def build(model: Any) -> Any:
+        import torch
+
+        class _Wrapper(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = model
+
+            def forward(self, images: torch.Tensor) -> torch.Tensor:
+                out = self.model(images)
+                return out[0] if isinstance(out, tuple | list) else out
+
+        return _Wrapper().eval()
+
+
+def export_yolo(config: YoloExportConfig, progress: Callable[[str], None] | None = None) -> ExportResult:
+    """Export, convert, validate and describe a YOLO detector; see the module docstring.
+
+    Raises:
+        SourceModelError: missing or non-detection weights.
+        CalibrationError: INT8 without usable calibration images.
+        ParityError: the graph disagrees with torch beyond its tolerance (no manifest is written).
+        ExportError: any other failure.
+    """
+    from agent._ultralytics import import_ultralytics
+
+    step = progress or (lambda message: logger.info("%s", message))
+    _check(config)
+    started = time.perf_counter()
+    import_ultralytics()
+    from ultralytics import YOLO
+
+    weights = Path(config.weights).expanduser().resolve()
+    out = Path(config.out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    stem = weights.stem
+    onnx_path = out / f"{stem}.onnx"
+    for stale in (out / "manifest.json", out / "model.json", onnx_path, out / f"{stem}.int8.calib"):
+        stale.unlink(missing_ok=True)
+
+    step(f"loading {weights.name}")
+    try:
+        source = YOLO(str(weights), task="detect")
+    except Exception as exc:  # ultralytics raises many types for bad files
+        raise SourceModelError(f"cannot load {weights}: {type(exc).__name__}: {exc}") from exc
+    if source.task != "detect":
+        raise SourceModelError(f"{weights.name} is a {source.task} model; the detector needs a detect model")
+    names = {int(k): str(v) for k, v in dict(source.names).items()}
+
+    step(f"exporting to ONNX with ultralytics (opset {config.opset}, {config.imgsz} px, dynamic batch)")
+    with tempfile.TemporaryDirectory(prefix="watchword-yolo-") as work:
+        copy = Path(work) / weights.name
+        shutil.copyfile(weights, copy)
+        try:
+            exported = YOLO(str(copy), task="detect").export(
+                format="onnx",
+                imgsz=config.imgsz,
+                dynamic=True,
+                simplify=False,
+                opset=config.opset,
+                nms=False,
+                device="cpu",
+                batch=1,
+                verbose=False,
+            )
+        except Exception as exc:  # the exporter's failures are untyped
+            raise ExportError(
+                f"ultralytics could not export {weights.name} to ONNX: {type(exc).__name__}: {exc}"
+            ) from exc
+        shutil.move(str(exported), onnx_path)
+
+    import torch
+
+    reference_model: Any = YOLO(str(weights), task="detect").model
+    reference_model = reference_model.float().eval()
+    reference_model = reference_model.fuse() if hasattr(reference_model, "fuse") else reference_model
+    head = _Head.build(reference_model)
+    with torch.inference_mode():
+        shape = tuple(head(torch.zeros(1, 3, config.imgsz, config.imgsz)).shape)
+    spec = yolo_spec(config.imgsz, shape[1], shape[2], config.max_batch)
+    reference = TorchEngine.from_module(head, spec.engine_spec)
+
+    frames: list[np.ndarray] = []
+    parity_frames: list[np.ndarray] = []
+    extra: dict[str, Any] = {}
+    if config.calibration is not None:
+        step(f"reading frames from {config.calibration}")
+        frames, parity_frames = split_frames(read_frames(config.calibration, config.calibration_frames))
+        extra["calibration"] = {
+            "source": str(config.calibration),
+            "frames": len(frames),
+            "parity_frames": len(parity_frames),
+        }
+
+    def preprocess(images: list[np.ndarray]) -> dict[str, np.ndarray]:
+        return {"images": np.stack([letterbox(image, config.imgsz) for image in images])}
+
+    size = min(4, config.max_batch)
+    rng = np.random.default_rng(20240601)
+    batches = [spec.dummy_inputs(size, rng) for _ in range(-(-config.parity_samples // size))]
+    batches += [preprocess(parity_frames[i : i + size]) for i in range(0, len(parity_frames), size)]
+
+    precision = config.precision
+    graph: dict[str, Any] = {"file": onnx_path.name, "precision": "fp32", **spec.engine_spec.to_dict()}
+    if config.engine == "onnxruntime" and precision == "fp16":
+        step("converting the graph to FP16")
+        convert_fp16(onnx_path, onnx_path)
+        graph["precision"] = "fp16"
+    if config.engine == "onnxruntime" and precision == "int8":
+        step(f"quantizing to INT8 on {len(frames)} frames")
+        chunks = (preprocess(frames[i : i + 8]) for i in range(0, len(frames), 8))
+        extra["quantization"] = quantize_int8(onnx_path, onnx_path, chunks)
+        graph.update(precision="int8", quantization="onnxruntime-qdq")
+
+    results: list[ParityResult] = []
+    step(f"checking the graph against torch on ONNX Runtime ({graph['precision']})")
+    with create_engine("onnxruntime", onnx_path, providers=config.providers, warmup=False) as ort:
+        results.append(check_parity(spec, graph["precision"], reference, ort, batches, kind="detection"))
+    files = [onnx_path.name, "model.json"]
+    if config.engine == "tensorrt":
+        results.append(
+            _tensorrt_parity(config, out, spec, graph, reference, batches, frames, preprocess, step, files)
+        )
+
+    model_info = {
+        "format": 1,
+        "kind": "yolo",
+        "imgsz": config.imgsz,
+        "names": names,
+        "stride": int(max(getattr(reference_model, "stride", [32]))),
+        "input": "images",
+        "output": "output0",
+        "layout": "boxes xywh in input pixels, then one sigmoid score per class, per anchor",
+    }
+    (out / "model.json").write_text(json.dumps(model_info, indent=2) + "\n", encoding="utf-8")
+    manifest = Manifest(
+        kind="yolo",
+        source={"model": str(weights), "revision": None, "sha256": sha256_file(weights)},
+        precision=precision,
+        opset=_opset(onnx_path),
+        graphs={"detector": graph},
+        parity=[r.to_dict() for r in results],
+        versions=library_versions(LIBRARIES),
+        extra={**extra, "engine": config.engine, "max_batch": config.max_batch},
+    )
+    manifest.extra["seconds"] = round(time.perf_counter() - started, 1)
+    write_manifest(out, manifest, files)
+    step(f"wrote {out / 'manifest.json'}")
+    return ExportResult(out, manifest, results)
+
+
+def _opset(path: Path) -> int:
+    import onnx
+
+    from export.onnx_graph import opset_of
+
+    return opset_of(onnx.load(str(path), load_external_data=False))
+
+
+def _tensorrt_parity(
+    config: YoloExportConfig,
+    out: Path,
+    spec: ExportSpec,
+    graph: dict[str, Any],
+    reference: Any,
+    batches: list[dict[str, np.ndarray]],
+    frames: list[np.ndarray],
+    preprocess: Callable[[list[np.ndarray]], dict[str, np.ndarray]],
+    step: Callable[[str], None],
+    files: list[str],
+) -> ParityResult:
+    """Build a TensorRT engine on this machine (into the cache) and check it against torch."""
+    precision = config.precision
+    opt_batch = min(4, config.max_batch)
+    calibration_cache = out / f"{Path(graph['file']).stem}.int8.calib" if precision == "int8" else None
+    calibration_batches = None
+    if precision == "int8":
+        usable = len(frames) - len(frames) % opt_batch
+        if usable == 0:
+            raise CalibrationError(f"INT8 calibration needs at least {opt_batch} frames, got {len(frames)}")
+        calibration_batches = (preprocess(frames[i : i + opt_batch]) for i in range(0, usable, opt_batch))
+    step(f"building and checking a TensorRT {precision} engine")
+    with create_engine(
+        "tensorrt",
+        out / graph["file"],
+        cache_dir=Path(config.trt_cache_dir).expanduser(),
+        precision=precision,
+        min_batch=1,
+        opt_batch=opt_batch,
+        max_batch=config.max_batch,
+        spec=spec.engine_spec,
+        calibration_cache=calibration_cache,
+        calibration_batches=calibration_batches,
+    ) as engine:
+        result = check_parity(spec, precision, reference, engine, batches, kind="detection")
+        target = getattr(engine, "target", None)
+        graph["tensorrt"] = {
+            "precision": precision,
+            "engine": getattr(getattr(engine, "engine_path", None), "name", None),
+            "tensorrt_version": getattr(target, "tensorrt_version", None),
+            "gpu": getattr(target, "gpu_name", None),
+            "compute_capability": getattr(target, "compute_capability", None),
+            "build_s": round(engine.timings.build_s, 1),
+        }
+    if calibration_cache is not None and calibration_cache.is_file():
+        graph["calibration_cache"] = calibration_cache.name
+        files.append(calibration_cache.name)
+    return result
