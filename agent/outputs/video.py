@@ -22,7 +22,7 @@ def annotate(frame: Frame, tracks: Detections) -> np.ndarray:
     ids = tracks.tracker_id if tracks.tracker_id is not None else np.full(len(tracks), -1)
     for track_id, box, score in zip(ids, tracks.xyxy, tracks.confidence, strict=True):
         color = _PALETTE[int(track_id) % len(_PALETTE)]
-        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+        x1, y1, x2, y2 = (round(float(v)) for v in box)
         cv2.rectangle(image, (x1, y1), (x2, y2), color, 2)
         label = f"#{int(track_id)} {float(score):.2f}"
         cv2.putText(
@@ -35,6 +35,9 @@ def annotate(frame: Frame, tracks: Detections) -> np.ndarray:
 
 
 def _gst() -> Any:
+    from agent.gst import protect_unwinder
+
+    protect_unwinder()
     import gi
 
     gi.require_version("Gst", "1.0")
@@ -52,11 +55,11 @@ class VideoWriter:
     """
 
     def __init__(self, path: Path, width: int, height: int, fps: float) -> None:
-        Gst = _gst()
+        gst = _gst()
         self.width, self.height = width, height
         self.fps = max(1.0, fps)
         self.frames = 0
-        encoder = "openh264enc ! h264parse ! mp4mux" if Gst.ElementFactory.find("openh264enc") else None
+        encoder = "openh264enc ! h264parse ! mp4mux" if gst.ElementFactory.find("openh264enc") else None
         if encoder is None:
             path = path.with_suffix(".webm")
             encoder = "vp8enc deadline=1 ! webmmux"
@@ -67,37 +70,37 @@ class VideoWriter:
             f'appsrc name=src is-live=false format=time caps="{caps}" ! videoconvert ! '
             f'video/x-raw,format=I420 ! {encoder} ! filesink location="{path}"'
         )
-        self._gst = Gst
-        self._pipeline = Gst.parse_launch(description)
+        self._gst = gst
+        self._pipeline = gst.parse_launch(description)
         self._src = self._pipeline.get_by_name("src")
-        self._pipeline.set_state(Gst.State.PLAYING)
+        self._pipeline.set_state(gst.State.PLAYING)
 
     def write(self, image: np.ndarray) -> None:
-        Gst = self._gst
+        gst = self._gst
         if image.shape[:2] != (self.height, self.width):
             image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
-        buffer = Gst.Buffer.new_wrapped(np.ascontiguousarray(image).tobytes())
-        duration = int(Gst.SECOND / self.fps)
+        buffer = gst.Buffer.new_wrapped(np.ascontiguousarray(image).tobytes())
+        duration = int(gst.SECOND / self.fps)
         buffer.pts = self.frames * duration
         buffer.duration = duration
         self.frames += 1
         result = self._src.emit("push-buffer", buffer)
-        if result != Gst.FlowReturn.OK:
+        if result != gst.FlowReturn.OK:
             log.warning("video writer %s: push returned %s", self.path, result)
 
     def close(self, timeout_s: float = 5.0) -> None:
-        Gst = self._gst
+        gst = self._gst
         if self._pipeline is None:
             return
         self._src.emit("end-of-stream")
         bus = self._pipeline.get_bus()
         message = bus.timed_pop_filtered(
-            int(timeout_s * Gst.SECOND), Gst.MessageType.EOS | Gst.MessageType.ERROR
+            int(timeout_s * gst.SECOND), gst.MessageType.EOS | gst.MessageType.ERROR
         )
         if message is None:
             log.warning("video writer %s: no end-of-stream within %.1f s", self.path, timeout_s)
-        elif message.type == Gst.MessageType.ERROR:
+        elif message.type == gst.MessageType.ERROR:
             error, _ = message.parse_error()
             log.error("video writer %s: %s", self.path, error.message)
-        self._pipeline.set_state(Gst.State.NULL)
+        self._pipeline.set_state(gst.State.NULL)
         self._pipeline = None

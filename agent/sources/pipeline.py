@@ -23,10 +23,12 @@ from typing import Any
 import numpy as np
 
 from agent.config import CameraConfig
+from agent.gst import protect_unwinder
 from agent.sources.base import SourceError
 from agent.sources.rate import RateLimiter
 from agent.sources.uri import SourceSpec, TestPattern
 
+protect_unwinder()  # before GStreamer's libraries are loaded: see agent.gst
 try:
     import gi
 

@@ -7,8 +7,10 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from agent.gst import protect_unwinder
 from agent.sources.rate import RateLimiter
 
+protect_unwinder()
 gi = pytest.importorskip("gi")
 gi.require_version("Gst", "1.0")
 gi.require_version("GstVideo", "1.0")
