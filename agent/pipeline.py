@@ -91,7 +91,8 @@ class Pipeline:
         video_dir: where to write one annotated video per camera (None: no video).
         max_frames: stop each camera after this many analysed frames (None: no limit).
         duration_s: stop the run after this many seconds (None: no limit).
-        detector: a ready detector to use instead of building one from the config.
+        detector: a ready detector to use instead of building one from the config; the caller keeps
+            it (the pipeline closes only a detector it built).
         on_frame: called after each analysed frame with its tracks and events (for extensions).
         analyzers: stages run on each batch after tracking (matching, alerts), in order.
     """
@@ -127,6 +128,7 @@ class Pipeline:
         self.trackers: dict[str, CameraTracker] = {}
         self.videos: dict[str, VideoWriter] = {}
         self._detector = detector
+        self._owns_detector = detector is None
         self._jsonl: JsonlWriter | None = None
         self.detect_seconds = 0.0
         self.detect_batches = 0
@@ -171,6 +173,14 @@ class Pipeline:
         """Frames/s the camera's frames arrive at: the analysis rate, or the stream's if lower."""
         rates = [r for r in (camera.analysis_fps, source.native_fps) if r]
         return min(rates) if rates else DEFAULT_FRAME_RATE
+
+    def frame_rate_of(self, camera_id: str) -> float:
+        """Frames/s a camera's frames arrived at (its analysis rate, or its stream's if lower)."""
+        source = self.sources.get(camera_id)
+        camera = self._cameras[camera_id]
+        if source is None:
+            return camera.analysis_fps or DEFAULT_FRAME_RATE
+        return self._frame_rate(camera, source)
 
     def _tracker_for(self, camera: CameraConfig, source: Source) -> CameraTracker:
         tracker = self.trackers.get(camera.id)
@@ -325,7 +335,7 @@ class Pipeline:
             writer.close(timeout_s=1.0)
         if self._jsonl is not None:
             self._jsonl.close()
-        if self._detector is not None:
+        if self._detector is not None and self._owns_detector:
             self._detector.close()
 
     def _stop_source(self, camera_id: str, source: Source) -> None:

@@ -196,7 +196,7 @@ class Candidate:
         x1, y1, x2, y2 = self.box
         pad_x, pad_y = (x2 - x1) * padding, (y2 - y1) * padding
         left, top = max(0, int(x1 - pad_x)), max(0, int(y1 - pad_y))
-        right, bottom = min(width, int(round(x2 + pad_x))), min(height, int(round(y2 + pad_y)))
+        right, bottom = min(width, round(x2 + pad_x)), min(height, round(y2 + pad_y))
         if right <= left or bottom <= top:
             return self.frame[0:1, 0:1].copy()
         return self.frame[top:bottom, left:right].copy()

@@ -36,7 +36,30 @@ def _model_path(path: Path) -> Path:
     runtime = RUNTIMES.get(path.suffix)
     if runtime is not None and importlib.util.find_spec(runtime[0]) is None:
         raise DetectorError(f"{path.name} needs the {runtime[0]} package: pip install '{runtime[1]}'")
+    _verify_export(path)
+    if path.suffix == ".onnx":
+        from engines import EngineError
+        from engines.onnx_check import check_onnx_file
+
+        try:
+            check_onnx_file(path)  # onnxruntime can crash on some malformed files instead of raising
+        except EngineError as exc:
+            raise DetectorError(f"detector.model: {exc}") from exc
     return path
+
+
+def _verify_export(path: Path) -> None:
+    """A model inside a ``watchword export yolo`` directory is used only if the manifest vouches for it."""
+    if not (path.parent / "manifest.json").is_file():
+        return
+    from engines import ManifestError, verify_manifest
+
+    try:
+        manifest = verify_manifest(path.parent)
+    except ManifestError as exc:
+        raise DetectorError(f"detector.model: {exc}") from exc
+    if path.name not in manifest.files:
+        raise DetectorError(f"refusing {path}: not listed in {path.parent / 'manifest.json'}")
 
 
 class YoloDetector(Detector):

@@ -1,0 +1,70 @@
+"""Thresholds from footage known to be normal: at most N false alarms per hour.
+
+Every track of the footage is scored against every enabled query as the live agent would. A pair
+alerts when its pooled score first reaches the threshold, so what matters per track is the highest
+pooled score it ever reached. For a target of N false alarms per hour over H hours of footage, the
+threshold is set just above the (floor(N * H) + 1)-th highest of those per-track maxima: at most
+floor(N * H) normal tracks would have raised an alert (fewer after cooldowns merge some).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from agent.matching.matcher import Matcher
+from agent.types import FrameResult
+
+THRESHOLD_STEP = 1e-3
+
+
+@dataclass
+class QueryCalibration:
+    """The outcome for one query."""
+
+    query_id: int
+    text: str
+    track_maxima: list[float]
+    allowed_alarms: int
+    threshold: float
+    expected_alarms: int
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.track_maxima, q)) if self.track_maxima else float("nan")
+
+
+def choose_threshold(maxima: list[float], allowed: int, floor: float) -> tuple[float, int]:
+    """The lowest threshold (not below ``floor``) that at most ``allowed`` of ``maxima`` reach.
+
+    Returns the threshold and how many maxima reach it.
+    """
+    ordered = sorted(maxima, reverse=True)
+    # with more alarms allowed than tracks, any threshold meets the target: keep the floor
+    threshold = max(floor, ordered[allowed] + THRESHOLD_STEP) if allowed < len(ordered) else floor
+    threshold = min(threshold, 1.0 - THRESHOLD_STEP)
+    return threshold, sum(1 for m in ordered if m >= threshold)
+
+
+@dataclass
+class ScoreCollector:
+    """An analyser placed after the matcher: records each pair's highest pooled score."""
+
+    matcher: Matcher
+    maxima: dict[tuple[str, int, int], float] = field(default_factory=dict)
+
+    def process(self, results: list[FrameResult]) -> None:
+        for (camera_id, track_id), state in self.matcher.tracks.items():
+            for query_id, pair in state.pairs.items():
+                key = (camera_id, track_id, query_id)
+                self.maxima[key] = max(self.maxima.get(key, 0.0), pair.pooled)
+
+    def calibrate(self, hours: float, target_per_hour: float, floor: float) -> list[QueryCalibration]:
+        allowed = math.floor(target_per_hour * hours)
+        outcomes = []
+        for query in self.matcher.bank.matrix.queries:
+            maxima = [value for (_, _, q), value in self.maxima.items() if q == query.id]
+            threshold, expected = choose_threshold(maxima, allowed, floor)
+            outcomes.append(QueryCalibration(query.id, query.text, maxima, allowed, threshold, expected))
+        return outcomes
