@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.fixtures.rtsp_server import RtspServer, unavailable_reason
+from tests.fixtures.tiny_models import (
+    SAMPLE_VIDEO,
+    build_tiny_clip,
+    build_tiny_yolo,
+    export_tiny_clip,
+    shared_dir,
+)
 
 
 @pytest.fixture
@@ -21,3 +29,41 @@ def rtsp_server() -> Iterator[RtspServer]:
         pytest.skip(reason)
     with RtspServer(width=384, height=288) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def sample_video() -> Path:
+    """The pedestrian sample video (768x576, 10 frames/s, 795 frames) from Debian's opencv-doc."""
+    if not SAMPLE_VIDEO.is_file():
+        pytest.skip(f"needs the sample video {SAMPLE_VIDEO} (Debian package opencv-doc)")
+    return SAMPLE_VIDEO
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random tiny CLIP with a locally trained tokenizer, saved as a transformers model directory."""
+    pytest.importorskip("transformers", reason="building the tiny CLIP needs the export extra")
+    return shared_dir(tmp_path_factory, "tiny-clip", build_tiny_clip)
+
+
+@pytest.fixture(scope="session")
+def clip_fp32(tmp_path_factory: pytest.TempPathFactory, tiny_clip_dir: Path) -> Path:
+    """The tiny CLIP exported at fp32 by ``export.clip`` (ONNX graphs, tokenizer, manifest)."""
+    return shared_dir(tmp_path_factory, "clip-fp32", lambda d: export_tiny_clip(d, tiny_clip_dir, "fp32"))
+
+
+@pytest.fixture(scope="session")
+def clip_int8(tmp_path_factory: pytest.TempPathFactory, tiny_clip_dir: Path) -> Path:
+    """The tiny CLIP exported at INT8, calibrated on crops of the sample video."""
+    if not SAMPLE_VIDEO.is_file():
+        pytest.skip(f"INT8 calibration uses the sample video {SAMPLE_VIDEO} (Debian package opencv-doc)")
+    return shared_dir(tmp_path_factory, "clip-int8", lambda d: export_tiny_clip(d, tiny_clip_dir, "int8"))
+
+
+@pytest.fixture(scope="session")
+def tiny_yolo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A YOLOv8n built from its ultralytics yaml with random weights (no download)."""
+    def build(directory: Path) -> None:
+        build_tiny_yolo(directory)
+
+    return shared_dir(tmp_path_factory, "tiny-yolo", build) / "tiny-yolo.pt"

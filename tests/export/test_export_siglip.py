@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_models import build_tiny_siglip
 
 from export.clip import ClipExportConfig, export_clip
+from tests.fixtures.tiny_models import build_tiny_siglip
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

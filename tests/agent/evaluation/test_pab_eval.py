@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -279,48 +276,25 @@ def test_cli_clip_path_with_an_injected_encoder(fixture_files: tuple[Path, Path]
     assert json.loads((tmp_path / "r.json").read_text())["metrics"]["coarse"]["r1"] == 100.0
 
 
-def _tiny_models() -> ModuleType:
-    """tests/export/tiny_models.py, which builds and exports the tiny CLIP shared across test folders."""
-    if "tiny_models" in sys.modules:
-        return sys.modules["tiny_models"]
-    path = Path(__file__).resolve().parents[2] / "export" / "tiny_models.py"
-    spec = importlib.util.spec_from_file_location("tiny_models", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["tiny_models"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="session")
-def tiny_clip_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("transformers", reason="building the tiny CLIP needs the export extra")
-    tiny = _tiny_models()
-    model = tiny.shared_dir(tmp_path_factory, "tiny-clip", tiny.build_tiny_clip)
-    return Path(
-        tiny.shared_dir(tmp_path_factory, "clip-fp32", lambda d: tiny.export_tiny_clip(d, model, "fp32"))
-    )
-
-
 @pytest.mark.slow
 def test_cli_clip_path_with_a_tiny_clip_export_and_rerank(
     fixture_files: tuple[Path, Path],
     tmp_path: Path,
-    tiny_clip_export: Path,
+    clip_fp32: Path,
     chat_server: ColourChatServer,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     annotations, images = fixture_files
     config = _rerank_yaml(tmp_path / "rerank.yaml", chat_server)
     argv = ["eval", "pab", "--annotations", str(annotations), "--images", str(images)]
-    argv += ["--clip", str(tiny_clip_export), "--rerank", str(config), "--top-n", "2", "--no-progress"]
+    argv += ["--clip", str(clip_fp32), "--rerank", str(config), "--top-n", "2", "--no-progress"]
     argv += ["--cache-dir", str(tmp_path / "cache"), "--report", str(tmp_path / "report.json")]
     assert main(argv) == 0
     assert "re-ranked (top 2)" in capsys.readouterr().out
     report = json.loads((tmp_path / "report.json").read_text())
     from agent.embedding import ClipEncoder
 
-    encoder = ClipEncoder.load(tiny_clip_export)
+    encoder = ClipEncoder.load(clip_fp32)
     assert report["settings"]["model"] == encoder.manifest_hash
     assert report["settings"]["logit_scale"] == pytest.approx(encoder.logit_scale)
     for metrics in report["metrics"].values():
