@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.agent.alerts.helpers import MOSQUITTO, Mosquitto, MqttSubscriber, WebhookReceiver, free_port
 from tests.fixtures.rtsp_server import RtspServer, unavailable_reason
 from tests.fixtures.tiny_models import (
     SAMPLE_VIDEO,
@@ -63,7 +64,35 @@ def clip_int8(tmp_path_factory: pytest.TempPathFactory, tiny_clip_dir: Path) -> 
 @pytest.fixture(scope="session")
 def tiny_yolo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A YOLOv8n built from its ultralytics yaml with random weights (no download)."""
+
     def build(directory: Path) -> None:
         build_tiny_yolo(directory)
 
     return shared_dir(tmp_path_factory, "tiny-yolo", build) / "tiny-yolo.pt"
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A running mosquitto broker on a free port of 127.0.0.1 (``stop()``/``start()`` to restart it)."""
+    if not MOSQUITTO.is_file():
+        pytest.skip(f"the mosquitto broker is not installed ({MOSQUITTO}); apt-get install mosquitto")
+    broker = Mosquitto(tmp_path / "mosquitto", free_port())
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def mqtt_subscriber(mosquitto: Mosquitto) -> Iterator[MqttSubscriber]:
+    """A QoS 1 subscriber to ``watchword/#`` with a persistent session."""
+    subscriber = MqttSubscriber(mosquitto.port)
+    yield subscriber
+    subscriber.close()
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    """An HTTP receiver that records POSTs and checks their HMAC signature."""
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.close()

@@ -124,6 +124,7 @@ class Matcher:
         matrix = self.bank.matrix
         if reloaded:
             self._prune_queries()
+            self._score_known_tracks()
         to_embed: list[tuple[TrackState, np.ndarray, float]] = []
         regions: list[tuple[np.ndarray, Sequence[float]]] = []
         now = max((r.frame.wall_time for r in results), default=0.0)
@@ -159,7 +160,20 @@ class Matcher:
             result.extra["scores"] = self._frame_scores(result)
         self._maybe_emit(now)
 
-    def _score(self, sampled: list[tuple[TrackState, np.ndarray, float]], embeddings: np.ndarray) -> None:
+    def _score_known_tracks(self) -> None:
+        """Score new or edited queries at once on each track's latest embedding (no new crop needed)."""
+        known = [s for s in self.tracks.values() if s.embeddings]
+        if known and self.bank.matrix.queries:
+            sampled = [(s, np.zeros(4), s.last_embed_time) for s in known]
+            self._score(sampled, np.stack([s.embeddings[-1] for s in known]), only_new=True)
+
+    def _score(
+        self,
+        sampled: list[tuple[TrackState, np.ndarray, float]],
+        embeddings: np.ndarray,
+        only_new: bool = False,
+    ) -> None:
+        """Add a sample to each (track, query) pair; with ``only_new``, only to pairs not scored yet."""
         matrix = self.bank.matrix
         probability, cosine = calibrated_scores(
             embeddings, matrix.embeddings, matrix.normals, self.encoder.logit_scale, matrix.normal_mask
@@ -173,6 +187,8 @@ class Matcher:
                 if pair is None or state.text_hashes.get(query.id) != text_hash:
                     pair = state.pairs[query.id] = PairScore(self.params)
                     state.text_hashes[query.id] = text_hash
+                elif only_new:
+                    continue
                 pair.add(time_s, float(probability[row, column]), float(cosine[row, column]))
                 pair.update_state(float(matrix.thresholds[column]))
 
