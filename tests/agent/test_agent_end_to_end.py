@@ -1,0 +1,126 @@
+"""The whole agent on the sample video with a CLIP export (the tiny random one, exported in the test):
+a query added through the API while it runs is scored within a second, and alerts reach JSONL,
+webhook and MQTT receivers with their evidence."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import cv2
+import pytest
+
+from agent.config import parse_config
+from agent.service import Agent
+from tests.agent.alerts.helpers import WEBHOOK_SECRET, Mosquitto, MqttSubscriber, WebhookReceiver, wait_until
+
+TOKEN = "end-to-end-token-0123456789"
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    request.add_header("Content-Type", "application/json")
+    request.add_header("Authorization", f"Bearer {TOKEN}")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        result: dict[str, Any] = json.loads(response.read())
+        return result
+
+
+@pytest.mark.slow
+def test_live_queries_scores_and_alerts(
+    tmp_path: Path,
+    clip_fp32: Path,
+    sample_video: Path,
+    mosquitto: Mosquitto,
+    mqtt_subscriber: MqttSubscriber,
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    alerts_jsonl = tmp_path / "alerts.jsonl"
+    config = parse_config(
+        f"""
+site: e2e
+database: {tmp_path}/queries.db
+cameras:
+  - {{id: sample, uri: "{sample_video}", loop: true, analysis_fps: 5}}
+detector: {{type: ssd-mobilenet, batch_size: 4}}
+matching:
+  embedder:
+    model_dir: "{clip_fp32}"
+    engine: {{type: onnxruntime, providers: [cpu]}}
+  window_s: 1
+  embed_interval_s: 0.5
+alerts:
+  database: {tmp_path}/alerts.db
+  evidence_dir: {tmp_path}/evidence
+  cooldown_s: 3
+  sinks:
+    - {{type: jsonl, path: "{alerts_jsonl}"}}
+    - {{type: webhook, url: "{webhook_receiver.url}", secret: {WEBHOOK_SECRET}}}
+    - {{type: mqtt, host: 127.0.0.1, port: {mosquitto.port}}}
+api: {{enabled: true, port: 0, token: {TOKEN}}}
+"""
+    )
+    frames = tmp_path / "frames.jsonl"
+    agent = Agent(config, jsonl_path=frames, duration_s=120)
+    # A query every track matches (threshold near 0), so that alerts are raised.
+    everyone = agent.registry.add("a person", threshold=0.01, severity="critical")
+    manifest_hash = agent.encoder.manifest_hash
+    runner = threading.Thread(target=agent.run, daemon=True)
+    runner.start()
+    try:
+        wait_until(lambda: agent.api is not None and len(_records(frames)) >= 5, 60, "frames and the API")
+        added_at = time.time()
+        added = _post(f"{agent.api.url}/queries", {"text": "a person falling down"})
+
+        def scored_at() -> float | None:
+            for record in _records(frames):
+                if record["wall_time"] >= added_at and any(
+                    str(added["id"]) in per_query for per_query in record.get("scores", {}).values()
+                ):
+                    return float(record["wall_time"])
+            return None
+
+        wait_until(lambda: scored_at() is not None, 10, "a score for the new query")
+        assert scored_at() - added_at <= 1.0  # type: ignore[operator]
+
+        # every track in a frame has a score for every query
+        wait_until(lambda: any(r["wall_time"] > added_at + 1.5 for r in _records(frames)), 20, "more frames")
+        late = [r for r in _records(frames) if r["wall_time"] > added_at + 1.5 and r["tracks"]]
+        assert late
+        for record in late:
+            for track in record["tracks"]:
+                assert set(record["scores"][str(track["id"])]) == {str(everyone.id), str(added["id"])}
+
+        wait_until(lambda: len(webhook_receiver.event_ids()) >= 2, 60, "alerts at the webhook")
+        wait_until(lambda: len(mqtt_subscriber.event_ids()) >= 2, 30, "alerts over MQTT")
+    finally:
+        agent.stop()
+        runner.join(15)
+    assert not runner.is_alive()
+
+    sent = [json.loads(line) for line in alerts_jsonl.read_text().splitlines()]
+    ids = {event["event_id"] for event in sent}
+    assert set(webhook_receiver.event_ids()) == ids
+    assert set(mqtt_subscriber.event_ids()) == ids
+    opened = [event for event in sent if event["event"] == "opened"]
+    assert opened and all(event["query_id"] == everyone.id for event in opened)
+    assert all(m.topic == "watchword/e2e/alerts/sample" for m in mqtt_subscriber.messages)
+    for event in opened:
+        bundle = tmp_path / "evidence" / event["alert_id"]
+        for name in ("crop.jpg", "frame.jpg"):
+            image = cv2.imread(str(bundle / name))
+            assert image is not None and image.size > 0, f"{name} of {event['alert_id']}"
+        evidence = json.loads((bundle / "evidence.json").read_text())
+        assert evidence["alert"]["alert_id"] == event["alert_id"]
+        assert evidence["model_versions"] == {"clip": manifest_hash, "detector": "ssd-mobilenet"}
+        assert evidence["score_history"], "the score history of the pair is in the evidence"
