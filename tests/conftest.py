@@ -16,6 +16,7 @@ from tests.fixtures.tiny_models import (
     export_tiny_clip,
     shared_dir,
 )
+from tests.fixtures.tiny_qwen2vl import build_tiny_qwen2vl
 
 
 @pytest.fixture
@@ -59,6 +60,13 @@ def clip_int8(tmp_path_factory: pytest.TempPathFactory, tiny_clip_dir: Path) -> 
     if not SAMPLE_VIDEO.is_file():
         pytest.skip(f"INT8 calibration uses the sample video {SAMPLE_VIDEO} (Debian package opencv-doc)")
     return shared_dir(tmp_path_factory, "clip-int8", lambda d: export_tiny_clip(d, tiny_clip_dir, "int8"))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random tiny Qwen2-VL with a locally trained tokenizer, saved as a transformers model directory."""
+    pytest.importorskip("transformers", reason="the tiny vision-language model needs transformers")
+    return build_tiny_qwen2vl(tmp_path_factory.mktemp("tiny-qwen2vl"))
 
 
 @pytest.fixture(scope="session")

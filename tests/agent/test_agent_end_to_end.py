@@ -124,3 +124,64 @@ api: {{enabled: true, port: 0, token: {TOKEN}}}
         assert evidence["alert"]["alert_id"] == event["alert_id"]
         assert evidence["model_versions"] == {"clip": manifest_hash, "detector": "ssd-mobilenet"}
         assert evidence["score_history"], "the score history of the pair is in the evidence"
+
+
+@pytest.mark.slow
+def test_live_candidates_are_reranked_under_budget_with_rationale(
+    tmp_path: Path, clip_fp32: Path, sample_video: Path, tiny_qwen2vl: Path
+) -> None:
+    """The live path through a real (tiny, random) Qwen2-VL in process: answers are mostly noise, so
+    the accept threshold is 0 and the test checks the plumbing, the budget and the rationale."""
+    alerts_jsonl = tmp_path / "alerts.jsonl"
+    config = parse_config(
+        f"""
+site: e2e
+database: {tmp_path}/queries.db
+cameras:
+  - {{id: sample, uri: "{sample_video}", loop: true, analysis_fps: 5}}
+detector: {{type: ssd-mobilenet, batch_size: 4}}
+matching:
+  embedder: {{model_dir: "{clip_fp32}", engine: {{type: onnxruntime, providers: [cpu]}}}}
+  window_s: 1
+rerank:
+  enabled: true
+  backend: {{type: transformers, model: "{tiny_qwen2vl}", device: cpu, max_new_tokens: 24}}
+  calls_per_minute: 6
+  accept_threshold: 0.0
+alerts:
+  database: {tmp_path}/alerts.db
+  evidence_dir: {tmp_path}/evidence
+  cooldown_s: 0
+  sinks: [{{type: jsonl, path: "{alerts_jsonl}"}}]
+"""
+    )
+    agent = Agent(config, duration_s=60)
+    agent.registry.add("a man in a red jacket falling off his bicycle", threshold=0.01)
+    runner = threading.Thread(target=agent.run, daemon=True)
+    runner.start()
+    try:
+        wait_until(
+            lambda: agent.rerank is not None and agent.rerank.stats().completed >= 2,
+            50,
+            "two re-ranked candidates",
+        )
+        stats = agent.rerank.stats()
+    finally:
+        agent.stop()
+        runner.join(15)
+    assert not runner.is_alive()
+    assert stats.calls <= 6 + 1, "at most calls_per_minute calls in the first minute"
+    assert stats.submitted > stats.calls, "more candidates than the budget allows were offered"
+    opened = [
+        e
+        for e in (json.loads(line) for line in alerts_jsonl.read_text().splitlines())
+        if e["event"] == "opened"
+    ]
+    assert opened
+    for event in opened:
+        assert event["fused_score"] is not None and event["verified"] is True
+        rationale = event["rationale"]
+        masked = " ".join(blank["masked"] for blank in rationale["blanks"])
+        assert "red" in masked and "jacket" in masked and "falling" in masked, rationale
+        evidence = json.loads((tmp_path / "evidence" / event["alert_id"] / "evidence.json").read_text())
+        assert evidence["rationale"] == rationale

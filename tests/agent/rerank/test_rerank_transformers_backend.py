@@ -11,8 +11,6 @@ from pydantic import ValidationError
 
 pytest.importorskip("transformers", reason="the transformers backend needs the lmm extra")
 
-from tiny_qwen2vl import build_tiny_qwen2vl
-
 from agent.rerank.backends.base import LmmError, LmmRequest, build_backend
 from agent.rerank.backends.transformers_backend import TransformersBackend
 from agent.rerank.config import RerankConfig, TransformersBackendConfig
@@ -23,8 +21,8 @@ QUERY = "a man in a red jacket falls off his bicycle"
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_qwen2vl(tmp_path_factory.mktemp("tiny-qwen2vl"))
+def model_dir(tiny_qwen2vl: Path) -> Path:
+    return tiny_qwen2vl
 
 
 @pytest.fixture(scope="module")
