@@ -185,3 +185,62 @@ alerts:
         assert "red" in masked and "jacket" in masked and "falling" in masked, rationale
         evidence = json.loads((tmp_path / "evidence" / event["alert_id"] / "evidence.json").read_text())
         assert evidence["rationale"] == rationale
+
+
+def _get(url: str, token: str | None = TOKEN) -> tuple[int, bytes]:
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status, response.read()
+
+
+def test_without_clip_tracking_runs_and_health_and_metrics_report(
+    tmp_path: Path, sample_video: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = parse_config(
+        f"""
+database: {tmp_path}/queries.db
+cameras:
+  - {{id: sample, uri: "{sample_video}", loop: true}}
+  - {{id: gone, uri: "{tmp_path}/missing.avi"}}
+alerts: {{database: {tmp_path}/alerts.db, evidence_dir: {tmp_path}/evidence}}
+api: {{enabled: true, port: 0, token: {TOKEN}}}
+"""
+    )
+    with caplog.at_level("WARNING", logger="agent.service"):
+        agent = Agent(config, duration_s=60)
+    hints = [r for r in caplog.records if "standing queries are not evaluated" in r.getMessage()]
+    assert len(hints) == 1 and "watchword export clip" in hints[0].getMessage()
+    runner = threading.Thread(target=agent.run, daemon=True)
+    runner.start()
+    try:
+        wait_until(
+            lambda: agent.api is not None and agent.pipeline.counters["sample"].frames >= 10, 60, "frames"
+        )
+        status, body = _get(f"{agent.api.url}/health", token=None)
+        health = json.loads(body)
+        assert status == 200 and health["status"] == "degraded" and health["queries_evaluated"] is False
+        assert health["cameras"]["sample"]["state"] == "running"
+        assert health["cameras"]["sample"]["frames"] >= 10
+        assert (
+            health["cameras"]["gone"]["state"] == "failed"
+            and "missing.avi" in health["cameras"]["gone"]["error"]
+        )
+        status, body = _get(f"{agent.api.url}/metrics")
+        text = body.decode()
+        assert status == 200
+        for name in (
+            "watchword_frames_total",
+            "watchword_detections_total",
+            "watchword_frame_drops_total",
+            "watchword_stage_seconds_total",
+            "watchword_sink_backlog",
+            "watchword_queries_enabled",
+        ):
+            assert f"# TYPE {name} " in text, name
+        assert 'watchword_frames_total{camera="sample"}' in text
+    finally:
+        agent.stop()
+        runner.join(15)
+    assert not runner.is_alive()
