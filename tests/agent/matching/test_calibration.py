@@ -41,7 +41,7 @@ def test_calibrate_command_sets_thresholds_from_the_sample(
     config.write_text(
         f"database: {database}\n"
         f"cameras:\n  - {{id: cam, uri: test://, analysis_fps: 5}}\n"
-        f"matching:\n  embedder: {{model_dir: '{clip_fp32}', engine: {{type: onnxruntime, providers: [cpu]}}}}\n"
+        f"matching:\n  embedder: {{model_dir: '{clip_fp32}', engine: {{type: onnxruntime}}}}\n"
         "  embed_interval_s: 0.5\n"
     )
     command = [
