@@ -28,8 +28,16 @@ def import_ultralytics() -> ModuleType:
     already_imported = "ultralytics.utils" in sys.modules
     if not already_imported:
         os.environ.update(OFFLINE_ENVIRONMENT)
+    import cv2
+
+    opencv_threads = cv2.getNumThreads()
     import ultralytics
     from ultralytics.utils import checks, events
+
+    # ultralytics.utils calls cv2.setNumThreads(0) at import (for PyTorch data loaders), which made
+    # OpenCV's DNN detector run on one core, at about half speed: give OpenCV its threads back.
+    if not already_imported:
+        cv2.setNumThreads(opencv_threads)
 
     # If something imported ultralytics before us, its module-level constants were already computed
     # from the environment; these are the globals the download and install paths actually consult.

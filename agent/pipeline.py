@@ -274,6 +274,8 @@ class Pipeline:
             if self._detector is None:
                 self._detector = build_detector(self.config.detector)
             detector = self._detector
+            # Build one tracker now: its libraries load (seconds, once) before the cameras start.
+            build_tracker(self.config.tracker, "startup-check", DEFAULT_FRAME_RATE)
             if self.jsonl_path is not None:
                 self._jsonl = JsonlWriter(self.jsonl_path)
             self._open_sources()
