@@ -56,9 +56,11 @@ class ScoreCollector:
 
     def process(self, results: list[FrameResult]) -> None:
         for (camera_id, track_id), state in self.matcher.tracks.items():
-            for query_id, pair in state.pairs.items():
-                key = (camera_id, track_id, query_id)
-                self.maxima[key] = max(self.maxima.get(key, 0.0), pair.pooled)
+            if state.scores is None:
+                continue
+            for column in np.flatnonzero(state.scores.scored):
+                key = (camera_id, track_id, state.columns[column][0])
+                self.maxima[key] = max(self.maxima.get(key, 0.0), float(state.scores.pooled[column]))
 
     def calibrate(self, hours: float, target_per_hour: float, floor: float) -> list[QueryCalibration]:
         allowed = math.floor(target_per_hour * hours)

@@ -20,7 +20,7 @@ import numpy as np
 
 from agent.matching.config import MatchingConfig
 from agent.matching.querybank import QueryBank, TextEncoder
-from agent.matching.scoring import PairScore, PoolingParams, calibrated_scores
+from agent.matching.scoring import PoolingParams, TrackScores, calibrated_scores
 from agent.queries import QueryRegistry
 from agent.types import Candidate, Frame, FrameResult, TrackEventKind
 
@@ -44,8 +44,9 @@ class TrackState:
     embeddings: deque[np.ndarray] = field(default_factory=deque)
     frame: Frame | None = None
     box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
-    pairs: dict[int, PairScore] = field(default_factory=dict)
-    text_hashes: dict[int, str] = field(default_factory=dict)
+    scores: TrackScores | None = None
+    # (query id, text hash) of each column of ``scores``
+    columns: list[tuple[int, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -90,6 +91,8 @@ class Matcher:
         self.tracks: dict[tuple[str, int], TrackState] = {}
         self.stats = MatcherStats()
         self._window_start: float | None = None
+        self._masks: dict[str, np.ndarray] = {}
+        self._names: np.ndarray | None = None
         self._lock = threading.Lock()
         self.bank.refresh(force=True)
 
@@ -123,8 +126,7 @@ class Matcher:
         reloaded = self.bank.refresh()
         matrix = self.bank.matrix
         if reloaded:
-            self._prune_queries()
-            self._score_known_tracks()
+            self._realign()
         to_embed: list[tuple[TrackState, np.ndarray, float]] = []
         regions: list[tuple[np.ndarray, Sequence[float]]] = []
         now = max((r.frame.wall_time for r in results), default=0.0)
@@ -160,10 +162,38 @@ class Matcher:
             result.extra["scores"] = self._frame_scores(result)
         self._maybe_emit(now)
 
-    def _score_known_tracks(self) -> None:
-        """Score new or edited queries at once on each track's latest embedding (no new crop needed)."""
+    def _columns(self) -> list[tuple[int, str]]:
+        matrix = self.bank.matrix
+        return list(zip(matrix.ids, matrix.text_hashes, strict=True))
+
+    def _column_names(self) -> np.ndarray:
+        """Query ids as strings (JSON keys), one per column (cached until the queries change)."""
+        if self._names is None:
+            self._names = np.array([str(query_id) for query_id in self.bank.matrix.ids], dtype=object)
+        return self._names
+
+    def _camera_mask(self, camera_id: str) -> np.ndarray:
+        """Which query columns apply to a camera (cached until the queries change)."""
+        mask = self._masks.get(camera_id)
+        if mask is None:
+            mask = np.array([q.applies_to(camera_id) for q in self.bank.matrix.queries], bool)
+            self._masks[camera_id] = mask
+        return mask
+
+    def _realign(self) -> None:
+        """After the queries changed: move each track's columns to the new order (an edited text
+        starts afresh), and score new queries at once on each track's latest embedding."""
+        self._masks.clear()
+        self._names = None
+        columns = self._columns()
+        for state in self.tracks.values():
+            if state.scores is None:
+                continue
+            old = {key: i for i, key in enumerate(state.columns)}
+            state.scores.remap(np.array([old.get(key, -1) for key in columns], np.int64))
+            state.columns = columns
         known = [s for s in self.tracks.values() if s.embeddings]
-        if known and self.bank.matrix.queries:
+        if known and columns:
             sampled = [(s, np.zeros(4), s.last_embed_time) for s in known]
             self._score(sampled, np.stack([s.embeddings[-1] for s in known]), only_new=True)
 
@@ -173,30 +203,21 @@ class Matcher:
         embeddings: np.ndarray,
         only_new: bool = False,
     ) -> None:
-        """Add a sample to each (track, query) pair; with ``only_new``, only to pairs not scored yet."""
+        """Add a sample to every (track, query) pair that applies; with ``only_new``, only to pairs
+        not scored yet."""
         matrix = self.bank.matrix
         probability, cosine = calibrated_scores(
-            embeddings, matrix.embeddings, matrix.normals, self.encoder.logit_scale, matrix.normal_mask
+            embeddings, matrix.embeddings, matrix.normal_bank, matrix.normal_index, self.encoder.logit_scale
         )
         for row, (state, _, time_s) in enumerate(sampled):
-            for column, query in enumerate(matrix.queries):
-                if not query.applies_to(state.camera_id):
-                    continue
-                text_hash = matrix.text_hashes[column]
-                pair = state.pairs.get(query.id)
-                if pair is None or state.text_hashes.get(query.id) != text_hash:
-                    pair = state.pairs[query.id] = PairScore(self.params)
-                    state.text_hashes[query.id] = text_hash
-                elif only_new:
-                    continue
-                pair.add(time_s, float(probability[row, column]), float(cosine[row, column]))
-                pair.update_state(float(matrix.thresholds[column]))
-
-    def _prune_queries(self) -> None:
-        live = set(self.bank.matrix.ids)
-        for state in self.tracks.values():
-            for query_id in [q for q in state.pairs if q not in live]:
-                del state.pairs[query_id]
+            if state.scores is None:
+                state.scores = TrackScores(self.params, len(matrix.queries))
+                state.columns = self._columns()
+            mask = self._camera_mask(state.camera_id)
+            if only_new:
+                mask = mask & ~state.scores.scored
+            state.scores.add(time_s, probability[row], cosine[row], mask)
+            state.scores.update_state(matrix.thresholds)
 
     def _frame_scores(self, result: FrameResult) -> dict[str, dict[str, float]]:
         """Pooled scores by track id and query id (strings, for JSON) for the tracks in a frame."""
@@ -204,8 +225,13 @@ class Matcher:
         ids = result.tracks.tracker_id
         for track_id in [] if ids is None else ids:
             state = self.tracks.get((result.frame.camera_id, int(track_id)))
-            if state is not None and state.pairs:
-                scores[str(int(track_id))] = {str(q): round(p.pooled, 4) for q, p in state.pairs.items()}
+            if state is None or state.scores is None:
+                continue
+            scored = state.scores.scored
+            if scored.any():
+                names = self._column_names()[scored]
+                values = np.round(state.scores.pooled[scored].astype(np.float64), 4)
+                scores[str(int(track_id))] = dict(zip(names.tolist(), values.tolist(), strict=True))
         return scores
 
     # --- candidates ------------------------------------------------------------------------
@@ -225,31 +251,32 @@ class Matcher:
 
     def window_candidates(self) -> list[Candidate]:
         """The top-K active (track, query) pairs across all cameras, best first."""
-        queries = {q.id: q for q in self.bank.matrix.queries}
-        active: list[tuple[float, TrackState, int, PairScore]] = []
+        queries = self.bank.matrix.queries
+        active: list[tuple[float, TrackState, int]] = []
         for state in self.tracks.values():
-            for query_id, pair in state.pairs.items():
-                if pair.active and query_id in queries and state.frame is not None:
-                    active.append((pair.pooled, state, query_id, pair))
+            if state.scores is None or state.frame is None:
+                continue
+            for index in np.flatnonzero(state.scores.active):
+                active.append((float(state.scores.pooled[index]), state, int(index)))
         active.sort(key=lambda item: item[0], reverse=True)
         candidates = []
-        for pooled, state, query_id, pair in active[: self.config.top_k]:
-            assert state.frame is not None
-            query = queries[query_id]
+        for pooled, state, column in active[: self.config.top_k]:
+            assert state.frame is not None and state.scores is not None
+            query = queries[column]
             candidates.append(
                 Candidate(
                     camera_id=state.camera_id,
                     track_id=state.track_id,
-                    query_id=query_id,
+                    query_id=query.id,
                     query_text=query.text,
                     score=pooled,
-                    cosine=pair.last_cosine,
+                    cosine=float(state.scores.cosine[column]),
                     wall_time=state.frame.wall_time,
                     frame_index=state.frame.index,
                     box=state.box,
                     frame=state.frame.image,
                     severity=query.severity,
-                    score_history=list(pair.history),
+                    score_history=state.scores.column_history(column),
                     model_versions=dict(self.model_versions),
                 )
             )

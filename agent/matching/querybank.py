@@ -46,8 +46,8 @@ class QueryMatrix:
 
     queries: list[Query]
     embeddings: np.ndarray  # (Q, D)
-    normals: np.ndarray  # (Q, M, D)
-    normal_mask: np.ndarray  # (Q, M)
+    normal_bank: np.ndarray  # (K, D): the distinct normal prompts
+    normal_index: np.ndarray  # (Q, M): rows of normal_bank per query, -1 for padding
     thresholds: np.ndarray  # (Q,)
     text_hashes: list[str]
 
@@ -81,8 +81,8 @@ class QueryBank:
         return QueryMatrix(
             [],
             np.zeros((0, 1), np.float32),
-            np.zeros((0, 1, 1), np.float32),
-            np.zeros((0, 1), bool),
+            np.zeros((0, 1), np.float32),
+            np.zeros((0, 1), np.int64),
             np.zeros((0,), np.float32),
             [],
         )
@@ -130,14 +130,15 @@ class QueryBank:
         hashes = [self.text_hash(q) for q in queries]
         embeddings = np.stack([self._query_embedding(q, h) for q, h in zip(queries, hashes, strict=True)])
         normal_lists = [q.normal_prompts or self.config.normal_prompts for q in queries]
+        distinct = sorted({prompt for prompts in normal_lists for prompt in prompts})
+        row = {prompt: i for i, prompt in enumerate(distinct)}
         width = max(len(prompts) for prompts in normal_lists)
-        normals = np.zeros((len(queries), width, embeddings.shape[1]), np.float32)
-        mask = np.zeros((len(queries), width), bool)
+        index = np.full((len(queries), width), -1, np.int64)
         for i, prompts in enumerate(normal_lists):
-            normals[i, : len(prompts)] = self._normal_embeddings(prompts)
-            mask[i, : len(prompts)] = True
+            index[i, : len(prompts)] = [row[p] for p in prompts]
+        bank = self._normal_embeddings(distinct)
         thresholds = np.array(
             [q.threshold if q.threshold is not None else self.config.default_threshold for q in queries],
             np.float32,
         )
-        return QueryMatrix(queries, embeddings, normals, mask, thresholds, hashes)
+        return QueryMatrix(queries, embeddings, bank, index, thresholds, hashes)

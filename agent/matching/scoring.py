@@ -10,7 +10,7 @@ window) and an enter/exit pair of thresholds keeps a pair from flapping.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,32 +18,33 @@ import numpy as np
 def calibrated_scores(
     track_embeddings: np.ndarray,
     query_embeddings: np.ndarray,
-    normal_embeddings: np.ndarray,
+    normal_bank: np.ndarray,
+    normal_index: np.ndarray,
     logit_scale: float,
-    normal_mask: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Calibrated probabilities and raw cosines for every (track, query) pair.
+
+    Normal prompts are shared by most queries, so each distinct one is embedded and compared once:
+    ``normal_bank`` holds them and ``normal_index`` says which belong to which query.
 
     Args:
         track_embeddings: (T, D) L2-normalised crop embeddings.
         query_embeddings: (Q, D) L2-normalised query embeddings.
-        normal_embeddings: (Q, M, D) L2-normalised normal-prompt embeddings per query (M >= 1).
+        normal_bank: (K, D) L2-normalised embeddings of the distinct normal prompts.
+        normal_index: (Q, M) rows of ``normal_bank`` for each query, -1 where a query has fewer than M.
         logit_scale: the CLIP model's temperature (exp of its learned log scale, e.g. 100).
-        normal_mask: (Q, M) booleans, False where a query has fewer than M normal prompts.
 
     Returns:
-        (T, Q) probabilities in [0, 1] that the query beats all of its normal prompts, and the (T, Q)
-        cosines of tracks and queries.
+        (T, Q) probabilities in [0, 1] that the query beats all of its normal prompts (softmax over
+        the query and its normals at ``logit_scale``), and the (T, Q) cosines of tracks and queries.
     """
     cosine = track_embeddings @ query_embeddings.T  # (T, Q)
-    normal_cosine = np.einsum("td,qmd->tqm", track_embeddings, normal_embeddings)  # (T, Q, M)
-    logits = logit_scale * np.concatenate([cosine[..., None], normal_cosine], axis=-1)
-    if normal_mask is not None:
-        keep = np.concatenate([np.ones((len(query_embeddings), 1), bool), normal_mask], axis=-1)
-        logits = np.where(keep[None], logits, -np.inf)
-    logits -= logits.max(axis=-1, keepdims=True)
-    weights = np.exp(logits)
-    probability = weights[..., 0] / weights.sum(axis=-1)
+    normal_cosine = (track_embeddings @ normal_bank.T)[:, np.maximum(normal_index, 0)]  # (T, Q, M)
+    # p = 1 / (1 + sum_m exp(scale * (normal_m - query))), padding contributing nothing
+    with np.errstate(over="ignore"):
+        terms = np.exp(logit_scale * (normal_cosine - cosine[..., None]))
+    terms = np.where(normal_index[None] >= 0, terms, 0.0)
+    probability = 1.0 / (1.0 + terms.sum(axis=-1))
     return probability.astype(np.float32), cosine.astype(np.float32)
 
 
@@ -62,38 +63,72 @@ class PoolingParams:
     exit_margin: float = 0.1
 
 
-@dataclass
-class PairScore:
-    """The running score of one (track, query) pair."""
+class TrackScores:
+    """The running scores of one track against every standing query, one column per query.
 
-    params: PoolingParams
-    ema: float | None = None
-    samples: deque[tuple[float, float]] = field(default_factory=deque)
-    active: bool = False
-    pooled: float = 0.0
-    last_cosine: float = 0.0
-    history: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=256))
+    Vectorised over queries: one sample updates all of a track's pairs at once, so a window costs
+    numpy operations per track rather than Python work per (track, query) pair. Columns not scored
+    yet (a new query, or one that does not apply to the track's camera) hold NaN.
+    """
 
-    def add(self, time_s: float, probability: float, cosine: float) -> float:
-        """Add a calibrated sample taken at ``time_s`` (seconds); returns the new pooled score."""
-        params = self.params
-        self.ema = (
-            probability
-            if self.ema is None
-            else params.ema_alpha * probability + (1 - params.ema_alpha) * self.ema
-        )
-        self.samples.append((time_s, self.ema))
-        while self.samples and self.samples[0][0] < time_s - params.window_s:
+    def __init__(self, params: PoolingParams, size: int, history: int = 256) -> None:
+        self.params = params
+        self.ema = np.full(size, np.nan, np.float32)
+        self.pooled = np.full(size, np.nan, np.float32)
+        self.cosine = np.full(size, np.nan, np.float32)
+        self.active = np.zeros(size, bool)
+        self.samples: deque[tuple[float, np.ndarray]] = deque()
+        self.history: deque[tuple[float, np.ndarray]] = deque(maxlen=history)
+
+    @property
+    def size(self) -> int:
+        return len(self.ema)
+
+    @property
+    def scored(self) -> np.ndarray:
+        """Columns with at least one sample."""
+        return ~np.isnan(self.pooled)
+
+    def add(self, time_s: float, probability: np.ndarray, cosine: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Add calibrated samples taken at ``time_s`` (seconds) to the ``mask`` columns; returns pooled."""
+        alpha = self.params.ema_alpha
+        fresh = mask & np.isnan(self.ema)
+        blended = alpha * probability + (1 - alpha) * self.ema
+        self.ema = np.where(fresh, probability, np.where(mask, blended, self.ema)).astype(np.float32)
+        self.cosine = np.where(mask, cosine, self.cosine).astype(np.float32)
+        self.samples.append((time_s, self.ema.copy()))
+        while self.samples and self.samples[0][0] < time_s - self.params.window_s:
             self.samples.popleft()
-        self.pooled = max(average for _, average in self.samples)
-        self.last_cosine = cosine
-        self.history.append((time_s, self.pooled))
+        stacked = np.stack([ema for _, ema in self.samples])
+        with np.errstate(all="ignore"):
+            self.pooled = np.fmax.reduce(stacked, axis=0).astype(np.float32)
+        self.history.append((time_s, self.pooled.copy()))
         return self.pooled
 
-    def update_state(self, threshold: float) -> bool:
-        """Apply hysteresis at ``threshold``; returns whether the pair is active."""
-        if self.active:
-            self.active = self.pooled >= threshold - self.params.exit_margin
-        else:
-            self.active = self.pooled >= threshold
+    def update_state(self, thresholds: np.ndarray) -> np.ndarray:
+        """Apply hysteresis at ``thresholds`` (one per column); returns the active columns."""
+        with np.errstate(invalid="ignore"):
+            enter = self.pooled >= thresholds
+            stay = self.pooled >= thresholds - self.params.exit_margin
+        self.active = np.where(self.active, stay, enter) & self.scored
         return self.active
+
+    def column_history(self, column: int) -> list[tuple[float, float]]:
+        """(time, pooled score) of one column, oldest first, where it was scored."""
+        return [(t, float(pooled[column])) for t, pooled in self.history if not np.isnan(pooled[column])]
+
+    def remap(self, source: np.ndarray) -> None:
+        """Rearrange columns after the queries changed: new column i takes old column ``source[i]``
+        (-1: a new, unscored column)."""
+        keep = source >= 0
+        take = np.where(keep, source, 0)
+
+        def moved(values: np.ndarray, empty: float | bool) -> np.ndarray:
+            if len(values) == 0:
+                return np.full(len(source), empty, values.dtype)
+            return np.where(keep, values[take], empty).astype(values.dtype)
+
+        self.ema, self.pooled = moved(self.ema, np.nan), moved(self.pooled, np.nan)
+        self.cosine, self.active = moved(self.cosine, np.nan), moved(self.active, False)
+        self.samples = deque((t, moved(ema, np.nan)) for t, ema in self.samples)
+        self.history = deque(((t, moved(p, np.nan)) for t, p in self.history), maxlen=self.history.maxlen)
