@@ -12,7 +12,8 @@
 # Run (GPU, cameras on the host network, config, models and data from the host):
 #   docker run --gpus all --network host -v $PWD/site:/config -v $PWD/models:/models \
 #     -v $PWD/data:/data watchword
-# TensorRT engines are built on the target at first start and cached under /data (never shipped).
+# TensorRT engines are built on the target at first start and cached (never shipped): point the
+# engine's cache_dir (matching.embedder.engine.cache_dir) at /data/cache so they survive restarts.
 ARG BASE_IMAGE=nvcr.io/nvidia/tensorrt:24.10-py3
 FROM ${BASE_IMAGE}
 
@@ -21,8 +22,7 @@ ARG TORCH_INDEX=
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    YOLO_OFFLINE=1 \
-    WATCHWORD_CACHE_DIR=/data/cache
+    YOLO_OFFLINE=1
 
 RUN apt-get update && apt-get install -y --no-install-recommends \
         gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
