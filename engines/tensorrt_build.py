@@ -105,6 +105,24 @@ def make_calibrator(
     return _Calibrator()
 
 
+def parse_onnx(trt: Any, onnx_path: Path) -> tuple[Any, Any, Any]:
+    """A TensorRT builder and the network parsed from ``onnx_path`` (explicit batch on TensorRT 8).
+
+    Returns (builder, network, parser); the parser must outlive the network's use.
+    """
+    trt_logger = TrtLogger.create(trt)
+    builder = trt.Builder(trt_logger)
+    flags = 0
+    if int(trt.__version__.split(".")[0]) < 10:
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, trt_logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise EngineError(f"TensorRT cannot parse {onnx_path}: {'; '.join(errors) or 'unknown error'}")
+    return builder, network, parser
+
+
 def build_engine(
     trt: Any,
     onnx_path: Path,
@@ -129,16 +147,7 @@ def build_engine(
         (serialized engine bytes, build time in seconds).
     """
     started = time.perf_counter()
-    trt_logger = TrtLogger.create(trt)
-    builder = trt.Builder(trt_logger)
-    flags = 0
-    if int(trt.__version__.split(".")[0]) < 10:
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, trt_logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-        raise EngineError(f"TensorRT cannot parse {onnx_path}: {'; '.join(errors) or 'unknown error'}")
+    builder, network, _parser = parse_onnx(trt, onnx_path)
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
     optimisation = builder.create_optimization_profile()

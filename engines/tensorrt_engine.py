@@ -156,18 +156,9 @@ def _import_tensorrt() -> Any:
 
 def _parse_spec(trt: Any, onnx_path: Path) -> EngineSpec:
     """Inputs and outputs of an ONNX file as TensorRT's parser sees them (used when no spec is given)."""
-    from engines.tensorrt_build import TrtLogger
+    from engines.tensorrt_build import parse_onnx
 
-    trt_logger = TrtLogger.create(trt)
-    builder = trt.Builder(trt_logger)
-    flags = 0
-    if int(trt.__version__.split(".")[0]) < 10:
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, trt_logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-        raise EngineError(f"TensorRT cannot parse {onnx_path}: {'; '.join(errors) or 'unknown error'}")
+    _builder, network, _parser = parse_onnx(trt, onnx_path)
 
     def tensor(t: Any) -> TensorSpec:
         shape = tuple("batch" if i == 0 and d < 0 else int(d) for i, d in enumerate(t.shape))
