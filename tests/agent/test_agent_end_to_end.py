@@ -16,9 +16,21 @@ import pytest
 
 from agent.config import parse_config
 from agent.service import Agent
+from agent.types import FrameResult
 from tests.agent.alerts.helpers import WEBHOOK_SECRET, Mosquitto, MqttSubscriber, WebhookReceiver, wait_until
 
 TOKEN = "end-to-end-token-0123456789"
+
+
+class ScoreRecorder:
+    """An analyser placed after the matcher: when each batch's scores were ready (UNIX seconds)."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[float, dict[str, dict[str, float]]]] = []
+
+    def process(self, results: list[FrameResult]) -> None:
+        for result in results:
+            self.batches.append((time.time(), result.extra.get("scores", {})))
 
 
 def _records(path: Path) -> list[dict[str, Any]]:
@@ -75,6 +87,8 @@ api: {{enabled: true, port: 0, token: {TOKEN}}}
     # A query every track matches (threshold near 0), so that alerts are raised.
     everyone = agent.registry.add("a person", threshold=0.01, severity="critical")
     manifest_hash = agent.encoder.manifest_hash
+    recorder = ScoreRecorder()
+    agent.pipeline.analyzers.append(recorder)  # after the matcher: sees each batch's scores
     runner = threading.Thread(target=agent.run, daemon=True)
     runner.start()
     try:
@@ -83,11 +97,10 @@ api: {{enabled: true, port: 0, token: {TOKEN}}}
         added = _post(f"{agent.api.url}/queries", {"text": "a person falling down"})
 
         def scored_at() -> float | None:
-            for record in _records(frames):
-                if record["wall_time"] >= added_at and any(
-                    str(added["id"]) in per_query for per_query in record.get("scores", {}).values()
-                ):
-                    return float(record["wall_time"])
+            """When the agent first put out a frame scoring the new query (as an operator sees it)."""
+            for emitted, scores in list(recorder.batches):
+                if any(str(added["id"]) in per_query for per_query in scores.values()):
+                    return emitted
             return None
 
         wait_until(lambda: scored_at() is not None, 10, "a score for the new query")
