@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from agent.config import AgentConfig, CameraConfig
+from agent.config import AgentConfig
 from agent.detection import Detector, build_detector
 from agent.outputs.jsonl import JsonlWriter, frame_record
 from agent.outputs.video import VideoWriter, annotate
@@ -168,27 +168,18 @@ class Pipeline:
             self.sources[camera.id] = source
             log.info("camera %s: opened %s", camera.id, camera.uri)
 
-    @staticmethod
-    def _frame_rate(camera: CameraConfig, source: Source) -> float:
-        """Frames/s the camera's frames arrive at: the analysis rate, or the stream's if lower."""
-        rates = [r for r in (camera.analysis_fps, source.native_fps) if r]
+    def frame_rate_of(self, camera_id: str) -> float:
+        """Frames/s a camera's frames arrive at: its analysis rate, or its stream's if that is lower."""
+        source = self.sources.get(camera_id)
+        native = source.native_fps if source is not None else None
+        rates = [r for r in (self._cameras[camera_id].analysis_fps, native) if r]
         return min(rates) if rates else DEFAULT_FRAME_RATE
 
-    def frame_rate_of(self, camera_id: str) -> float:
-        """Frames/s a camera's frames arrived at (its analysis rate, or its stream's if lower)."""
-        source = self.sources.get(camera_id)
-        camera = self._cameras[camera_id]
-        if source is None:
-            return camera.analysis_fps or DEFAULT_FRAME_RATE
-        return self._frame_rate(camera, source)
-
-    def _tracker_for(self, camera: CameraConfig, source: Source) -> CameraTracker:
-        tracker = self.trackers.get(camera.id)
+    def _tracker_for(self, camera_id: str) -> CameraTracker:
+        tracker = self.trackers.get(camera_id)
         if tracker is None:
-            tracker = build_tracker(
-                self.config.tracker, camera.id, frame_rate=self._frame_rate(camera, source)
-            )
-            self.trackers[camera.id] = tracker
+            tracker = build_tracker(self.config.tracker, camera_id, frame_rate=self.frame_rate_of(camera_id))
+            self.trackers[camera_id] = tracker
         return tracker
 
     def _camera_done(self, camera_id: str) -> bool:
@@ -224,11 +215,9 @@ class Pipeline:
         return frames
 
     def _track(self, frame: Frame, detections: Detections) -> FrameResult:
-        camera = self._cameras[frame.camera_id]
-        tracker = self._tracker_for(camera, self.sources[camera.id])
-        tracks, events = tracker.update(frame, detections)
+        tracks, events = self._tracker_for(frame.camera_id).update(frame, detections)
         with self._lock:
-            counters = self.counters[camera.id]
+            counters = self.counters[frame.camera_id]
             counters.frames += 1
             counters.detections += len(detections)
             counters.active_tracks = len(tracks)
@@ -254,17 +243,17 @@ class Pipeline:
             record.update(result.extra)
             self._jsonl.write(record)
         if self.video_dir is not None:
-            self._write_video(self._cameras[frame.camera_id], frame, tracks)
+            self._write_video(frame, tracks)
         if self.on_frame is not None:
             self.on_frame(frame, tracks, events)
 
-    def _write_video(self, camera: CameraConfig, frame: Frame, tracks: Detections) -> None:
-        writer = self.videos.get(camera.id)
+    def _write_video(self, frame: Frame, tracks: Detections) -> None:
+        writer = self.videos.get(frame.camera_id)
         if writer is None:
             assert self.video_dir is not None
-            fps = self._frame_rate(camera, self.sources[camera.id])
-            writer = VideoWriter(self.video_dir / f"{camera.id}.mp4", frame.width, frame.height, fps)
-            self.videos[camera.id] = writer
+            fps = self.frame_rate_of(frame.camera_id)
+            writer = VideoWriter(self.video_dir / f"{frame.camera_id}.mp4", frame.width, frame.height, fps)
+            self.videos[frame.camera_id] = writer
         writer.write(annotate(frame, tracks))
 
     def run(self) -> RunSummary:
