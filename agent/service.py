@@ -109,9 +109,15 @@ class Agent:
         if not self.config.rerank.enabled:
             return
         from agent.rerank import RerankService
+        from agent.rerank.backends.base import LmmError
 
         embed_texts = self.encoder.embed_texts if self.encoder is not None else None
-        self.rerank = RerankService.from_config(self.config.rerank, embed_texts, on_result=self._on_reranked)
+        try:
+            self.rerank = RerankService.from_config(
+                self.config.rerank, embed_texts, on_result=self._on_reranked
+            )
+        except LmmError as exc:
+            raise StartupError(f"rerank.backend: {exc}") from exc
 
     def _on_reranked(self, result: Any) -> None:
         candidate: Candidate = result.candidate

@@ -15,7 +15,7 @@ import cv2
 import pytest
 
 from agent.config import parse_config
-from agent.service import Agent
+from agent.service import Agent, StartupError
 from agent.types import FrameResult
 from tests.agent.alerts.helpers import WEBHOOK_SECRET, Mosquitto, MqttSubscriber, WebhookReceiver, wait_until
 
@@ -257,3 +257,20 @@ api: {{enabled: true, port: 0, token: {TOKEN}}}
         agent.stop()
         runner.join(15)
     assert not runner.is_alive()
+
+
+def test_an_lmm_that_cannot_load_stops_the_start_with_its_key(tmp_path: Path, sample_video: Path) -> None:
+    (tmp_path / "not-a-model").mkdir()  # exists (the config checks that), holds no model
+    config = parse_config(
+        f"""
+database: {tmp_path}/queries.db
+cameras: [{{id: sample, uri: "{sample_video}"}}]
+rerank:
+  enabled: true
+  backend: {{type: transformers, model: "{tmp_path}/not-a-model", device: cpu}}
+alerts: {{database: {tmp_path}/alerts.db, evidence_dir: {tmp_path}/evidence}}
+"""
+    )
+    agent = Agent(config, duration_s=10)
+    with pytest.raises(StartupError, match=r"rerank\.backend: .*not-a-model"):
+        agent.run()
