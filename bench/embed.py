@@ -60,37 +60,16 @@ def main() -> int:
         return 2
 
     import torch
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     from agent.embedding.preprocess import ImagePreprocessing
+    from bench.random_models import clip_image_encoder
     from engines import Engine, create_engine
     from export.onnx_graph import torch_to_onnx
     from export.quantize import quantize_int8
     from export.specs import clip_vision_spec
 
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    config = CLIPVisionConfig(
-        hidden_size=768,
-        intermediate_size=3072,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        image_size=224,
-        patch_size=32,
-        projection_dim=512,
-    )
-    vision = CLIPVisionModelWithProjection(config).eval()
-
-    class Encoder(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.vision = vision
-
-        def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-            embeds = self.vision(pixel_values=pixel_values).image_embeds
-            return embeds * (embeds * embeds).sum(dim=-1, keepdim=True).clamp_min(1e-24).rsqrt()
-
-    encoder = Encoder().eval()
+    encoder = clip_image_encoder(patch_size=32)
     preprocessing = ImagePreprocessing(
         shortest_edge=224,
         height=None,

@@ -49,36 +49,14 @@ def _time(
 
 
 def _clip_onnx(work: Path) -> tuple[Path, Any, Callable[[int], dict[str, np.ndarray]]]:
-    import torch
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
-
+    from bench.random_models import clip_image_encoder
     from export.onnx_graph import torch_to_onnx
     from export.specs import clip_vision_spec
 
-    torch.manual_seed(0)
-    config = CLIPVisionConfig(
-        hidden_size=768,
-        intermediate_size=3072,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        image_size=224,
-        patch_size=16,
-        projection_dim=512,
-    )
-    vision = CLIPVisionModelWithProjection(config).eval()
-
-    class Encoder(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.vision = vision
-
-        def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-            embeds = self.vision(pixel_values=pixel_values).image_embeds
-            return embeds * (embeds * embeds).sum(dim=-1, keepdim=True).clamp_min(1e-24).rsqrt()
-
+    encoder = clip_image_encoder(patch_size=16)
     spec = clip_vision_spec(224, 512, max_batch=32)
     path = work / "clip-vit-b16-vision.onnx"
-    torch_to_onnx(Encoder().eval(), spec, path, opset=17)
+    torch_to_onnx(encoder, spec, path, opset=17)
     rng = np.random.default_rng(1)
     return path, spec, lambda batch: spec.dummy_inputs(batch, rng)
 

@@ -1,0 +1,1 @@
+"""Benchmarks: each script prints a table, with ratios measured side by side in one run."""
