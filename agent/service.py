@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.alerts import AlertManager
 from agent.config import AgentConfig
@@ -15,6 +15,12 @@ from agent.matching.candidates import CandidateDispatcher, CandidateQueue
 from agent.pipeline import Analyzer, Pipeline, RunSummary
 from agent.queries import QueryRegistry
 from agent.types import Candidate, FrameResult
+
+if TYPE_CHECKING:
+    from agent.api.server import ApiServer
+    from agent.embedding import ClipEncoder
+    from agent.matching.matcher import Matcher
+    from agent.rerank import RerankService
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +33,11 @@ NO_MODEL_HINT = (
 
 # SIGINT/SIGTERM must end the process within 5 s: the pipeline's own shutdown takes up to ~2.5 s.
 CLOSE_BUDGET_S = 2.0
+
+
+def _detector_version(config: AgentConfig) -> str:
+    detector = config.detector
+    return detector.type if detector.model is None else f"{detector.type}:{detector.model.name}"
 
 
 class StartupError(RuntimeError):
@@ -67,10 +78,10 @@ class Agent:
         self.started_at = time.time()
         self.registry = QueryRegistry(config.database)
         self.alerts = AlertManager(config.alerts, config.site)
-        self.encoder: Any = None
-        self.matcher: Any = None
-        self.rerank: Any = None
-        self.api: Any = None
+        self.encoder: ClipEncoder | None = None
+        self.matcher: Matcher | None = None
+        self.rerank: RerankService | None = None
+        self.api: ApiServer | None = None
         self.candidates = CandidateQueue(config.matching.candidate_queue)
         self._dispatcher: CandidateDispatcher | None = None
         analyzers: list[Analyzer] = []
@@ -88,7 +99,7 @@ class Agent:
                 self.encoder,
                 self.registry,
                 on_candidates=self.candidates.put_many,
-                model_versions={"detector": config.detector.type},
+                model_versions={"detector": _detector_version(config)},
             )
             analyzers.append(self.matcher)
         else:

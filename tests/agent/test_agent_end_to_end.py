@@ -86,6 +86,7 @@ api: {{enabled: true, port: 0, token: {TOKEN}}}
     agent = Agent(config, jsonl_path=frames, duration_s=120)
     # A query every track matches (threshold near 0), so that alerts are raised.
     everyone = agent.registry.add("a person", threshold=0.01, severity="critical")
+    assert agent.encoder is not None
     manifest_hash = agent.encoder.manifest_hash
     recorder = ScoreRecorder()
     agent.pipeline.analyzers.append(recorder)  # after the matcher: sees each batch's scores
@@ -93,6 +94,7 @@ api: {{enabled: true, port: 0, token: {TOKEN}}}
     runner.start()
     try:
         wait_until(lambda: agent.api is not None and len(_records(frames)) >= 5, 60, "frames and the API")
+        assert agent.api is not None
         added_at = time.time()
         added = _post(f"{agent.api.url}/queries", {"text": "a person falling down"})
 
@@ -178,6 +180,7 @@ alerts:
             50,
             "two re-ranked candidates",
         )
+        assert agent.rerank is not None
         stats = agent.rerank.stats()
     finally:
         agent.stop()
@@ -231,7 +234,9 @@ api: {{enabled: true, port: 0, token: {TOKEN}}}
         wait_until(
             lambda: agent.api is not None and agent.pipeline.counters["sample"].frames >= 10, 60, "frames"
         )
-        status, body = _get(f"{agent.api.url}/health", token=None)
+        assert agent.api is not None
+        url = agent.api.url
+        status, body = _get(f"{url}/health", token=None)
         health = json.loads(body)
         assert status == 200 and health["status"] == "degraded" and health["queries_evaluated"] is False
         assert health["cameras"]["sample"]["state"] == "running"
@@ -240,7 +245,7 @@ api: {{enabled: true, port: 0, token: {TOKEN}}}
             health["cameras"]["gone"]["state"] == "failed"
             and "missing.avi" in health["cameras"]["gone"]["error"]
         )
-        status, body = _get(f"{agent.api.url}/metrics")
+        status, body = _get(f"{url}/metrics")
         text = body.decode()
         assert status == 200
         for name in (

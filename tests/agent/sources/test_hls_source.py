@@ -1,4 +1,7 @@
-"""HLS over HTTP: a playlist and H.264 segments made by GStreamer's hlssink2, served on 127.0.0.1."""
+"""HLS over HTTP: a playlist and H.264 segments made by GStreamer's hlssink, served on 127.0.0.1.
+
+(hlssink2 is not used to make the stream: on Debian 12's GStreamer 1.22 its gst-launch pipeline
+hangs at end of stream in about one run in three.)"""
 
 from __future__ import annotations
 
@@ -34,10 +37,11 @@ def hls_url(tmp_path: Path) -> Iterator[str]:
         pytest.skip("gst-launch-1.0 is missing: apt-get install gstreamer1.0-tools")
     pipeline = (
         f"videotestsrc num-buffers={SECONDS * FPS} pattern=ball ! video/x-raw,width=320,height=240,"
-        f"framerate={FPS}/1 ! videoconvert ! openh264enc ! h264parse ! hlssink2 target-duration=1 "
-        f"playlist-length=0 max-files=0 playlist-location={tmp_path}/live.m3u8 location={tmp_path}/seg%05d.ts"
+        f"framerate={FPS}/1 ! videoconvert ! openh264enc gop-size={FPS} ! h264parse ! mpegtsmux ! hlssink "
+        f"target-duration=1 playlist-length=0 max-files=0 playlist-location={tmp_path}/live.m3u8 "
+        f"location={tmp_path}/seg%05d.ts"
     )
-    result = subprocess.run(["gst-launch-1.0", "-q", *pipeline.split()], capture_output=True, timeout=120)
+    result = subprocess.run(["gst-launch-1.0", "-q", *pipeline.split()], capture_output=True, timeout=60)
     if not (tmp_path / "live.m3u8").is_file():
         pytest.skip(f"could not make an HLS stream here: {result.stderr.decode(errors='replace')[-300:]}")
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(tmp_path)))
