@@ -98,9 +98,7 @@ class Matcher:
 
     # --- sampling --------------------------------------------------------------------------
 
-    def _needs_embedding(self, state: TrackState, box: np.ndarray, now: float) -> bool:
-        width, height = float(box[2] - box[0]), float(box[3] - box[1])
-        aspect = width / max(height, 1e-6)
+    def _needs_embedding(self, state: TrackState, aspect: float, now: float) -> bool:
         if now - state.last_embed_time >= self.config.embed_interval_s:
             return True
         change = abs(aspect - state.last_aspect) / max(state.last_aspect, 1e-6)
@@ -127,7 +125,7 @@ class Matcher:
         matrix = self.bank.matrix
         if reloaded:
             self._realign()
-        to_embed: list[tuple[TrackState, np.ndarray, float]] = []
+        to_embed: list[tuple[TrackState, float, float]] = []  # state, box aspect, time in seconds
         regions: list[tuple[np.ndarray, Sequence[float]]] = []
         now = max((r.frame.wall_time for r in results), default=0.0)
         for result in results:
@@ -144,20 +142,21 @@ class Matcher:
                 if state is None:
                     state = self.tracks[key] = TrackState(frame.camera_id, int(track_id))
                     state.embeddings = deque(maxlen=self.config.history)
-                if self._needs_embedding(state, box, frame.wall_time):
+                aspect = float(box[2] - box[0]) / max(float(box[3] - box[1]), 1e-6)
+                if self._needs_embedding(state, aspect, frame.wall_time):
                     # the box and frame of the latest sample travel together into a candidate
                     state.box = (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
                     regions.append((frame.image, state.box))
-                    to_embed.append((state, box, frame.wall_time))
+                    to_embed.append((state, aspect, frame.wall_time))
                     state.frame = frame
         if regions:
             embeddings = self._embed(regions)
-            for (state, box, time_s), embedding in zip(to_embed, embeddings, strict=True):
+            for (state, aspect, time_s), embedding in zip(to_embed, embeddings, strict=True):
                 state.embeddings.append(embedding)
                 state.last_embed_time = time_s
-                state.last_aspect = float(box[2] - box[0]) / max(float(box[3] - box[1]), 1e-6)
+                state.last_aspect = aspect
             if matrix.queries:
-                self._score(to_embed, embeddings)
+                self._score([(state, time_s) for state, _, time_s in to_embed], embeddings)
         for result in results:
             result.extra["scores"] = self._frame_scores(result)
         self._maybe_emit(now)
@@ -194,12 +193,12 @@ class Matcher:
             state.columns = columns
         known = [s for s in self.tracks.values() if s.embeddings]
         if known and columns:
-            sampled = [(s, np.zeros(4), s.last_embed_time) for s in known]
+            sampled = [(s, s.last_embed_time) for s in known]
             self._score(sampled, np.stack([s.embeddings[-1] for s in known]), only_new=True)
 
     def _score(
         self,
-        sampled: list[tuple[TrackState, np.ndarray, float]],
+        sampled: list[tuple[TrackState, float]],
         embeddings: np.ndarray,
         only_new: bool = False,
     ) -> None:
@@ -209,7 +208,7 @@ class Matcher:
         probability, cosine = calibrated_scores(
             embeddings, matrix.embeddings, matrix.normal_bank, matrix.normal_index, self.encoder.logit_scale
         )
-        for row, (state, _, time_s) in enumerate(sampled):
+        for row, (state, time_s) in enumerate(sampled):
             if state.scores is None:
                 state.scores = TrackScores(self.params, len(matrix.queries))
                 state.columns = self._columns()
