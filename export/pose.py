@@ -92,9 +92,9 @@ def parity_images(count: int, seed: int = 0) -> np.ndarray:
         ok, frame = capture.read()
         capture.release()
         if ok:
-            # people walking in the sample video's first frame (x1, y1, x2, y2 in its 768x576 pixels)
-            for x1, y1, x2, y2 in ((300, 100, 450, 400), (60, 200, 200, 500), (500, 250, 640, 560)):
-                images.append(frame[y1:y2, x1:x2])
+            # two people walking in the sample video's first frame, squared with some context
+            for cx, cy, side in ((267, 262, 120), (664, 281, 120)):
+                images.append(frame[cy - side // 2 : cy + side // 2, cx - side // 2 : cx + side // 2])
     for name in ("messi5.jpg", "basketball1.png"):
         image = cv2.imread(str(SAMPLE_DATA / name))
         if image is not None:
@@ -187,7 +187,9 @@ def export_pose(config: PoseExportConfig, progress: Callable[[str], None] | None
             "pose": {
                 "file": ONNX_FILE,
                 "precision": "fp32",
-                "inputs": [{"name": "image", "shape": ["batch", INPUT_SIZE, INPUT_SIZE, 3], "dtype": "uint8"}],
+                "inputs": [
+                    {"name": "image", "shape": ["batch", INPUT_SIZE, INPUT_SIZE, 3], "dtype": "uint8"}
+                ],
                 "outputs": [{"name": "keypoints", "shape": ["batch", 1, 17, 3], "dtype": "float32"}],
             }
         },

@@ -40,7 +40,7 @@ class _Converter:
             import tflite
         except ImportError as exc:
             raise SourceModelError(
-                f"converting a .tflite model needs the tflite package: pip install 'watchword[export]' ({exc})"
+                f"converting a .tflite model needs the tflite package (watchword[offline]): {exc}"
             ) from exc
         self.tflite = tflite
         self.model = tflite.Model.GetRootAsModel(model_bytes, 0)
@@ -105,7 +105,7 @@ class _Converter:
         elif kind == _ACT_RELU:
             self._node("Relu", [value], [out])
         elif kind == _ACT_RELU6:
-            low, high = self._const(np.float32(0.0)), self._const(np.float32(6.0))
+            low, high = self._const(np.array(0.0, np.float32)), self._const(np.array(6.0, np.float32))
             self._node("Clip", [value, low, high], [out])
         else:
             raise SourceModelError(f"unsupported fused activation {kind}")

@@ -19,13 +19,15 @@ class CueParams(BaseModel):
     keypoint_score: float = Field(0.25, ge=0, le=1, description="keypoints below this score are ignored")
     lying_angle_deg: float = Field(55.0, gt=0, lt=90, description="torso angle from vertical at lying=0.5")
     angle_scale_deg: float = Field(8.0, gt=0, description="softness of the torso-angle logistic, degrees")
-    lying_aspect: float = Field(1.1, gt=0, description="box width/height at lying=0.5 when keypoints are weak")
+    lying_aspect: float = Field(
+        1.1, gt=0, description="box width/height at lying=0.5 when keypoints are weak"
+    )
     crouch_ratio: float = Field(0.9, gt=0, description="hip-to-ankle height / torso length at crouching=0.5")
     running_speed: float = Field(1.4, gt=0, description="body heights per second at running=0.5")
     speed_window_s: float = Field(1.0, gt=0, description="speed is measured over this much media time")
     still_speed: float = Field(0.15, gt=0, description="below this many body heights/s a person is still")
     still_long_s: float = Field(20.0, gt=0, description="seconds still at still_long=0.5")
-    fall_drop_speed: float = Field(1.0, gt=0, description="hip drop, body heights/s, at fall=0.5")
+    fall_drop_speed: float = Field(0.6, gt=0, description="hip drop, body heights/s, at fall=0.5")
     fall_window_s: float = Field(2.0, gt=0, description="a drop this recent followed by lying is a fall")
     ground_long_s: float = Field(10.0, gt=0, description="seconds lying at ground_long=0.5")
     arms_margin: float = Field(0.15, description="wrist above shoulder, in torso lengths, at arms_raised=0.5")

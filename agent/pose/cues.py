@@ -196,8 +196,12 @@ class TrackCues:
                     break
         return best
 
-    def update(self, time_s: float) -> dict[str, float]:
-        """Recompute every cue at ``time_s``; returns {cue: value in [0, 1]} (also kept in ``values``)."""
+    def update(self, time_s: float, record: bool = True) -> dict[str, float]:
+        """Recompute every cue at ``time_s``; returns {cue: value in [0, 1]} (also kept in ``values``).
+
+        ``record`` adds the values to the history kept for evidence (the pose stage records on its
+        sampling cadence, not on every frame).
+        """
         p = self.params
         posture_now = self.posture
         lying = posture_now.lying if posture_now is not None else 0.0
@@ -213,7 +217,7 @@ class TrackCues:
             "upright": posture_now.upright if posture_now is not None else 0.0,
             "crouching": posture_now.crouching if posture_now is not None else 0.0,
             "lying": lying,
-            "fall": logistic(drop, p.fall_drop_speed, 0.25 * p.fall_drop_speed) * lying,
+            "fall": logistic(drop, p.fall_drop_speed, 0.2 * p.fall_drop_speed) * lying,
             "running": logistic(speed, p.running_speed, 0.25 * p.running_speed) * (1.0 - lying),
             "still_long": logistic(still_s, p.still_long_s, 0.2 * p.still_long_s) * (1.0 - lying),
             "arms_raised": posture_now.arms_raised if posture_now is not None else 0.0,
@@ -229,5 +233,6 @@ class TrackCues:
             "body_px": round(self.body_px(), 1),
             **(posture_now.evidence if posture_now is not None else {"pose": "no sample yet"}),
         }
-        self.snapshots.append((round(time_s, 3), dict(self.values)))
+        if record:
+            self.snapshots.append((round(time_s, 3), dict(self.values)))
         return self.values

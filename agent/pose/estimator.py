@@ -52,7 +52,9 @@ class Keypoints:
         return len(self.points)
 
 
-def square_crop(image: np.ndarray, box: Sequence[float], padding: float) -> tuple[np.ndarray, float, float, float]:
+def square_crop(
+    image: np.ndarray, box: Sequence[float], padding: float
+) -> tuple[np.ndarray, float, float, float]:
     """The padded square around a box, resized to 192x192 RGB, and its (x0, y0, side) in frame pixels.
 
     Parts of the square outside the frame are black, so the person is never stretched.
@@ -61,10 +63,10 @@ def square_crop(image: np.ndarray, box: Sequence[float], padding: float) -> tupl
     side = max(x2 - x1, y2 - y1, 1.0) * (1.0 + 2.0 * padding)
     cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
     x0, y0 = cx - side / 2.0, cy - side / 2.0
-    size = max(int(round(side)), 1)
+    size = max(round(side), 1)
     canvas = np.zeros((size, size, 3), np.uint8)
     height, width = image.shape[:2]
-    left, top = int(round(x0)), int(round(y0))
+    left, top = round(x0), round(y0)
     sx1, sy1 = max(left, 0), max(top, 0)
     sx2, sy2 = min(left + size, width), min(top + size, height)
     if sx2 > sx1 and sy2 > sy1:
@@ -85,7 +87,9 @@ def ensure_pose_model(config: PoseConfig) -> Path:
             raise PoseModelError(
                 f"pose.model_dir: {exc}; run `watchword export pose --out {directory}`"
             ) from exc
-    log.info("pose: no exported MoveNet in %s; converting the packaged .tflite to ONNX there (once)", directory)
+    log.info(
+        "pose: no exported MoveNet in %s; converting the packaged .tflite to ONNX there (once)", directory
+    )
     try:
         from export.errors import ExportError
         from export.pose import PoseExportConfig, export_pose

@@ -17,9 +17,19 @@ import numpy as np
 
 CUE_PHRASES: dict[str, tuple[str, ...]] = {
     "upright": ("a person standing upright", "someone standing", "a person walking upright"),
-    "crouching": ("a person crouching", "someone squatting down", "a person bending over", "someone kneeling"),
+    "crouching": (
+        "a person crouching",
+        "someone squatting down",
+        "a person bending over",
+        "someone kneeling",
+    ),
     "lying": ("a person lying on the floor", "someone lying down", "a person lying on the ground"),
-    "fall": ("a person falling down", "someone falls to the ground", "a person collapsing", "someone tripping"),
+    "fall": (
+        "a person falling down",
+        "someone falls to the ground",
+        "a person collapsing",
+        "someone tripping",
+    ),
     "running": ("a person running", "someone running away", "a man sprinting", "someone fleeing"),
     "still_long": (
         "someone standing still for a long time",
@@ -136,14 +146,21 @@ class CueVocabulary:
             cue, phrase = self._phrases[best]
             reason = None
             if similarity < self.min_similarity:
-                reason = f"closest cue phrase {phrase!r} is only {similarity:.2f} similar (< {self.min_similarity})"
+                floor = self.min_similarity
+                reason = f"closest cue phrase {phrase!r} is only {similarity:.2f} similar (< {floor})"
             elif similarity - ordinary < self.min_margin:
-                reason = f"as close to ordinary behaviour ({ordinary:.2f}) as to {phrase!r} ({similarity:.2f})"
+                reason = (
+                    f"as close to ordinary behaviour ({ordinary:.2f}) as to {phrase!r} ({similarity:.2f})"
+                )
             if reason is not None:
                 results.append(CueMapping(None, 0.0, similarity, phrase, reason, tuple(self.encoders)))
                 continue
             confidence = 0.5 + 0.5 * (similarity - self.min_similarity) / max(1.0 - self.min_similarity, 1e-6)
-            results.append(CueMapping(cue, float(np.clip(confidence, 0.0, 1.0)), similarity, phrase, None, tuple(self.encoders)))
+            results.append(
+                CueMapping(
+                    cue, float(np.clip(confidence, 0.0, 1.0)), similarity, phrase, None, tuple(self.encoders)
+                )
+            )
         return results
 
 
