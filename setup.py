@@ -67,6 +67,8 @@ setup(
             "ruff>=0.6",
             "mypy>=1.10",
             "types-PyYAML",
+            "hypothesis>=6.100",
+            "schemathesis>=4.0,<5",
         ],
     },
     entry_points={"console_scripts": ["watchword=agent.cli:main"]},

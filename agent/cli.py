@@ -49,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
+    from agent.redact import install_log_redaction
+
+    install_log_redaction()  # no URI password reaches a log line, whoever logs it
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

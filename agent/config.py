@@ -156,6 +156,11 @@ class OutputConfig(StrictModel):
 
 class AgentConfig(StrictModel):
     site: str = Field("default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    state_dir: Path = Field(
+        Path("data"),
+        description="all state (queries, alerts, outbox, evidence) lives here unless a path is set "
+        "explicitly; locked by the running agent",
+    )
     database: Path = Field(
         Path("data/watchword.db"), description="SQLite file of the standing-query registry"
     )
@@ -168,6 +173,26 @@ class AgentConfig(StrictModel):
     alerts: AlertsConfig = AlertsConfig()
     api: ApiConfig = ApiConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _paths_under_state_dir(cls, data: Any) -> Any:
+        """``database``, ``alerts.database`` and ``alerts.evidence_dir`` default to files of ``state_dir``."""
+        if not isinstance(data, dict):
+            return data
+        state_dir = data.get("state_dir", "data")
+        if not isinstance(state_dir, str | Path) or not str(state_dir).strip():
+            return data  # the field's own validation reports it
+        root = Path(state_dir)
+        data = {**data}
+        data.setdefault("database", root / "watchword.db")
+        alerts = data.get("alerts", {})
+        if isinstance(alerts, dict):
+            alerts = {**alerts}
+            alerts.setdefault("database", root / "alerts.db")
+            alerts.setdefault("evidence_dir", root / "evidence")
+            data["alerts"] = alerts
+        return data
 
     @field_validator("cameras")
     @classmethod

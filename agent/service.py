@@ -5,15 +5,19 @@ re-ranking, alerts and the HTTP API; runs it and shuts it down in order.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.alerts import AlertManager
+from agent.alerts.outbox import OutboxError
 from agent.config import AgentConfig
+from agent.health_report import build_health
 from agent.matching.candidates import CandidateDispatcher, CandidateQueue
 from agent.pipeline import Analyzer, Pipeline, RunSummary
-from agent.queries import QueryRegistry
+from agent.queries import QueryError, QueryRegistry
+from agent.state_lock import StateLock, StateLockError, lock_paths
 from agent.types import Candidate, FrameResult
 
 if TYPE_CHECKING:
@@ -42,6 +46,28 @@ def _detector_version(config: AgentConfig) -> str:
 
 class StartupError(RuntimeError):
     """A configured part that cannot start (model export refused, API port taken); the message says which."""
+
+
+def _lock_state(config: AgentConfig) -> StateLock:
+    """Take the state-directory lock or fail the start naming the running agent's pid."""
+    paths = lock_paths(config.state_dir, config.database, config.alerts.database, config.alerts.evidence_dir)
+    try:
+        return StateLock(paths).acquire()
+    except StateLockError as exc:
+        raise StartupError(str(exc)) from exc
+
+
+def _open_state(config: AgentConfig) -> tuple[QueryRegistry, AlertManager]:
+    """Open the query registry and the alerts database; a file that is not usable stops the start."""
+    try:
+        registry = QueryRegistry(config.database)
+    except QueryError as exc:
+        raise StartupError(f"database: {exc}") from exc
+    try:
+        return registry, AlertManager(config.alerts, config.site)
+    except (OutboxError, sqlite3.Error, OSError) as exc:
+        registry.close()
+        raise StartupError(f"alerts.database {config.alerts.database}: {exc}") from exc
 
 
 class AlertFeed:
@@ -76,8 +102,14 @@ class Agent:
     ) -> None:
         self.config = config
         self.started_at = time.time()
-        self.registry = QueryRegistry(config.database)
-        self.alerts = AlertManager(config.alerts, config.site)
+        # --- reliability (harden): one agent per state directory, locked before anything is written
+        self._state_lock = _lock_state(config)
+        try:
+            self.registry, self.alerts = _open_state(config)
+        except StartupError:
+            self._state_lock.release()
+            raise
+        # --- end reliability
         self.encoder: ClipEncoder | None = None
         self.matcher: Matcher | None = None
         self.rerank: RerankService | None = None
@@ -147,15 +179,14 @@ class Agent:
     def _start_api(self) -> None:
         if not self.config.api.enabled:
             return
-        import os
-
         from agent.api.app import ApiContext, create_app
-        from agent.api.config import TOKEN_ENV
+        from agent.api.config import is_loopback
         from agent.api.server import ApiServer
 
-        token = self.config.api.token or os.environ.get(TOKEN_ENV)
+        token = self.config.api.resolved_token()
         if token is None:
             log.warning("the API has no token: anyone on this machine can use it (set api.token)")
+        camera_ids = frozenset(camera.id for camera in self.config.cameras)
         context = ApiContext(
             registry=self.registry,
             token=token,
@@ -164,6 +195,9 @@ class Agent:
             alerts=self.alerts,
             evidence_dir=self.config.alerts.evidence_dir,
             page_limit=self.config.api.page_limit,
+            cameras=lambda: camera_ids,
+            max_body_bytes=self.config.api.max_body_bytes,
+            loopback_only=is_loopback(self.config.api.host),
         )
         self.api = ApiServer(create_app(context), self.config.api.host, self.config.api.port)
         try:
@@ -207,37 +241,27 @@ class Agent:
             self.rerank.close(timeout_s=remaining(1.0))
         if self.api is not None:
             self.api.stop(timeout_s=remaining(1.0))
-        self.alerts.close(drain_timeout_s=remaining(budget_s))
+        # Half of what is left drains the sinks, the rest stops them all at once (hung receivers).
+        self.alerts.close(drain_timeout_s=remaining(budget_s) / 2, stop_timeout_s=remaining(budget_s))
         if self.encoder is not None:
             self.encoder.close()
             self.encoder = None
         self.registry.close()
+        self._state_lock.release()
 
     # --- health and metrics ----------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        cameras = {}
-        healthy = True
-        for status in self.pipeline.status():
-            source = status.source
-            state = source.state.value if source is not None else "failed"
-            healthy &= state in {"running", "ended"}
-            cameras[status.counters.camera_id] = {
-                "state": state,
-                "last_frame_age_s": None if source is None else source.last_frame_age_s,
-                "fps": None if source is None else round(source.fps, 2),
-                "frames": status.counters.frames,
-                "drops": 0 if source is None else source.drops,
-                "reconnects": 0 if source is None else source.reconnects,
-                "error": status.counters.error or (source.last_error if source is not None else None),
-            }
-        return {
-            "status": "ok" if healthy else "degraded",
-            "site": self.config.site,
-            "uptime_s": round(time.time() - self.started_at, 1),
-            "queries_evaluated": self.matcher is not None,
-            "cameras": cameras,
-        }
+        """The /health document: cameras, sinks, storage and LMM (see :mod:`agent.health_report`)."""
+        return build_health(
+            site=self.config.site,
+            started_at=self.started_at,
+            queries_evaluated=self.matcher is not None,
+            cameras=self.pipeline.status(),
+            alerts=self.alerts,
+            rerank=self.rerank,
+            state_dir=self.config.state_dir,
+        )
 
     def metrics(self) -> str:
         from agent.api.metrics import Metric, render
@@ -300,6 +324,19 @@ class Agent:
         )
         for sink, pending in alert_stats.backlog.items():
             backlog.add(pending, sink=sink)
+        # --- reliability (harden): dead letters and what the disk refused
+        dead = Metric("watchword_sink_dead_letters_total", "counter", "Alert events moved to dead letters")
+        for sink, counters in alert_stats.sinks.items():
+            dead.add(counters.given_up, sink=sink)
+        storage = alert_stats.storage
+        held = Metric("watchword_alert_events_held", "gauge", "Alert events held in memory: outbox refused")
+        held.add(storage.buffered)
+        lost = Metric("watchword_alert_events_dropped_total", "counter", "Alert events lost: not storable")
+        lost.add(storage.dropped)
+        errors = Metric("watchword_alert_storage_errors_total", "counter", "Failed alert storage writes")
+        errors.add(storage.enqueue_errors, kind="outbox")
+        errors.add(storage.evidence_errors, kind="evidence")
+        # --- end reliability
         queries = Metric("watchword_queries_enabled", "gauge", "Standing queries evaluated")
         queries.add(len(self.registry.list_queries(enabled_only=True)))
         return render(
@@ -320,6 +357,10 @@ class Agent:
                 suppressed,
                 delivered,
                 backlog,
+                dead,
+                held,
+                lost,
+                errors,
                 queries,
             ]
         )

@@ -12,6 +12,7 @@ from rich.live import Live
 from rich.table import Table
 
 from agent.pipeline import CameraStatus, RunSummary
+from agent.redact import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def _row(status: CameraStatus) -> list[str]:
         str(source.drops if source is not None else 0),
         str(source.reconnects if source is not None else 0),
         age,
-        (counters.error or (source.last_error if source is not None else None) or "")[:60],
+        redact_text(counters.error or (source.last_error if source is not None else None) or "")[:60],
     ]
 
 
@@ -102,7 +103,7 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
             str(counters.tracks_seen),
             str(source.drops if source else 0),
             str(source.reconnects if source else 0),
-            (counters.error or "")[:80],
+            redact_text(counters.error or "")[:80],
         )
     console.print(table)
     if summary.detect_batches:

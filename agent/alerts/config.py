@@ -23,14 +23,19 @@ class _StrictModel(BaseModel):
 class RetryConfig(_StrictModel):
     """Capped exponential backoff between delivery attempts of one sink, in seconds.
 
-    ``max_attempts`` None retries until the sink acknowledges; a number marks the alert as failed
-    for that sink after that many attempts (it is then never sent to that sink again).
+    ``max_attempts`` None retries until the sink acknowledges; a number moves the event to the dead
+    letters of that sink after that many attempts. An event the receiver refuses for good (HTTP 4xx
+    other than 408 and 429) goes there after ``permanent_attempts``. Dead letters are listed and
+    sent again by hand (``watchword alerts dead-letters``, ``GET /dead-letters``).
     """
 
     initial_s: float = Field(default=1.0, gt=0)
     max_s: float = Field(default=60.0, gt=0)
     factor: float = Field(default=2.0, ge=1)
     max_attempts: int | None = Field(default=None, ge=1)
+    permanent_attempts: int = Field(
+        default=3, ge=1, le=100, description="tries of an event the receiver refuses for good (HTTP 4xx)"
+    )
 
     @model_validator(mode="after")
     def _max_at_least_initial(self) -> RetryConfig:
@@ -133,6 +138,8 @@ class AlertsConfig(_StrictModel):
         jpeg_quality: 0-100 for the evidence JPEGs.
         prune_interval_s: how often :meth:`AlertManager.tick` applies the retention limits.
         drain_timeout_s: on close, wait this long for the sinks to empty their backlog.
+        memory_buffer_events: events held in memory, and retried, while the outbox cannot store
+            them (disk full); beyond this many, new events are dropped and counted.
     """
 
     database: Path = Path("data/alerts.db")
@@ -147,6 +154,9 @@ class AlertsConfig(_StrictModel):
     jpeg_quality: int = Field(default=90, ge=10, le=100)
     prune_interval_s: float = Field(default=600.0, gt=0)
     drain_timeout_s: float = Field(default=5.0, ge=0)
+    memory_buffer_events: int = Field(
+        default=10_000, ge=1, le=1_000_000, description="events held in memory while the outbox cannot store"
+    )
     sinks: list[SinkConfig] = Field(default_factory=list)
 
     @field_validator("sinks")

@@ -2,6 +2,10 @@
 
 Delivery is in order per sink: while the oldest pending event fails, later ones wait behind it
 (a sink that is down is down for all events), with capped exponential backoff between attempts.
+An event the receiver refuses for good (``SinkError.permanent``, e.g. HTTP 400) is tried
+``retry.permanent_attempts`` times, then moved to the dead letters so that later events go on.
+An event the receiver acknowledged but whose acknowledgement could not be recorded (disk full)
+is not sent again: the worker retries only the recording, with backoff.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ class DeliveryCounters:
 
     delivered: int = 0
     failed_attempts: int = 0
-    given_up: int = 0
+    given_up: int = 0  # events moved to the dead letters by this worker
+    unrecorded: int = 0  # acknowledged events whose acknowledgement is not yet in the outbox
+    consecutive_failures: int = 0  # failed attempts since the last acknowledgement
     last_error: str | None = None
     last_delivered_at: float | None = None
 
@@ -64,6 +70,8 @@ class DeliveryWorker:
         self.counters = DeliveryCounters()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._acked: set[int] = set()  # event rows acknowledged by the sink but not yet recorded
+        self._record_failures = 0
         self._thread = threading.Thread(target=self._run, name=f"alerts-sink-{sink.name}", daemon=True)
 
     @property
@@ -77,12 +85,16 @@ class DeliveryWorker:
         """Tell the thread that new events are queued."""
         self._wake.set()
 
-    def stop(self, timeout_s: float) -> bool:
-        """Stop the thread (an attempt in progress finishes) and close the sink; True if it ended."""
+    def request_stop(self) -> None:
+        """Ask the thread to stop after the attempt in progress; returns at once."""
         self._stop.set()
         self._wake.set()
+
+    def stop(self, timeout_s: float) -> bool:
+        """Stop the thread (an attempt in progress finishes) and close the sink; True if it ended."""
+        self.request_stop()
         if self._thread.is_alive():
-            self._thread.join(timeout_s)
+            self._thread.join(max(0.0, timeout_s))
         ended = not self._thread.is_alive()
         if not ended:
             log.warning(
@@ -119,33 +131,56 @@ class DeliveryWorker:
 
     def _attempt(self, delivery: PendingDelivery) -> float:
         """Send one event and record the outcome; return the monotonic time of the next attempt."""
-        try:
-            self.sink.send(delivery.payload)
-        except Exception as exc:
-            error = str(exc) if isinstance(exc, SinkError) else f"{type(exc).__name__}: {exc}"
-            return self._failed(delivery, error, unexpected=not isinstance(exc, SinkError))
+        if delivery.event_row not in self._acked:
+            try:
+                self.sink.send(delivery.payload)
+            except Exception as exc:
+                error = str(exc) if isinstance(exc, SinkError) else f"{type(exc).__name__}: {exc}"
+                permanent = isinstance(exc, SinkError) and exc.permanent
+                return self._failed(
+                    delivery, error, unexpected=not isinstance(exc, SinkError), permanent=permanent
+                )
+            self._acked.add(delivery.event_row)
         now = self.clock()
         try:
             self.outbox.mark_delivered(delivery, now)
-        except Exception:
-            # The receiver has it; it will get it again after the retry and drop it by event_id.
-            log.exception("sink %s: recording the delivery of %s failed", self.sink.name, _event_id(delivery))
-            return time.monotonic() + self.retry.initial_s
+        except Exception as exc:
+            # The receiver has it: only the recording is retried (with backoff), the event is not resent.
+            self._record_failures += 1
+            self.counters.unrecorded = len(self._acked)
+            if _should_log(self._record_failures):
+                log.error(
+                    "sink %s: %s was delivered but recording that failed (%s); retrying the record only",
+                    self.sink.name,
+                    _event_id(delivery),
+                    exc,
+                )
+            return time.monotonic() + self.retry.delay_s(self._record_failures)
+        self._acked.discard(delivery.event_row)
+        self._record_failures = 0
+        self.counters.consecutive_failures = 0
+        self.counters.unrecorded = len(self._acked)
         self.counters.delivered += 1
         self.counters.last_delivered_at = now
         log.debug("sink %s: delivered %s", self.sink.name, _event_id(delivery))
         return 0.0
 
-    def _failed(self, delivery: PendingDelivery, error: str, *, unexpected: bool) -> float:
+    def _failed(
+        self, delivery: PendingDelivery, error: str, *, unexpected: bool, permanent: bool = False
+    ) -> float:
         attempts = delivery.attempts + 1
-        give_up = self.retry.max_attempts is not None and attempts >= self.retry.max_attempts
+        limit = self.retry.permanent_attempts if permanent else self.retry.max_attempts
+        if permanent and self.retry.max_attempts is not None:
+            limit = min(self.retry.permanent_attempts, self.retry.max_attempts)
+        give_up = limit is not None and attempts >= limit
         delay_s = self.retry.delay_s(attempts)
         self.counters.failed_attempts += 1
+        self.counters.consecutive_failures += 1
         self.counters.last_error = error
         if give_up:
             self.counters.given_up += 1
             log.error(
-                "sink %s: giving up on %s after %d attempts: %s",
+                "sink %s: %s moved to the dead letters after %d attempts: %s",
                 self.sink.name,
                 _event_id(delivery),
                 attempts,
@@ -168,3 +203,20 @@ class DeliveryWorker:
 
 def _event_id(delivery: PendingDelivery) -> str:
     return str(delivery.payload.get("event_id", delivery.event_row))
+
+
+def stop_workers(workers: list[DeliveryWorker], timeout_s: float) -> list[str]:
+    """Stop every worker at once and wait for all within one ``timeout_s``; return those still busy.
+
+    A sink stuck on a hung receiver costs the whole shutdown at most ``timeout_s``, not that much
+    per sink.
+    """
+    running = [worker for worker in workers if worker.alive]
+    for worker in running:
+        worker.request_stop()
+    deadline = time.monotonic() + timeout_s
+    busy = []
+    for worker in running:
+        if not worker.stop(deadline - time.monotonic()):
+            busy.append(worker.sink.name)
+    return busy

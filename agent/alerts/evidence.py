@@ -169,6 +169,15 @@ class EvidenceStore:
         bundles.sort(key=lambda b: (b[0], b[2].name))
         return bundles
 
+    def prune_oldest(self, *, keep: set[str] | frozenset[str] = frozenset()) -> str | None:
+        """Delete the oldest bundle not named in ``keep`` (to free space); return its alert id."""
+        for _, size, folder in self._bundles():
+            if folder.name not in keep:
+                shutil.rmtree(folder, ignore_errors=True)
+                log.warning("evidence: deleted bundle %s (%d bytes) to free space", folder.name, size)
+                return folder.name
+        return None
+
     def prune(
         self,
         *,

@@ -15,18 +15,22 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent.alerts.config import AlertsConfig, RetryConfig
-from agent.alerts.delivery import DeliveryCounters, DeliveryWorker
+from agent.alerts.delivery import DeliveryCounters, DeliveryWorker, stop_workers
 from agent.alerts.episodes import AlertEvent, AlertEventKind, CloseReason, EpisodeCounters, EpisodeTracker
 from agent.alerts.evidence import EvidenceError, EvidencePaths, EvidenceStore
+from agent.alerts.holdback import HoldBack, StorageCounters
 from agent.alerts.outbox import Outbox
 from agent.alerts.payload import build_payload, closed_after_restart
 from agent.alerts.sinks import Sink, build_sink
+from agent.redact import redact_text
 from agent.types import Candidate, TrackEvent, TrackEventKind
 
 log = logging.getLogger(__name__)
 
 DRAIN_POLL_S = 0.05
 STOP_TIMEOUT_S = 2.0
+# A sink whose oldest event failed this many times in a row makes /health say degraded.
+FAILING_SINK_ATTEMPTS = 3
 
 
 @dataclass
@@ -39,6 +43,7 @@ class AlertStats:
     evidence_errors: int
     backlog: dict[str, int]
     sinks: dict[str, DeliveryCounters] = field(default_factory=dict)
+    storage: StorageCounters = field(default_factory=StorageCounters)
 
 
 @dataclass
@@ -93,8 +98,9 @@ class AlertManager:
         self.sink_names = [sink.name for sink, _ in pairs]
         self._lock = threading.RLock()
         self._bundles: dict[str, _Bundle] = {}
-        self._enqueue_errors = 0
-        self._evidence_errors = 0
+        self.holdback = HoldBack(
+            self._store, capacity=config.memory_buffer_events, on_failure=self._free_space
+        )
         self._last_prune = float("-inf")
         self._started = False
         self._closed = False
@@ -127,10 +133,11 @@ class AlertManager:
             worker.start()
         log.info("alerts: started with sinks %s, backlog %s", self.sink_names, self.backlog())
 
-    def close(self, drain_timeout_s: float | None = None) -> None:
+    def close(self, drain_timeout_s: float | None = None, stop_timeout_s: float | None = None) -> None:
         """Close open episodes, give the sinks ``drain_timeout_s`` (default: the config's) to deliver, stop.
 
-        What is not delivered by then stays in the outbox and is sent after the next start.
+        The delivery threads are stopped together, all within ``stop_timeout_s``. What is not
+        delivered by then stays in the outbox and is sent after the next start.
         """
         with self._lock:
             if self._closed:
@@ -139,11 +146,11 @@ class AlertManager:
             if self._started:
                 for event in self.episodes.close_all(self.clock(), CloseReason.SHUTDOWN):
                     self._emit(event)
+            self.holdback.flush(force=True)
+            self.holdback.drop_all()
         if self._started:
             self.drain(self.config.drain_timeout_s if drain_timeout_s is None else drain_timeout_s)
-        for worker in self.workers:
-            if worker.alive:
-                worker.stop(STOP_TIMEOUT_S)
+        stop_workers(self.workers, STOP_TIMEOUT_S if stop_timeout_s is None else stop_timeout_s)
         left = self.outbox.backlog(self.sink_names)
         if any(left.values()):
             log.info("alerts: %s events still pending; they are sent after the next start", left)
@@ -182,6 +189,7 @@ class AlertManager:
         """Close quiet episodes and, every ``prune_interval_s``, apply retention; call about once a second."""
         now = self.clock()
         with self._lock:
+            self.holdback.flush()
             events = [e for e in self.episodes.tick(now) if self._emit(e)]
             if now - self._last_prune >= self.config.prune_interval_s:
                 self.prune()
@@ -192,7 +200,7 @@ class AlertManager:
         with self._lock:
             now = self.clock()
             self._last_prune = now
-            keep = {episode.alert_id for episode in self.episodes.open_episodes}
+            keep = self._undelivered_alerts()
             try:
                 self.evidence.prune(
                     retention_days=self.config.retention_days,
@@ -225,7 +233,7 @@ class AlertManager:
                 crop = event.candidate.crop(self.config.crop_padding)
                 bundle.crop_size = (int(crop.shape[1]), int(crop.shape[0]))
             except (EvidenceError, ValueError) as exc:
-                self._evidence_errors += 1
+                self.holdback.counters.evidence_errors += 1
                 log.error("alert %s: no evidence images: %s", alert_id, exc)
             self._bundles[alert_id] = bundle
         payload = build_payload(event, self.site, None if bundle is None else bundle.paths)
@@ -250,7 +258,7 @@ class AlertManager:
         try:
             self.evidence.write_record(event.alert_id, record)
         except (EvidenceError, ValueError) as exc:
-            self._evidence_errors += 1
+            self.holdback.counters.evidence_errors += 1
             log.error("alert %s: evidence record not written: %s", event.alert_id, exc)
 
     def _record_restart_close(self, payload: dict[str, Any]) -> None:
@@ -262,19 +270,35 @@ class AlertManager:
             if record is not None:
                 self.evidence.write_record(payload["alert_id"], {**record, "alert": payload})
         except (EvidenceError, ValueError) as exc:
-            self._evidence_errors += 1
+            self.holdback.counters.evidence_errors += 1
             log.error("alert %s: evidence record not updated: %s", payload["alert_id"], exc)
 
     def _enqueue(self, payload: dict[str, Any]) -> bool:
-        try:
-            self.outbox.enqueue(payload, self.sink_names, created_at=self.clock())
-        except (sqlite3.Error, OSError, ValueError) as exc:
-            self._enqueue_errors += 1
-            log.error("alert %s: could not be stored in the outbox: %s", payload["event_id"], exc)
-            return False
+        """Store ``payload`` in the outbox, or hold it in memory until the outbox takes it."""
+        return self.holdback.put(payload)
+
+    def _store(self, payload: dict[str, Any]) -> None:
+        self.outbox.enqueue(payload, self.sink_names, created_at=self.clock())
         for worker in self.workers:
             worker.wake()
-        return True
+
+    def _free_space(self) -> None:
+        """After a failed outbox write: shrink the database log, delete the oldest delivered evidence."""
+        self.outbox.compact()
+        try:
+            self.evidence.prune_oldest(keep=self._undelivered_alerts())
+        except OSError as exc:
+            log.debug("evidence: pruning to free space failed: %s", exc)
+
+    def _undelivered_alerts(self) -> set[str]:
+        """Alerts whose evidence must stay: open, held in memory, or not yet delivered to every sink."""
+        keep = {episode.alert_id for episode in self.episodes.open_episodes}
+        keep.update(str(p.get("alert_id")) for p in self.holdback.held())
+        try:
+            keep.update(self.outbox.undelivered_alert_ids())
+        except sqlite3.Error as exc:
+            log.debug("outbox: cannot list undelivered alerts: %s", exc)
+        return keep
 
     # --- queries -----------------------------------------------------------------------------
 
@@ -302,6 +326,67 @@ class AlertManager:
         """Every event of one alert, in order; empty if unknown."""
         return self.outbox.events(alert_id)
 
+    def dead_letters(
+        self, *, sink: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        """Events a sink refused for good (see :meth:`Outbox.dead_letters`)."""
+        return self.outbox.dead_letters(sink=sink, limit=limit, offset=offset)
+
+    def retry_dead_letters(self, *, sink: str | None = None, event_row: int | None = None) -> int:
+        """Queue dead letters again and wake the sinks; return how many were queued."""
+        count = self.outbox.retry_dead_letters(sink=sink, event_row=event_row)
+        for worker in self.workers:
+            worker.wake()
+        return count
+
+    def health(self) -> dict[str, Any]:
+        """Sinks (backlog, dead letters, failures) and storage (events held in memory, drops), with a
+        ``status`` of ok or degraded and the ``problems`` behind a degraded one."""
+        problems: list[str] = []
+        storage = replace(self.holdback.counters)
+        try:
+            dead = self.outbox.dead_letter_counts()
+            backlog = self.backlog()
+        except sqlite3.Error as exc:
+            dead, backlog = {}, {}
+            problems.append(f"alerts database unreadable: {exc}")
+        if storage.buffered:
+            problems.append(f"{storage.buffered} alert events wait in memory: the outbox cannot store them")
+        if storage.dropped:
+            problems.append(f"{storage.dropped} alert events could not be stored and were lost")
+        sinks: dict[str, Any] = {}
+        for worker in self.workers:
+            name, counters = worker.sink.name, worker.counters
+            if self._started and not self._closed and not worker.alive:
+                problems.append(f"sink {name}: delivery thread is not running")
+            if dead.get(name):
+                problems.append(f"sink {name}: {dead[name]} dead letters")
+            if counters.consecutive_failures >= FAILING_SINK_ATTEMPTS:
+                problems.append(f"sink {name}: {counters.consecutive_failures} failed attempts in a row")
+            if counters.unrecorded:
+                problems.append(f"sink {name}: {counters.unrecorded} deliveries not yet recorded")
+            sinks[name] = {
+                "backlog": backlog.get(name, 0),
+                "dead_letters": dead.get(name, 0),
+                "delivered": counters.delivered,
+                "failed_attempts": counters.failed_attempts,
+                "consecutive_failures": counters.consecutive_failures,
+                "last_error": redact_text(counters.last_error) if counters.last_error else None,
+            }
+        return {
+            "status": "degraded" if problems else "ok",
+            "problems": [redact_text(p) for p in problems],
+            "sinks": sinks,
+            "storage": {
+                "held_in_memory": storage.buffered,
+                "dropped": storage.dropped,
+                "stored_late": storage.stored_late,
+                "enqueue_errors": storage.enqueue_errors,
+                "evidence_errors": storage.evidence_errors,
+                "last_error": storage.last_error,
+            },
+        }
+
     def stats(self) -> AlertStats:
         """Episode counts, error counts, backlog and delivery counts per sink."""
         with self._lock:
@@ -309,8 +394,9 @@ class AlertManager:
         return AlertStats(
             episodes=episodes,
             open_episodes=open_episodes,
-            enqueue_errors=self._enqueue_errors,
-            evidence_errors=self._evidence_errors,
+            enqueue_errors=self.holdback.counters.enqueue_errors,
+            evidence_errors=self.holdback.counters.evidence_errors,
             backlog=self.backlog(),
             sinks={w.sink.name: replace(w.counters) for w in self.workers},
+            storage=replace(self.holdback.counters),
         )

@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 BUSY_TIMEOUT_MS = 10_000
+# Checkpoint the write-ahead log every ~400 KB and cut it back to 1 MB afterwards: at SQLite's default
+# (4 MB) the log alone fills a small disk before its first checkpoint, and no write succeeds again.
+WAL_AUTOCHECKPOINT_PAGES = 100
+WAL_SIZE_LIMIT_BYTES = 1024 * 1024
 
 
 class OutboxError(Exception):
@@ -65,8 +69,19 @@ def _schema_v1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX deliveries_event ON deliveries (event_row)")
 
 
+def _schema_v2(conn: sqlite3.Connection) -> None:
+    """Dead letters: a delivery in state ``failed`` records when it got there; one view lists them."""
+    conn.execute("ALTER TABLE deliveries ADD COLUMN failed_at REAL")
+    conn.execute(
+        f"""CREATE VIEW dead_letters AS
+            SELECT d.sink, d.event_row, a.alert_id, a.seq, a.event, a.camera, a.query_id,
+                   d.attempts, d.last_error, d.failed_at
+            FROM deliveries d JOIN alerts a ON a.id = d.event_row WHERE d.state = '{FAILED}'"""
+    )
+
+
 # MIGRATIONS[i] upgrades a database from schema version i to i + 1.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_schema_v1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_schema_v1, _schema_v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -131,6 +146,8 @@ class Outbox:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
         conn.execute("PRAGMA foreign_keys = ON")
         self._local.conn = conn
         with self._lock:
@@ -139,13 +156,19 @@ class Outbox:
 
     def _write(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
         conn = self._conn()
+        if conn.in_transaction:  # a COMMIT that failed (disk full) leaves the transaction open
+            conn.execute("ROLLBACK")
         conn.execute("BEGIN IMMEDIATE")
         try:
             result = work(conn)
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error as exc:
+                    log.debug("outbox: rollback failed: %s", exc)
             raise
-        conn.execute("COMMIT")
         return result
 
     # --- events -------------------------------------------------------------------------------
@@ -219,15 +242,60 @@ class Outbox:
     def mark_failed_attempt(
         self, delivery: PendingDelivery, error: str, *, next_attempt_at: float, give_up: bool = False
     ) -> None:
-        """Record a failed attempt; ``give_up`` marks the event failed for this sink for good."""
+        """Record a failed attempt; ``give_up`` moves the event to this sink's dead letters."""
         state = FAILED if give_up else PENDING
+        failed_at = next_attempt_at if give_up else None
         self._write(
             lambda conn: conn.execute(
                 """UPDATE deliveries SET state = ?, attempts = attempts + 1, next_attempt_at = ?,
-                   last_error = ? WHERE sink = ? AND event_row = ?""",
-                (state, next_attempt_at, error[:1000], delivery.sink, delivery.event_row),
+                   last_error = ?, failed_at = ? WHERE sink = ? AND event_row = ?""",
+                (state, next_attempt_at, error[:1000], failed_at, delivery.sink, delivery.event_row),
             )
         )
+
+    # --- dead letters -------------------------------------------------------------------------
+
+    def dead_letters(
+        self, *, sink: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        """Events a sink refused for good, oldest first: sink, event_id, attempts, last_error, failed_at."""
+        rows = self._conn().execute(
+            """SELECT sink, event_row, alert_id, seq, event, camera, query_id, attempts, last_error, failed_at
+               FROM dead_letters WHERE (? IS NULL OR sink = ?) ORDER BY event_row, sink LIMIT ? OFFSET ?""",
+            (sink, sink, int(limit), int(offset)),
+        )
+        keys = ("sink", "event_row", "alert_id", "seq", "event", "camera", "query_id", "attempts")
+        result = []
+        for row in rows:
+            item = dict(zip(keys, row[:8], strict=True))
+            item.update(event_id=f"{row[2]}/{row[3]}", last_error=row[8], failed_at=row[9])
+            result.append(item)
+        return result
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        """Dead letters per sink."""
+        rows = self._conn().execute(
+            f"SELECT sink, COUNT(*) FROM deliveries WHERE state = '{FAILED}' GROUP BY sink"
+        )
+        return {str(sink): int(count) for sink, count in rows}
+
+    def retry_dead_letters(self, *, sink: str | None = None, event_row: int | None = None) -> int:
+        """Queue dead letters again (all, one sink's, or one event of one sink); return how many.
+
+        They go out in outbox order, before later events, with a fresh attempt count.
+        """
+
+        def work(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
+                f"""UPDATE deliveries SET state = '{PENDING}', attempts = 0, next_attempt_at = 0,
+                       failed_at = NULL
+                   WHERE state = '{FAILED}' AND (? IS NULL OR sink = ?) AND (? IS NULL OR event_row = ?)""",
+                (sink, sink, event_row, event_row),
+            )
+            return int(cursor.rowcount)
+
+        count: int = self._write(work)
+        return count
 
     def backlog(self, sinks: Sequence[str] = ()) -> dict[str, int]:
         """Pending events per sink (``sinks`` are listed even with none pending)."""
@@ -237,6 +305,14 @@ class Outbox:
         )
         counts.update({str(sink): int(count) for sink, count in rows})
         return counts
+
+    def undelivered_alert_ids(self) -> set[str]:
+        """Alerts with an event some sink has not acknowledged yet (pending or dead-lettered)."""
+        rows = self._conn().execute(
+            f"""SELECT DISTINCT a.alert_id FROM deliveries d JOIN alerts a ON a.id = d.event_row
+               WHERE d.state != '{DELIVERED}'"""
+        )
+        return {str(alert_id) for (alert_id,) in rows}
 
     def delivery_states(self) -> dict[str, dict[str, int]]:
         """Per sink: the number of events in each delivery state."""
@@ -311,6 +387,13 @@ class Outbox:
 
         deleted: int = self._write(work)
         return deleted
+
+    def compact(self) -> None:
+        """Move the write-ahead log into the database and truncate it (frees space after a full disk)."""
+        try:
+            self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error as exc:
+            log.debug("outbox: checkpoint failed: %s", exc)
 
     def close(self) -> None:
         """Close every thread's connection; call after the delivery threads stopped."""

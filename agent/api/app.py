@@ -1,20 +1,44 @@
-"""FastAPI application: routes over an :class:`ApiContext` that the runner fills in."""
+"""FastAPI application: routes over an :class:`ApiContext` that the runner fills in.
+
+Authentication, the host check and the body limit happen in :class:`agent.api.guard.ApiGuard`,
+before a route reads the body. There are no interactive docs pages (they load scripts from a CDN);
+the OpenAPI schema at ``/openapi.json`` needs the token like every route but ``/health``/``/livez``.
+"""
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
-from fastapi import Depends, FastAPI, HTTPException, Query, status
-from fastapi.responses import FileResponse, PlainTextResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent import __version__
+from agent.api.guard import (
+    DEFAULT_MAX_BODY_BYTES,
+    LOOPBACK_HOSTS,
+    ApiGuard,
+    Authenticator,
+    bearer_authenticator,
+    require_auth,
+)
 from agent.queries import QueryError, QueryNotFoundError, QueryRegistry, QueryUpdate
+from agent.queries.bounds import (
+    CAMERA_ID,
+    MAX_CAMERAS_PER_QUERY,
+    MAX_COOLDOWN_S,
+    MAX_NORMAL_PROMPTS,
+    unknown_cameras,
+)
+
+# SQLite integers are signed 64-bit: a larger id or offset is a 422, not an overflow inside the driver.
+SQLITE_MAX_INT = 2**63 - 1
 
 
 class AlertStore(Protocol):
@@ -31,6 +55,12 @@ class AlertStore(Protocol):
         until: float | None = None,
     ) -> list[dict[str, Any]]: ...
 
+    def dead_letters(
+        self, *, sink: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[dict[str, Any]]: ...
+
+    def retry_dead_letters(self, *, sink: str | None = None, event_row: int | None = None) -> int: ...
+
 
 @dataclass
 class ApiContext:
@@ -44,6 +74,11 @@ class ApiContext:
         alerts: the alert store, or None when alerts are not configured.
         evidence_dir: where evidence bundles are, one folder per alert id.
         page_limit: the most alerts one page returns.
+        cameras: the site's camera ids, when known: queries naming others are refused (422).
+        authenticators: more ways to authenticate than the token (a console session cookie).
+        max_body_bytes: larger request bodies are refused with 413 before they are read.
+        loopback_only: the server binds a loopback address; without a token, only loopback
+            ``Host`` names are answered.
     """
 
     registry: QueryRegistry
@@ -53,70 +88,153 @@ class ApiContext:
     alerts: AlertStore | None = None
     evidence_dir: Path | None = None
     page_limit: int = 500
+    cameras: Callable[[], Collection[str] | None] | None = None
+    authenticators: list[Authenticator] = field(default_factory=list)
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    loopback_only: bool = True
 
 
 # Module level: with postponed annotations FastAPI resolves dependency annotations in module globals.
 _bearer = HTTPBearer(auto_error=False)
 
 
-class QueryIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+CameraId = Annotated[str, Field(pattern=CAMERA_ID)]
+Prompt = Annotated[str, Field(min_length=1, max_length=500)]
+DbId = Annotated[int, Field(ge=0, le=SQLITE_MAX_INT)]
 
-    text: str = Field(description="what to watch for, 1 to 500 characters")
+
+class QueryIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    text: str = Field(max_length=2000, description="what to watch for, 1 to 500 characters")
     enabled: bool = True
-    cameras: list[str] | None = Field(None, description="camera ids; null means every camera")
+    cameras: list[CameraId] | None = Field(
+        None, max_length=MAX_CAMERAS_PER_QUERY, description="camera ids; null means every camera"
+    )
     threshold: float | None = Field(None, gt=0, lt=1, description="null means automatic")
     severity: str = Field("warning", pattern="^(info|warning|critical)$")
-    cooldown_s: float = Field(60.0, ge=0)
-    normal_prompts: list[str] | None = None
+    cooldown_s: float = Field(60.0, ge=0, le=MAX_COOLDOWN_S)
+    normal_prompts: list[Prompt] | None = Field(None, max_length=MAX_NORMAL_PROMPTS)
 
 
 class QueryPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    text: str | None = None
+    text: str | None = Field(None, max_length=2000)
     enabled: bool | None = None
-    cameras: list[str] | None = None
+    cameras: list[CameraId] | None = Field(None, max_length=MAX_CAMERAS_PER_QUERY)
     threshold: float | None = Field(None, gt=0, lt=1)
     severity: str | None = Field(None, pattern="^(info|warning|critical)$")
-    cooldown_s: float | None = Field(None, ge=0)
-    normal_prompts: list[str] | None = None
+    cooldown_s: float | None = Field(None, ge=0, le=MAX_COOLDOWN_S)
+    normal_prompts: list[Prompt] | None = Field(None, max_length=MAX_NORMAL_PROMPTS)
+
+
+class RetryIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sink: str | None = Field(None, max_length=64, description="only this sink's dead letters")
+    event_row: DbId | None = Field(None, description="only this event (with sink)")
+
+
+class ErrorBody(BaseModel):
+    detail: Any
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "model": ErrorBody}
+
+
+# What the guard and the routes answer besides success; documented so the schema matches the server.
+GUARDED_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _error("missing or wrong bearer token"),
+    413: _error("request body too large"),
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _error("no such item")}
+
+
+def _finite_errors(errors: Any) -> list[dict[str, Any]]:
+    """Validation errors without the rejected input (it may be NaN, not JSON, or a secret)."""
+    return [
+        {key: value for key, value in error.items() if key not in {"input", "ctx", "url"}} for error in errors
+    ]
 
 
 def create_app(context: ApiContext) -> FastAPI:
-    """The API application; the OpenAPI schema is served at /openapi.json and docs at /docs."""
-    app = FastAPI(title="Watchword", version=__version__, description="Edge video analytics agent API")
+    """The API application behind its guard; the OpenAPI schema is at /openapi.json (token needed)."""
+    app = FastAPI(
+        title="Watchword",
+        version=__version__,
+        description="Edge video analytics agent API",
+        docs_url=None,
+        redoc_url=None,
+    )
+    authenticators = list(context.authenticators)
+    if context.token is not None:
+        authenticators.insert(0, bearer_authenticator(context.token))
+    app.state.auth_required = bool(authenticators)
+    app.add_middleware(
+        ApiGuard,
+        authenticators=authenticators,
+        allowed_hosts=LOOPBACK_HOSTS if context.loopback_only and context.token is None else None,
+        max_body_bytes=context.max_body_bytes,
+    )
 
-    def authorize(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
-        if context.token is None:
-            return
-        supplied = credentials.credentials if credentials is not None else ""
-        if not hmac.compare_digest(supplied.encode(), context.token.encode()):
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                detail="missing or wrong bearer token",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(
+            status_code=422, content=jsonable_encoder({"detail": _finite_errors(exc.errors())})
+        )
 
-    guarded = [Depends(authorize)]
+    # The bearer scheme is declared for the OpenAPI schema; the guard has already checked it.
+    guarded = [Depends(_bearer), Depends(require_auth)]
 
     def unprocessable(exc: Exception) -> HTTPException:
         return HTTPException(422, detail=str(exc))
 
-    @app.get("/health", tags=["status"])
-    def health() -> dict[str, Any]:
-        return context.health()
+    def check_cameras(cameras: list[str] | None) -> None:
+        known = context.cameras() if context.cameras is not None else None
+        unknown = unknown_cameras(cameras, known)
+        if unknown:
+            raise unprocessable(QueryError(f"unknown camera ids: {', '.join(unknown)}"))
 
-    @app.get("/metrics", tags=["status"], dependencies=guarded, response_class=PlainTextResponse)
+    @app.get(
+        "/health",
+        tags=["status"],
+        responses={503: {"description": "degraded: see problems"}},
+        summary="Health of cameras, sinks, storage and LMM; 503 when degraded",
+    )
+    def health() -> JSONResponse:
+        body = context.health()
+        code = 503 if body.get("status") == "degraded" else 200
+        return JSONResponse(status_code=code, content=jsonable_encoder(body))
+
+    @app.get("/livez", tags=["status"], summary="Liveness: the process answers requests")
+    def livez() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get(
+        "/metrics",
+        tags=["status"],
+        dependencies=guarded,
+        responses=GUARDED_RESPONSES,
+        response_class=PlainTextResponse,
+    )
     def metrics() -> PlainTextResponse:
         return PlainTextResponse(context.metrics(), media_type="text/plain; version=0.0.4")
 
-    @app.get("/queries", tags=["queries"], dependencies=guarded)
+    @app.get("/queries", tags=["queries"], dependencies=guarded, responses=GUARDED_RESPONSES)
     def list_queries() -> list[dict[str, Any]]:
         return [q.to_dict() for q in context.registry.list_queries()]
 
-    @app.post("/queries", tags=["queries"], dependencies=guarded, status_code=status.HTTP_201_CREATED)
+    @app.post(
+        "/queries",
+        tags=["queries"],
+        dependencies=guarded,
+        responses=GUARDED_RESPONSES,
+        status_code=status.HTTP_201_CREATED,
+    )
     def add_query(body: QueryIn) -> dict[str, Any]:
+        check_cameras(body.cameras)
         try:
             query = context.registry.add(
                 body.text,
@@ -131,16 +249,27 @@ def create_app(context: ApiContext) -> FastAPI:
             raise unprocessable(exc) from exc
         return query.to_dict()
 
-    @app.get("/queries/{query_id}", tags=["queries"], dependencies=guarded)
-    def get_query(query_id: int) -> dict[str, Any]:
+    @app.get(
+        "/queries/{query_id}",
+        tags=["queries"],
+        dependencies=guarded,
+        responses={**GUARDED_RESPONSES, **NOT_FOUND},
+    )
+    def get_query(query_id: DbId) -> dict[str, Any]:
         try:
             return context.registry.get(query_id).to_dict()
         except QueryNotFoundError as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
 
-    @app.patch("/queries/{query_id}", tags=["queries"], dependencies=guarded)
-    def patch_query(query_id: int, body: QueryPatch) -> dict[str, Any]:
+    @app.patch(
+        "/queries/{query_id}",
+        tags=["queries"],
+        dependencies=guarded,
+        responses={**GUARDED_RESPONSES, **NOT_FOUND},
+    )
+    def patch_query(query_id: DbId, body: QueryPatch) -> dict[str, Any]:
         sent = body.model_fields_set
+        check_cameras(body.cameras)
         change = QueryUpdate(
             text=body.text,
             enabled=body.enabled,
@@ -160,21 +289,27 @@ def create_app(context: ApiContext) -> FastAPI:
         except QueryError as exc:
             raise unprocessable(exc) from exc
 
-    @app.delete("/queries/{query_id}", tags=["queries"], dependencies=guarded, status_code=204)
-    def delete_query(query_id: int) -> None:
+    @app.delete(
+        "/queries/{query_id}",
+        tags=["queries"],
+        dependencies=guarded,
+        responses={**GUARDED_RESPONSES, **NOT_FOUND},
+        status_code=204,
+    )
+    def delete_query(query_id: DbId) -> None:
         try:
             context.registry.remove(query_id)
         except QueryNotFoundError as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
 
-    @app.get("/alerts", tags=["alerts"], dependencies=guarded)
+    @app.get("/alerts", tags=["alerts"], dependencies=guarded, responses=GUARDED_RESPONSES)
     def list_alerts(
-        limit: int = Query(100, ge=1),
-        offset: int = Query(0, ge=0),
-        camera: str | None = None,
-        query_id: int | None = None,
-        since: float | None = Query(None, description="UNIX seconds"),
-        until: float | None = Query(None, description="UNIX seconds"),
+        limit: int = Query(100, ge=1, le=SQLITE_MAX_INT),
+        offset: int = Query(0, ge=0, le=SQLITE_MAX_INT),
+        camera: str | None = Query(None, max_length=64),
+        query_id: int | None = Query(None, ge=0, le=SQLITE_MAX_INT),
+        since: float | None = Query(None, description="UNIX seconds", allow_inf_nan=False),
+        until: float | None = Query(None, description="UNIX seconds", allow_inf_nan=False),
     ) -> dict[str, Any]:
         if context.alerts is None:
             return {"alerts": [], "limit": limit, "offset": offset}
@@ -184,14 +319,43 @@ def create_app(context: ApiContext) -> FastAPI:
         )
         return {"alerts": items, "limit": limit, "offset": offset}
 
-    @app.get("/alerts/{alert_id}/evidence/{name}", tags=["alerts"], dependencies=guarded)
+    @app.get(
+        "/alerts/{alert_id}/evidence/{name}",
+        tags=["alerts"],
+        dependencies=guarded,
+        responses={**GUARDED_RESPONSES, **NOT_FOUND},
+    )
     def evidence(alert_id: str, name: str) -> FileResponse:
         if context.evidence_dir is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="alerts are not configured")
         root = context.evidence_dir.resolve()
-        path = (root / alert_id / name).resolve()
-        if root not in path.parents or not path.is_file():
+        try:
+            path = (root / alert_id / name).resolve()
+            found = root in path.parents and path.is_file()
+        except (ValueError, OSError):  # a NUL byte or an over-long name is no file of ours
+            found = False
+        if not found:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such evidence file")
         return FileResponse(path)
+
+    @app.get("/dead-letters", tags=["alerts"], dependencies=guarded, responses=GUARDED_RESPONSES)
+    def list_dead_letters(
+        sink: str | None = Query(None, max_length=64),
+        limit: int = Query(100, ge=1, le=SQLITE_MAX_INT),
+        offset: int = Query(0, ge=0, le=SQLITE_MAX_INT),
+    ) -> dict[str, Any]:
+        """Alert events a sink refused for good (HTTP 4xx) or gave up on, oldest first."""
+        if context.alerts is None:
+            return {"dead_letters": [], "limit": limit, "offset": offset}
+        limit = min(limit, context.page_limit)
+        items = context.alerts.dead_letters(sink=sink, limit=limit, offset=offset)
+        return {"dead_letters": items, "limit": limit, "offset": offset}
+
+    @app.post("/dead-letters/retry", tags=["alerts"], dependencies=guarded, responses=GUARDED_RESPONSES)
+    def retry_dead_letters(body: RetryIn) -> dict[str, int]:
+        """Queue dead letters for delivery again (all, one sink's, or one event of one sink)."""
+        if context.alerts is None:
+            return {"queued": 0}
+        return {"queued": context.alerts.retry_dead_letters(sink=body.sink, event_row=body.event_row)}
 
     return app

@@ -3,10 +3,34 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
+import os
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+log = logging.getLogger(__name__)
+
 TOKEN_ENV = "WATCHWORD_API_TOKEN"
+MIN_TOKEN_CHARS = 16
+
+
+def environment_token() -> str | None:
+    """``$WATCHWORD_API_TOKEN``: None when unset or empty (an empty one is warned about, not used).
+
+    Raises:
+        ValueError: the token is shorter than :data:`MIN_TOKEN_CHARS` (the same rule as ``api.token``).
+    """
+    value = os.environ.get(TOKEN_ENV)
+    if value is None:
+        return None
+    if not value.strip():
+        log.warning("$%s is set but empty: treated as unset (no token)", TOKEN_ENV)
+        return None
+    if len(value) < MIN_TOKEN_CHARS:
+        raise ValueError(
+            f"${TOKEN_ENV} has {len(value)} characters; a token needs at least {MIN_TOKEN_CHARS}"
+        )
+    return value
 
 
 def is_loopback(host: str) -> bool:
@@ -30,13 +54,23 @@ class ApiConfig(BaseModel):
     enabled: bool = False
     host: str = Field("127.0.0.1", description="bind address; loopback by default")
     port: int = Field(8080, ge=0, le=65535, description="0 picks a free port")
-    token: str | None = Field(None, min_length=16, description="bearer token (or $WATCHWORD_API_TOKEN)")
+    token: str | None = Field(
+        None, min_length=MIN_TOKEN_CHARS, description="bearer token (or $WATCHWORD_API_TOKEN)"
+    )
     page_limit: int = Field(500, ge=1, le=10000, description="most alerts one GET /alerts returns")
+    max_body_bytes: int = Field(
+        256 * 1024, ge=1024, le=64 * 1024**2, description="larger request bodies are refused with 413"
+    )
+
+    def resolved_token(self) -> str | None:
+        """``token``, else a usable ``$WATCHWORD_API_TOKEN``, else None."""
+        return self.token or environment_token()
 
     @model_validator(mode="after")
     def _token_off_loopback(self) -> ApiConfig:
-        import os
-
-        if self.enabled and not is_loopback(self.host) and not (self.token or os.environ.get(TOKEN_ENV)):
+        if not self.enabled:
+            return self
+        token = self.resolved_token()  # raises for a too-short environment token
+        if not is_loopback(self.host) and not token:
             raise ValueError(f"binding {self.host} needs a token (api.token or ${TOKEN_ENV})")
         return self

@@ -10,7 +10,6 @@ import json
 import sqlite3
 import threading
 import time
-import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +17,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
+from agent.queries.bounds import (
+    MAX_CAMERAS_PER_QUERY,
+    MAX_NORMAL_PROMPTS,
+    camera_id_problem,
+    cooldown_problem,
+    refused_char,
+)
 
 MAX_TEXT_CHARS = 500
 Severity = Literal["info", "warning", "critical"]
@@ -44,15 +51,18 @@ def validate_query_text(text: str) -> str:
         raise QueryError("query text is empty")
     if len(text) > MAX_TEXT_CHARS:
         raise QueryError(f"query text is {len(text)} characters; the limit is {MAX_TEXT_CHARS}")
-    for position, char in enumerate(text):
-        if unicodedata.category(char) in {"Cc", "Cf"}:
-            raise QueryError(f"query text has a control character (U+{ord(char):04X}) at position {position}")
+    refused = refused_char(text)
+    if refused is not None:
+        position, char = refused
+        raise QueryError(f"query text has a control character (U+{ord(char):04X}) at position {position}")
     return text
 
 
 def _validate_prompts(prompts: list[str] | None) -> list[str] | None:
     if prompts is None:
         return None
+    if len(prompts) > MAX_NORMAL_PROMPTS:
+        raise QueryError(f"{len(prompts)} normal prompts; the limit is {MAX_NORMAL_PROMPTS} per query")
     cleaned = [validate_query_text(p) for p in prompts]
     if not cleaned:
         raise QueryError("normal prompts, when given, must not be empty")
@@ -65,11 +75,24 @@ def _validate_cameras(cameras: list[str] | None) -> list[str] | None:
     cleaned = sorted({c.strip() for c in cameras if c.strip()})
     if not cleaned:
         raise QueryError("camera list, when given, must name at least one camera")
+    if len(cleaned) > MAX_CAMERAS_PER_QUERY:
+        raise QueryError(f"{len(cleaned)} cameras; the limit is {MAX_CAMERAS_PER_QUERY} per query")
+    for camera in cleaned:
+        problem = camera_id_problem(camera)
+        if problem is not None:
+            raise QueryError(problem)
     return cleaned
 
 
+def _validate_cooldown(cooldown_s: float) -> float:
+    problem = cooldown_problem(cooldown_s)
+    if problem is not None:
+        raise QueryError(problem)
+    return float(cooldown_s)
+
+
 def _validate_threshold(threshold: float | None) -> float | None:
-    if threshold is not None and not 0.0 < threshold < 1.0:
+    if threshold is not None and not (isinstance(threshold, int | float) and 0.0 < threshold < 1.0):
         raise QueryError(f"threshold must be between 0 and 1 (exclusive), got {threshold}")
     return threshold
 
@@ -190,10 +213,19 @@ class QueryRegistry:
 
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise QueryError(f"cannot create the folder of the query database {self.path}: {exc}") from exc
         self._clock = clock
         self._local = threading.local()
-        self._migrate()
+        if self.path.is_dir():
+            raise QueryError(f"the query database {self.path} is a directory, not a SQLite file")
+        try:
+            self._migrate()
+        except sqlite3.DatabaseError as exc:  # not a database, encrypted, read-only, disk I/O
+            self.close()
+            raise QueryError(f"cannot use {self.path} as the query database: {exc}") from exc
 
     # --- connections and schema ------------------------------------------------------------
 
@@ -273,8 +305,7 @@ class QueryRegistry:
         normal_prompts = _validate_prompts(normal_prompts)
         if severity not in SEVERITIES:
             raise QueryError(f"severity must be one of {', '.join(SEVERITIES)}, got {severity!r}")
-        if cooldown_s < 0:
-            raise QueryError("cooldown must not be negative")
+        cooldown_s = _validate_cooldown(cooldown_s)
         now = self._clock()
         with self._transaction() as db:
             cursor = db.execute(
@@ -317,9 +348,7 @@ class QueryRegistry:
                 raise QueryError(f"severity must be one of {', '.join(SEVERITIES)}, got {change.severity!r}")
             values["severity"] = change.severity
         if change.cooldown_s is not None:
-            if change.cooldown_s < 0:
-                raise QueryError("cooldown must not be negative")
-            values["cooldown_s"] = float(change.cooldown_s)
+            values["cooldown_s"] = _validate_cooldown(change.cooldown_s)
         if change.clear_normal_prompts:
             values["normal_prompts"] = None
         elif change.normal_prompts is not None:

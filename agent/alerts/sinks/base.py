@@ -8,7 +8,15 @@ from typing import Any
 
 
 class SinkError(Exception):
-    """The receiver did not acknowledge an alert event; the outbox will try again later."""
+    """The receiver did not acknowledge an alert event; the outbox will try again later.
+
+    ``permanent`` says the receiver refused this event for good (an HTTP 4xx other than 408/429):
+    after ``retry.permanent_attempts`` tries it goes to the dead letters instead of blocking the sink.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 def encode_payload(payload: dict[str, Any]) -> bytes:

@@ -249,7 +249,9 @@ class Received:
 class WebhookReceiver:
     """An HTTP receiver on 127.0.0.1 that records every POST and checks its HMAC signature.
 
-    ``fail_next`` answers that many requests with HTTP 500; ``delay_s`` slows every answer.
+    ``fail_next`` answers that many requests with HTTP 500; ``delay_s`` slows every answer;
+    ``refuse`` maps event ids to a status answered every time (400: a permanent refusal).
+    The signature is checked as the README documents it: HMAC-SHA256 of ``<timestamp>.<body>``.
     """
 
     def __init__(self, secret: str = WEBHOOK_SECRET) -> None:
@@ -257,16 +259,20 @@ class WebhookReceiver:
         self.requests: list[Received] = []
         self.fail_next = 0
         self.delay_s = 0.0
+        self.refuse: dict[str, int] = {}
         self._lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                expected = "sha256=" + hmac.new(receiver.secret, body, hashlib.sha256).hexdigest()
+                signed = self.headers.get("X-Watchword-Timestamp", "").encode() + b"." + body
+                expected = "sha256=" + hmac.new(receiver.secret, signed, hashlib.sha256).hexdigest()
+                event_id = json.loads(body).get("event_id")
                 with receiver._lock:
                     status = 500 if receiver.fail_next > 0 else 200
                     receiver.fail_next = max(0, receiver.fail_next - 1)
+                    status = receiver.refuse.get(event_id, status)
                 if receiver.delay_s:
                     time.sleep(receiver.delay_s)
                 received = Received(

@@ -72,8 +72,15 @@ def test_webhook_posts_signed_json(webhook_receiver: WebhookReceiver) -> None:
     assert request.headers["x-watchword-event-id"] == "a1/0"
     assert request.headers["authorization"] == "Bearer t"
     assert request.headers["content-type"] == "application/json"
-    assert verify_signature(WEBHOOK_SECRET, request.body, signature(WEBHOOK_SECRET, request.body))
-    assert not verify_signature("other", request.body, request.headers["x-watchword-signature"])
+    stamp = request.headers["x-watchword-timestamp"]
+    assert abs(int(stamp) - time.time()) < 60
+    header = request.headers["x-watchword-signature"]
+    assert header == signature(WEBHOOK_SECRET, request.body, stamp)
+    assert verify_signature(WEBHOOK_SECRET, request.body, header, stamp)
+    assert not verify_signature("other", request.body, header, stamp)
+    # The timestamp is signed: a replay with a fresh timestamp or an old one is refused.
+    assert not verify_signature(WEBHOOK_SECRET, request.body, header, str(int(stamp) + 1))
+    assert not verify_signature(WEBHOOK_SECRET, request.body, header, stamp, now=int(stamp) + 301)
 
 
 def test_webhook_non_2xx_timeout_and_refused_are_not_acks(webhook_receiver: WebhookReceiver) -> None:

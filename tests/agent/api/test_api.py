@@ -28,6 +28,14 @@ class FakeAlerts:
         self.calls.append({"limit": limit, "offset": offset, **filters})
         return [{"alert_id": "a1", "camera": "dock-1"}]
 
+    def dead_letters(
+        self, *, sink: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        return []
+
+    def retry_dead_letters(self, *, sink: str | None = None, event_row: int | None = None) -> int:
+        return 0
+
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[tuple[ApiServer, QueryRegistry, FakeAlerts, Path]]:
@@ -158,6 +166,14 @@ def test_metrics_and_openapi(api: Any) -> None:
     server = api[0]
     status, body = call(server, "GET", "/metrics")
     assert status == 200 and b'watchword_frames_total{camera="dock-1"} 12' in body
-    status, schema = call(server, "GET", "/openapi.json", token=None)
+    assert call(server, "GET", "/openapi.json", token=None)[0] == 401
+    status, schema = call(server, "GET", "/openapi.json")
     assert status == 200
-    assert {"/queries", "/alerts", "/health", "/metrics"} <= set(schema["paths"])
+    assert {"/queries", "/alerts", "/health", "/livez", "/metrics", "/dead-letters"} <= set(schema["paths"])
+    # The schema documents what the server answers besides success.
+    assert {"401", "413", "422"} <= set(schema["paths"]["/queries"]["post"]["responses"])
+    assert "404" in schema["paths"]["/queries/{query_id}"]["get"]["responses"]
+    assert "503" in schema["paths"]["/health"]["get"]["responses"]
+    # No interactive pages that would load their scripts from a CDN.
+    assert call(server, "GET", "/docs")[0] == 404
+    assert call(server, "GET", "/redoc")[0] == 404

@@ -1,0 +1,105 @@
+"""What ``GET /health`` says: one status for the whole agent and the parts behind it.
+
+``status`` is ``starting`` until every camera delivered its first frame, ``ok`` when every part
+works, ``degraded`` when any does not (the API answers 503 then), with one line per problem in
+``problems``. Parts: cameras (a recovered camera shows no old error), the alert sinks (backlog,
+dead letters, failures in a row), storage (events held in memory because the disk refused them,
+events lost, free bytes of the state directory) and the re-ranker's LMM. Every text is redacted.
+``GET /livez`` is the separate liveness answer for container probes: the process serves requests.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agent.redact import redact_text, redact_value
+
+if TYPE_CHECKING:
+    from agent.alerts import AlertManager
+    from agent.pipeline import CameraStatus
+    from agent.rerank import RerankService
+
+HEALTHY_CAMERA_STATES = {"running", "ended"}
+
+
+def camera_health(statuses: list[CameraStatus]) -> tuple[dict[str, Any], list[str], bool]:
+    """Per camera entries, the problems among them, and whether any is still starting."""
+    cameras: dict[str, Any] = {}
+    problems: list[str] = []
+    starting = False
+    for status in statuses:
+        source, counters = status.source, status.counters
+        # A camera without a source is not opened yet (starting) or was refused at open (failed).
+        state = source.state.value if source is not None else ("failed" if counters.error else "starting")
+        error = None
+        if state not in HEALTHY_CAMERA_STATES and state != "starting":
+            error = counters.error or (source.last_error if source is not None else None)
+            problems.append(f"camera {counters.camera_id}: {state}" + (f": {error}" if error else ""))
+        starting |= state == "starting"
+        cameras[counters.camera_id] = {
+            "state": state,
+            "last_frame_age_s": None if source is None else source.last_frame_age_s,
+            "fps": None if source is None else round(source.fps, 2),
+            "frames": counters.frames,
+            "drops": 0 if source is None else source.drops,
+            "reconnects": 0 if source is None else source.reconnects,
+            "error": None if error is None else redact_text(error),
+        }
+    return cameras, problems, starting
+
+
+def rerank_health(rerank: RerankService | None) -> tuple[dict[str, Any] | None, list[str]]:
+    """The LMM re-ranker's counters; degraded while it fails at least as often as it succeeds."""
+    if rerank is None:
+        return None, []
+    stats = rerank.stats()
+    failing = stats.failed > 0 and stats.failed >= stats.completed
+    entry = {
+        "calls": stats.calls,
+        "completed": stats.completed,
+        "failed": stats.failed,
+        "queued": stats.queued,
+        "last_error": None if stats.last_error is None else redact_text(stats.last_error),
+    }
+    problems = [f"re-ranker: {stats.failed} of {stats.failed + stats.completed} failed"] if failing else []
+    return entry, problems
+
+
+def build_health(
+    *,
+    site: str,
+    started_at: float,
+    queries_evaluated: bool,
+    cameras: list[CameraStatus],
+    alerts: AlertManager,
+    rerank: RerankService | None,
+    state_dir: Path,
+) -> dict[str, Any]:
+    """The ``/health`` document (see the module docstring)."""
+    camera_entries, problems, starting = camera_health(cameras)
+    alerts_health = alerts.health()
+    problems.extend(alerts_health["problems"])
+    lmm, lmm_problems = rerank_health(rerank)
+    problems.extend(lmm_problems)
+    storage = dict(alerts_health["storage"])
+    try:
+        storage["free_bytes"] = shutil.disk_usage(state_dir).free
+    except OSError:
+        storage["free_bytes"] = None
+    status = "degraded" if problems else ("starting" if starting else "ok")
+    return redact_value(
+        {
+            "status": status,
+            "problems": problems,
+            "site": site,
+            "uptime_s": round(time.time() - started_at, 1),
+            "queries_evaluated": queries_evaluated,
+            "cameras": camera_entries,
+            "sinks": alerts_health["sinks"],
+            "storage": storage,
+            "lmm": lmm,
+        }
+    )
