@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.alerts import AlertManager
+from agent.alerts.feed import AlertFeed
 from agent.alerts.outbox import OutboxError
 from agent.config import AgentConfig
 from agent.health_report import build_health
-from agent.matching.candidates import CandidateDispatcher, CandidateQueue
+from agent.matching.candidates import CandidateQueue, DecisionDispatcher
 from agent.pipeline import Analyzer, Pipeline, RunSummary
 from agent.queries import QueryError, QueryRegistry
 from agent.state_lock import StateLock, StateLockError, lock_paths
-from agent.types import Candidate, FrameResult
 
 if TYPE_CHECKING:
     from agent.api.server import ApiServer
@@ -70,24 +70,6 @@ def _open_state(config: AgentConfig) -> tuple[QueryRegistry, AlertManager]:
         raise StartupError(f"alerts.database {config.alerts.database}: {exc}") from exc
 
 
-class AlertFeed:
-    """Analyser that tells the alert manager when tracks end and closes quiet episodes (~1/s)."""
-
-    def __init__(self, alerts: AlertManager, tick_interval_s: float = 1.0) -> None:
-        self.alerts = alerts
-        self.tick_interval_s = tick_interval_s
-        self._last_tick = 0.0
-
-    def process(self, results: list[FrameResult]) -> None:
-        for result in results:
-            for event in result.events:
-                self.alerts.on_track_event(event)
-        now = time.monotonic()
-        if now - self._last_tick >= self.tick_interval_s:
-            self._last_tick = now
-            self.alerts.tick()
-
-
 class Agent:
     """The running agent. ``run()`` blocks until the input ends, a limit is hit, or ``stop()``."""
 
@@ -115,7 +97,7 @@ class Agent:
         self.rerank: RerankService | None = None
         self.api: ApiServer | None = None
         self.candidates = CandidateQueue(config.matching.candidate_queue)
-        self._dispatcher: CandidateDispatcher | None = None
+        self.dispatcher: DecisionDispatcher | None = None
         analyzers: list[Analyzer] = []
         if config.matching.embedder is not None:
             from agent.embedding import ClipEncoder
@@ -130,7 +112,8 @@ class Agent:
                 config.matching,
                 self.encoder,
                 self.registry,
-                on_candidates=self.candidates.put_many,
+                sink=self.candidates,
+                alerts=self.alerts,
                 model_versions={"detector": _detector_version(config)},
             )
             analyzers.append(self.matcher)
@@ -156,25 +139,9 @@ class Agent:
 
         embed_texts = self.encoder.embed_texts if self.encoder is not None else None
         try:
-            self.rerank = RerankService.from_config(
-                self.config.rerank, embed_texts, on_result=self._on_reranked
-            )
+            self.rerank = RerankService.from_config(self.config.rerank, embed_texts)
         except LmmError as exc:
             raise StartupError(f"rerank.backend: {exc}") from exc
-
-    def _on_reranked(self, result: Any) -> None:
-        candidate: Candidate = result.candidate
-        if result.outcome.error is not None:
-            log.warning(
-                "re-ranking %s/%s failed: %s", candidate.camera_id, candidate.track_id, result.outcome.error
-            )
-        self.alerts.submit(candidate)
-
-    def _next_stage(self, candidate: Candidate) -> None:
-        if self.rerank is not None:
-            self.rerank.submit(candidate)
-        else:
-            self.alerts.submit(candidate)
 
     def _start_api(self) -> None:
         if not self.config.api.enabled:
@@ -219,7 +186,7 @@ class Agent:
         self.alerts.start()
         try:
             self._start_rerank()
-            self._dispatcher = CandidateDispatcher(self.candidates, self._next_stage)
+            self.dispatcher = DecisionDispatcher(self.candidates, self.alerts, self.rerank)
             self._start_api()
             return self.pipeline.run()
         finally:
@@ -235,8 +202,8 @@ class Agent:
         def remaining(share: float) -> float:
             return max(0.0, min(share, deadline - time.monotonic()))
 
-        if self._dispatcher is not None:
-            self._dispatcher.close(timeout_s=remaining(1.0))
+        if self.dispatcher is not None:
+            self.dispatcher.close(timeout_s=remaining(1.0))
         if self.rerank is not None:
             self.rerank.close(timeout_s=remaining(1.0))
         if self.api is not None:
@@ -297,11 +264,11 @@ class Agent:
             latency.add(stats.embed_seconds, stage="embed")
             calls.add(stats.embed_calls, stage="embed")
         dropped = Metric("watchword_candidates_dropped_total", "counter", "Candidates dropped by full queues")
-        dropped.add(self.candidates.dropped, queue="matcher")
+        queued = self.candidates.snapshot_stats()
+        dropped.add(queued.dropped, queue="candidates")
+        dropped.add(queued.expired, queue="stale")
         if self.rerank is not None:
             rerank = self.rerank.stats()
-            dropped.add(rerank.dropped_new + rerank.dropped_queued, queue="rerank")
-            dropped.add(rerank.skipped_stale, queue="rerank_stale")
             latency.add(rerank.busy_s, stage="rerank")
             calls.add(rerank.calls, stage="rerank")
         alert_stats = self.alerts.stats()

@@ -22,6 +22,8 @@ class Frame:
             it may restart after a reconnect.
         wall_time: UNIX time in seconds when the frame left the decoder.
         image: BGR ``uint8`` array of shape (height, width, 3), owned by this frame.
+        live: whether the frame comes from a live camera (RTSP, USB, a live test source) rather than
+            a file or another source that can be read faster than real time.
     """
 
     camera_id: str
@@ -29,12 +31,24 @@ class Frame:
     pts_s: float | None
     wall_time: float
     image: np.ndarray
+    live: bool = False
 
     def __post_init__(self) -> None:
         if self.image.dtype != np.uint8 or self.image.ndim != 3 or self.image.shape[2] != 3:
             raise ValueError(
                 f"Frame.image must be HxWx3 uint8 BGR, got {self.image.dtype} {self.image.shape}"
             )
+
+    @property
+    def media_time(self) -> float:
+        """Seconds on the clock decisions run on: the pts for a file, wall time for a live camera.
+
+        A recording then behaves as the live camera it came from, however fast it is analysed, and
+        gives the same decisions on every run. A file frame without a pts falls back to wall time.
+        """
+        if self.live or self.pts_s is None:
+            return self.wall_time
+        return self.pts_s
 
     @property
     def height(self) -> int:
@@ -156,16 +170,19 @@ class Candidate:
         query_id, query_text: the standing query.
         score: pooled calibrated coarse score in [0, 1] (probability that the query beats the normal prompts).
         cosine: raw cosine of the latest track embedding and the query embedding.
-        wall_time: UNIX seconds of ``frame``.
+        wall_time: UNIX seconds of ``frame`` (when it was decoded).
         frame_index: the camera's frame index of ``frame``.
         box: x1, y1, x2, y2 of the track in ``frame``, pixels.
         frame: the full BGR frame the candidate was scored on (evidence and LMM input).
         severity: the query's severity label.
-        score_history: (wall_time, calibrated score) of this pair over the track's life.
+        score_history: (media time, pooled score) of this pair over the track's life.
         model_versions: name -> version/hash of the models that produced the score.
         fused_score: the re-ranker's fused score, or None when not re-ranked.
         verified: the re-ranker's verdict, or None when not re-ranked.
         rationale: the re-ranker's explanation (blanks, answers, agreements), or None.
+        media_time: seconds of ``frame`` on the decision clock (:attr:`Frame.media_time`); None
+            falls back to ``wall_time``.
+        cooldown_s: the query's cooldown in seconds; None uses ``alerts.cooldown_s``.
     """
 
     camera_id: str
@@ -184,6 +201,13 @@ class Candidate:
     fused_score: float | None = None
     verified: bool | None = None
     rationale: dict[str, Any] | None = None
+    media_time: float | None = None
+    cooldown_s: float | None = None
+
+    @property
+    def time_s(self) -> float:
+        """When the candidate was scored, on the decision clock (media time, else wall time)."""
+        return self.wall_time if self.media_time is None else self.media_time
 
     @property
     def final_score(self) -> float:

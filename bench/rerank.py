@@ -3,8 +3,9 @@
 The pipeline runs the sample video twice per round: with the re-ranker off and on. In both, an
 ``on_frame`` hook builds synthetic candidates from the tracks (the two best-scoring tracks every
 ``--every`` frames, as the matcher would hand over a window's top candidates); with the re-ranker
-on they go to a :class:`~agent.rerank.service.RerankService` whose backend takes a fixed time per
-call (``--lmm-seconds``), so the LMM runs concurrently with the video loop under its call budget.
+on they go through the candidate queue to a :class:`~agent.rerank.service.RerankService` stage
+whose backend takes a fixed time per call (``--lmm-seconds``), so the LMM runs concurrently with the
+video loop under its call budget.
 
 Prints frames/s off and on (median over ``--rounds`` interleaved rounds), their ratio
 (target >= 0.95), and the service's counters (calls, completed, stale, dropped).
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.config import AgentConfig, CameraConfig, SSDDetectorConfig
 from agent.detection import Detector, build_detector
+from agent.matching.candidates import CandidateQueue, DecisionDispatcher, QueueStats
 from agent.pipeline import Pipeline
 from agent.rerank.backends.base import LmmBackend, LmmRequest, LmmResponse
 from agent.rerank.config import RerankConfig
@@ -78,12 +80,12 @@ def candidate_hook(
         if frame.index % every or tracks.tracker_id is None or len(tracks) == 0:
             return
         scores = 0.5 + 0.4 * np.sin(tracks.tracker_id.astype(np.float64) * 1.7 + frame.index * 0.01)
-        for i in np.argsort(-scores)[:2].tolist():
+        for rank, i in enumerate(np.argsort(-scores)[:2].tolist()):
             x1, y1, x2, y2 = (float(v) for v in tracks.xyxy[i])
             candidate = Candidate(
                 camera_id=frame.camera_id,
                 track_id=int(tracks.tracker_id[i]),
-                query_id=1,
+                query_id=1 + rank,  # two incidents, as two queries would give
                 query_text=QUERY,
                 score=float(scores[i]),
                 cosine=0.3,
@@ -98,14 +100,27 @@ def candidate_hook(
     return on_frame
 
 
+class _Discard:
+    """The alert manager's place in the benchmark: decisions are dropped."""
+
+    def submit(self, candidate: Candidate) -> None:
+        pass
+
+
 def run_once(
     config: AgentConfig, detector: Detector, frames: int, every: int, service: RerankService | None
-) -> float:
-    hook = candidate_hook(every, service.submit if service is not None else None)
+) -> tuple[float, QueueStats | None]:
+    queue = CandidateQueue(16) if service is not None else None
+    dispatcher = DecisionDispatcher(queue, _Discard(), service) if queue is not None else None
+    hook = candidate_hook(every, queue.put if queue is not None else None)
     pipeline = Pipeline(config, max_frames=frames, detector=_Keep(detector), on_frame=hook)  # type: ignore[arg-type]
     started = time.perf_counter()
     summary = pipeline.run()
-    return summary.frames / (time.perf_counter() - started)
+    fps = summary.frames / (time.perf_counter() - started)
+    if dispatcher is not None and queue is not None:
+        dispatcher.close(timeout_s=5.0)
+        return fps, queue.snapshot_stats()
+    return fps, None
 
 
 def main() -> None:
@@ -122,23 +137,25 @@ def main() -> None:
     detector_config = SSDDetectorConfig(type="ssd-mobilenet", batch_size=4)
     camera = CameraConfig(id="sample", uri=str(SAMPLE), max_width=768, max_height=576)
     config = AgentConfig(cameras=[camera], detector=detector_config)
-    rerank_config = RerankConfig(calls_per_minute=args.calls_per_minute, queue_size=16, deadline_s=5.0)
+    rerank_config = RerankConfig(calls_per_minute=args.calls_per_minute, deadline_s=5.0)
     detector = build_detector(detector_config)
 
     run_once(config, detector, min(args.frames, 40), args.every, None)  # warm caches and the decoder
     fps_off: list[float] = []
     fps_on: list[float] = []
-    stats: list[RerankStats] = []
+    stats: list[tuple[RerankStats, QueueStats | None]] = []
     for _ in range(args.rounds):
-        fps_off.append(run_once(config, detector, args.frames, args.every, None))
+        fps_off.append(run_once(config, detector, args.frames, args.every, None)[0])
         backend = FixedTimeBackend(args.lmm_seconds)
         with RerankService(rerank_config, backend) as service:
-            fps_on.append(run_once(config, detector, args.frames, args.every, service))
-            stats.append(service.stats())
+            fps, queued = run_once(config, detector, args.frames, args.every, service)
+            fps_on.append(fps)
+            stats.append((service.stats(), queued))
     detector.close()
 
     off, on = statistics.median(fps_off), statistics.median(fps_on)
-    last = stats[-1]
+    last, queued = stats[-1]
+    assert queued is not None
     print(f"\nsample video, {args.frames} frames per run, {args.rounds} rounds, detector {detector.name}")
     print(f"stand-in LMM: {args.lmm_seconds:.2f} s per call, budget {args.calls_per_minute:g} calls/min")
     print(f"{'measurement':38s} {'frames/s':>9s}")
@@ -147,15 +164,15 @@ def main() -> None:
     print(f"{'on/off (target >= 0.95)':38s} {on / off:9.3f}")
     print(f"per round off: {[round(v, 2) for v in fps_off]}  on: {[round(v, 2) for v in fps_on]}")
     counters = {
-        "submitted": last.submitted,
+        "put": queued.put,
         "calls": last.calls,
         "completed": last.completed,
         "skipped_stale": last.skipped_stale,
-        "dropped": last.dropped,
-        "replaced": last.replaced,
-        "discarded_at_close": last.discarded_at_close,
+        "dropped": queued.dropped,
+        "replaced": queued.replaced,
+        "discarded_at_close": queued.discarded_at_close,
     }
-    print(json.dumps({"rerank_service_last_round": counters}))
+    print(json.dumps({"rerank_last_round": counters}))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
-"""Alert episodes: one per (camera, query, track), opened, updated and closed; a cooldown per (camera, query).
+"""Alert episodes: one per (camera, query, track), opened, updated and closed; a cooldown per
+(camera, query, track), the query's own or ``alerts.cooldown_s``.
 
-Pure logic without I/O or clocks: every call carries its time (UNIX seconds), so the behaviour can be
-checked on hand-made candidate sequences.
+Pure logic without I/O or clocks: every call carries its time, so the behaviour can be checked on
+hand-made candidate sequences. Decisions run on media time (a file's pts, a live camera's wall
+time; :attr:`agent.types.Frame.media_time`), so a recording replays as its live run did. Wall-clock
+times travel beside them for the payload.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import dataclasses
 import enum
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +32,42 @@ class AlertEventKind(str, enum.Enum):
     CLOSED = "closed"
 
 
+class PairState(str, enum.Enum):
+    """Where a (camera, query, track) stands with the alerts, as candidate selection sees it."""
+
+    IDLE = "idle"
+    OPEN = "open"
+    COOLING = "cooling"
+
+
+@dataclass(frozen=True)
+class AlertStateView:
+    """A snapshot of which (camera, query, track) keys have an open episode or are cooling down.
+
+    Candidate selection consults it once per window: an open key updates its episode, a cooling
+    key is skipped, and neither takes a candidate slot.
+
+    Attributes:
+        open: keys with an open episode.
+        opened_at: media seconds of each key's latest open (kept while a cooldown may still run).
+        default_cooldown_s: the cooldown of a query without its own, seconds.
+    """
+
+    open: frozenset[EpisodeKey] = frozenset()
+    opened_at: Mapping[EpisodeKey, float] = field(default_factory=dict)
+    default_cooldown_s: float = 60.0
+
+    def state(self, key: EpisodeKey, now: float, cooldown_s: float | None = None) -> PairState:
+        """The key's state at media time ``now`` under ``cooldown_s`` (None: the default)."""
+        if key in self.open:
+            return PairState.OPEN
+        opened = self.opened_at.get(key)
+        cooldown = self.default_cooldown_s if cooldown_s is None else cooldown_s
+        if opened is not None and now - opened < cooldown:
+            return PairState.COOLING
+        return PairState.IDLE
+
+
 class CloseReason(str, enum.Enum):
     """Why an episode closed."""
 
@@ -44,6 +84,7 @@ class CandidateSnapshot:
     score: float
     cosine: float
     wall_time: float
+    media_time: float
     frame_index: int
     box: tuple[float, float, float, float]
     fused_score: float | None
@@ -59,6 +100,7 @@ class CandidateSnapshot:
             score=float(candidate.score),
             cosine=float(candidate.cosine),
             wall_time=float(candidate.wall_time),
+            media_time=float(candidate.time_s),
             frame_index=int(candidate.frame_index),
             box=(x1, y1, x2, y2),
             fused_score=None if candidate.fused_score is None else float(candidate.fused_score),
@@ -80,9 +122,10 @@ class Episode:
     Attributes:
         alert_id: stable id of the alert (a UUID), shared by all its events.
         seq: sequence number of the latest event (0 for "opened").
-        started_at, last_seen, ended_at: UNIX seconds of the first and latest accepted candidate and
-            of the close.
-        last_event_at: UNIX seconds of the latest opened/updated event.
+        started_at, last_seen, ended_at: media seconds of the first and latest accepted candidate
+            and of the close (the decision clock).
+        last_event_at: media seconds of the latest opened/updated event.
+        started_wall, last_seen_wall, ended_wall: the same moments in UNIX seconds (for payloads).
         candidates: accepted candidates so far.
         peak_score: highest final score so far.
         latest: the latest accepted candidate, without its frame.
@@ -99,9 +142,12 @@ class Episode:
     last_event_at: float
     peak_score: float
     latest: CandidateSnapshot
+    started_wall: float = 0.0
+    last_seen_wall: float = 0.0
     seq: int = 0
     candidates: int = 1
     ended_at: float | None = None
+    ended_wall: float | None = None
     close_reason: CloseReason | None = None
 
     @property
@@ -146,8 +192,10 @@ class EpisodeTracker:
     """Turns accepted candidates into opened/updated/closed episode events.
 
     Args:
-        cooldown_s: after an episode opens for a (camera, query), a candidate of another track on
-            that pair opens nothing for this many seconds (counted from that open).
+        cooldown_s: after an episode opens for a (camera, query, track), that track opens no other
+            episode on that query for this many media seconds (counted from the open); a candidate's
+            own ``cooldown_s`` (the query's) takes precedence. Identity keeps one person one track
+            id, so this is at most one alert per (camera, query) per cooldown, per person.
         quiet_s: :meth:`tick` closes an episode with no accepted candidate for this many seconds.
         update_interval_s: at most one "updated" event per episode this often; a change of the
             re-ranker's verdict (``verified``) is reported at once.
@@ -161,7 +209,8 @@ class EpisodeTracker:
     require_verified: bool = False
     counters: EpisodeCounters = field(default_factory=EpisodeCounters)
     _open: dict[EpisodeKey, Episode] = field(default_factory=dict, init=False, repr=False)
-    _last_open_at: dict[tuple[str, int], float] = field(default_factory=dict, init=False, repr=False)
+    # key -> (media seconds of the latest open, the cooldown that open started)
+    _last_open_at: dict[EpisodeKey, tuple[float, float]] = field(default_factory=dict, init=False, repr=False)
 
     def reset(self) -> None:
         """Forget all open episodes, cooldowns and counts."""
@@ -174,9 +223,17 @@ class EpisodeTracker:
         """Snapshots of the open episodes, oldest first."""
         return [dataclasses.replace(e) for e in sorted(self._open.values(), key=lambda e: e.started_at)]
 
+    def alert_state(self) -> AlertStateView:
+        """Which keys are open or were opened recently (what candidate selection consults)."""
+        return AlertStateView(
+            open=frozenset(self._open),
+            opened_at={key: at for key, (at, _) in self._last_open_at.items()},
+            default_cooldown_s=self.cooldown_s,
+        )
+
     def accept(self, candidate: Candidate) -> AlertEvent | None:
-        """Take one accepted candidate at its ``wall_time``; return the event it causes, if any."""
-        now = float(candidate.wall_time)
+        """Take one accepted candidate at its media time; return the event it causes, if any."""
+        now = float(candidate.time_s)
         key: EpisodeKey = (candidate.camera_id, int(candidate.query_id), int(candidate.track_id))
         episode = self._open.get(key)
         if episode is not None:
@@ -184,9 +241,9 @@ class EpisodeTracker:
         if candidate.verified is False or (self.require_verified and candidate.verified is not True):
             self.counters.rejected_unverified += 1
             return None
-        pair = key[:2]
-        last_open = self._last_open_at.get(pair)
-        if last_open is not None and now - last_open < self.cooldown_s:
+        cooldown = self.cooldown_s if candidate.cooldown_s is None else float(candidate.cooldown_s)
+        last_open = self._last_open_at.get(key)
+        if last_open is not None and now - last_open[0] < cooldown:
             self.counters.suppressed_cooldown += 1
             log.debug("camera %s query %d track %d: in cooldown", *key)
             return None
@@ -203,9 +260,11 @@ class EpisodeTracker:
             last_event_at=now,
             peak_score=snapshot.final_score,
             latest=snapshot,
+            started_wall=snapshot.wall_time,
+            last_seen_wall=snapshot.wall_time,
         )
         self._open[key] = episode
-        self._last_open_at[pair] = now
+        self._last_open_at[key] = (now, cooldown)
         self.counters.opened += 1
         return AlertEvent(AlertEventKind.OPENED, dataclasses.replace(episode), candidate)
 
@@ -213,7 +272,9 @@ class EpisodeTracker:
         previous = episode.latest
         snapshot = CandidateSnapshot.of(candidate)
         episode.latest = snapshot
-        episode.last_seen = max(episode.last_seen, now)
+        if now >= episode.last_seen:
+            episode.last_seen = now
+            episode.last_seen_wall = snapshot.wall_time
         episode.candidates += 1
         episode.peak_score = max(episode.peak_score, snapshot.final_score)
         verdict_changed = snapshot.verified != previous.verified
@@ -224,29 +285,47 @@ class EpisodeTracker:
         self.counters.updated += 1
         return AlertEvent(AlertEventKind.UPDATED, dataclasses.replace(episode), candidate)
 
-    def track_ended(self, camera_id: str, track_id: int, now: float) -> list[AlertEvent]:
-        """Close every episode of a track that ended at ``now`` (UNIX seconds)."""
+    def track_ended(
+        self, camera_id: str, track_id: int, now: float, wall_time: float | None = None
+    ) -> list[AlertEvent]:
+        """Close every episode of a track that ended at media time ``now`` (``wall_time``: UNIX s)."""
         keys = [k for k in self._open if k[0] == camera_id and k[2] == int(track_id)]
-        return [self._close(key, now, CloseReason.TRACK_ENDED) for key in keys]
+        return [self._close(key, now, CloseReason.TRACK_ENDED, wall_time) for key in keys]
 
-    def tick(self, now: float) -> list[AlertEvent]:
-        """Close episodes quiet for ``quiet_s`` and forget expired cooldowns."""
-        quiet = [k for k, e in self._open.items() if now - e.last_seen >= self.quiet_s]
+    def tick(self, now: float, camera_id: str | None = None) -> list[AlertEvent]:
+        """Close episodes quiet for ``quiet_s`` at media time ``now`` and forget expired cooldowns.
+
+        With ``camera_id``, only that camera's (each camera has its own media clock).
+        """
+
+        def mine(key: EpisodeKey) -> bool:
+            return camera_id is None or key[0] == camera_id
+
+        quiet = [k for k, e in self._open.items() if mine(k) and now - e.last_seen >= self.quiet_s]
         # A quiet episode ended when its track was last seen, not when the tick noticed.
-        events = [self._close(key, self._open[key].last_seen, CloseReason.QUIET) for key in quiet]
-        expired = [pair for pair, at in self._last_open_at.items() if now - at >= self.cooldown_s]
-        for pair in expired:
-            del self._last_open_at[pair]
+        events = [self._close(key, None, CloseReason.QUIET) for key in quiet]
+        expired = [
+            key
+            for key, (at, cooldown) in self._last_open_at.items()
+            if mine(key) and key not in self._open and now - at >= cooldown
+        ]
+        for key in expired:
+            del self._last_open_at[key]
         return events
 
-    def close_all(self, now: float, reason: CloseReason = CloseReason.SHUTDOWN) -> list[AlertEvent]:
-        """Close every open episode (at shutdown)."""
-        return [self._close(key, now, reason) for key in list(self._open)]
+    def close_all(
+        self, reason: CloseReason = CloseReason.SHUTDOWN, wall_time: float | None = None
+    ) -> list[AlertEvent]:
+        """Close every open episode (at shutdown), each as ending when it was last seen."""
+        return [self._close(key, None, reason, wall_time) for key in list(self._open)]
 
-    def _close(self, key: EpisodeKey, now: float, reason: CloseReason) -> AlertEvent:
+    def _close(
+        self, key: EpisodeKey, now: float | None, reason: CloseReason, wall_time: float | None = None
+    ) -> AlertEvent:
         episode = self._open.pop(key)
         episode.seq += 1
-        episode.ended_at = max(now, episode.last_seen)
+        episode.ended_at = episode.last_seen if now is None else max(now, episode.last_seen)
+        episode.ended_wall = episode.last_seen_wall if wall_time is None else wall_time
         episode.close_reason = reason
         self.counters.closed += 1
         return AlertEvent(AlertEventKind.CLOSED, dataclasses.replace(episode))

@@ -16,7 +16,14 @@ from typing import Any
 
 from agent.alerts.config import AlertsConfig, RetryConfig
 from agent.alerts.delivery import DeliveryCounters, DeliveryWorker, stop_workers
-from agent.alerts.episodes import AlertEvent, AlertEventKind, CloseReason, EpisodeCounters, EpisodeTracker
+from agent.alerts.episodes import (
+    AlertEvent,
+    AlertEventKind,
+    AlertStateView,
+    CloseReason,
+    EpisodeCounters,
+    EpisodeTracker,
+)
 from agent.alerts.evidence import EvidenceError, EvidencePaths, EvidenceStore
 from agent.alerts.holdback import HoldBack, StorageCounters
 from agent.alerts.outbox import Outbox
@@ -144,7 +151,7 @@ class AlertManager:
                 return
             self._closed = True
             if self._started:
-                for event in self.episodes.close_all(self.clock(), CloseReason.SHUTDOWN):
+                for event in self.episodes.close_all(CloseReason.SHUTDOWN, wall_time=self.clock()):
                     self._emit(event)
             self.holdback.flush(force=True)
             self.holdback.drop_all()
@@ -177,20 +184,37 @@ class AlertManager:
                 return None
             return event if self._emit(event) else None
 
-    def on_track_event(self, event: TrackEvent) -> list[AlertEvent]:
-        """Close the episodes of a removed track (ended when last seen); other kinds are ignored."""
+    def alert_state(self) -> AlertStateView:
+        """Which (camera, query, track) keys are open or cooling down (candidate selection reads it)."""
+        with self._lock:
+            return self.episodes.alert_state()
+
+    def on_track_event(self, event: TrackEvent, media_time: float | None = None) -> list[AlertEvent]:
+        """Close the episodes of a removed track; other kinds are ignored.
+
+        ``media_time`` is when the removal was seen on the decision clock (None: the event's
+        ``last_seen``, for callers on wall time).
+        """
         if event.kind is not TrackEventKind.REMOVED:
             return []
+        now = event.last_seen if media_time is None else media_time
         with self._lock:
-            events = self.episodes.track_ended(event.camera_id, event.track_id, event.last_seen)
+            events = self.episodes.track_ended(
+                event.camera_id, event.track_id, now, wall_time=event.last_seen
+            )
             return [e for e in events if self._emit(e)]
 
-    def tick(self) -> list[AlertEvent]:
-        """Close quiet episodes and, every ``prune_interval_s``, apply retention; call about once a second."""
+    def tick(self, media_time: float | None = None, camera_id: str | None = None) -> list[AlertEvent]:
+        """Close quiet episodes and, every ``prune_interval_s``, apply retention; call about once a second.
+
+        ``media_time`` and ``camera_id``: close only that camera's quiet episodes, on its media clock
+        (None: every camera, on the wall clock).
+        """
         now = self.clock()
         with self._lock:
             self.holdback.flush()
-            events = [e for e in self.episodes.tick(now) if self._emit(e)]
+            ticked = self.episodes.tick(now if media_time is None else media_time, camera_id)
+            events = [e for e in ticked if self._emit(e)]
             if now - self._last_prune >= self.config.prune_interval_s:
                 self.prune()
         return events

@@ -6,7 +6,9 @@ Fields (times are UNIX seconds, with an ISO 8601 UTC twin ending in ``_iso``)::
     event (opened | updated | closed), site, camera, track_id, query_id, query, severity,
     score, peak_score, fused_score, verified, cosine, candidates, started_at, updated_at, ended_at,
     close_reason, frame_index, box ([x1, y1, x2, y2] pixels), evidence ({crop, frame, json} paths
-    relative to the evidence folder, or null), model_versions, rationale
+    relative to the evidence folder, or null), model_versions, rationale,
+    media ({started_s, updated_s, ended_s}: the same moments on the decision clock, the video's pts
+    for a file, UNIX seconds for a live camera)
 """
 
 from __future__ import annotations
@@ -86,7 +88,17 @@ def build_payload(event: AlertEvent, site: str, evidence: EvidencePaths | None) 
         "model_versions": dict(latest.model_versions),
         "rationale": latest.rationale,
     }
-    _times(payload, started_at=episode.started_at, updated_at=episode.last_seen, ended_at=episode.ended_at)
+    payload["media"] = {
+        "started_s": round(episode.started_at, 3),
+        "updated_s": round(episode.last_seen, 3),
+        "ended_s": None if episode.ended_at is None else round(episode.ended_at, 3),
+    }
+    _times(
+        payload,
+        started_at=episode.started_wall,
+        updated_at=episode.last_seen_wall,
+        ended_at=episode.ended_wall,
+    )
     result: dict[str, Any] = jsonable(payload)
     return result
 

@@ -1,6 +1,6 @@
 """AnomalyLMM re-ranking: cloze prompts to a (quantized) LMM, blank agreement and score fusion.
 
-The live entry point is :class:`RerankService` (asynchronous, under a call budget); the benchmark
+The live entry point is :class:`RerankService`, the re-ranking stage (under a call budget); the benchmark
 uses :class:`Reranker` directly. Backends live in :mod:`agent.rerank.backends`, one per file.
 
 Only the config is imported eagerly, so that ``agent.config`` can nest :class:`RerankConfig`
@@ -23,7 +23,7 @@ from agent.rerank.config import (
 if TYPE_CHECKING:
     from agent.rerank.masker import Blank, ClozeQuery, RuleMasker
     from agent.rerank.reranker import Reranker, RerankItem, RerankOutcome
-    from agent.rerank.service import RerankResult, RerankService, RerankStats
+    from agent.rerank.service import RerankService, RerankStats
 
 _LAZY = {
     "Blank": "agent.rerank.masker",
@@ -32,7 +32,6 @@ _LAZY = {
     "Reranker": "agent.rerank.reranker",
     "RerankItem": "agent.rerank.reranker",
     "RerankOutcome": "agent.rerank.reranker",
-    "RerankResult": "agent.rerank.service",
     "RerankService": "agent.rerank.service",
     "RerankStats": "agent.rerank.service",
 }
@@ -53,7 +52,6 @@ __all__ = [
     "RerankConfig",
     "RerankItem",
     "RerankOutcome",
-    "RerankResult",
     "RerankService",
     "RerankStats",
     "Reranker",

@@ -105,9 +105,9 @@ class RerankConfig(_Strict):
     """The LMM re-ranking stage: which backend, how often it may be called, and how scores fuse.
 
     The budget: at most ``calls_per_minute`` LMM calls in any 60-second window (each candidate is
-    one call, batched or not), at most ``queue_size`` candidates waiting (the lowest-scored, then the
-    oldest, is dropped beyond that), and a candidate that waited longer than ``deadline_s`` since it
-    was submitted is skipped. All three are counted in the service's statistics.
+    one call, batched or not), and a candidate that waited longer than ``deadline_s`` in the
+    candidate queue (``matching.candidate_queue``, the one queue in front of this stage) is
+    skipped. Both are counted in the stage's statistics.
     """
 
     enabled: bool = False
@@ -116,8 +116,7 @@ class RerankConfig(_Strict):
     burst: int | None = Field(
         None, ge=1, le=64, description="calls that may start back to back (bucket size); None: batch_size"
     )
-    queue_size: int = Field(32, ge=1, le=4096)
-    deadline_s: float = Field(10.0, gt=0, description="seconds after submission when a candidate is stale")
+    deadline_s: float = Field(10.0, gt=0, description="seconds in the queue after which a candidate is stale")
     batch_size: int = Field(1, ge=1, le=64, description="candidates per backend call, where it batches")
     top_n: int = Field(3, ge=1, le=100, description="benchmark: re-rank the top N of each query")
     include_frame: bool = Field(False, description="also show the LMM the whole frame with the box drawn")

@@ -230,6 +230,7 @@ class GstSource(Source):
             pts_s=pts_s,
             wall_time=time.time(),
             image=image,
+            live=self.is_live,
         )
         if isinstance(self._queue, DropOldestQueue):
             dropped = self._queue.put(frame)

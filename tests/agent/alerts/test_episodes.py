@@ -48,18 +48,54 @@ def test_verdict_change_is_reported_at_once() -> None:
     assert tracker.accept(make_candidate(t=1002.0, verified=True)) is None
 
 
-def test_cooldown_per_camera_and_query_counts_from_the_last_open() -> None:
-    tracker = _tracker(cooldown_s=60.0)
+def test_cooldown_per_camera_query_and_person_counts_from_the_last_open() -> None:
+    tracker = _tracker(cooldown_s=60.0, quiet_s=5.0)
     assert _kinds([tracker.accept(make_candidate(track=1, t=1000.0))]) == ["opened"]
-    # Another person on the same camera and query within the cooldown: suppressed.
-    assert tracker.accept(make_candidate(track=2, t=1030.0)) is None
-    # Other queries and other cameras have their own cooldown.
-    assert _kinds([tracker.accept(make_candidate(track=2, query=8, t=1030.0))]) == ["opened"]
-    assert _kinds([tracker.accept(make_candidate(track=2, camera="cam2", t=1030.0))]) == ["opened"]
-    assert tracker.accept(make_candidate(track=3, t=1059.9)) is None
-    assert _kinds([tracker.accept(make_candidate(track=3, t=1060.0))]) == ["opened"]
+    tracker.tick(1010.0)  # person 1's episode closes (quiet)
+    # Person 1 again on the same camera and query within the cooldown: suppressed.
+    assert tracker.accept(make_candidate(track=1, t=1030.0)) is None
+    # Another person, another query, another camera: each has its own cooldown.
+    assert _kinds([tracker.accept(make_candidate(track=2, t=1030.0))]) == ["opened"]
+    assert _kinds([tracker.accept(make_candidate(track=1, query=8, t=1030.0))]) == ["opened"]
+    assert _kinds([tracker.accept(make_candidate(track=1, camera="cam2", t=1030.0))]) == ["opened"]
+    assert tracker.accept(make_candidate(track=1, t=1059.9)) is None
+    assert _kinds([tracker.accept(make_candidate(track=1, t=1060.0))]) == ["opened"]
     assert tracker.counters.suppressed_cooldown == 2
-    assert tracker.counters.opened == 4
+    assert tracker.counters.opened == 5
+
+
+def test_a_query_cooldown_overrides_the_default() -> None:
+    tracker = _tracker(cooldown_s=60.0, quiet_s=5.0)
+    long = make_candidate(track=1, t=1000.0)
+    long.cooldown_s = 3600.0
+    assert _kinds([tracker.accept(long)]) == ["opened"]
+    tracker.tick(1010.0)
+    for t in (1061.0, 2000.0, 4599.0):
+        again = make_candidate(track=1, t=t)
+        again.cooldown_s = 3600.0
+        assert tracker.accept(again) is None, f"in the query's 3600 s cooldown at {t}"
+    short = make_candidate(track=1, query=8, t=1000.0)
+    short.cooldown_s = 2.0
+    assert _kinds([tracker.accept(short)]) == ["opened"]
+    tracker.tick(1010.0)
+    later = make_candidate(track=1, query=8, t=1010.0)
+    later.cooldown_s = 2.0
+    assert _kinds([tracker.accept(later)]) == ["opened"]
+
+
+def test_media_time_decides_and_wall_time_travels_along() -> None:
+    tracker = _tracker(cooldown_s=60.0, quiet_s=5.0)
+    first = make_candidate(track=1, t=1_700_000_000.0)  # wall time of the analysis
+    first.media_time = 12.0  # the video's pts
+    opened = tracker.accept(first)
+    assert opened is not None and opened.episode.started_at == 12.0
+    assert opened.episode.started_wall == 1_700_000_000.0
+    assert not tracker.tick(16.9, "cam1") and not tracker.tick(100.0, "other-camera")
+    closed = tracker.tick(17.0, "cam1")
+    assert _kinds(list(closed)) == ["closed"] and closed[0].episode.ended_at == 12.0
+    soon = make_candidate(track=1, t=1_700_000_001.0)  # a second later in wall time, 50 s in media
+    soon.media_time = 62.0
+    assert tracker.accept(soon) is None, "the cooldown runs on media time"
 
 
 def test_cooldown_also_applies_to_the_same_track_after_a_close() -> None:
@@ -134,7 +170,7 @@ def test_close_all_and_unique_ids() -> None:
         assert event is not None
         ids.add(event.alert_id)
     assert len(ids) == 5
-    closed = tracker.close_all(2000.0)
+    closed = tracker.close_all()
     assert {e.alert_id for e in closed} == ids
     assert all(e.episode.close_reason is CloseReason.SHUTDOWN for e in closed)
     assert tracker.counters.closed == 5

@@ -145,27 +145,53 @@ def test_registry_changes_reach_the_matcher_within_a_second(tmp_path: Path, enco
     assert set(frame.extra["scores"]["1"]) == {str(added.id)}
 
 
-def test_window_picks_top_k_active_pairs_across_cameras(tmp_path: Path, encoder: CountingEncoder) -> None:
+class Windows:
+    """Stands in for the candidate queue: records each window's selection."""
+
+    def __init__(self) -> None:
+        self.opens: list[list[Candidate]] = []
+        self.updates: list[list[Candidate]] = []
+
+    def put_window(self, opens: list[Candidate], updates: list[Candidate]) -> None:
+        self.opens.append(opens)
+        self.updates.append(updates)
+
+    def pending(self) -> frozenset[tuple[str, int, int]]:
+        return frozenset()
+
+
+def test_each_camera_window_gives_its_best_tracks_per_query(tmp_path: Path, encoder: CountingEncoder) -> None:
     registry = QueryRegistry(tmp_path / "w.db")
-    query = registry.add("a person falling down", threshold=0.01, severity="critical")  # every pair is active
-    emitted: list[list[Candidate]] = []
+    query = registry.add("a person falling down", threshold=0.01, severity="critical", cooldown_s=5.0)
+    windows = Windows()
     config = MatchingConfig(window_s=2.0, top_k=2, embed_interval_s=0.5)
-    matcher = Matcher(
-        config, encoder, registry, on_candidates=emitted.append, model_versions={"detector": "x"}
-    )
+    matcher = Matcher(config, encoder, registry, sink=windows, model_versions={"detector": "x"})
     boxes: list[list[float]] = [[10, 10, 60, 150], [100, 20, 150, 200], [200, 50, 260, 230]]
-    for step in range(6):  # 0 .. 2.5 s
-        t = 1000.0 + step * 0.5
-        matcher.process([result("a", step, t, boxes, [1, 2, 3]), result("b", step, t, boxes[:1], [9])])
-    assert len(emitted) == 1, "one window of 2 s has passed (emitted on the frame at t = 1002 s)"
-    candidates = emitted[0]
-    assert len(candidates) == 2
-    assert candidates[0].score >= candidates[1].score
-    for candidate in candidates:
+    for step in range(6):  # media time 0 .. 2.5 s; wall time far away and running faster
+        t = step * 0.5
+        frame_a = Frame("a", step, t, 1000.0 + step * 0.1, FRAME)
+        frame_b = Frame("b", step, t, 1000.0 + step * 0.1, FRAME)
+        matcher.process(
+            [
+                _with_frame(result("a", step, t, boxes, [1, 2, 3]), frame_a),
+                _with_frame(result("b", step, t, boxes[:1], [9]), frame_b),
+            ]
+        )
+    assert len(windows.opens) == 2, "one window of 2 media seconds per camera (at pts 2.0)"
+    by_camera = {opens[0].camera_id: opens for opens in windows.opens}
+    assert len(by_camera["a"]) == 2 and len(by_camera["b"]) == 1, "top_k tracks per (camera, query)"
+    assert by_camera["a"][0].score >= by_camera["a"][1].score
+    for candidate in by_camera["a"] + by_camera["b"]:
         assert candidate.query_id == query.id and candidate.severity == "critical"
+        assert candidate.cooldown_s == 5.0, "the query's own cooldown travels with the candidate"
         assert candidate.model_versions == {"clip": encoder.manifest_hash, "detector": "x"}
         assert candidate.score_history and candidate.frame.shape == FRAME.shape
+        assert candidate.media_time == 2.0, "chosen at the window boundary, in media time"
         # the box and frame index are those of the sample the score came from
-        assert candidate.frame_index == 4 and candidate.wall_time == 1002.0
+        assert candidate.frame_index == 4 and candidate.wall_time == 1000.4
         expected = boxes[[1, 2, 3].index(candidate.track_id)] if candidate.camera_id == "a" else boxes[0]
         assert candidate.box == tuple(float(v) for v in expected)
+
+
+def _with_frame(result: FrameResult, frame: Frame) -> FrameResult:
+    return FrameResult(frame, result.tracks, result.events)

@@ -1,16 +1,21 @@
-"""The call budget and the asynchronous service: rate cap, bounded queue, deadlines, never blocking."""
+"""The call budget and the re-ranking stage behind the one candidate queue: rate cap, deadlines,
+priority, batches, failures and close."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from rerank_fakes import ScriptedBackend, make_candidate
 
+from agent.matching.candidates import CandidateQueue, DecisionDispatcher
 from agent.rerank.budget import CallBudget
 from agent.rerank.config import RerankConfig
-from agent.rerank.service import RerankResult, RerankService
+from agent.rerank.service import RerankService
+from agent.types import Candidate
 
 
 class FakeClock:
@@ -57,136 +62,138 @@ def _config(**overrides: object) -> RerankConfig:
     return RerankConfig.model_validate(overrides)
 
 
-def test_calls_stay_within_budget_and_stale_candidates_are_skipped() -> None:
-    """A backend taking 50 ms a call, 30 candidates, a budget of 4 calls/s and a 0.6 s deadline."""
-    backend = ScriptedBackend(delay_s=0.05)
-    results: list[RerankResult] = []
-    config = _config(calls_per_minute=240, burst=1, queue_size=64, deadline_s=0.6)
-    service = RerankService(config, backend, on_result=results.append)
-    started = time.monotonic()
-    for i in range(30):
-        assert service.submit(make_candidate(score=0.5, track_id=i))
-    submit_s = time.monotonic() - started
-    assert service.wait_idle(timeout_s=10.0)
-    elapsed = time.monotonic() - started
-    service.close()
-    stats = service.stats()
+class Collector:
+    """The alert manager's place: records what reaches it, in order."""
 
-    assert submit_s < 0.5  # 30 submissions; waiting for the LMM would take at least 30 x 0.05 s
-    assert stats.submitted == stats.accepted == 30
-    assert stats.skipped_stale > 0
+    def __init__(self) -> None:
+        self.candidates: list[Candidate] = []
+
+    def submit(self, candidate: Candidate) -> None:
+        self.candidates.append(candidate)
+
+
+@contextmanager
+def wired(
+    service: RerankService, queue_size: int = 64
+) -> Iterator[tuple[CandidateQueue, DecisionDispatcher, Collector]]:
+    queue = CandidateQueue(queue_size)
+    sink = Collector()
+    dispatcher = DecisionDispatcher(queue, sink, service)
+    try:
+        yield queue, dispatcher, sink
+    finally:
+        dispatcher.close(timeout_s=2.0)
+        service.close(timeout_s=2.0)
+
+
+def _wait_in_flight(service: RerankService) -> None:
+    deadline = time.monotonic() + 5.0
+    while service.stats().in_flight == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def test_calls_stay_within_budget_and_stale_candidates_are_skipped() -> None:
+    """A backend taking 50 ms a call, 30 incidents, a budget of 4 calls/s and a 0.6 s deadline."""
+    backend = ScriptedBackend(delay_s=0.05)
+    service = RerankService(_config(calls_per_minute=240, burst=1, deadline_s=0.6), backend)
+    with wired(service) as (queue, dispatcher, sink):
+        started = time.monotonic()
+        for i in range(30):
+            assert queue.put(make_candidate(score=0.5, track_id=i, query_id=i))
+        put_s = time.monotonic() - started
+        assert dispatcher.wait_idle(timeout_s=10.0)
+        elapsed = time.monotonic() - started
+    stats, queued = service.stats(), queue.snapshot_stats()
+
+    assert put_s < 0.5  # 30 puts; waiting for the LMM would take at least 30 x 0.05 s
+    assert stats.skipped_stale == queued.expired > 0
     assert stats.completed + stats.skipped_stale == 30
-    assert stats.calls == stats.completed == len(results) == len(backend.requests)
+    assert stats.calls == stats.completed == len(sink.candidates) == len(backend.requests)
     # 4 calls/s, one at a time: by t seconds after the first call, at most 1 + 4 t calls started
     starts = service.budget.recent_starts()
     assert len(starts) == stats.calls
     for index, at in enumerate(starts):
         assert index + 1 <= 1 + 4.0 * (at - starts[0]) + 1e-6
     assert stats.calls <= 1 + 4.0 * elapsed
-    assert all(r.queued_s <= 0.6 + 0.3 for r in results)
-    assert all(r.candidate.fused_score is not None for r in results)
+    assert all(c.fused_score is not None for c in sink.candidates)
 
 
-def test_full_queue_drops_lowest_then_oldest_and_replaces_same_track() -> None:
+def test_processing_order_is_severity_then_score() -> None:
     gate = threading.Event()
     backend = ScriptedBackend()
     backend.answer = lambda request: (gate.wait(5.0), ScriptedBackend().answer(request))[1]
-    config = _config(calls_per_minute=6000, queue_size=3, deadline_s=30.0)
-    processed: list[tuple[int, float]] = []
-    service = RerankService(
-        config, backend, on_result=lambda r: processed.append((r.candidate.track_id, r.candidate.score))
-    )
-    try:
-        assert service.submit(make_candidate(score=0.9, track_id=100))  # taken by the worker at once
-        deadline = time.monotonic() + 5.0
-        while service.stats().in_flight == 0 and time.monotonic() < deadline:
-            time.sleep(0.005)
-        assert service.submit(make_candidate(score=0.5, track_id=1))
-        assert service.submit(make_candidate(score=0.3, track_id=2))
-        assert service.submit(make_candidate(score=0.3, track_id=3))
-        assert not service.submit(make_candidate(score=0.1, track_id=4))  # lowest of a full queue
-        assert service.submit(make_candidate(score=0.6, track_id=5))  # drops track 2 (0.3, the older)
-        assert service.submit(make_candidate(score=0.8, track_id=1))  # replaces queued track 1
-        stats = service.stats()
-        assert (stats.submitted, stats.accepted, stats.replaced) == (7, 5, 1)
-        assert (stats.dropped_new, stats.dropped_queued, stats.queued) == (1, 1, 3)
-        gate.set()
-        assert service.wait_idle(timeout_s=5.0)
-    finally:
-        gate.set()
-        service.close()
-    assert processed == [(100, 0.9), (1, 0.8), (5, 0.6), (3, 0.3)]
-    stats = service.stats()
-    assert stats.completed == 4 and stats.dropped == 2
-
-
-def test_processing_order_is_highest_score_first() -> None:
-    gate = threading.Event()
-    order: list[float] = []
-    backend = ScriptedBackend()
     service = RerankService(_config(calls_per_minute=6000, deadline_s=30.0), backend)
-    service.on_result = lambda result: order.append(result.candidate.score)
-    backend.answer = lambda request: (gate.wait(5.0), ScriptedBackend().answer(request))[1]
-    try:
-        service.submit(make_candidate(score=0.99, track_id=0))
-        deadline = time.monotonic() + 5.0
-        while service.stats().in_flight == 0 and time.monotonic() < deadline:
-            time.sleep(0.005)
-        for i, score in enumerate([0.2, 0.7, 0.4]):
-            service.submit(make_candidate(score=score, track_id=i + 1))
+    with wired(service) as (queue, dispatcher, sink):
+        queue.put(make_candidate(score=0.99, query_id=100))
+        _wait_in_flight(service)
+        for i, (score, severity) in enumerate(
+            [(0.2, "critical"), (0.9, "info"), (0.7, "warning"), (0.4, "critical")]
+        ):
+            candidate = make_candidate(score=score, query_id=i)
+            candidate.severity = severity
+            queue.put(candidate)
         gate.set()
-        assert service.wait_idle(timeout_s=5.0)
-    finally:
-        service.close()
-    assert order == [0.99, 0.7, 0.4, 0.2]
+        assert dispatcher.wait_idle(timeout_s=5.0)
+    assert [c.score for c in sink.candidates] == [0.99, 0.4, 0.2, 0.7, 0.9]
+
+
+def test_updates_of_open_episodes_never_wait_for_the_budget() -> None:
+    backend = ScriptedBackend()
+    service = RerankService(_config(calls_per_minute=1, burst=1, deadline_s=30.0), backend)
+    with wired(service) as (queue, dispatcher, sink):
+        queue.put(make_candidate(query_id=1))
+        assert dispatcher.wait_idle(timeout_s=5.0)  # the one call of the budget
+        queue.put(make_candidate(query_id=2))  # waits for the budget (a minute)
+        update = make_candidate(query_id=3)
+        queue.put(update, opens=False)
+        deadline = time.monotonic() + 5.0
+        while len(sink.candidates) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [c.query_id for c in sink.candidates] == [1, 3]
+        assert update.fused_score is None, "an update is not re-ranked"
+        assert queue.pending() == {("cam", 2, 1)}, "the waiting open counts as pending"
 
 
 def test_batches_follow_batch_size_and_backend_limit() -> None:
     backend = ScriptedBackend(delay_s=0.02, max_batch_size=4)
-    config = _config(calls_per_minute=6000, batch_size=3, queue_size=32, deadline_s=30.0)
+    config = _config(calls_per_minute=6000, batch_size=3, deadline_s=30.0)
     gate = threading.Event()
     answer = backend.answer
     backend.answer = lambda request: (gate.wait(5.0), answer(request))[1]
-    with RerankService(config, backend) as service:
-        service.submit(make_candidate(track_id=99))
-        deadline = time.monotonic() + 5.0
-        while service.stats().in_flight == 0 and time.monotonic() < deadline:
-            time.sleep(0.005)
+    service = RerankService(config, backend)
+    with wired(service) as (queue, dispatcher, _):
+        queue.put(make_candidate(query_id=99))
+        _wait_in_flight(service)
         for i in range(7):
-            service.submit(make_candidate(track_id=i))
+            queue.put(make_candidate(query_id=i))
         time.sleep(0.05)  # the token bucket refills to a full batch
         gate.set()
-        assert service.wait_idle(timeout_s=5.0)
+        assert dispatcher.wait_idle(timeout_s=5.0)
     assert backend.batch_sizes[0] == 1 and max(backend.batch_sizes) == 3 and sum(backend.batch_sizes) == 8
 
 
-def test_failures_are_counted_and_reported_and_close_is_prompt() -> None:
+def test_failures_are_counted_and_passed_on_and_close_is_prompt() -> None:
     backend = ScriptedBackend()
     backend.fail = True
-    results: list[RerankResult] = []
-    service = RerankService(
-        _config(calls_per_minute=6000, deadline_s=30.0), backend, on_result=results.append
-    )
-    service.submit(make_candidate())
-    assert service.wait_idle(timeout_s=5.0)
-    started = time.monotonic()
-    service.close(timeout_s=2.0)
+    service = RerankService(_config(calls_per_minute=6000, deadline_s=30.0), backend)
+    with wired(service) as (queue, dispatcher, sink):
+        queue.put(make_candidate())
+        assert dispatcher.wait_idle(timeout_s=5.0)
+        started = time.monotonic()
     assert time.monotonic() - started < 1.5
     stats = service.stats()
     assert stats.failed == 1 and stats.completed == 0 and stats.last_error == "scripted failure"
-    assert results[0].outcome.error == "scripted failure" and results[0].candidate.fused_score is None
-    assert not service.submit(make_candidate())  # closed
+    assert len(sink.candidates) == 1 and sink.candidates[0].fused_score is None
+    assert queue.snapshot_stats().failed == 1
+    assert not queue.put(make_candidate())  # closed
     assert not backend.closed  # not built by the service, so not closed by it
 
 
-def test_close_discards_the_queue_and_counts_it() -> None:
+def test_close_discards_waiting_candidates_and_counts_them() -> None:
     backend = ScriptedBackend(delay_s=0.3)
     service = RerankService(_config(calls_per_minute=6000, deadline_s=30.0), backend)
-    for i in range(5):
-        service.submit(make_candidate(track_id=i))
-    deadline = time.monotonic() + 5.0
-    while service.stats().in_flight == 0 and time.monotonic() < deadline:
-        time.sleep(0.005)
-    service.close(timeout_s=2.0)
-    stats = service.stats()
-    assert stats.discarded_at_close == 4 and stats.calls == 1
+    with wired(service) as (queue, _, _):
+        for i in range(5):
+            queue.put(make_candidate(query_id=i))
+        _wait_in_flight(service)
+    assert queue.snapshot_stats().discarded_at_close == 4 and service.stats().calls == 1

@@ -1,0 +1,163 @@
+"""The pooled (track, query) scores of every live track, fed one calibrated sample at a time.
+
+Shared by the live :class:`~agent.matching.matcher.Matcher` (samples from CLIP) and by
+``watchword eval replay --frames`` (samples read back from frame records), so both pool, apply
+hysteresis and select candidates with the same code. Sample probabilities are rounded to 6
+decimals before pooling, the precision frame records keep, so a replay pools exactly what the live
+run pooled.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from agent.alerts.episodes import AlertStateView
+from agent.matching.scoring import PoolingParams, TrackScores
+from agent.matching.selection import Pick, WindowClock, select
+from agent.queries import Query
+from agent.types import Frame
+
+SAMPLE_DECIMALS = 6
+
+
+def quantise(probability: np.ndarray) -> np.ndarray:
+    """Probabilities as frame records keep them (6 decimals), as float32."""
+    return np.round(np.asarray(probability, np.float64), SAMPLE_DECIMALS).astype(np.float32)
+
+
+@dataclass
+class TrackState:
+    """What the matcher keeps of one track."""
+
+    camera_id: str
+    track_id: int
+    last_embed_time: float = -float("inf")  # media seconds
+    last_aspect: float = 0.0
+    embeddings: deque[np.ndarray] = field(default_factory=deque)
+    frame: Frame | None = None
+    box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    scores: TrackScores | None = None
+    # (query id, text hash) of each column of ``scores``
+    columns: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def pooled(self) -> np.ndarray:
+        return self.scores.pooled if self.scores is not None else np.zeros(0, np.float32)
+
+    @property
+    def active(self) -> np.ndarray:
+        return self.scores.active if self.scores is not None else np.zeros(0, bool)
+
+
+class TrackBook:
+    """Tracks by (camera, track id), their pooled scores over the current query columns, and windows.
+
+    Args:
+        params: pooling and hysteresis settings.
+        window_s: candidates are selected once per this many media seconds, per camera.
+        top_k: candidates per (camera, query) incident and window (its best tracks).
+        history: crop embeddings kept per track.
+    """
+
+    def __init__(self, params: PoolingParams, window_s: float, top_k: int = 1, history: int = 16) -> None:
+        self.params = params
+        self.top_k = top_k
+        self.history = history
+        self.clock = WindowClock(window_s)
+        self.tracks: dict[tuple[str, int], TrackState] = {}
+        self.queries: list[Query] = []
+        self.columns: list[tuple[int, str]] = []
+        self.thresholds = np.zeros(0, np.float32)
+        self._masks: dict[str, np.ndarray] = {}
+        self._names: np.ndarray = np.zeros(0, object)
+
+    def set_queries(
+        self, queries: Sequence[Query], thresholds: np.ndarray, text_hashes: Sequence[str]
+    ) -> None:
+        """Adopt a new query list: each track's columns move to the new order; an edited text
+        (another hash) and a new query start unscored."""
+        self.queries = list(queries)
+        self.thresholds = np.asarray(thresholds, np.float32)
+        columns = [(q.id, h) for q, h in zip(self.queries, text_hashes, strict=True)]
+        self.columns = columns
+        self._masks.clear()
+        self._names = np.array([str(q.id) for q in self.queries], dtype=object)
+        for state in self.tracks.values():
+            if state.scores is None:
+                continue
+            old = {key: i for i, key in enumerate(state.columns)}
+            state.scores.remap(np.array([old.get(key, -1) for key in columns], np.int64))
+            state.columns = columns
+
+    def mask(self, camera_id: str) -> np.ndarray:
+        """Which query columns apply to a camera (cached until the queries change)."""
+        mask = self._masks.get(camera_id)
+        if mask is None:
+            mask = np.array([q.applies_to(camera_id) for q in self.queries], bool)
+            self._masks[camera_id] = mask
+        return mask
+
+    def get(self, camera_id: str, track_id: int) -> TrackState:
+        key = (camera_id, int(track_id))
+        state = self.tracks.get(key)
+        if state is None:
+            state = self.tracks[key] = TrackState(camera_id, int(track_id))
+            state.embeddings = deque(maxlen=self.history)
+        return state
+
+    def remove(self, camera_id: str, track_id: int) -> None:
+        self.tracks.pop((camera_id, int(track_id)), None)
+
+    def add_sample(
+        self,
+        state: TrackState,
+        time_s: float,
+        probability: np.ndarray,
+        cosine: np.ndarray,
+        *,
+        only_new: bool = False,
+    ) -> dict[str, float]:
+        """Pool one sample taken at media ``time_s`` into the columns that apply to the track's camera
+        (with ``only_new``, only into columns not scored yet); returns {query id: p} of what it added."""
+        if state.scores is None:
+            state.scores = TrackScores(self.params, len(self.queries))
+            state.columns = list(self.columns)
+        mask = self.mask(state.camera_id)
+        if only_new:
+            mask = mask & ~state.scores.scored
+        probability = quantise(probability)
+        state.scores.add(time_s, probability, np.asarray(cosine, np.float32), mask)
+        state.scores.update_state(self.thresholds)
+        names = self._names[mask].tolist()
+        return dict(zip(names, probability[mask].astype(np.float64).tolist(), strict=True))
+
+    def frame_scores(self, camera_id: str, track_ids: Sequence[int]) -> dict[str, dict[str, float]]:
+        """Pooled scores by track id and query id (strings, for JSON) of the given tracks."""
+        scores: dict[str, dict[str, float]] = {}
+        for track_id in track_ids:
+            state = self.tracks.get((camera_id, int(track_id)))
+            if state is None or state.scores is None:
+                continue
+            scored = state.scores.scored
+            if scored.any():
+                names = self._names[scored]
+                values = np.round(state.scores.pooled[scored].astype(np.float64), 4)
+                scores[str(int(track_id))] = dict(zip(names.tolist(), values.tolist(), strict=True))
+        return scores
+
+    def window(
+        self,
+        camera_id: str,
+        now: float,
+        alert_state: AlertStateView,
+        pending: frozenset[tuple[str, int, int]] = frozenset(),
+    ) -> list[Pick] | None:
+        """At a window boundary of the camera's media clock: its picks (see :func:`select`); else None."""
+        if not self.clock.due(camera_id, now):
+            return None
+        tracks = [s for s in self.tracks.values() if s.camera_id == camera_id and s.scores is not None]
+        return select(camera_id, now, tracks, self.queries, alert_state, pending, self.top_k)
