@@ -96,7 +96,7 @@ class Agent:
         self.matcher: Matcher | None = None
         self.rerank: RerankService | None = None
         self.api: ApiServer | None = None
-        self.candidates = CandidateQueue(config.matching.candidate_queue)
+        self.candidates = CandidateQueue(config.matching.candidate_queue, config.matching.top_k)
         self.dispatcher: DecisionDispatcher | None = None
         analyzers: list[Analyzer] = []
         if config.matching.embedder is not None:

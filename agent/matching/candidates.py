@@ -41,8 +41,8 @@ class _Entry:
         return (0 if not self.opens else 1, -severity_rank(c.severity), -c.score, self.sequence)
 
     @property
-    def slot(self) -> tuple[object, ...]:
-        """What a newer entry replaces: one open per (camera, query), one update per episode."""
+    def incident(self) -> tuple[object, ...]:
+        """Opens of one (camera, query) share an incident; each update is its own."""
         c = self.candidate
         if self.opens:
             return ("open", c.camera_id, c.query_id)
@@ -73,11 +73,14 @@ class QueueStats:
 class CandidateQueue:
     """Bounded priority queue of candidates; when full the least urgent entry is dropped and counted.
 
-    Thread-safe. A newer candidate takes the place of a queued one for the same (camera, query)
-    incident (or the same episode, for updates), so the queue always holds the latest evidence.
+    Thread-safe. At most ``per_incident`` opens of one (camera, query) wait (``matching.top_k``):
+    a newer candidate of the same person, or of a full incident, takes the place of the queued one
+    (that person's, else the incident's lowest-scored), so the queue holds the latest evidence and
+    a slow LMM never lets one incident fill it. One update per episode waits.
     """
 
     maxsize: int
+    per_incident: int = 1
     clock: Callable[[], float] = time.monotonic
     stats: QueueStats = field(default_factory=QueueStats)
     _entries: list[_Entry] = field(default_factory=list, init=False)
@@ -98,12 +101,16 @@ class CandidateQueue:
             self._sequence += 1
             self.stats.put += 1
             entry = _Entry(candidate, opens, self.clock(), self._sequence)
-            for index, queued in enumerate(self._entries):
-                if queued.slot == entry.slot:
-                    self._entries[index] = entry
-                    self.stats.replaced += 1
-                    self.cond.notify_all()
-                    return True
+            same = [e for e in self._entries if e.incident == entry.incident]
+            limit = self.per_incident if opens else 1
+            replaced = next((e for e in same if e.key == entry.key), None)
+            if replaced is None and len(same) >= limit:
+                replaced = min(same, key=lambda e: (e.candidate.score, e.sequence))
+            if replaced is not None:
+                self._entries[self._entries.index(replaced)] = entry
+                self.stats.replaced += 1
+                self.cond.notify_all()
+                return True
             self._entries.append(entry)
             if len(self._entries) > self.maxsize:
                 worst = max(self._entries, key=lambda e: e.order)

@@ -44,8 +44,12 @@ class MatchingConfig(BaseModel):
     ema_alpha: float = Field(0.3, gt=0, le=1)
     pool_window_s: float = Field(10.0, gt=0, description="the moving average's maximum is taken over this, s")
     window_s: float = Field(2.0, gt=0, description="candidates are chosen once per window, seconds")
-    top_k: int = Field(3, ge=1, le=100, description="candidates per window across all cameras")
-    candidate_queue: int = Field(32, ge=1, le=10000, description="candidates waiting for the next stage")
+    top_k: int = Field(
+        1, ge=1, le=100, description="candidates per (camera, query) and window: the incident's best tracks"
+    )
+    candidate_queue: int = Field(
+        32, ge=1, le=10000, description="candidates waiting for the re-ranker and the alerts (one queue)"
+    )
     refresh_s: float = Field(0.25, gt=0, le=1, description="how often the query registry is checked")
 
     @field_validator("templates")

@@ -71,3 +71,14 @@ def test_dispatcher_drains_on_close_and_survives_a_failing_sink() -> None:
     release.set()
     dispatcher.close(timeout_s=5)
     assert sorted(sink.seen) == [(i, i) for i in range(10) if i != 1]
+
+
+def test_an_incident_keeps_at_most_top_k_waiting_and_a_person_once() -> None:
+    queue = CandidateQueue(maxsize=10, per_incident=2)
+    queue.put(candidate(1, 0.5))
+    queue.put(candidate(2, 0.6))
+    queue.put(candidate(1, 0.4))  # person 1 again: replaces its own entry
+    queue.put(candidate(3, 0.7))  # a third person of a full incident: replaces the lowest (person 1)
+    queue.put(candidate(4, 0.9, query_id=2))  # another incident
+    assert queue.pending() == {("cam", 1, 2), ("cam", 1, 3), ("cam", 2, 4)}
+    assert queue.snapshot_stats().replaced == 2
