@@ -51,8 +51,9 @@ def camera_health(statuses: list[CameraStatus]) -> tuple[dict[str, Any], list[st
     return cameras, problems, starting
 
 
-def rerank_health(rerank: RerankService | None) -> tuple[dict[str, Any] | None, list[str]]:
-    """The LMM re-ranker's counters; degraded while it fails at least as often as it succeeds."""
+def rerank_health(rerank: RerankService | None, queued: int = 0) -> tuple[dict[str, Any] | None, list[str]]:
+    """The LMM re-ranker's counters (``queued``: candidates waiting in the queue in front of it);
+    degraded while it fails at least as often as it succeeds."""
     if rerank is None:
         return None, []
     stats = rerank.stats()
@@ -61,7 +62,7 @@ def rerank_health(rerank: RerankService | None) -> tuple[dict[str, Any] | None, 
         "calls": stats.calls,
         "completed": stats.completed,
         "failed": stats.failed,
-        "queued": stats.queued,
+        "queued": queued,
         "last_error": None if stats.last_error is None else redact_text(stats.last_error),
     }
     problems = [f"re-ranker: {stats.failed} of {stats.failed + stats.completed} failed"] if failing else []
@@ -77,12 +78,13 @@ def build_health(
     alerts: AlertManager,
     rerank: RerankService | None,
     state_dir: Path,
+    candidates_queued: int = 0,
 ) -> dict[str, Any]:
     """The ``/health`` document (see the module docstring)."""
     camera_entries, problems, starting = camera_health(cameras)
     alerts_health = alerts.health()
     problems.extend(alerts_health["problems"])
-    lmm, lmm_problems = rerank_health(rerank)
+    lmm, lmm_problems = rerank_health(rerank, candidates_queued)
     problems.extend(lmm_problems)
     storage = dict(alerts_health["storage"])
     try:

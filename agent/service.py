@@ -228,6 +228,7 @@ class Agent:
             alerts=self.alerts,
             rerank=self.rerank,
             state_dir=self.config.state_dir,
+            candidates_queued=self.candidates.snapshot_stats().queued,
         )
 
     def metrics(self) -> str:
