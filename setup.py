@@ -31,8 +31,8 @@ setup(
         "PyYAML>=6",
         "rich>=13",
         "PyGObject>=3.42,<3.51",
-        # Trackers (ByteTrack, BoT-SORT) and the YOLO detector come from ultralytics; `lap` is
-        # declared here because ultralytics' own runtime auto-install cannot work offline.
+        # The YOLO detector comes from ultralytics. `lap` solves the trackers' assignments
+        # (agent/tracking, NumPy ports of ByteTrack and BoT-SORT that need neither torch nor ultralytics).
         "ultralytics>=8.4,<9",
         "lap>=0.5.12",
         *TORCH,

@@ -115,6 +115,20 @@ class YoloDetectorConfig(StrictModel):
 DetectorConfig = Annotated[SSDDetectorConfig | YoloDetectorConfig, Field(discriminator="type")]
 
 
+class ReassociationConfig(StrictModel):
+    """Re-association of a new track with a recently lost person (agent/tracking/reassociation.py)."""
+
+    enabled: bool = True
+    max_gap_s: float = Field(4.0, gt=0, le=60, description="media seconds a lost person can take a new track")
+    max_distance: float = Field(1.0, gt=0, le=10, description="gate radius, in box heights")
+    min_similarity: float = Field(0.75, ge=0, le=1, description="colour-histogram similarity, 0..1")
+    max_size_change: float = Field(1.5, ge=1, description="largest ratio of the two box heights")
+    min_embedding_similarity: float = Field(0.85, ge=-1, le=1, description="embedding cosine (CLIP hook)")
+    decision_window_s: float = Field(
+        0.5, ge=0, le=5, description="media seconds a doubtful new track is held back and compared again"
+    )
+
+
 class _TrackerBase(StrictModel):
     track_high_thresh: float = Field(0.25, ge=0, le=1)
     track_low_thresh: float = Field(0.1, ge=0, le=1)
@@ -126,6 +140,7 @@ class _TrackerBase(StrictModel):
     )
     match_thresh: float = Field(0.8, gt=0, le=1)
     fuse_score: bool = True
+    reassociation: ReassociationConfig = ReassociationConfig()
 
     @model_validator(mode="after")
     def _low_below_high(self) -> _TrackerBase:
@@ -141,8 +156,19 @@ class ByteTrackConfig(_TrackerBase):
 class BotSortConfig(_TrackerBase):
     type: Literal["botsort"]
     gmc_method: Literal["sparseOptFlow", "orb", "sift", "ecc", "none"] = "sparseOptFlow"
-    proximity_thresh: float = Field(0.5, ge=0, le=1)
-    appearance_thresh: float = Field(0.8, ge=0, le=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_reid_gates(cls, data: Any) -> Any:
+        retired = sorted(
+            {"proximity_thresh", "appearance_thresh"} & set(data if isinstance(data, dict) else ())
+        )
+        if retired:
+            raise ValueError(
+                f"{', '.join(retired)}: ultralytics' ReID gates, unused without a ReID model and no longer "
+                "accepted; remove them (appearance is matched by tracker.reassociation)"
+            )
+        return data
 
 
 TrackerConfig = Annotated[ByteTrackConfig | BotSortConfig, Field(discriminator="type")]

@@ -1,6 +1,8 @@
-"""Multi-object tracking, one tracker per camera, with track lifecycle events.
+"""Multi-object tracking, one tracker per camera, with person lifecycle events.
 
-``import agent.tracking`` does not import ultralytics; :func:`build_tracker` does.
+ByteTrack and BoT-SORT are NumPy/OpenCV ports (:mod:`agent.tracking.bytetrack`,
+:mod:`agent.tracking.botsort`), followed by re-association of new tracks with recently lost people
+(:mod:`agent.tracking.reassociation`). Nothing here imports torch or ultralytics.
 """
 
 from __future__ import annotations
@@ -25,11 +27,14 @@ def build_tracker(config: TrackerConfig, camera_id: str, frame_rate: float) -> C
         frame_rate: analysed frames per second of that camera; ``track_buffer`` counts frames at
             30 frames/s and is scaled to this rate, as ByteTrack does.
     """
-    from agent.tracking.backends import make_backend, track_buffer_frames
+    from agent.tracking.backends import make_backend, make_reassociator, track_buffer_frames
 
     backend = make_backend(config, frame_rate)
     buffer = track_buffer_frames(config.track_buffer, frame_rate)
-    return CameraTracker(camera_id, backend, name=f"{config.type}(buffer={buffer} frames)")
+    reassociator = make_reassociator(config.reassociation)
+    name = f"{config.type}(buffer={buffer} frames"
+    name += f", re-association {config.reassociation.max_gap_s:g} s)" if reassociator else ")"
+    return CameraTracker(camera_id, backend, name=name, reassociator=reassociator)
 
 
 def load_tracker_config(path: str | Path) -> TrackerConfig:

@@ -1,72 +1,39 @@
-"""ByteTrack and BoT-SORT from ``ultralytics.trackers``, built from our tracker config.
-
-Ultralytics is imported through :func:`agent._ultralytics.import_ultralytics` when a tracker is
-built, never at ``import agent.tracking``.
-"""
+"""ByteTrack and BoT-SORT (:mod:`agent.tracking.bytetrack`, :mod:`agent.tracking.botsort`) built
+from our tracker config. Both are NumPy/OpenCV ports: building or running one imports neither torch
+nor ultralytics."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any, Protocol
 
 import numpy as np
 
-from agent._ultralytics import import_ultralytics
-from agent.config import BotSortConfig, ByteTrackConfig
-from agent.types import Detections
+from agent.config import BotSortConfig, ByteTrackConfig, ReassociationConfig
+from agent.tracking.botsort import BotSortTracker
+from agent.tracking.bytetrack import ByteTracker
+from agent.tracking.reassociation import Reassociator
 
 REFERENCE_FRAME_RATE = 30.0  # frames/s at which track_buffer is counted, as in ByteTrack
 
 
 class TrackerBackend(Protocol):
-    """What :class:`~agent.tracking.camera_tracker.CameraTracker` uses of an ultralytics tracker."""
+    """What :class:`~agent.tracking.camera_tracker.CameraTracker` uses of a tracker."""
 
-    tracked_stracks: list[Any]
-    lost_stracks: list[Any]
+    def update(
+        self, xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, image: np.ndarray | None = None
+    ) -> np.ndarray:
+        """(M, 2) rows of [backend track id, detection row] for the confirmed tracks of this frame."""
+        ...
 
-    def update(self, results: Any, img: np.ndarray | None = None) -> np.ndarray: ...
+    def lost_ids(self) -> set[int]:
+        """Backend ids of the lost tracks still held to be found again."""
+        ...
+
+    def forget(self, track_id: int) -> None:
+        """Stop holding a lost track."""
+        ...
 
     def reset(self) -> None: ...
-
-
-class TrackerInput:
-    """The NumPy-backed, boolean-indexable detections object ultralytics trackers take.
-
-    Exposes ``conf``, ``cls``, ``xyxy`` and ``xywh`` (centre x, centre y, width, height in pixels)
-    like ultralytics' ``Boxes.cpu().numpy()``.
-    """
-
-    def __init__(self, xyxy: np.ndarray, conf: np.ndarray, cls: np.ndarray) -> None:
-        self.xyxy = np.asarray(xyxy, dtype=np.float32).reshape(-1, 4)
-        self.conf = np.asarray(conf, dtype=np.float32)
-        self.cls = np.asarray(cls, dtype=np.float32)
-
-    @classmethod
-    def from_detections(cls, detections: Detections) -> TrackerInput:
-        return cls(detections.xyxy, detections.confidence, detections.class_id)
-
-    @property
-    def xywh(self) -> np.ndarray:
-        wh = self.xyxy[:, 2:] - self.xyxy[:, :2]
-        return np.concatenate([self.xyxy[:, :2] + wh / 2, wh], axis=1)
-
-    def __len__(self) -> int:
-        return len(self.conf)
-
-    def __getitem__(self, index: Any) -> TrackerInput:
-        return TrackerInput(self.xyxy[index], self.conf[index], self.cls[index])
-
-
-def held_lost_ids(tracker: TrackerBackend) -> set[int]:
-    """Backend ids of the lost tracks the tracker still holds to be found again.
-
-    A track removed on this frame is marked removed but stays in ultralytics' lost list until the
-    next update (it subtracts the removed list before adding the frame's removals), so the state
-    is what counts.
-    """
-    from ultralytics.trackers.basetrack import TrackState
-
-    return {int(track.track_id) for track in tracker.lost_stracks if track.state != TrackState.Removed}
 
 
 def track_buffer_frames(track_buffer: int, frame_rate: float) -> int:
@@ -81,26 +48,29 @@ def track_buffer_frames(track_buffer: int, frame_rate: float) -> int:
 
 
 def make_backend(config: ByteTrackConfig | BotSortConfig, frame_rate: float) -> TrackerBackend:
-    """Build an ultralytics BYTETracker or BOTSORT (without ReID) with thresholds from ``config``."""
-    import_ultralytics()
-    from ultralytics.trackers import BOTSORT, BYTETracker
-
-    args = SimpleNamespace(
-        tracker_type=config.type,
-        track_high_thresh=config.track_high_thresh,
-        track_low_thresh=config.track_low_thresh,
-        new_track_thresh=config.new_track_thresh,
-        track_buffer=track_buffer_frames(config.track_buffer, frame_rate),
-        match_thresh=config.match_thresh,
-        fuse_score=config.fuse_score,
-    )
+    """A ByteTrack or BoT-SORT tracker with the thresholds of ``config``."""
+    thresholds: dict[str, Any] = {
+        "track_high_thresh": config.track_high_thresh,
+        "track_low_thresh": config.track_low_thresh,
+        "new_track_thresh": config.new_track_thresh,
+        "max_frames_lost": track_buffer_frames(config.track_buffer, frame_rate),
+        "match_thresh": config.match_thresh,
+        "fuse_score": config.fuse_score,
+    }
     if isinstance(config, BotSortConfig):
-        args.gmc_method = None if config.gmc_method == "none" else config.gmc_method
-        args.proximity_thresh = config.proximity_thresh
-        args.appearance_thresh = config.appearance_thresh
-        args.with_reid = False  # appearance comes from the CLIP crop embedder downstream, not a ReID model
-        args.model = "auto"
-        tracker: TrackerBackend = BOTSORT(args)
-    else:
-        tracker = BYTETracker(args)
-    return tracker
+        return BotSortTracker(gmc_method=config.gmc_method, **thresholds)
+    return ByteTracker(**thresholds)
+
+
+def make_reassociator(config: ReassociationConfig) -> Reassociator | None:
+    """The re-association stage of ``config``, or None when it is disabled."""
+    if not config.enabled:
+        return None
+    return Reassociator(
+        max_gap_s=config.max_gap_s,
+        max_distance=config.max_distance,
+        min_similarity=config.min_similarity,
+        max_size_change=config.max_size_change,
+        min_embedding_similarity=config.min_embedding_similarity,
+        decision_window_s=config.decision_window_s,
+    )

@@ -7,7 +7,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from agent.tracking.backends import TrackerBackend, TrackerInput, held_lost_ids
+from agent.tracking.backends import TrackerBackend
+from agent.tracking.reassociation import Embedder, Reassociator
 from agent.types import Detections, Frame, TrackEvent, TrackEventKind
 
 logger = logging.getLogger(__name__)
@@ -45,68 +46,136 @@ class TrackInfo:
 
 
 class CameraTracker:
-    """Tracks detections across one camera's frames and reports each track's lifecycle.
+    """Tracks detections across one camera's frames and reports each person's lifecycle.
 
     Each :meth:`update` returns the frame's tracked detections and events, in this order:
 
-    - ``NEW`` on the first frame a track is output (not also ``UPDATED`` on that frame);
-    - ``UPDATED`` on every later frame it is output (also when found again after being lost);
-    - ``LOST`` once, on the first frame it is not output while the tracker still holds it;
-    - ``REMOVED`` once, when the tracker drops it (lost longer than its buffer, or merged away).
+    - ``NEW`` on the first frame a person is output (not also ``UPDATED`` on that frame);
+    - ``UPDATED`` on every later frame they are output (also when found again after being lost,
+      by the tracker or by re-association);
+    - ``LOST`` once, on the first frame they are not output while they can still come back: the
+      tracker holds their track, or re-association may still give them a new track;
+    - ``REMOVED`` once, when they can no longer come back (the tracker dropped their track and
+      ``max_gap_s`` of media time passed since they were last seen, or the track was merged away).
 
-    The backend's own track ids are mapped onto ids of this camera, counted from 1 in order of
-    first output, so ids are dense and independent of other cameras and of the backend version.
+    Ids are this camera's person ids, counted from 1 in order of first output, dense and
+    independent of other cameras and of the tracker's own ids. When a re-associator is given
+    (:mod:`agent.tracking.reassociation`), a new track that continues a recently lost person takes
+    that person's id, so one person keeps one id through detector misses and short occlusions.
     The tracker counts analysed frames: frames dropped before analysis do not age lost tracks.
+    Re-association runs on media time (the frame's pts, or its wall time when it has none); a pts
+    that goes backwards (a reconnected stream) ends every re-association window.
     """
 
-    def __init__(self, camera_id: str, backend: TrackerBackend, name: str) -> None:
+    def __init__(
+        self,
+        camera_id: str,
+        backend: TrackerBackend,
+        name: str,
+        reassociator: Reassociator | None = None,
+    ) -> None:
         self.camera_id = camera_id
         self.name = name
         self._backend = backend
+        self._reassociator = reassociator
         self._tracks: dict[int, TrackInfo] = {}  # our id -> info, for tracks output and not yet removed
-        self._our_id: dict[int, int] = {}  # backend id -> our id
+        self._pending: dict[int, float] = {}  # backend id held back -> media time first held back
+        # backend id -> our id; a re-associated person has several
+        self._our_id: dict[int, int] = {}
         self._next_id = 1
         self._last_frame_index = -1
 
+    @property
+    def reassociations(self) -> int:
+        """New tracks that took a lost person's id since this tracker was built."""
+        return 0 if self._reassociator is None else self._reassociator.reassociated
+
+    def set_appearance_embedder(self, embedder: Embedder | None) -> None:
+        """Compare people by this image embedder (e.g. CLIP's ``embed_images``) instead of colour histograms.
+
+        Called with BGR crops only when a new track has a lost person within the time and position
+        gates, so it costs an embedding or two per re-association, not per frame.
+        """
+        if self._reassociator is not None:
+            self._reassociator.set_embedder(embedder)
+
     def update(self, frame: Frame, detections: Detections) -> tuple[Detections, list[TrackEvent]]:
-        """Associate ``detections`` of ``frame`` with this camera's tracks.
+        """Associate ``detections`` of ``frame`` with this camera's people.
 
         Args:
-            frame: the analysed frame (its image feeds BoT-SORT's camera-motion compensation).
+            frame: the analysed frame (its image feeds camera-motion compensation and appearance).
             detections: the frame's detections, boxes in the frame's pixels.
 
         Returns:
             The detections that belong to a confirmed track (box, confidence, class and data of the
-            detection itself, ``tracker_id`` set), in the order the tracker output them, and the
-            lifecycle events of this frame.
+            detection itself, ``tracker_id`` set to the person id), in the order the tracker output
+            them, and the lifecycle events of this frame.
         """
-        # Rows are [x1, y1, x2, y2, backend id, score, class, detection index]; none is an empty (0,) array.
-        rows = np.asarray(self._backend.update(TrackerInput.from_detections(detections), frame.image))
-        if rows.size == 0:
-            rows = np.zeros((0, 8))
-        backend_ids = rows[:, 4].astype(np.int64)
-        indices = rows[:, 7].astype(np.int64)
-        tracked = detections[indices]
-        tracked.tracker_id = np.array(
-            [self._map_id(backend_id) for backend_id in backend_ids], dtype=np.int64
-        )
+        rows = self._backend.update(detections.xyxy, detections.confidence, detections.class_id, frame.image)
+        pts = frame.pts_s if frame.pts_s is not None else frame.wall_time
+        person_ids, shown = self._person_ids(rows[:, 0], detections.xyxy[rows[:, 1]], frame, pts)
+        tracked = detections[rows[shown, 1]]
+        tracked.tracker_id = person_ids[shown]
         self._last_frame_index = frame.index
 
         events = [self._observe(frame, tracked[i]) for i in range(len(tracked))]
         output = set(tracked.tracker_id.tolist())
 
-        held = {self._our_id.get(backend_id) for backend_id in held_lost_ids(self._backend)}
+        held = {self._our_id.get(backend_id) for backend_id in self._backend.lost_ids()}
         for track_id in [t for t in self._tracks if t not in output]:
             info = self._tracks[track_id]
-            if track_id in held:
+            if track_id in held or (
+                self._reassociator is not None and self._reassociator.remembers(track_id, pts)
+            ):
                 if not info.lost:
                     self._tracks[track_id] = replace(info, lost=True)
                     events.append(self._event(TrackEventKind.LOST, info, frame.index))
             else:
                 del self._tracks[track_id]
+                if self._reassociator is not None:
+                    self._reassociator.forget(track_id)
                 events.append(self._event(TrackEventKind.REMOVED, info, frame.index))
+        if self._reassociator is not None:
+            self._reassociator.observe(pts, frame.image, tracked.tracker_id.tolist(), tracked.xyxy)
         self._forget_backend_ids()
         return tracked, events
+
+    def _person_ids(
+        self, backend_ids: np.ndarray, boxes: np.ndarray, frame: Frame, pts: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Person ids of the output rows (-1 for a row held back) and which rows to output.
+
+        A track output for the first time may continue a lost person. When a lost person passes
+        the time and position gates but not the appearance gate (the newcomer is often still half
+        hidden), the track is held back for up to ``decision_window_s`` and asked again each frame.
+        """
+        ids: list[int | None] = [self._our_id.get(int(b)) for b in backend_ids]
+        shown = np.ones(len(ids), dtype=bool)
+        newborn = [i for i, track_id in enumerate(ids) if track_id is None]
+        continued: list[int | None] = [None] * len(newborn)
+        undecided = [False] * len(newborn)
+        if newborn and self._reassociator is not None:
+            output = {track_id for track_id in ids if track_id is not None}
+            continued, undecided = self._reassociator.match(pts, frame.image, boxes[newborn], exclude=output)
+        for i, person, wait in zip(newborn, continued, undecided, strict=True):
+            backend_id = int(backend_ids[i])
+            if person is None and wait and self._reassociator is not None:
+                first = self._pending.setdefault(backend_id, pts)
+                if 0 <= pts - first < self._reassociator.decision_window_s:
+                    shown[i] = False
+                    continue
+            self._pending.pop(backend_id, None)
+            if person is None:
+                person = self._next_id
+                self._next_id += 1
+            else:
+                for lost_id in self._backend.lost_ids():
+                    if self._our_id.get(lost_id) == person:
+                        self._backend.forget(lost_id)  # its old track must not come back as a second box
+            self._our_id[backend_id] = ids[i] = person
+        alive = {int(b) for b in backend_ids}
+        self._pending = {b: t for b, t in self._pending.items() if b in alive}
+        return np.array([-1 if t is None else t for t in ids], dtype=np.int64), shown
 
     def _observe(self, frame: Frame, row: Detections) -> TrackEvent:
         """Record that the track of the one-row ``row`` was output on ``frame``; return NEW or UPDATED."""
@@ -158,20 +227,16 @@ class CameraTracker:
             for info in self._tracks.values()
         ]
         self._backend.reset()
+        if self._reassociator is not None:
+            self._reassociator.reset()
         self._tracks.clear()
+        self._pending.clear()
         self._our_id.clear()
         self._next_id = 1
         logger.debug(
             "tracker %s of camera %s reset, %d tracks dropped", self.name, self.camera_id, len(events)
         )
         return events
-
-    def _map_id(self, backend_id: int) -> int:
-        track_id = self._our_id.get(backend_id)
-        if track_id is None:
-            track_id = self._our_id[backend_id] = self._next_id
-            self._next_id += 1
-        return track_id
 
     def _forget_backend_ids(self) -> None:
         """Drop id mappings of tracks that are gone, so the map does not grow with the stream."""

@@ -41,9 +41,14 @@ def person(step: int, x: float = 100.0, score: float = 0.9) -> tuple[float, floa
 
 
 # Configs go through model_validate: mypy without the pydantic plugin takes Field(default, ...) as required.
+# These tests are about the tracker itself, so re-association (tests/agent/tracking/test_reassociation.py)
+# is off: with it, a lost person is held (LOST, not REMOVED) until its max_gap_s has passed.
+PLAIN = {"reassociation": {"enabled": False}}
+
+
 def bytetrack(buffer: int = 5, camera_id: str = "cam") -> CameraTracker:
     return build_tracker(
-        ByteTrackConfig.model_validate({"type": "bytetrack", "track_buffer": buffer}),
+        ByteTrackConfig.model_validate({"type": "bytetrack", "track_buffer": buffer, **PLAIN}),
         camera_id,
         frame_rate=FPS,
     )
@@ -159,7 +164,9 @@ def test_trackers_count_ids_independently_and_reset_restarts_them() -> None:
 
 
 def test_botsort_lifecycle_on_hand_made_boxes() -> None:
-    config = BotSortConfig.model_validate({"type": "botsort", "track_buffer": 3, "gmc_method": "none"})
+    config = BotSortConfig.model_validate(
+        {"type": "botsort", "track_buffer": 3, "gmc_method": "none", **PLAIN}
+    )
     tracker = build_tracker(config, "cam", frame_rate=FPS)
     observed = []
     for i in range(8):
@@ -177,7 +184,9 @@ def test_track_buffer_is_counted_at_30_frames_per_second() -> None:
         track_buffer_frames(30, 0.0)
     # At 10 frames/s a 30-frame buffer holds a lost track for 10 analysed frames (1 s).
     tracker = build_tracker(
-        ByteTrackConfig.model_validate({"type": "bytetrack", "track_buffer": 30}), "cam", frame_rate=10.0
+        ByteTrackConfig.model_validate({"type": "bytetrack", "track_buffer": 30, **PLAIN}),
+        "cam",
+        frame_rate=10.0,
     )
     tracker.update(frame(0), boxes(person(0)))
     removed_at = None
