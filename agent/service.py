@@ -283,6 +283,7 @@ class Agent:
             alerts.add(count, event=kind)
         suppressed = Metric("watchword_alerts_suppressed_total", "counter", "Candidates not raised as alerts")
         suppressed.add(episodes.suppressed_cooldown, reason="cooldown")
+        suppressed.add(episodes.late_updates, reason="late_update")
         suppressed.add(episodes.rejected_unverified, reason="not_verified")
         delivered = Metric("watchword_sink_delivered_total", "counter", "Alert events a sink acknowledged")
         for sink, counters in alert_stats.sinks.items():

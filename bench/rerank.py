@@ -103,7 +103,7 @@ def candidate_hook(
 class _Discard:
     """The alert manager's place in the benchmark: decisions are dropped."""
 
-    def submit(self, candidate: Candidate) -> None:
+    def submit(self, candidate: Candidate, *, opens: bool = True) -> None:
         pass
 
 

@@ -185,6 +185,7 @@ class EpisodeCounters:
     closed: int = 0
     suppressed_cooldown: int = 0
     rejected_unverified: int = 0
+    late_updates: int = 0
 
 
 @dataclass
@@ -231,13 +232,20 @@ class EpisodeTracker:
             default_cooldown_s=self.cooldown_s,
         )
 
-    def accept(self, candidate: Candidate) -> AlertEvent | None:
-        """Take one accepted candidate at its media time; return the event it causes, if any."""
+    def accept(self, candidate: Candidate, *, opens: bool = True) -> AlertEvent | None:
+        """Take one accepted candidate at its media time; return the event it causes, if any.
+
+        With ``opens`` False the candidate only updates an open episode: one selected to update an
+        episode that closed before it arrived is dropped (counted as a late update).
+        """
         now = float(candidate.time_s)
         key: EpisodeKey = (candidate.camera_id, int(candidate.query_id), int(candidate.track_id))
         episode = self._open.get(key)
         if episode is not None:
             return self._update(episode, candidate, now)
+        if not opens:
+            self.counters.late_updates += 1
+            return None
         if candidate.verified is False or (self.require_verified and candidate.verified is not True):
             self.counters.rejected_unverified += 1
             return None

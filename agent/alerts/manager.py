@@ -176,10 +176,13 @@ class AlertManager:
 
     # --- input -------------------------------------------------------------------------------
 
-    def submit(self, candidate: Candidate) -> AlertEvent | None:
-        """Take a candidate; return the event it caused once stored in the outbox, else None."""
+    def submit(self, candidate: Candidate, *, opens: bool = True) -> AlertEvent | None:
+        """Take a candidate; return the event it caused once stored in the outbox, else None.
+
+        ``opens`` False: it may only update an open episode (see :meth:`EpisodeTracker.accept`).
+        """
         with self._lock:
-            event = self.episodes.accept(candidate)
+            event = self.episodes.accept(candidate, opens=opens)
             if event is None:
                 return None
             return event if self._emit(event) else None

@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent.commands.replay import register_replay
+
 if TYPE_CHECKING:
     from agent.evaluation.runner import PabReport
 
@@ -32,8 +34,9 @@ def _default_cache_dir() -> Path:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval",
-        help="offline benchmarks (PAB retrieval)",
-        description="Offline benchmarks of the retrieval and re-ranking stages.",
+        help="offline benchmarks (PAB retrieval, alert replay)",
+        description="Offline benchmarks of the retrieval and re-ranking stages, and alert quality on "
+        "recorded footage (replay).",
     )
     benchmarks = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
     pab = benchmarks.add_parser(
@@ -68,6 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pab.add_argument("--limit", type=int, metavar="ROWS", help="only the first ROWS annotation rows")
     pab.add_argument("--no-progress", action="store_true", help="no progress bars")
     pab.set_defaults(func=run_pab)
+    register_replay(benchmarks)
 
 
 def _fail(message: str) -> int:

@@ -238,7 +238,9 @@ class DecisionDispatcher:
 
     def _handle(self, updates: list[_Entry], expired: list[_Entry], batch: list[_Entry]) -> None:
         now = self.queue.clock()
-        decisions = [Decision(e.candidate, queued_s=now - e.put_at) for e in updates]
+        for entry in updates:
+            self._submit(entry.candidate, opens=False)
+        decisions = []
         if self.stage is None:
             decisions += [Decision(e.candidate, queued_s=now - e.put_at) for e in batch]
         else:
@@ -250,10 +252,13 @@ class DecisionDispatcher:
             if batch:
                 decisions += self._decide(batch, now)
         for decision in decisions:
-            try:
-                self.sink.submit(decision.candidate)
-            except Exception:
-                log.exception("candidate %s: the alert manager failed", decision.candidate.camera_id)
+            self._submit(decision.candidate, opens=True)
+
+    def _submit(self, candidate: Candidate, *, opens: bool) -> None:
+        try:
+            self.sink.submit(candidate, opens=opens)
+        except Exception:
+            log.exception("candidate %s: the alert manager failed", candidate.camera_id)
 
     def _decide(self, batch: list[_Entry], now: float) -> list[Decision]:
         assert self.stage is not None

@@ -231,11 +231,11 @@ class Matcher:
     # --- candidates ------------------------------------------------------------------------
 
     def _window(self, camera_id: str, now: float) -> None:
+        if not self.book.window_due(camera_id, now):
+            return
         alert_state = self.alerts.alert_state() if self.alerts is not None else AlertStateView()
         pending = self.sink.pending() if self.sink is not None else frozenset()
-        picks = self.book.window(camera_id, now, alert_state, pending)
-        if picks is None:
-            return
+        picks = self.book.select(camera_id, now, alert_state, pending)
         self.stats.windows += 1
         opens = [self.candidate(camera_id, pick, now) for pick in picks if pick.opens]
         updates = [self.candidate(camera_id, pick, now) for pick in picks if not pick.opens]
@@ -246,23 +246,4 @@ class Matcher:
 
     def candidate(self, camera_id: str, pick: Pick, now: float) -> Candidate:
         """The candidate of a pick, chosen at media time ``now``, with its latest sample's frame."""
-        state = self.book.tracks[(camera_id, pick.track_id)]
-        assert state.frame is not None and state.scores is not None
-        query = self.book.queries[pick.column]
-        return Candidate(
-            camera_id=camera_id,
-            track_id=state.track_id,
-            query_id=query.id,
-            query_text=query.text,
-            score=pick.score,
-            cosine=float(state.scores.cosine[pick.column]),
-            wall_time=state.frame.wall_time,
-            frame_index=state.frame.index,
-            box=state.box,
-            frame=state.frame.image,
-            severity=query.severity,
-            score_history=state.scores.column_history(pick.column),
-            model_versions=dict(self.model_versions),
-            media_time=now,
-            cooldown_s=query.cooldown_s,
-        )
+        return self.book.candidate(camera_id, pick, now, self.model_versions)

@@ -19,14 +19,14 @@ from agent.alerts.episodes import AlertStateView
 from agent.matching.scoring import PoolingParams, TrackScores
 from agent.matching.selection import Pick, WindowClock, select
 from agent.queries import Query
-from agent.types import Frame
+from agent.types import Candidate, Frame
 
 SAMPLE_DECIMALS = 6
 
 
 def quantise(probability: np.ndarray) -> np.ndarray:
-    """Probabilities as frame records keep them (6 decimals), as float32."""
-    return np.round(np.asarray(probability, np.float64), SAMPLE_DECIMALS).astype(np.float32)
+    """Probabilities as frame records keep them: rounded to 6 decimals (float64)."""
+    return np.round(np.asarray(probability, np.float64), SAMPLE_DECIMALS)
 
 
 @dataclass
@@ -120,20 +120,24 @@ class TrackBook:
         cosine: np.ndarray,
         *,
         only_new: bool = False,
+        columns: np.ndarray | None = None,
     ) -> dict[str, float]:
         """Pool one sample taken at media ``time_s`` into the columns that apply to the track's camera
-        (with ``only_new``, only into columns not scored yet); returns {query id: p} of what it added."""
+        (only into ``columns`` where given; with ``only_new``, only into columns not scored yet);
+        returns {query id: p} of what it added."""
         if state.scores is None:
             state.scores = TrackScores(self.params, len(self.queries))
             state.columns = list(self.columns)
         mask = self.mask(state.camera_id)
+        if columns is not None:
+            mask = mask & columns
         if only_new:
             mask = mask & ~state.scores.scored
-        probability = quantise(probability)
-        state.scores.add(time_s, probability, np.asarray(cosine, np.float32), mask)
+        recorded = quantise(probability)
+        state.scores.add(time_s, recorded.astype(np.float32), np.asarray(cosine, np.float32), mask)
         state.scores.update_state(self.thresholds)
         names = self._names[mask].tolist()
-        return dict(zip(names, probability[mask].astype(np.float64).tolist(), strict=True))
+        return dict(zip(names, recorded[mask].tolist(), strict=True))
 
     def frame_scores(self, camera_id: str, track_ids: Sequence[int]) -> dict[str, dict[str, float]]:
         """Pooled scores by track id and query id (strings, for JSON) of the given tracks."""
@@ -149,15 +153,40 @@ class TrackBook:
                 scores[str(int(track_id))] = dict(zip(names.tolist(), values.tolist(), strict=True))
         return scores
 
-    def window(
+    def window_due(self, camera_id: str, now: float) -> bool:
+        """True at a window boundary of the camera's media clock (once per window)."""
+        return self.clock.due(camera_id, now)
+
+    def select(
         self,
         camera_id: str,
         now: float,
         alert_state: AlertStateView,
         pending: frozenset[tuple[str, int, int]] = frozenset(),
-    ) -> list[Pick] | None:
-        """At a window boundary of the camera's media clock: its picks (see :func:`select`); else None."""
-        if not self.clock.due(camera_id, now):
-            return None
+    ) -> list[Pick]:
+        """The camera's picks at media time ``now`` (see :func:`~agent.matching.selection.select`)."""
         tracks = [s for s in self.tracks.values() if s.camera_id == camera_id and s.scores is not None]
         return select(camera_id, now, tracks, self.queries, alert_state, pending, self.top_k)
+
+    def candidate(self, camera_id: str, pick: Pick, now: float, model_versions: dict[str, str]) -> Candidate:
+        """The candidate of a pick, chosen at media time ``now``, with its latest sample's frame and box."""
+        state = self.tracks[(camera_id, pick.track_id)]
+        assert state.frame is not None and state.scores is not None
+        query = self.queries[pick.column]
+        return Candidate(
+            camera_id=camera_id,
+            track_id=state.track_id,
+            query_id=query.id,
+            query_text=query.text,
+            score=pick.score,
+            cosine=float(state.scores.cosine[pick.column]),
+            wall_time=state.frame.wall_time,
+            frame_index=state.frame.index,
+            box=state.box,
+            frame=state.frame.image,
+            severity=query.severity,
+            score_history=state.scores.column_history(pick.column),
+            model_versions=dict(model_versions),
+            media_time=now,
+            cooldown_s=query.cooldown_s,
+        )

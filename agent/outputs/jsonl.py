@@ -15,6 +15,8 @@ def frame_record(frame: Frame, tracks: Detections, events: list[TrackEvent]) -> 
     """The JSON-serialisable record of one analysed frame.
 
     Boxes are x1, y1, x2, y2 in pixels of the analysed frame (``width`` x ``height``).
+    ``media_time`` is the frame's time on the decision clock (:attr:`Frame.media_time`), written
+    unrounded so that a replay of the record decides exactly as the run did.
     """
     ids = tracks.tracker_id if tracks.tracker_id is not None else [-1] * len(tracks)
     return {
@@ -22,6 +24,7 @@ def frame_record(frame: Frame, tracks: Detections, events: list[TrackEvent]) -> 
         "frame": frame.index,
         "pts": None if frame.pts_s is None else round(frame.pts_s, 6),
         "wall_time": round(frame.wall_time, 6),
+        "media_time": frame.media_time,
         "width": frame.width,
         "height": frame.height,
         "tracks": [

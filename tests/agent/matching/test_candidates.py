@@ -34,7 +34,7 @@ class Collector:
         self.gate = gate
         self.fail_on = fail_on
 
-    def submit(self, item: Candidate) -> None:
+    def submit(self, item: Candidate, *, opens: bool = True) -> None:
         if self.gate is not None:
             self.gate.wait(5)
         if item.track_id == self.fail_on:

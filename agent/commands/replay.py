@@ -1,0 +1,173 @@
+"""``watchword eval replay``: measure alert quality on recorded footage.
+
+    watchword eval replay --video DAY.mp4 [--config SITE.yaml] [--db Q.db] [--camera ID]
+                          [--frames-out FRAMES.jsonl] [--labels LABELS.jsonl] [--report OUT.json]
+    watchword eval replay --frames FRAMES.jsonl [--config SITE.yaml] [--db Q.db]
+                          [--set matching.window_s=1] [--labels LABELS.jsonl] [--report OUT.json]
+
+``--video`` runs the whole agent (detection to alerts, sinks off, state in a scratch folder) over a
+recording. ``--frames`` re-runs only the decision layer (pooling, hysteresis, selection, cooldown,
+episodes) over the frame records ``watchword run --jsonl`` (or ``--frames-out``) wrote: no model,
+seconds instead of hours, so thresholds and settings can be tuned on a whole day. Queries come from
+the registry (``--db``, else ``--config``'s ``database``); ``--set KEY=VALUE`` overrides a config
+key (dotted path, YAML value) for what-if runs.
+
+``--labels``: one event a line, ``{"camera": "c1", "query_id": 1, "start_s": 12.0, "end_s": 30.5}``
+in media seconds; an alert matches an event of its camera and query whose interval widened by
+``--tolerance-s`` contains its open time. ``--report`` writes ``{"queries": {"<id>": {"events",
+"detected", "missed", "false_alerts", "false_alerts_per_hour", "duplicate_alerts",
+"time_to_alert_s": {"median", "p95"}}}, "overall": {...}, "footage_hours", "alerts": [...]}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_DATABASE = Path("data/watchword.db")
+
+
+def register_replay(benchmarks: argparse._SubParsersAction) -> None:
+    parser = benchmarks.add_parser(
+        "replay",
+        help="alert quality on recorded footage (whole agent, or the decision layer from frame records)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--video", type=Path, metavar="FILE", help="run the whole agent over this video")
+    source.add_argument(
+        "--frames", type=Path, metavar="FILE.jsonl", help="re-run the decision layer over frame records"
+    )
+    parser.add_argument("--config", type=Path, metavar="CONFIG", help="agent config (settings, database)")
+    parser.add_argument("--db", type=Path, metavar="FILE", help="query registry (default: the config's)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. matching.top_k=1 (repeatable)",
+    )
+    parser.add_argument("--camera", metavar="ID", help="--video: the camera id (default: the config's first)")
+    parser.add_argument(
+        "--frames-out", type=Path, metavar="FILE.jsonl", help="--video: keep the frame records"
+    )
+    parser.add_argument("--labels", type=Path, metavar="FILE.jsonl", help="labelled events (media seconds)")
+    parser.add_argument("--tolerance-s", type=float, default=2.0, metavar="S", help="label widening (2)")
+    parser.add_argument("--report", type=Path, metavar="FILE.json", help="write the report here")
+    parser.set_defaults(func=run_replay)
+
+
+class ReplayUsageError(ValueError):
+    """Bad arguments or inputs; the message says which."""
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``data`` with each ``a.b.c=value`` set (the value read as YAML: numbers, booleans, lists)."""
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        if not sep or not key.strip():
+            raise ReplayUsageError(f"--set {override!r}: expected KEY=VALUE")
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ReplayUsageError(f"--set {override!r}: {part} is not a section")
+            node = child
+        node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+    return data
+
+
+def replay_config_data(args: argparse.Namespace, work_dir: Path) -> tuple[dict[str, Any], Path]:
+    """The config to replay with (as YAML data) and the copied query registry it points at."""
+    data: dict[str, Any] = {}
+    if args.config is not None:
+        try:
+            loaded = yaml.safe_load(args.config.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise ReplayUsageError(f"--config {args.config}: {exc}") from exc
+        data = loaded if isinstance(loaded, dict) else {}
+    state_dir = Path(str(data.get("state_dir", "data")))
+    database = args.db or Path(str(data.get("database", state_dir / "watchword.db")))
+    if not Path(database).is_file():
+        raise ReplayUsageError(f"no query registry at {database} (give --db or --config)")
+    copy = work_dir / "watchword.db"
+    # A consistent snapshot, so that a running agent's registry (and its lock) is left alone.
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+    data = apply_overrides(data, list(args.overrides))
+    data.update(state_dir=str(work_dir), database=str(copy))
+    alerts = dict(data.get("alerts") or {})
+    alerts.update(database=str(work_dir / "alerts.db"), evidence_dir=str(work_dir / "evidence"), sinks=[])
+    data["alerts"] = alerts
+    data["api"] = {**(data.get("api") or {}), "enabled": False}
+    data["output"] = {**(data.get("output") or {}), "jsonl": None, "video_dir": None}
+    cameras = data.get("cameras") or []
+    if args.video is not None:
+        base = dict(cameras[0]) if cameras and isinstance(cameras[0], dict) else {}
+        base.update(id=args.camera or base.get("id", "replay"), uri=str(args.video.resolve()), loop=False)
+        base.pop("enabled", None)
+        data["cameras"] = [base]
+    elif not cameras:
+        data["cameras"] = [{"id": "replay", "uri": str(args.frames)}]  # not opened by a frames replay
+    return data, copy
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+    from agent.config import ConfigError, parse_config
+    from agent.evaluation.alert_quality import LabelError, alert_report, format_table, read_labels
+    from agent.evaluation.replay_frames import FrameRecordError, replay_frames
+    from agent.queries import QueryRegistry
+
+    source = args.video if args.video is not None else args.frames
+    if not source.is_file():
+        print(f"watchword eval replay: no such file {source}", file=sys.stderr)
+        return EXIT_USAGE
+    with tempfile.TemporaryDirectory(prefix="watchword-replay-") as scratch:
+        work_dir = Path(scratch)
+        try:
+            data, database = replay_config_data(args, work_dir)
+            config = parse_config(yaml.safe_dump(data), str(args.config or "<replay>"))
+            labels = read_labels(args.labels) if args.labels is not None else []
+        except (ReplayUsageError, ConfigError, LabelError, OSError, sqlite3.Error) as exc:
+            print(f"watchword eval replay: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        registry = QueryRegistry(database)
+        queries = registry.list_queries(enabled_only=True)
+        registry.close()
+        if not queries:
+            print("watchword eval replay: the registry has no enabled query", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            if args.video is not None:
+                from agent.evaluation.replay_video import replay_video
+
+                frames_out = args.frames_out or work_dir / "frames.jsonl"
+                result = replay_video(config, frames_out)
+            else:
+                result = replay_frames(args.frames, config, queries)
+        except FrameRecordError as exc:
+            print(f"watchword eval replay: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except Exception as exc:  # the agent failing to start (a model, a camera) ends the replay
+            print(f"watchword eval replay: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+    report = alert_report(
+        result.alerts, labels, result.footage.seconds, args.tolerance_s, [q.id for q in queries]
+    )
+    print(format_table(report, {q.id: q.text for q in queries}))
+    print(f"frames: {result.frames}, windows: {result.windows}, candidates: {result.candidates}")
+    if args.report is not None:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return EXIT_OK
