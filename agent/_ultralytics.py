@@ -1,49 +1,5 @@
-"""Import ultralytics so that it never reaches the network or installs packages.
+"""Kept for modules that import :func:`import_ultralytics` from here; it lives in ``engines``."""
 
-Ultralytics probes DNS at import (``ultralytics.utils.ONLINE``), sends usage events when online,
-and pip-installs missing requirements at run time (``check_requirements``). An edge agent must do
-none of that (house style rule 8), so every module of ours that needs ultralytics imports it through
-:func:`import_ultralytics` instead of ``import ultralytics`` directly. The environment variables are
-set only here, when a backend that needs ultralytics is loaded, never at ``import agent``.
-"""
+from engines.ultralytics_import import OFFLINE_ENVIRONMENT, import_ultralytics
 
-from __future__ import annotations
-
-import logging
-import os
-import sys
-from types import ModuleType
-
-logger = logging.getLogger(__name__)
-
-# Read by ultralytics when ``ultralytics.utils`` is first imported.
-OFFLINE_ENVIRONMENT = {
-    "YOLO_OFFLINE": "1",  # is_online() returns False without a DNS lookup, which also disables events
-    "YOLO_AUTOINSTALL": "0",  # check_requirements() reports a missing package instead of pip installing it
-}
-
-
-def import_ultralytics() -> ModuleType:
-    """Import and return the ``ultralytics`` package with network access and auto-install disabled."""
-    already_imported = "ultralytics.utils" in sys.modules
-    if not already_imported:
-        os.environ.update(OFFLINE_ENVIRONMENT)
-    import cv2
-
-    opencv_threads = cv2.getNumThreads()
-    import ultralytics
-    from ultralytics.utils import checks, events
-
-    # ultralytics.utils calls cv2.setNumThreads(0) at import (for PyTorch data loaders), which made
-    # OpenCV's DNN detector run on one core, at about half speed: give OpenCV its threads back.
-    if not already_imported:
-        cv2.setNumThreads(opencv_threads)
-
-    # If something imported ultralytics before us, its module-level constants were already computed
-    # from the environment; these are the globals the download and install paths actually consult.
-    checks.AUTOINSTALL = False
-    checks.ONLINE = False
-    events.events.enabled = False
-    if already_imported:
-        logger.debug("ultralytics was imported before import_ultralytics(); its online flags were overridden")
-    return ultralytics
+__all__ = ["OFFLINE_ENVIRONMENT", "import_ultralytics"]

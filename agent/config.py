@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agent.alerts.config import AlertsConfig
 from agent.api.config import ApiConfig
+from agent.embedding.config import EngineConfig, OnnxRuntimeEngineConfig
 from agent.matching.config import MatchingConfig
 from agent.rerank.config import RerankConfig
 
@@ -90,11 +91,15 @@ class SSDDetectorConfig(StrictModel):
 
 
 class YoloDetectorConfig(StrictModel):
-    """An ultralytics YOLO model: a ``.pt``, ``.onnx`` or TensorRT ``.engine`` file."""
+    """A YOLO detection model: an ``.onnx`` graph or TensorRT ``.engine`` on ``engine``, or an
+    ultralytics ``.pt`` on torch (``device``; the only format that imports torch)."""
 
     type: Literal["yolo"]
     model: Path
-    device: str = Field("cpu", description="cpu, cuda, cuda:0, ...")
+    engine: EngineConfig = Field(
+        OnnxRuntimeEngineConfig(type="onnxruntime"), description=".onnx/.engine: onnxruntime or tensorrt"
+    )
+    device: str = Field("cpu", description=".pt models: cpu, cuda, cuda:0, ...")
     confidence: float = Field(0.25, ge=0, le=1)
     iou: float = Field(0.7, gt=0, le=1)
     imgsz: int = Field(640, ge=32, le=4096)

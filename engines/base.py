@@ -183,6 +183,8 @@ class Engine(ABC):
         name: a human-readable name for logs (the model file and the device).
         spec: the input and output tensors.
         timings: build, load and warm-up time, and steady-state latency.
+        degraded: why the engine runs on a slower device than configured (a GPU provider missing and
+            ``allow_cpu_fallback`` set), or None when it runs where it was asked to.
     """
 
     kind: str = ""
@@ -191,7 +193,18 @@ class Engine(ABC):
         self.name = name
         self.spec = spec
         self.timings = EngineTimings()
+        self.degraded: str | None = None
         self._closed = False
+
+    def health(self) -> dict[str, Any]:
+        """The engine's own state for ``/health`` and status lines: kind, name, degraded and why."""
+        return {
+            "engine": self.kind,
+            "name": self.name,
+            "status": "degraded" if self.degraded else "ok",
+            "reason": self.degraded,
+            "closed": self._closed,
+        }
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the model once.
@@ -264,6 +277,7 @@ _BACKEND_MODULES: dict[str, str] = {
     "onnxruntime": "engines.onnxruntime_engine",
     "tensorrt": "engines.tensorrt_engine",
     "torch": "engines.torch_engine",
+    "opencv-dnn": "engines.opencv_dnn_engine",
 }
 _REGISTRY: dict[str, EngineFactory] = {}
 

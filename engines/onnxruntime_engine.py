@@ -26,7 +26,7 @@ PROVIDERS = {
     "cuda": "CUDAExecutionProvider",
     "cpu": "CPUExecutionProvider",
 }
-DEFAULT_PROVIDERS = ("cuda", "cpu")
+DEFAULT_PROVIDERS = ("cpu",)
 
 _ORT_DTYPES = {
     "tensor(float)": "float32",
@@ -40,26 +40,53 @@ _ORT_DTYPES = {
 }
 
 
-def resolve_providers(requested: Sequence[str], available: Sequence[str]) -> list[str]:
-    """The requested providers (short names) that ``available`` (ORT names) has, in the requested order.
+GPU_PROVIDERS = ("tensorrt", "cuda")
+
+MISSING_GPU_HINT = (
+    "install onnxruntime-gpu alone (pip install 'watchword[gpu]'; uninstall the CPU-only onnxruntime "
+    "first: with both installed CUDAExecutionProvider is lost), or set allow_cpu_fallback: true to run "
+    "degraded on the CPU"
+)
+
+
+def resolve_providers(
+    requested: Sequence[str], available: Sequence[str], allow_cpu_fallback: bool = False
+) -> tuple[list[str], str | None]:
+    """The requested providers (short names) to use, in order, and why the engine is degraded (or None).
+
+    A requested GPU provider (``tensorrt``, ``cuda``) that ``available`` (ORT names) lacks is an
+    error, unless ``allow_cpu_fallback``: then the engine runs on what is left (the CPU at worst)
+    and the reason is returned, to be shown in ``/health`` and every status line.
 
     Raises:
-        EngineError: an unknown short name.
-        EngineUnavailableError: none of the requested providers is available.
+        EngineError: an unknown or empty provider list.
+        EngineUnavailableError: a GPU provider is missing and no fallback is allowed.
     """
     unknown = [name for name in requested if name not in PROVIDERS]
     if unknown:
         raise EngineError(f"unknown onnxruntime providers {unknown}; choose from {list(PROVIDERS)}")
     if not requested:
         raise EngineError("at least one onnxruntime provider must be configured")
-    usable = [name for name in dict.fromkeys(requested) if PROVIDERS[name] in available]
-    if not usable:
-        extra = "watchword[gpu] (onnxruntime-gpu)" if "cpu" not in requested else "onnxruntime"
+    wanted = list(dict.fromkeys(requested))
+    missing = [name for name in wanted if PROVIDERS[name] not in available]
+    missing_gpu = [name for name in missing if name in GPU_PROVIDERS]
+    if missing_gpu and not allow_cpu_fallback:
         raise EngineUnavailableError(
-            f"none of the onnxruntime providers {list(requested)} is available in this build "
-            f"(it has {list(available)}); install {extra} or add 'cpu' to the providers"
+            f"the config asks for the onnxruntime providers {wanted} but this onnxruntime build lacks "
+            f"{missing_gpu} (it has {list(available)}): {MISSING_GPU_HINT}"
         )
-    return usable
+    usable = [name for name in wanted if name not in missing]
+    if missing_gpu:
+        usable = usable or ["cpu"]
+        return usable, (
+            f"asked for onnxruntime {wanted}, this onnxruntime build lacks {missing_gpu} "
+            f"(it has {list(available)}); running on {usable} because allow_cpu_fallback is set"
+        )
+    if not usable:
+        raise EngineUnavailableError(
+            f"none of the onnxruntime providers {wanted} is in this build (it has {list(available)})"
+        )
+    return usable, None
 
 
 def _profile_string(spec: EngineSpec, batch: int, dims: Mapping[str, int]) -> str:
@@ -102,6 +129,8 @@ class OnnxRuntimeEngine(Engine):
         dims: sizes of symbolic axes other than the batch (``{"height": 640}``), for the warm-up and
             the TensorRT profile; every other dynamic axis is taken as the batch axis.
         warmup: run one inference at construction.
+        allow_cpu_fallback: run on what is left when a requested GPU provider is missing or does not
+            load (the engine is then :attr:`~engines.base.Engine.degraded`); otherwise that fails.
     """
 
     def __init__(
@@ -117,6 +146,7 @@ class OnnxRuntimeEngine(Engine):
         trt_max_batch: int = 32,
         dims: Mapping[str, int] | None = None,
         warmup: bool = True,
+        allow_cpu_fallback: bool = False,
     ) -> None:
         path = Path(path)
         try:
@@ -127,7 +157,9 @@ class OnnxRuntimeEngine(Engine):
             ) from exc
         check_onnx_file(path)
         started = time.perf_counter()
-        usable = resolve_providers(list(providers), ort.get_available_providers())
+        usable, degraded = resolve_providers(
+            list(providers), ort.get_available_providers(), allow_cpu_fallback
+        )
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
@@ -194,13 +226,20 @@ class OnnxRuntimeEngine(Engine):
             [short for short, full in PROVIDERS.items() if full in ort.get_available_providers()],
             active,
         )
-        if [PROVIDERS[name] for name in usable] != active:
-            logger.warning(
-                "onnxruntime dropped providers for %s (their libraries did not load): wanted %s, got %s",
-                path.name,
-                [PROVIDERS[name] for name in usable],
-                active,
+        dropped = [short for short in usable if short in GPU_PROVIDERS and PROVIDERS[short] not in active]
+        if dropped:
+            # onnxruntime lists a provider as available but drops it when its CUDA/TensorRT libraries
+            # do not load, and only says so at its own log level: make it an error or a degradation.
+            reason = (
+                f"onnxruntime could not start {dropped} for {path.name} (their CUDA/TensorRT libraries "
+                f"did not load); it runs on {active}"
             )
+            if not allow_cpu_fallback:
+                raise EngineUnavailableError(f"{reason}: {MISSING_GPU_HINT}")
+            degraded = f"{reason}; allow_cpu_fallback is set"
+        self.degraded = degraded
+        if degraded:
+            logger.warning("%s: DEGRADED: %s", self.name, degraded)
         self.timings.load_s = time.perf_counter() - started
         if warmup:
             if "TensorrtExecutionProvider" in active:

@@ -1,8 +1,9 @@
 """Export an ultralytics YOLO detector to ONNX through ultralytics' exporter, validated and described.
 
 The graph keeps ultralytics' layout (input ``images`` (B, 3, S, S) letterboxed RGB in [0, 1], output
-``output0`` (B, 4 + classes, anchors)) and its embedded metadata, so the ``yolo`` detector backend
-loads it as it loads the ``.pt``. Raw head outputs are compared with the torch model's (boxes in
+``output0`` (B, 4 + classes, anchors)), so the ``yolo`` detector runs it with the pre- and
+post-processing of :mod:`engines.yolo_processing`, which also letterboxes the frames used here for
+calibration and parity. Raw head outputs are compared with the torch model's (boxes in
 pixels, class scores) before the manifest is written. FP16 and INT8 go to ONNX Runtime (float16
 conversion; static quantization calibrated on site frames) or to TensorRT builder flags.
 """
@@ -24,6 +25,8 @@ import numpy as np
 from engines import Manifest, create_engine, write_manifest
 from engines.manifest import sha256_file
 from engines.torch_engine import TorchEngine
+from engines.ultralytics_import import import_ultralytics, load_detection_model
+from engines.yolo_processing import preprocess as letterbox_batch
 from export.calibration import read_frames, split_frames
 from export.clip import ExportResult
 from export.errors import CalibrationError, ExportError, SourceModelError
@@ -93,43 +96,6 @@ def _check(config: YoloExportConfig) -> None:
         raise SourceModelError(f"weights must be an existing ultralytics .pt file, got {weights}")
 
 
-def letterbox(frame_bgr: np.ndarray, imgsz: int) -> np.ndarray:
-    """Ultralytics' letterbox (aspect kept, grey 114 padding, centred): (3, S, S) RGB float32 in [0, 1]."""
-    height, width = frame_bgr.shape[:2]
-    ratio = min(imgsz / height, imgsz / width)
-    new_w, new_h = round(width * ratio), round(height * ratio)
-    import cv2
-
-    resized = (
-        cv2.resize(frame_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-        if (new_w, new_h) != (width, height)
-        else frame_bgr
-    )
-    canvas = np.full((imgsz, imgsz, 3), 114, dtype=np.uint8)
-    top, left = round((imgsz - new_h) / 2 - 0.1), round((imgsz - new_w) / 2 - 0.1)
-    canvas[top : top + new_h, left : left + new_w] = resized
-    return np.ascontiguousarray(canvas[:, :, ::-1].transpose(2, 0, 1), dtype=np.float32) / 255.0
-
-
-class _Head:
-    """``images -> output0`` around an ultralytics DetectionModel (built lazily: torch)."""
-
-    @staticmethod
-    def build(model: Any) -> Any:
-        import torch
-
-        class _Wrapper(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.model = model
-
-            def forward(self, images: torch.Tensor) -> torch.Tensor:
-                out = self.model(images)
-                return out[0] if isinstance(out, tuple | list) else out
-
-        return _Wrapper().eval()
-
-
 def export_yolo(config: YoloExportConfig, progress: Callable[[str], None] | None = None) -> ExportResult:
     """Export, convert, validate and describe a YOLO detector; see the module docstring.
 
@@ -139,8 +105,6 @@ def export_yolo(config: YoloExportConfig, progress: Callable[[str], None] | None
         ParityError: the graph disagrees with torch beyond its tolerance (no manifest is written).
         ExportError: any other failure.
     """
-    from agent._ultralytics import import_ultralytics
-
     step = progress or (lambda message: logger.info("%s", message))
     _check(config)
     started = time.perf_counter()
@@ -188,10 +152,7 @@ def export_yolo(config: YoloExportConfig, progress: Callable[[str], None] | None
 
     import torch
 
-    reference_model: Any = YOLO(str(weights), task="detect").model
-    reference_model = reference_model.float().eval()
-    reference_model = reference_model.fuse() if hasattr(reference_model, "fuse") else reference_model
-    head = _Head.build(reference_model)
+    head, _, stride = load_detection_model(str(weights))  # the module the `yolo` detector runs for .pt
     with torch.inference_mode():
         shape = tuple(head(torch.zeros(1, 3, config.imgsz, config.imgsz)).shape)
     spec = yolo_spec(config.imgsz, shape[1], shape[2], config.max_batch)
@@ -210,7 +171,7 @@ def export_yolo(config: YoloExportConfig, progress: Callable[[str], None] | None
         }
 
     def preprocess(images: list[np.ndarray]) -> dict[str, np.ndarray]:
-        return {"images": np.stack([letterbox(image, config.imgsz) for image in images])}
+        return {"images": letterbox_batch(images, config.imgsz)[0]}
 
     size = min(4, config.max_batch)
     rng = np.random.default_rng(20240601)
@@ -244,7 +205,7 @@ def export_yolo(config: YoloExportConfig, progress: Callable[[str], None] | None
         "kind": "yolo",
         "imgsz": config.imgsz,
         "names": names,
-        "stride": int(max(getattr(reference_model, "stride", [32]))),
+        "stride": stride,
         "input": "images",
         "output": "output0",
         "layout": "boxes xywh in input pixels, then one sigmoid score per class, per anchor",

@@ -11,9 +11,9 @@ from types import MappingProxyType
 from typing import Any
 
 from agent.config import DetectorConfig, SSDDetectorConfig, YoloDetectorConfig
-from agent.detection.base import Detector, DetectorError, DetectorTimings
+from agent.detection.base import Detector, DetectorError
 
-__all__ = ["BACKENDS", "Detector", "DetectorError", "DetectorTimings", "build_detector"]
+__all__ = ["BACKENDS", "Detector", "DetectorError", "build_detector"]
 
 
 def _build_ssd(config: SSDDetectorConfig) -> Detector:

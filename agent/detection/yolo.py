@@ -1,8 +1,17 @@
-"""An ultralytics YOLO detection model (``.pt``, ``.onnx`` or TensorRT ``.engine``) as a detector.
+"""YOLO detection graphs on ``engines/``: ONNX Runtime, TensorRT, or torch for ultralytics ``.pt`` files.
 
-Ultralytics is imported through :func:`agent._ultralytics.import_ultralytics`, so it neither probes
-the network nor pip-installs requirements. Model paths are resolved to existing files before they
-reach ultralytics, which would otherwise try to download any bare name it recognises.
+The detector is a thin adapter: :mod:`engines.yolo_processing` letterboxes frames and decodes the
+raw head output (class filter, NMS, boxes back to frame pixels) in numpy, the same code that checks
+``watchword export yolo``'s graphs; the engine runs the graph with the engine cache, manifest check
+and CPU-fallback rules every model shares.
+
+- ``.onnx``: ``detector.engine`` picks ONNX Runtime (providers in order) or TensorRT (an engine
+  built on this machine from the ONNX file and cached). A file inside a ``watchword export yolo``
+  directory is used only if its manifest vouches for it.
+- ``.engine``: a TensorRT engine made by ``watchword export yolo --engine tensorrt`` (with its
+  sidecar); one for another GPU or TensorRT version is rebuilt from its ONNX file.
+- ``.pt``: the ultralytics model on torch (``detector.device``); needs ``watchword[ultralytics]``.
+  Only this format imports torch and ultralytics.
 """
 
 from __future__ import annotations
@@ -10,35 +19,44 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from agent._ultralytics import import_ultralytics
 from agent.config import YoloDetectorConfig
 from agent.detection.base import Detector, DetectorError
+from agent.embedding.config import OnnxRuntimeEngineConfig, TensorRTEngineConfig, TorchEngineConfig
 from agent.types import Detections
+from engines import Engine, EngineError, EngineSpec, TensorSpec
+from engines.fallback import open_engine
+from engines.yolo_processing import decode, preprocess
 
 logger = logging.getLogger(__name__)
 
+INPUT = "images"
+OUTPUT = "output0"
 # Runtime each model format needs, and the extra that installs it.
-RUNTIMES = {".onnx": ("onnxruntime", "watchword"), ".engine": ("tensorrt", "watchword[trt]")}
+RUNTIMES = {
+    ".onnx": ("onnxruntime", "watchword[cpu] or watchword[gpu]"),
+    ".engine": ("tensorrt", "watchword[trt]"),
+    ".pt": ("ultralytics", "watchword[ultralytics]"),
+}
 
 
-def _model_path(path: Path) -> Path:
+def _model_path(path: Path, config: YoloDetectorConfig) -> Path:
     path = path.expanduser().resolve()
     if not path.exists():
         raise DetectorError(f"yolo model not found: {path} (detector.model); nothing is downloaded")
     if path.is_file() and (not os.access(path, os.R_OK) or path.stat().st_size == 0):
         raise DetectorError(f"yolo model is unreadable or empty: {path}")
-    runtime = RUNTIMES.get(path.suffix)
-    if runtime is not None and importlib.util.find_spec(runtime[0]) is None:
-        raise DetectorError(f"{path.name} needs the {runtime[0]} package: pip install '{runtime[1]}'")
+    module, extra = RUNTIMES[path.suffix]
+    if path.suffix == ".onnx" and isinstance(config.engine, TensorRTEngineConfig):
+        module, extra = "tensorrt", "watchword[trt]"
+    if importlib.util.find_spec(module) is None and not getattr(config.engine, "allow_cpu_fallback", False):
+        raise DetectorError(f"{path.name} needs the {module} package: pip install '{extra}'")
     _verify_export(path)
     if path.suffix == ".onnx":
-        from engines import EngineError
         from engines.onnx_check import check_onnx_file
 
         try:
@@ -62,71 +80,118 @@ def _verify_export(path: Path) -> None:
         raise DetectorError(f"refusing {path}: not listed in {path.parent / 'manifest.json'}")
 
 
-class YoloDetector(Detector):
-    """Runs an ultralytics detection model on batches of frames.
+def _graph_engine(path: Path, config: YoloDetectorConfig) -> Engine:
+    """Open an ``.onnx`` or ``.engine`` graph on the configured engine."""
+    engine_config = config.engine
+    dims = {"height": config.imgsz, "width": config.imgsz}
+    fallback = engine_config.allow_cpu_fallback if not isinstance(engine_config, TorchEngineConfig) else False
+    if path.suffix == ".engine" or isinstance(engine_config, TensorRTEngineConfig):
+        trt = (
+            engine_config
+            if isinstance(engine_config, TensorRTEngineConfig)
+            else TensorRTEngineConfig(type="tensorrt")
+        )
+        options: dict[str, Any] = {**trt.engine_options(), "dims": dims}
+        options["max_batch"] = max(options["max_batch"], config.batch_size)
+        options["opt_batch"] = min(max(options["opt_batch"], 1), options["max_batch"])
+        onnx = path if path.suffix == ".onnx" else path.with_suffix(".onnx")
+        return open_engine(
+            "tensorrt",
+            path,
+            options,
+            allow_cpu_fallback=trt.allow_cpu_fallback,
+            onnx_path=onnx if onnx.is_file() else None,
+            cpu_options={"dims": dims},
+        )
+    if isinstance(engine_config, TorchEngineConfig):
+        raise DetectorError(
+            f"detector.engine type torch runs ultralytics .pt models; {path.name} is an ONNX graph "
+            "(use the onnxruntime or tensorrt engine)"
+        )
+    ort = engine_config if isinstance(engine_config, OnnxRuntimeEngineConfig) else None
+    options = {**(ort.engine_options() if ort else {}), "dims": dims}
+    return open_engine("onnxruntime", path, options, allow_cpu_fallback=fallback)
 
-    Ultralytics letterboxes each frame to ``imgsz`` pixels and maps boxes back to the frame's
-    pixels. For ``.onnx`` and ``.engine`` models ultralytics opens the runtime session on the first
-    inference, so their load time shows up in the warm-up time.
+
+def _torch_engine(path: Path, config: YoloDetectorConfig) -> Engine:
+    """An ultralytics ``.pt`` model on the torch engine (imports torch and ultralytics)."""
+    from engines.torch_engine import TorchEngine
+    from engines.ultralytics_import import load_detection_model
+
+    try:
+        module, names, _stride = load_detection_model(str(path), config.device, config.half)
+    except ValueError as exc:
+        raise DetectorError(str(exc)) from exc
+    except (TypeError, RuntimeError, OSError, EOFError, KeyError, AttributeError) as exc:
+        raise DetectorError(f"cannot load yolo model {path}: {type(exc).__name__}: {exc}") from exc
+    channels = 4 + len(names)
+    spec = EngineSpec(
+        inputs=(TensorSpec(INPUT, ("batch", 3, config.imgsz, config.imgsz), "float32"),),
+        outputs=(TensorSpec(OUTPUT, ("batch", channels, -1), "float32"),),
+    )
+    return TorchEngine(module=module, spec=spec, device=config.device, warmup=True)
+
+
+class YoloDetector(Detector):
+    """A YOLO detection graph (ultralytics layout) on an engine, batched across frames.
+
+    Each frame is letterboxed to ``imgsz`` square pixels; boxes come back in the frame's pixels,
+    scores strictly above ``confidence``, class-wise NMS at ``iou``, only ``classes``.
     """
 
     def __init__(self, config: YoloDetectorConfig) -> None:
-        path = _model_path(config.model)
-        super().__init__(f"yolo({path.name}, {config.device})", config.batch_size)
-        self.model_path = path
-        started = time.perf_counter()
-        import_ultralytics()
-        from ultralytics import YOLO
-        from ultralytics.cfg import DEFAULT_CFG_DICT
-
+        path = _model_path(config.model, config)
         try:
-            self._model: Any = YOLO(str(path), task="detect")
-        except (TypeError, RuntimeError, ValueError, OSError, EOFError) as exc:
-            raise DetectorError(f"cannot load yolo model {path}: {exc}") from exc
-        if getattr(self._model, "task", "detect") != "detect":
-            raise DetectorError(f"{path} is a {self._model.task} model; the detector needs a detect model")
-        self._predict_args: dict[str, Any] = {
-            "conf": config.confidence,
-            "iou": config.iou,
-            "imgsz": config.imgsz,
-            "device": config.device,
-            # ultralytics 8.4 replaced the `half` flag by `quantize` (and warns on every call about `half`).
-            **(
-                {"quantize": 16 if config.half else None}
-                if "quantize" in DEFAULT_CFG_DICT
-                else {"half": config.half}
-            ),
-            "classes": list(config.classes) or None,
-            "verbose": False,
-            "save": False,
-            "stream": False,
-        }
-        self._started(time.perf_counter() - started)
-
-    def _detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
-        if self._model is None:
-            raise DetectorError(f"{self.name} is closed")
-        results = self._model.predict(source=images, **self._predict_args)
-        return [self._to_detections(result.boxes) for result in results]
+            engine = _torch_engine(path, config) if path.suffix == ".pt" else _graph_engine(path, config)
+        except DetectorError:
+            raise
+        except EngineError as exc:
+            raise DetectorError(f"cannot run yolo model {path}: {exc}") from exc
+        batch = self._check_spec(engine, path, config)
+        super().__init__(f"yolo({path.name}, {engine.name})", engine, batch)
+        self.model_path = path
+        self.imgsz = config.imgsz
+        self.confidence = config.confidence
+        self.iou = config.iou
+        self.classes = list(config.classes)
+        self._input = engine.spec.inputs[0]
+        self._output = engine.spec.output_names[0]
 
     @staticmethod
-    def _to_detections(boxes: Any) -> Detections:
-        if boxes is None or len(boxes) == 0:
-            return Detections.empty()
-        boxes = boxes.cpu().numpy()
-        return Detections(
-            xyxy=boxes.xyxy.astype(np.float32),
-            confidence=boxes.conf.astype(np.float32),
-            class_id=boxes.cls.astype(np.int64),
-        )
+    def _check_spec(engine: Engine, path: Path, config: YoloDetectorConfig) -> int:
+        """The batch size to use; refuses graphs whose input is not (B, 3, imgsz, imgsz)."""
+        tensor = engine.spec.inputs[0]
+        if len(engine.spec.inputs) != 1 or len(tensor.shape) != 4:
+            engine.close()
+            raise DetectorError(f"{path.name} is not a YOLO detection graph: inputs {engine.spec.inputs}")
+        for axis in (2, 3):
+            size = tensor.shape[axis]
+            if isinstance(size, int) and size >= 0 and size != config.imgsz:
+                engine.close()
+                raise DetectorError(
+                    f"{path.name} takes {size} px inputs; set detector.imgsz: {size} (it is {config.imgsz})"
+                )
+        fixed = tensor.shape[0]
+        if isinstance(fixed, int) and fixed > 0 and fixed != config.batch_size:
+            logger.info(
+                "%s has a fixed batch of %d frames; detecting in batches of %d", path.name, fixed, fixed
+            )
+            return fixed
+        return config.batch_size
 
-    def _warm_up(self) -> None:
-        try:
-            super()._warm_up()
-        except Exception as exc:  # the runtime session of .onnx/.engine files opens here
-            raise DetectorError(
-                f"cannot run yolo model {self.model_path}: {type(exc).__name__}: {exc}"
-            ) from exc
-
-    def _release(self) -> None:
-        self._model = None
+    def _detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
+        pixels, geometries = preprocess(images, self.imgsz)
+        fixed = self._input.shape[0]
+        if isinstance(fixed, int) and fixed > len(images):  # a fixed-batch graph: pad with blank frames
+            pixels = np.concatenate(
+                [pixels, np.zeros((fixed - len(images), *pixels.shape[1:]), pixels.dtype)]
+            )
+        pixels = pixels.astype(np.dtype(self._input.dtype), copy=False)
+        output = self.engine.infer({self._input.name: pixels})[self._output][: len(images)]
+        decoded = decode(output, geometries, self.confidence, self.iou, self.classes)
+        return [
+            Detections(xyxy=found.xyxy, confidence=found.confidence, class_id=found.class_id)
+            if len(found.confidence)
+            else Detections.empty()
+            for found in decoded
+        ]

@@ -21,11 +21,15 @@ Provider = Literal["tensorrt", "cuda", "cpu"]
 
 
 def _default_providers() -> list[Provider]:
-    return ["cuda", "cpu"]
+    return ["cpu"]
 
 
 class OnnxRuntimeEngineConfig(_Strict):
-    """ONNX Runtime with execution providers tried in the listed order (logged at start)."""
+    """ONNX Runtime with execution providers in the listed order (logged at start).
+
+    A listed GPU provider (``tensorrt``, ``cuda``) that this onnxruntime lacks stops the start, unless
+    ``allow_cpu_fallback`` is true: then it runs on what is left and ``/health`` says ``degraded``.
+    """
 
     type: Literal["onnxruntime"]
     providers: list[Provider] = Field(
@@ -39,6 +43,9 @@ class OnnxRuntimeEngineConfig(_Strict):
         Path("~/.cache/watchword/ort-tensorrt"), description="TensorRT EP engine cache"
     )
     trt_fp16: bool = False
+    allow_cpu_fallback: bool = Field(
+        False, description="run degraded on the CPU when a GPU provider is missing"
+    )
 
     @field_validator("providers")
     @classmethod
@@ -55,6 +62,7 @@ class OnnxRuntimeEngineConfig(_Strict):
             "intra_op_threads": self.intra_op_threads,
             "trt_cache_dir": self.trt_cache_dir.expanduser(),
             "trt_fp16": self.trt_fp16,
+            "allow_cpu_fallback": self.allow_cpu_fallback,
         }
 
 
@@ -69,6 +77,9 @@ class TensorRTEngineConfig(_Strict):
     max_batch: int = Field(32, ge=1, le=1024)
     device_id: int = Field(0, ge=0)
     workspace_mb: int = Field(2048, ge=64)
+    allow_cpu_fallback: bool = Field(
+        False, description="run the ONNX graph on onnxruntime's CPU, degraded, when TensorRT cannot load"
+    )
 
     @model_validator(mode="after")
     def _batch_order(self) -> TensorRTEngineConfig:

@@ -28,6 +28,7 @@ from agent.embedding.config import (
 from agent.embedding.preprocess import PREPROCESS_FILE, ImagePreprocessing, crop_box
 from agent.embedding.tokenizer import TextSettings, TextTokenizer
 from engines import Engine, EngineSpec, Manifest, create_engine, manifest_digest, verify_manifest
+from engines.fallback import open_engine
 
 logger = logging.getLogger(__name__)
 
@@ -308,6 +309,16 @@ class ClipEncoder:
         logits = self.logit_scale * (image_embeddings @ text_embeddings.T)
         return logits + self.info.logit_bias if self.info.logit_bias is not None else logits
 
+    def health(self) -> dict[str, Any]:
+        """Both engines' state; ``degraded`` with the reason when either runs off its configured device."""
+        engines = [self.image_engine.health(), self.text_engine.health()]
+        reasons = [e["reason"] for e in engines if e["reason"]]
+        return {
+            "status": "degraded" if reasons else "ok",
+            "reason": "; ".join(dict.fromkeys(reasons)) or None,
+            "engines": engines,
+        }
+
     def close(self) -> None:
         """Release both engines."""
         self.image_engine.close()
@@ -360,5 +371,5 @@ def _load_graph(directory: Path, manifest: Manifest, graph: str, config: EngineC
             spec=spec,
             calibration_cache=directory / str(calibration) if calibration else None,
         )
-        return create_engine("tensorrt", path, **options)
+        return open_engine("tensorrt", path, options, allow_cpu_fallback=config.allow_cpu_fallback)
     return create_engine("onnxruntime", path, **options)

@@ -38,14 +38,39 @@ def _graph(path: Path) -> tuple[Path, np.ndarray]:
     return path, weight
 
 
-def test_providers_keep_the_configured_order_and_drop_missing_ones() -> None:
-    assert resolve_providers(["tensorrt", "cuda", "cpu"], ALL) == ["tensorrt", "cuda", "cpu"]
-    assert resolve_providers(["tensorrt", "cuda", "cpu"], ["CPUExecutionProvider"]) == ["cpu"]
-    assert resolve_providers(["cpu", "cuda"], ALL) == ["cpu", "cuda"]
-    with pytest.raises(EngineUnavailableError, match=r"onnxruntime-gpu"):
+def test_providers_keep_the_configured_order_and_a_missing_gpu_provider_fails() -> None:
+    assert resolve_providers(["tensorrt", "cuda", "cpu"], ALL) == (["tensorrt", "cuda", "cpu"], None)
+    assert resolve_providers(["cpu", "cuda"], ALL) == (["cpu", "cuda"], None)
+    # The CPU-only build (or onnxruntime beside onnxruntime-gpu): asking for the GPU is an error ...
+    with pytest.raises(EngineUnavailableError, match=r"lacks \['tensorrt', 'cuda'\].*onnxruntime-gpu"):
+        resolve_providers(["tensorrt", "cuda", "cpu"], ["CPUExecutionProvider"])
+    with pytest.raises(EngineUnavailableError, match=r"allow_cpu_fallback"):
         resolve_providers(["cuda"], ["CPUExecutionProvider"])
+    # ... unless the config explicitly allows the CPU, and then the reason is kept.
+    usable, reason = resolve_providers(["cuda"], ["CPUExecutionProvider"], allow_cpu_fallback=True)
+    assert usable == ["cpu"] and reason is not None and "lacks ['cuda']" in reason
     with pytest.raises(EngineError, match="unknown onnxruntime providers"):
         resolve_providers(["openvino"], ALL)
+
+
+def test_missing_gpu_provider_fails_at_start_or_runs_degraded_when_allowed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA; the refusal needs a build without it")
+    path, _ = _graph(tmp_path / "tiny.onnx")
+    with pytest.raises(EngineUnavailableError, match=r"tiny|lacks \['cuda'\]"):
+        create_engine("onnxruntime", path, providers=["cuda", "cpu"])
+    caplog.set_level(logging.INFO)
+    with create_engine("onnxruntime", path, providers=["cuda", "cpu"], allow_cpu_fallback=True) as engine:
+        assert engine.degraded is not None and "allow_cpu_fallback" in engine.degraded
+        assert engine.health()["status"] == "degraded"
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "DEGRADED" in r.getMessage()]
+    assert warnings, "a CPU fallback must be a warning, not a quiet INFO line"
+    with create_engine("onnxruntime", path, providers=["cpu"]) as engine:
+        assert engine.degraded is None and engine.health()["status"] == "ok"
 
 
 def test_runs_a_graph_with_its_spec_and_logs_the_providers(
@@ -53,7 +78,7 @@ def test_runs_a_graph_with_its_spec_and_logs_the_providers(
 ) -> None:
     path, weight = _graph(tmp_path / "tiny.onnx")
     caplog.set_level(logging.INFO)
-    with create_engine("onnxruntime", path, providers=["tensorrt", "cuda", "cpu"]) as engine:
+    with create_engine("onnxruntime", path, providers=["cpu"]) as engine:
         assert engine.spec.input("x").shape == ("batch", 8) and engine.spec.output_names == ("y",)
         assert engine.providers == ("CPUExecutionProvider",)  # type: ignore[attr-defined]
         x = np.random.default_rng(1).standard_normal((5, 8)).astype(np.float32)
@@ -65,10 +90,7 @@ def test_runs_a_graph_with_its_spec_and_logs_the_providers(
         assert engine.timings.calls == 1 and engine.timings.warmup_s > 0 and engine.timings.load_s > 0
         with pytest.raises(InputError, match="expected dtype float32"):
             engine.infer({"x": x.astype(np.float64)})
-    assert (
-        "requested ['tensorrt', 'cuda', 'cpu']" in caplog.text
-        and "using ['CPUExecutionProvider']" in caplog.text
-    )
+    assert "requested ['cpu']" in caplog.text and "using ['CPUExecutionProvider']" in caplog.text
     with pytest.raises(EngineError, match="is closed"):
         engine.infer({"x": x})
 

@@ -144,10 +144,10 @@ def test_detector_interface_contract(detector: SSDMobileNetDetector, sample_fram
     assert detector.detect([]) == []
     with pytest.raises(ValueError, match="image 1"):
         detector.detect([sample_frames[0], sample_frames[0][:, :, 0]])
-    frames_before = detector.timings.frames
+    frames_before = detector.frames
     results = detector.detect(sample_frames[:9])  # more than one batch of 4
     assert len(results) == 9
-    assert detector.timings.frames - frames_before == 9
+    assert detector.frames - frames_before == 9
     assert detector.timings.load_s > 0 and detector.timings.warmup_s > 0
 
 

@@ -1,8 +1,10 @@
-"""The ultralytics YOLO backend on a tiny randomly initialised model, as .pt and as ONNX."""
+"""The YOLO detector on a tiny randomly initialised model: .pt on torch, ONNX on onnxruntime, and
+box parity with ultralytics' own predictor on the same ONNX file."""
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +93,8 @@ def test_pt_model_detects_in_frame_coordinates(tiny_pt: Path, sample_frames: lis
         assert isinstance(detector, YoloDetector)
         assert detector.batch_size == 2
         results = detector.detect(frames)
-        assert detector.timings.batches == 3  # 5 frames in batches of at most 2
+        assert detector.timings.calls == 3  # 5 frames in batches of at most 2
+        assert detector.frames == 5 and detector.engine.kind == "torch"
     _check_in_bounds(results, frames, {PERSON})
 
 
@@ -151,10 +154,99 @@ def test_corrupt_model_fails_at_start(tmp_path: Path, suffix: str) -> None:
         build_detector(_config(model))
 
 
-def test_engine_without_tensorrt_names_the_extra(tmp_path: Path) -> None:
+def test_engine_file_without_tensorrt_names_the_extra(tmp_path: Path) -> None:
     if importlib.util.find_spec("tensorrt") is not None:
         pytest.skip("tensorrt is installed here")
     model = tmp_path / "model.engine"
     model.write_bytes(b"engine")
     with pytest.raises(DetectorError, match=r"watchword\[trt\]"):
         build_detector(_config(model))
+
+
+@pytest.fixture(scope="module")
+def static_onnx(tiny_pt: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model exported with a fixed (1, 3, IMGSZ, IMGSZ) input, so that ultralytics' predictor
+    letterboxes to the same square input as the detector (with a dynamic graph it pads to a rectangle)."""
+    import shutil
+
+    import_ultralytics()
+    from ultralytics import YOLO
+
+    copy = tmp_path_factory.mktemp("static") / "tiny-static.pt"
+    shutil.copyfile(tiny_pt, copy)
+    exported = YOLO(str(copy), task="detect").export(
+        format="onnx", imgsz=IMGSZ, simplify=False, dynamic=False, batch=1
+    )
+    return Path(exported)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("confidence", "iou", "classes"), [(0.25, 0.7, [0]), (0.5, 0.45, None)])
+def test_boxes_match_ultralytics_on_the_same_onnx_file(
+    static_onnx: Path,
+    sample_frames: list[np.ndarray],
+    confidence: float,
+    iou: float,
+    classes: list[int] | None,
+) -> None:
+    """Same graph, frames and thresholds: same number of boxes, each with IoU >= 0.99 to its match."""
+    import_ultralytics()
+    from ultralytics import YOLO
+
+    frames = [*_frames(sample_frames), cv2.resize(sample_frames[5], (200, 400))]
+    reference = YOLO(str(static_onnx), task="detect")
+    config = _config(static_onnx, confidence=confidence, iou=iou, classes=classes or [])
+    with build_detector(config) as detector:
+        assert detector.engine.kind == "onnxruntime"
+        ours = detector.detect(frames)
+    compared = 0
+    for frame, found in zip(frames, ours, strict=True):
+        (result,) = reference.predict(  # a list of Results
+            frame, imgsz=IMGSZ, conf=confidence, iou=iou, classes=classes, verbose=False, save=False
+        )
+        boxes: Any = getattr(result, "boxes", None)
+        assert boxes is not None
+        boxes = boxes.cpu().numpy()
+        assert len(found) == len(boxes), f"{len(found)} boxes, ultralytics found {len(boxes)}"
+        unmatched = list(range(len(found)))
+        for box, score, cls in zip(boxes.xyxy, boxes.conf, boxes.cls, strict=True):
+            # A random head yields near-duplicate boxes: match on score and class first, then IoU.
+            same = [i for i in unmatched if abs(float(found.confidence[i]) - float(score)) < 1e-3]
+            same = [i for i in same if found.class_id[i] == int(cls)]
+            assert same, f"no box with score {score:.4f} and class {int(cls)}"
+            best = max(same, key=lambda i: _iou(found.xyxy[i], box))
+            assert _iou(found.xyxy[best], box) >= 0.99
+            unmatched.remove(best)
+            compared += 1
+    assert compared >= 10, "too few boxes for the comparison to mean anything"
+
+
+@pytest.mark.slow
+def test_cuda_or_tensorrt_missing_fails_at_start_unless_cpu_fallback_is_allowed(
+    tiny_onnx: Path, sample_frames: list[np.ndarray], caplog: pytest.LogCaptureFixture
+) -> None:
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this machine has CUDA; the refusal needs one without it (bench/gpu_check.sh covers it)")
+    cuda = {"type": "onnxruntime", "providers": ["cuda", "cpu"]}
+    with pytest.raises(DetectorError, match=r"lacks \['cuda'\].*onnxruntime-gpu.*allow_cpu_fallback"):
+        build_detector(_config(tiny_onnx, engine=cuda))
+    if importlib.util.find_spec("tensorrt") is None:
+        with pytest.raises(DetectorError, match=r"tensorrt.*watchword\[trt\]"):
+            build_detector(_config(tiny_onnx, engine={"type": "tensorrt"}))
+    caplog.set_level(logging.INFO)
+    for engine in ({**cuda, "allow_cpu_fallback": True}, {"type": "tensorrt", "allow_cpu_fallback": True}):
+        with build_detector(_config(tiny_onnx, engine=engine)) as detector:
+            health = detector.health()
+            assert health["status"] == "degraded" and "allow_cpu_fallback" in health["reason"]
+            assert sum(map(len, detector.detect(_frames(sample_frames)))) > 0
+    assert any(r.levelno == logging.WARNING and "DEGRADED" in r.getMessage() for r in caplog.records)
