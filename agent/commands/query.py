@@ -41,7 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--threshold", type=float, help="alert threshold in (0, 1); default automatic")
     add.add_argument("--severity", default="warning", choices=["info", "warning", "critical"])
     add.add_argument(
-        "--cooldown", type=float, default=60.0, metavar="S", help="seconds between alerts per camera"
+        "--cooldown",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds before the same person alerts again on a camera (this query's)",
     )
     add.add_argument("--normal", action="append", metavar="TEXT", help="a reference 'normal' prompt (repeat)")
     add.add_argument("--disabled", action="store_true", help="register it disabled")

@@ -10,7 +10,8 @@ recording. ``--frames`` re-runs only the decision layer (pooling, hysteresis, se
 episodes) over the frame records ``watchword run --jsonl`` (or ``--frames-out``) wrote: no model,
 seconds instead of hours, so thresholds and settings can be tuned on a whole day. Queries come from
 the registry (``--db``, else ``--config``'s ``database``); ``--set KEY=VALUE`` overrides a config
-key (dotted path, YAML value) for what-if runs.
+key (dotted path, YAML value) and ``--threshold ID=VALUE`` a query's threshold, for what-if runs
+(on a scratch copy: the registry is not changed).
 
 ``--labels``: one event a line, ``{"camera": "c1", "query_id": 1, "start_s": 12.0, "end_s": 30.5}``
 in media seconds; an alert matches an event of its camera and query whose interval widened by
@@ -55,6 +56,14 @@ def register_replay(benchmarks: argparse._SubParsersAction) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="override a config key, e.g. matching.top_k=1 (repeatable)",
+    )
+    parser.add_argument(
+        "--threshold",
+        dest="thresholds",
+        action="append",
+        default=[],
+        metavar="ID=VALUE",
+        help="replay with this threshold for query ID (repeatable; the registry is not changed)",
     )
     parser.add_argument("--camera", metavar="ID", help="--video: the camera id (default: the config's first)")
     parser.add_argument(
@@ -127,7 +136,7 @@ def run_replay(args: argparse.Namespace) -> int:
     from agent.config import ConfigError, parse_config
     from agent.evaluation.alert_quality import LabelError, alert_report, format_table, read_labels
     from agent.evaluation.replay_frames import FrameRecordError, replay_frames
-    from agent.queries import QueryRegistry
+    from agent.queries import QueryError, QueryRegistry, QueryUpdate
 
     source = args.video if args.video is not None else args.frames
     if not source.is_file():
@@ -143,6 +152,15 @@ def run_replay(args: argparse.Namespace) -> int:
             print(f"watchword eval replay: {exc}", file=sys.stderr)
             return EXIT_USAGE
         registry = QueryRegistry(database)
+        try:
+            for override in args.thresholds:
+                query_id, sep, value = override.partition("=")
+                if not sep:
+                    raise ValueError(f"--threshold {override!r}: expected ID=VALUE")
+                registry.update(int(query_id), QueryUpdate(threshold=float(value)))
+        except (ValueError, QueryError) as exc:
+            print(f"watchword eval replay: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         queries = registry.list_queries(enabled_only=True)
         registry.close()
         if not queries:

@@ -208,3 +208,26 @@ def test_replay_command_with_labels_overrides_and_report(
     info_entry = report["queries"][str(info)]
     assert (info_entry["detected"], info_entry["duplicate_alerts"], info_entry["false_alerts"]) == (1, 2, 0)
     assert report["overall"]["events"] == 2 and report["overall"]["detected"] == 2
+
+
+def test_what_if_threshold_leaves_the_registry_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frames, registry, critical, info = _starvation_setup(tmp_path)
+    report_path = tmp_path / "report.json"
+    args = [
+        "eval",
+        "replay",
+        "--frames",
+        str(frames),
+        "--db",
+        str(registry.path),
+        "--report",
+        str(report_path),
+    ]
+    assert main([*args, "--threshold", f"{critical}=0.9"]) == 0
+    alerts = json.loads(report_path.read_text())["alerts"]
+    assert alerts and all(a["query_id"] == info for a in alerts), "0.9 is above every critical score"
+    assert registry.get(critical).threshold == pytest.approx(0.15)
+    assert main([*args, "--threshold", "nonsense"]) == 2
+    assert "ID=VALUE" in capsys.readouterr().err
