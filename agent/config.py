@@ -124,13 +124,13 @@ class ReassociationConfig(StrictModel):
     """Re-association of a new track with a recently lost person (agent/tracking/reassociation.py)."""
 
     enabled: bool = True
-    max_gap_s: float = Field(4.0, gt=0, le=60, description="media seconds a lost person can take a new track")
+    max_gap_s: float = Field(6.0, gt=0, le=60, description="media seconds a lost person can take a new track")
     max_distance: float = Field(1.0, gt=0, le=10, description="gate radius, in box heights")
-    min_similarity: float = Field(0.75, ge=0, le=1, description="colour-histogram similarity, 0..1")
-    max_size_change: float = Field(1.5, ge=1, description="largest ratio of the two box heights")
+    min_similarity: float = Field(0.8, ge=0, le=1, description="colour-histogram similarity, 0..1")
+    max_size_change: float = Field(2.0, ge=1, description="largest ratio of the two box heights")
     min_embedding_similarity: float = Field(0.85, ge=-1, le=1, description="embedding cosine (CLIP hook)")
     decision_window_s: float = Field(
-        0.5, ge=0, le=5, description="media seconds a doubtful new track is held back and compared again"
+        1.5, ge=0, le=5, description="media seconds a doubtful new track is held back and compared again"
     )
 
 

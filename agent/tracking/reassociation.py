@@ -8,16 +8,19 @@ offers them to every new track, which takes the id of the best remembered person
 three gates:
 
 - time: the person was last seen at most ``max_gap_s`` media seconds ago (the frame's pts);
-- position: the new box centre lies within ``max_distance`` box heights of where the person was
-  last seen or of where their recent motion predicts them now, and the box height changed by at
-  most a factor ``max_size_change``;
+- position: the new box centre lies within a radius of where the person was last seen or of where
+  their recent motion predicts them now; the radius opens at 0.3 box heights and widens by 0.7
+  box heights per second unseen, up to ``max_distance``; the box height changed by at most a
+  factor ``max_size_change``;
 - appearance: colour-histogram similarity at least ``min_similarity``, or, when an image embedder
   (CLIP) is attached with :meth:`Reassociator.set_embedder`, the cosine of the two crops' embeddings
   at least ``min_embedding_similarity``.
 
 Each new track takes at most one person and each person at most one new track (minimum total cost
-over the pairs that pass, cost = appearance distance + half the distance in gate radii). All state
-belongs to the instance (one per camera); :meth:`Reassociator.reset` clears it.
+over the pairs that pass, cost = appearance distance + half the distance in gate radii). When a
+second lost person fits about as well (appearance within ``AMBIGUITY_MARGIN``), nobody is chosen:
+a new id is better than another person's. All state belongs to the instance (one per camera);
+:meth:`Reassociator.reset` clears it.
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ MOTION_WINDOW_S = 1.0  # media seconds of recent centres the velocity is fitted 
 MAX_SPEED_HEIGHTS_PER_S = 1.5  # a walking person covers about 0.8 of their height per second
 CLEAN_MAX_COVERED = 0.3  # appearance is learnt only from boxes less covered than this by others
 INFEASIBLE = 1e6
+AMBIGUITY_MARGIN = 0.3  # appearance distance (1 = the limit) by which the best must beat the next
+GATE_BASE_HEIGHTS = 0.3  # position gate right after a person was lost, in box heights ...
+GATE_GROWTH_HEIGHTS_PER_S = 0.7  # ... widening with the time unseen, up to max_distance
 GALLERY_SIZE = 8  # clean descriptors kept per person, at least GALLERY_SPACING_S apart
 GALLERY_SPACING_S = 0.3  # media seconds
 
@@ -95,13 +101,13 @@ class Reassociator:
     def __init__(
         self,
         *,
-        max_gap_s: float = 4.0,
+        max_gap_s: float = 6.0,
         max_distance: float = 1.0,
-        min_similarity: float = 0.75,
-        max_size_change: float = 1.5,
+        min_similarity: float = 0.8,
+        max_size_change: float = 2.0,
         min_embedding_similarity: float = 0.85,
         descriptor_momentum: float = 0.8,
-        decision_window_s: float = 0.5,
+        decision_window_s: float = 1.5,
     ) -> None:
         if max_gap_s <= 0 or max_distance <= 0 or max_size_change < 1:
             raise ValueError("max_gap_s and max_distance must be positive, max_size_change at least 1")
@@ -188,6 +194,9 @@ class Reassociator:
         result: list[int | None] = [None] * len(boxes)
         gated = [bool(g) for g in np.any(gates <= 1, axis=1).tolist()]
         for b, p in matches:
+            rivals = [q for q in range(len(people)) if q != p and cost[b, q] < INFEASIBLE]
+            if any(appearance[b, q] - appearance[b, p] < AMBIGUITY_MARGIN for q in rivals):
+                continue  # two lost people fit about as well: a new id is better than the wrong one
             result[b] = people[p].track_id
             self.reassociated += 1
             logger.debug(
@@ -210,7 +219,9 @@ class Reassociator:
         last = person.centre()
         predicted = last + person.velocity() * (pts - person.last_pts)
         distance = min(np.linalg.norm(centre - last), np.linalg.norm(centre - predicted))
-        return float(distance / (self.max_distance * person.height))
+        gap = pts - person.last_pts
+        radius = min(self.max_distance, GATE_BASE_HEIGHTS + GATE_GROWTH_HEIGHTS_PER_S * gap) * person.height
+        return float(distance / radius)
 
     def _appearance_distance(
         self, image: np.ndarray, boxes: np.ndarray, people: list[_Person], gates: np.ndarray

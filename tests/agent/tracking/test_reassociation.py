@@ -100,12 +100,15 @@ def test_different_looking_person_at_the_same_place_gets_a_new_id() -> None:
     camera = tracker()
     walk(camera, range(0, 20), RED_OVER_BLUE)
     gap(camera, range(20, 30))
-    events = walk(camera, range(30, 40), GREEN_OVER_YELLOW)
-    assert (NEW, 2) in events and {track_id for _, track_id in events} == {2}
+    # Where the first person would be, but not them: held back for decision_window_s (1.5 s) in
+    # case a better view matches, then given a new id.
+    timeline = {i: walk(camera, range(i, i + 1), GREEN_OVER_YELLOW) for i in range(30, 60)}
+    first_output = min(i for i, events in timeline.items() if events)
+    assert 45 <= first_output <= 47 and timeline[first_output] == [(NEW, 2)]
+    assert all(events == [(UPDATED, 2)] for i, events in timeline.items() if i > first_output)
     assert camera.reassociations == 0
-    assert (
-        1 in camera.active_tracks() and camera.active_tracks()[1].lost
-    )  # still waiting for the first person
+    waiting = camera.active_tracks()[1]
+    assert waiting.lost  # the first person can still come back until 6 s after frame 19
 
 
 def test_person_removed_when_the_window_ends() -> None:
@@ -119,16 +122,16 @@ def test_person_removed_when_the_window_ends() -> None:
 
 @pytest.mark.parametrize(
     ("gap_frames", "x_jump", "why"),
-    [(50, 0.0, "unseen for 5 s, longer than max_gap_s"), (10, 400.0, "back 400 px from the predicted place")],
+    [(70, 0.0, "unseen for 7 s, longer than max_gap_s"), (10, 400.0, "back 400 px from the predicted place")],
 )
 def test_too_late_or_too_far_gets_a_new_id(gap_frames: int, x_jump: float, why: str) -> None:
     camera = tracker()
     walk(camera, range(0, 20), RED_OVER_BLUE, speed=0.0)
     gap(camera, range(20, 20 + gap_frames))
     events = walk(
-        camera, range(20 + gap_frames, 30 + gap_frames), RED_OVER_BLUE, x0=100.0 + x_jump, speed=0.0
+        camera, range(20 + gap_frames, 22 + gap_frames), RED_OVER_BLUE, x0=100.0 + x_jump, speed=0.0
     )
-    assert (NEW, 2) in events, why
+    assert events == [(NEW, 2)], why  # on its 2nd frame: nobody within the gates, nothing to wait for
     assert camera.reassociations == 0
 
 
@@ -137,7 +140,7 @@ def test_a_lost_person_takes_at_most_one_new_track() -> None:
     walk(camera, range(0, 10), RED_OVER_BLUE, speed=0.0)
     gap(camera, range(10, 15))
     ids: set[int] = set()
-    for i in range(15, 25):  # two look-alikes come back side by side, both near the lost person
+    for i in range(15, 40):  # two look-alikes come back side by side, both near the lost person
         frame_ids, _ = step(camera, i, [(80.0, 200.0, RED_OVER_BLUE), (140.0, 200.0, RED_OVER_BLUE)])
         assert len(frame_ids) == len(set(frame_ids)), "one id has two boxes"
         ids.update(frame_ids)

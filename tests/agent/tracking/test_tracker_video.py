@@ -115,7 +115,6 @@ def test_same_track_ids_as_ultralytics_bytetrack(
     monkeypatch.setenv("YOLO_OFFLINE", "1")  # no DNS probe at import
     monkeypatch.setenv("YOLO_AUTOINSTALL", "0")
     trackers = pytest.importorskip("ultralytics.trackers")
-    BYTETracker = trackers.BYTETracker
 
     settings = {
         "track_high_thresh": 0.25,
@@ -124,7 +123,7 @@ def test_same_track_ids_as_ultralytics_bytetrack(
         "match_thresh": 0.8,
     }
     ours = ByteTracker(max_frames_lost=10, fuse_score=True, **settings)
-    theirs = BYTETracker(SimpleNamespace(track_buffer=10, fuse_score=True, **settings))
+    theirs = trackers.BYTETracker(SimpleNamespace(track_buffer=10, fuse_score=True, **settings))
 
     class Boxes:  # the NumPy-backed, boolean-indexable input ultralytics trackers take
         def __init__(self, xyxy: np.ndarray, conf: np.ndarray, cls: np.ndarray) -> None:
