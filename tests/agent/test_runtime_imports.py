@@ -1,0 +1,117 @@
+"""`watchword run` imports no torch, ultralytics or transformers unless the config asks for a torch model.
+
+Each run is a real ``watchword run`` in a subprocess (the sample video, a few frames); a hook
+registered before the CLI starts writes the names of the top-level modules the process imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.tiny_models import SAMPLE_VIDEO
+
+REPO = Path(__file__).resolve().parents[2]
+HEAVY = {"torch", "torchvision", "ultralytics", "transformers"}
+
+RUN_AND_LIST_MODULES = textwrap.dedent(
+    """
+    import atexit, json, sys
+
+    listing = sys.argv[1]
+
+    def _write_modules() -> None:
+        with open(listing, "w") as out:
+            json.dump(sorted({name.split(".")[0] for name in sys.modules}), out)
+
+    atexit.register(_write_modules)
+    from agent.cli import main
+
+    sys.argv = ["watchword", "run", sys.argv[2], "--max-frames", "6"]
+    main()
+    """
+)
+
+
+def _run_and_list_modules(config: Path, work: Path) -> set[str]:
+    listing = work / "modules.json"
+    result = subprocess.run(
+        [sys.executable, "-c", RUN_AND_LIST_MODULES, str(listing), str(config)],
+        cwd=work,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (work / "out" / "frames.jsonl").read_text().count("\n") >= 6, "the run analysed no frames"
+    return set(json.loads(listing.read_text()))
+
+
+def _config(work: Path, detector: str) -> Path:
+    path = work / "config.yaml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            site: imports
+            database: {work / "watchword.db"}
+            cameras:
+              - id: sample
+                uri: {SAMPLE_VIDEO}
+                max_width: 384
+                max_height: 288
+            detector: {detector}
+            tracker: {{type: bytetrack}}
+            alerts: {{database: {work / "alerts.db"}, evidence_dir: {work / "evidence"}}}
+            output: {{jsonl: {work / "out" / "frames.jsonl"}}}
+            """
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.mark.slow
+def test_ssd_demo_runs_without_torch(tmp_path: Path) -> None:
+    if not SAMPLE_VIDEO.is_file():
+        pytest.skip(f"{SAMPLE_VIDEO} is missing (Debian package opencv-doc)")
+    modules = _run_and_list_modules(_config(tmp_path, "{type: ssd-mobilenet, batch_size: 2}"), tmp_path)
+    assert "cv2" in modules and "agent" in modules
+    assert not modules & HEAVY, f"the SSD demo imported {sorted(modules & HEAVY)}"
+
+
+@pytest.mark.slow
+def test_yolo_onnx_runs_without_torch(tmp_path: Path, tiny_yolo: Path) -> None:
+    if not SAMPLE_VIDEO.is_file():
+        pytest.skip(f"{SAMPLE_VIDEO} is missing (Debian package opencv-doc)")
+    from engines.ultralytics_import import import_ultralytics
+
+    import_ultralytics()
+    from ultralytics import YOLO
+
+    copy = tmp_path / "model" / tiny_yolo.name
+    copy.parent.mkdir()
+    shutil.copyfile(tiny_yolo, copy)
+    onnx = Path(YOLO(str(copy), task="detect").export(format="onnx", imgsz=160, simplify=False, dynamic=True))
+    detector = f"{{type: yolo, model: {onnx}, imgsz: 160, engine: {{type: onnxruntime, providers: [cpu]}}}}"
+    modules = _run_and_list_modules(_config(tmp_path, detector), tmp_path)
+    assert "onnxruntime" in modules
+    assert not modules & HEAVY, f"the YOLO ONNX run imported {sorted(modules & HEAVY)}"
+
+
+@pytest.mark.slow
+def test_a_pt_model_does_load_torch(tmp_path: Path, tiny_yolo: Path) -> None:
+    """The check above can fail: a config that asks for a torch model shows torch in the listing."""
+    if not SAMPLE_VIDEO.is_file():
+        pytest.skip(f"{SAMPLE_VIDEO} is missing (Debian package opencv-doc)")
+    modules = _run_and_list_modules(
+        _config(tmp_path, f"{{type: yolo, model: {tiny_yolo}, imgsz: 160}}"), tmp_path
+    )
+    assert {"torch", "ultralytics"} <= modules
