@@ -4,7 +4,9 @@
 works, ``degraded`` when any does not (the API answers 503 then), with one line per problem in
 ``problems``. Parts: cameras (a recovered camera shows no old error), the alert sinks (backlog,
 dead letters, failures in a row), storage (events held in memory because the disk refused them,
-events lost, free bytes of the state directory) and the re-ranker's LMM. Every text is redacted.
+events lost, free bytes of the state directory), the re-ranker's LMM and the models' engines (a
+model on the CPU because ``allow_cpu_fallback`` let it start without its GPU is degraded).
+Every text is redacted.
 ``GET /livez`` is the separate liveness answer for container probes: the process serves requests.
 """
 
@@ -79,9 +81,15 @@ def build_health(
     rerank: RerankService | None,
     state_dir: Path,
     candidates_queued: int = 0,
+    engines: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The ``/health`` document (see the module docstring)."""
     camera_entries, problems, starting = camera_health(cameras)
+    engine_entries = list(engines or [])
+    # A model running off the device its config asks for (allow_cpu_fallback) is degraded.
+    problems.extend(
+        f"engine {e.get('name') or e.get('model')}: {e['reason']}" for e in engine_entries if e.get("reason")
+    )
     alerts_health = alerts.health()
     problems.extend(alerts_health["problems"])
     lmm, lmm_problems = rerank_health(rerank, candidates_queued)
@@ -103,5 +111,6 @@ def build_health(
             "sinks": alerts_health["sinks"],
             "storage": storage,
             "lmm": lmm,
+            "engines": engine_entries,
         }
     )

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from agent.config import AgentConfig
 from agent.detection import Detector, build_detector
@@ -143,6 +143,10 @@ class Pipeline:
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
+
+    def engine_health(self) -> list[dict[str, Any]]:
+        """The detector's engine state (empty before the detector is built)."""
+        return [self._detector.health()] if self._detector is not None else []
 
     def status(self) -> list[CameraStatus]:
         """Per camera: source statistics and runner counters (thread-safe snapshot)."""

@@ -229,7 +229,21 @@ class Agent:
             rerank=self.rerank,
             state_dir=self.config.state_dir,
             candidates_queued=self.candidates.snapshot_stats().queued,
+            engines=self.engine_health(),
         )
+
+    def engine_health(self) -> list[dict[str, Any]]:
+        """Each model's engine state (detector, CLIP encoder), as the components report it."""
+        encoder = [self.encoder.health()] if self.encoder is not None else []
+        return [*self.pipeline.engine_health(), *[{"model": "clip", **e} for e in encoder]]
+
+    def engine_warnings(self) -> list[str]:
+        """One line per engine running degraded (off the device its config asks for)."""
+        return [
+            f"DEGRADED {e.get('detector') or e.get('model')}: {e['reason']}"
+            for e in self.engine_health()
+            if e.get("reason")
+        ]
 
     def metrics(self) -> str:
         from agent.api.metrics import Metric, render

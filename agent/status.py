@@ -58,8 +58,14 @@ def status_line(status: CameraStatus) -> str:
 class StatusReporter:
     """Refreshes the status every ``interval_s`` until ``close()``; never blocks the pipeline."""
 
-    def __init__(self, snapshot: Callable[[], list[CameraStatus]], interval_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        snapshot: Callable[[], list[CameraStatus]],
+        interval_s: float = 1.0,
+        warnings: Callable[[], list[str]] | None = None,
+    ) -> None:
         self._snapshot = snapshot
+        self._warnings = warnings or (lambda: [])
         self._interval_s = interval_s
         self._stop = threading.Event()
         self._console = Console(stderr=True)
@@ -69,14 +75,28 @@ class StatusReporter:
 
     def _run(self) -> None:
         if self._live:
-            with Live(status_table(self._snapshot()), console=self._console, refresh_per_second=4) as live:
+            with Live(self._table(), console=self._console, refresh_per_second=4) as live:
                 while not self._stop.wait(self._interval_s):
-                    live.update(status_table(self._snapshot()))
+                    live.update(self._table())
             return
         interval = max(self._interval_s, LOG_INTERVAL_S)
         while not self._stop.wait(interval):
-            for status in self._snapshot():
-                log.info("status %s", status_line(status))
+            self.log_once()
+
+    def _table(self) -> Table:
+        table = status_table(self._snapshot())
+        warnings = self._warnings()
+        if warnings:
+            table.caption = "\n".join(warnings)
+            table.caption_style = "bold red"
+        return table
+
+    def log_once(self) -> None:
+        """Log one status line per camera, then a WARNING per degraded part (every time, not once)."""
+        for status in self._snapshot():
+            log.info("status %s", status_line(status))
+        for warning in self._warnings():
+            log.warning("status %s", warning)
 
     def close(self) -> None:
         self._stop.set()

@@ -153,7 +153,8 @@ class OnnxRuntimeEngine(Engine):
             import onnxruntime as ort
         except ImportError as exc:
             raise EngineUnavailableError(
-                f"the onnxruntime engine needs onnxruntime: pip install 'watchword[cpu]' or 'watchword[gpu]' ({exc})"
+                "the onnxruntime engine needs onnxruntime: pip install 'watchword[cpu]' (or "
+                f"'watchword[gpu]') ({exc})"
             ) from exc
         check_onnx_file(path)
         started = time.perf_counter()

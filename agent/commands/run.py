@@ -68,7 +68,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"watchword run: {exc}", file=sys.stderr)
         return EXIT_USAGE
     _install_signal_handlers(agent)
-    reporter = StatusReporter(agent.pipeline.status, config.output.status_interval_s)
+    reporter = StatusReporter(
+        agent.pipeline.status, config.output.status_interval_s, warnings=agent.engine_warnings
+    )
     try:
         summary = agent.run()
     except DetectorError as exc:
