@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from agent import __version__
 
 # Sub-command modules under agent.commands, each with register(subparsers).
-COMMAND_MODULES = ("run", "query", "calibrate", "models", "export", "eval")
+COMMAND_MODULES = ("run", "query", "calibrate", "models", "export", "eval", "alerts")
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -53,9 +53,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     install_log_redaction()  # no URI password reaches a log line, whoever logs it
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
     except KeyboardInterrupt:
-        return 130
+        code = 130
+    if argv is None and getattr(args, "exit_at_once", False):
+        _exit_now(code)
+    return code
+
+
+def _exit_now(code: int) -> None:
+    """End the process once the command closed and flushed everything, skipping native teardown.
+
+    After ``watchword run`` has stopped its threads and closed its files, the interpreter's own
+    finalisation (GStreamer, OpenCV and ONNX Runtime libraries) took another 2-3 s on a busy
+    machine, past the 5 s promised for SIGTERM. Only for a real command line (``argv`` None), never
+    for an in-process caller.
+    """
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 if __name__ == "__main__":

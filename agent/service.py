@@ -208,8 +208,9 @@ class Agent:
             self.rerank.close(timeout_s=remaining(1.0))
         if self.api is not None:
             self.api.stop(timeout_s=remaining(1.0))
-        # Half of what is left drains the sinks, the rest stops them all at once (hung receivers).
-        self.alerts.close(drain_timeout_s=remaining(budget_s) / 2, stop_timeout_s=remaining(budget_s))
+        # Half of what is left drains the sinks, the other half stops them all at once (hung receivers).
+        left = remaining(budget_s)
+        self.alerts.close(drain_timeout_s=left / 2, stop_timeout_s=left / 2)
         if self.encoder is not None:
             self.encoder.close()
             self.encoder = None

@@ -21,7 +21,8 @@ LOG_INTERVAL_S = 10.0
 
 def _row(status: CameraStatus) -> list[str]:
     source, counters = status.source, status.counters
-    state = source.state.value if source is not None else "failed"
+    # No source yet: still starting, unless opening it failed (then the error says why).
+    state = source.state.value if source is not None else ("failed" if counters.error else "starting")
     age = "-" if source is None or source.last_frame_age_s is None else f"{source.last_frame_age_s:.1f}s"
     fps = f"{source.fps:.1f}" if source is not None else "-"
     return [

@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     parser.add_argument("--jsonl", type=Path, metavar="PATH", help="write one JSON line per analysed frame")
     parser.add_argument("--video-out", type=Path, metavar="DIR", help="write an annotated MP4 per camera")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, exit_at_once=True)
 
 
 def run(args: argparse.Namespace) -> int:

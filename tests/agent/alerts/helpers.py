@@ -250,7 +250,8 @@ class WebhookReceiver:
     """An HTTP receiver on 127.0.0.1 that records every POST and checks its HMAC signature.
 
     ``fail_next`` answers that many requests with HTTP 500; ``delay_s`` slows every answer;
-    ``refuse`` maps event ids to a status answered every time (400: a permanent refusal).
+    ``refuse`` maps event ids to a status answered every time (400: a permanent refusal), and
+    ``refuse_if`` picks such a status from the payload (None: answer as usual).
     The signature is checked as the README documents it: HMAC-SHA256 of ``<timestamp>.<body>``.
     """
 
@@ -260,6 +261,7 @@ class WebhookReceiver:
         self.fail_next = 0
         self.delay_s = 0.0
         self.refuse: dict[str, int] = {}
+        self.refuse_if: Callable[[dict[str, Any]], int | None] | None = None
         self._lock = threading.Lock()
         receiver = self
 
@@ -268,11 +270,13 @@ class WebhookReceiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 signed = self.headers.get("X-Watchword-Timestamp", "").encode() + b"." + body
                 expected = "sha256=" + hmac.new(receiver.secret, signed, hashlib.sha256).hexdigest()
-                event_id = json.loads(body).get("event_id")
+                payload = json.loads(body)
                 with receiver._lock:
                     status = 500 if receiver.fail_next > 0 else 200
                     receiver.fail_next = max(0, receiver.fail_next - 1)
-                    status = receiver.refuse.get(event_id, status)
+                    status = receiver.refuse.get(payload.get("event_id"), status)
+                    if receiver.refuse_if is not None:
+                        status = receiver.refuse_if(payload) or status
                 if receiver.delay_s:
                     time.sleep(receiver.delay_s)
                 received = Received(
