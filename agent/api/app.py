@@ -113,7 +113,9 @@ class QueryIn(BaseModel):
     )
     threshold: float | None = Field(None, gt=0, lt=1, description="null means automatic")
     severity: str = Field("warning", pattern="^(info|warning|critical)$")
-    cooldown_s: float = Field(60.0, ge=0, le=MAX_COOLDOWN_S)
+    cooldown_s: float | None = Field(
+        None, ge=0, le=MAX_COOLDOWN_S, description="seconds; null uses the agent's alerts.cooldown_s"
+    )
     normal_prompts: list[Prompt] | None = Field(None, max_length=MAX_NORMAL_PROMPTS)
 
 

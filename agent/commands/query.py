@@ -43,9 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument(
         "--cooldown",
         type=float,
-        default=60.0,
+        default=None,
         metavar="S",
-        help="seconds before the same person alerts again on a camera (this query's)",
+        help="seconds before the same person alerts again on this query and camera "
+        "(default: the agent's alerts.cooldown_s)",
     )
     add.add_argument("--normal", action="append", metavar="TEXT", help="a reference 'normal' prompt (repeat)")
     add.add_argument("--disabled", action="store_true", help="register it disabled")

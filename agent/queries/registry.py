@@ -108,7 +108,7 @@ class Query:
     threshold: float | None
     threshold_source: str | None
     severity: str
-    cooldown_s: float
+    cooldown_s: float | None
     normal_prompts: list[str] | None
     created_at: float
     updated_at: float
@@ -144,6 +144,7 @@ class QueryUpdate:
     clear_threshold: bool = False
     severity: str | None = None
     cooldown_s: float | None = None
+    clear_cooldown: bool = False
     normal_prompts: list[str] | None = None
     clear_normal_prompts: bool = False
     threshold_source: Literal["manual", "calibrated"] = "manual"
@@ -187,8 +188,15 @@ def _migration_1(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+def _migration_2(db: sqlite3.Connection) -> None:
+    # A query without its own cooldown uses the agent's alerts.cooldown_s. The column stays NOT NULL
+    # (rebuilding the table would drop the embedding cache with it); a flag marks "not set".
+    # Queries from before keep the cooldown they were stored with.
+    db.execute("ALTER TABLE queries ADD COLUMN cooldown_unset INTEGER NOT NULL DEFAULT 0")
+
+
 # Index i holds the migration from schema version i to i + 1.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -201,7 +209,7 @@ def _row_to_query(row: sqlite3.Row) -> Query:
         threshold=row["threshold"],
         threshold_source=row["threshold_source"],
         severity=row["severity"],
-        cooldown_s=float(row["cooldown_s"]),
+        cooldown_s=None if row["cooldown_unset"] else float(row["cooldown_s"]),
         normal_prompts=None if row["normal_prompts"] is None else list(json.loads(row["normal_prompts"])),
         created_at=float(row["created_at"]),
         updated_at=float(row["updated_at"]),
@@ -295,22 +303,24 @@ class QueryRegistry:
         cameras: list[str] | None = None,
         threshold: float | None = None,
         severity: str = "warning",
-        cooldown_s: float = 60.0,
+        cooldown_s: float | None = None,
         normal_prompts: list[str] | None = None,
         enabled: bool = True,
     ) -> Query:
+        """Register a query; ``cooldown_s`` None: the agent's ``alerts.cooldown_s`` applies."""
         text = validate_query_text(text)
         cameras = _validate_cameras(cameras)
         threshold = _validate_threshold(threshold)
         normal_prompts = _validate_prompts(normal_prompts)
         if severity not in SEVERITIES:
             raise QueryError(f"severity must be one of {', '.join(SEVERITIES)}, got {severity!r}")
-        cooldown_s = _validate_cooldown(cooldown_s)
+        cooldown = None if cooldown_s is None else _validate_cooldown(cooldown_s)
         now = self._clock()
         with self._transaction() as db:
             cursor = db.execute(
                 "INSERT INTO queries (text, enabled, cameras, threshold, threshold_source, severity,"
-                " cooldown_s, normal_prompts, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " cooldown_s, cooldown_unset, normal_prompts, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     text,
                     int(enabled),
@@ -318,7 +328,8 @@ class QueryRegistry:
                     threshold,
                     None if threshold is None else "manual",
                     severity,
-                    float(cooldown_s),
+                    0.0 if cooldown is None else cooldown,
+                    int(cooldown is None),
                     None if normal_prompts is None else json.dumps(normal_prompts),
                     now,
                     now,
@@ -347,8 +358,11 @@ class QueryRegistry:
             if change.severity not in SEVERITIES:
                 raise QueryError(f"severity must be one of {', '.join(SEVERITIES)}, got {change.severity!r}")
             values["severity"] = change.severity
-        if change.cooldown_s is not None:
+        if change.clear_cooldown:
+            values["cooldown_unset"] = 1
+        elif change.cooldown_s is not None:
             values["cooldown_s"] = _validate_cooldown(change.cooldown_s)
+            values["cooldown_unset"] = 0
         if change.clear_normal_prompts:
             values["normal_prompts"] = None
         elif change.normal_prompts is not None:

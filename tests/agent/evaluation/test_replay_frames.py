@@ -132,29 +132,35 @@ def test_a_query_above_threshold_is_a_candidate_within_two_windows_whatever_the_
 
 
 def test_each_query_has_its_own_cooldown_per_person(tmp_path: Path) -> None:
-    registry, (long_id, short_id) = registry_with(
+    registry, (long_id, short_id, default_id) = registry_with(
         tmp_path / "q.db",
         {"text": "a person falling down", "threshold": 0.5, "cooldown_s": 3600.0},
         {"text": "a person running", "threshold": 0.5, "cooldown_s": 20.0},
+        {"text": "a person sitting down", "threshold": 0.5},  # no cooldown of its own
     )
 
     def probability(track: int, query: int, t: float) -> float:
         return 0.9 if t < 10 or 40 <= t < 60 else 0.01  # matches, leaves for 30 s, matches again
 
     frames = write_frames(
-        tmp_path / "f.jsonl", probability, tracks=[1, 2], query_ids=[long_id, short_id], seconds=60
+        tmp_path / "f.jsonl",
+        probability,
+        tracks=[1, 2],
+        query_ids=[long_id, short_id, default_id],
+        seconds=60,
     )
     config = _config(alerts={"cooldown_s": 60.0, "episode_quiet_s": 5.0})
     result = _replay(frames, config, registry)
     per_person = {
         (query, track): [a.time_s for a in result.alerts if a.query_id == query and a.track_id == track]
-        for query in (long_id, short_id)
+        for query in (long_id, short_id, default_id)
         for track in (1, 2)
     }
     for track in (1, 2):
         assert len(per_person[(long_id, track)]) == 1, "the 3600 s cooldown holds for the whole hour"
         times = per_person[(short_id, track)]
         assert len(times) == 2 and times[1] - times[0] >= 20.0, "the 20 s cooldown, not alerts.cooldown_s"
+        assert len(per_person[(default_id, track)]) == 1, "alerts.cooldown_s (60 s) for a query without one"
 
 
 def test_decisions_follow_media_time_not_wall_time_and_repeat_exactly(tmp_path: Path) -> None:

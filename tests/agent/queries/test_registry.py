@@ -154,3 +154,28 @@ def test_cli_takes_database_from_config(tmp_path: Path) -> None:
     result = _cli("query", "add", "a person running", "--config", str(config))
     assert result.returncode == 0, result.stderr
     assert QueryRegistry(db).get(1).text == "a person running"
+
+
+def test_a_query_without_its_own_cooldown_uses_the_agents(tmp_path: Path) -> None:
+    registry = QueryRegistry(tmp_path / "w.db")
+    query = registry.add("a person falling down")
+    assert query.cooldown_s is None and query.to_dict()["cooldown_s"] is None
+    assert registry.update(query.id, QueryUpdate(cooldown_s=3600)).cooldown_s == 3600
+    assert registry.update(query.id, QueryUpdate(clear_cooldown=True)).cooldown_s is None
+    assert registry.add("a person running", cooldown_s=0).cooldown_s == 0
+
+
+def test_a_version_1_database_keeps_its_cooldowns(tmp_path: Path) -> None:
+    from agent.queries.registry import _migration_1
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        _migration_1(db)
+        db.execute(
+            "INSERT INTO queries (text, cooldown_s, created_at, updated_at)"
+            " VALUES ('a person falling', 30, 1, 1)"
+        )
+        db.execute("PRAGMA user_version = 1")
+    registry = QueryRegistry(path)
+    assert [q.cooldown_s for q in registry.list_queries()] == [30.0]
+    assert registry.add("a person running").cooldown_s is None
