@@ -1,36 +1,37 @@
 # syntax=docker/dockerfile:1
-# Watchword agent image.
-#
-# x86_64 with CUDA and TensorRT (the default base):
+# Watchword agent image for x86_64 with an NVIDIA GPU: ONNX Runtime's CUDA/TensorRT build and the
+# TensorRT Python API, nothing CPU-only beside them (with both onnxruntime flavours installed the
+# CUDA provider is lost, microsoft/onnxruntime#26996). No torch: ultralytics .pt models need the
+# `ultralytics` extra; export them with `watchword export yolo` on another machine instead.
 #   docker build -t watchword .
-# Jetson (L4T / JetPack 6: CUDA, cuDNN, TensorRT and its Python bindings come with the base; the
-# Jetson build of torch is installed from NVIDIA's index given as TORCH_INDEX):
-#   docker build -t watchword:jetson \
-#     --build-arg BASE_IMAGE=nvcr.io/nvidia/l4t-jetpack:r36.4.0 \
-#     --build-arg EXTRAS=export,offline \
-#     --build-arg TORCH_INDEX=https://pypi.jetson-ai-lab.dev/jp6/cu126 .
-# Run (GPU, cameras on the host network, config, models and data from the host):
-#   docker run --gpus all --network host -v $PWD/site:/config -v $PWD/models:/models \
-#     -v $PWD/data:/data watchword
-# TensorRT engines are built on the target at first start and cached (never shipped): point the
-# engine's cache_dir (matching.embedder.engine.cache_dir) at /data/cache so they survive restarts.
-ARG BASE_IMAGE=nvcr.io/nvidia/tensorrt:24.10-py3
+#   docker compose up            # the agent and a mosquitto broker, state on the `watchword-data` volume
+# The Jetson image is Dockerfile.jetson. tests/test_images.py renders the packages each recipe
+# installs and fails if both ONNX Runtime flavours would be installed.
+ARG BASE_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
 FROM ${BASE_IMAGE}
 
-ARG EXTRAS=gpu,export,offline
-ARG TORCH_INDEX=
+# One ONNX Runtime flavour only: gpu (onnxruntime-gpu), plus trt (TensorRT) and the offline demo model.
+ARG EXTRAS=gpu,trt,offline
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    YOLO_OFFLINE=1
+    PATH=/opt/venv/bin:$PATH \
+    WATCHWORD_STATE_DIR=/data \
+    WATCHWORD_MODELS=/models \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility,video
 
 RUN apt-get update && apt-get install -y --no-install-recommends \
+        python3 python3-venv python3-dev gcc pkg-config \
         gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
-        gstreamer1.0-plugins-bad gstreamer1.0-libav gstreamer1.0-rtsp \
+        gstreamer1.0-plugins-bad gstreamer1.0-libav gstreamer1.0-rtsp gstreamer1.0-vaapi \
         gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0 \
-        libgirepository1.0-dev libcairo2-dev pkg-config gcc python3-dev python3-pip \
-        libgl1 libglib2.0-0 \
+        libgirepository1.0-dev libcairo2-dev libgl1 libglib2.0-0 \
     && rm -rf /var/lib/apt/lists/*
+
+# A system user without a login shell owns the state volume; nothing runs as root.
+RUN useradd --system --uid 10001 --user-group --home-dir /data --shell /usr/sbin/nologin watchword \
+    && mkdir -p /data /config /models \
+    && chown watchword:watchword /data
 
 WORKDIR /opt/watchword
 COPY setup.py pyproject.toml README.md ./
@@ -39,11 +40,17 @@ COPY engines ./engines
 COPY export ./export
 COPY configs ./configs
 
-RUN if [ -n "$TORCH_INDEX" ]; then python3 -m pip install --index-url "$TORCH_INDEX" torch torchvision; fi \
-    && python3 -m pip install ".[${EXTRAS}]" \
+RUN python3 -m venv /opt/venv \
+    && pip install --upgrade pip setuptools wheel \
+    && pip install ".[${EXTRAS}]" \
+    && python -c "import importlib.metadata as m, sys; both = {'onnxruntime', 'onnxruntime-gpu'} <= {d.metadata['Name'] for d in m.distributions()}; sys.exit('both onnxruntime flavours are installed' if both else 0)" \
     && watchword --version
 
-VOLUME ["/config", "/models", "/data"]
+USER watchword
+VOLUME ["/data"]
 EXPOSE 8080
+# /livez answers while the process serves requests (the API must be enabled: see configs/site.example.yaml).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/livez', timeout=4)"
 ENTRYPOINT ["watchword"]
 CMD ["run", "/config/site.yaml"]

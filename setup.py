@@ -40,12 +40,10 @@ setup(
         "PyYAML>=6",
         "rich>=13",
         "PyGObject>=3.42,<3.51",
-        # The YOLO detector comes from ultralytics. `lap` solves the trackers' assignments
-        # (agent/tracking, NumPy ports of ByteTrack and BoT-SORT that need neither torch nor ultralytics).
-        "ultralytics>=8.4,<9",
+        # `lap` solves the trackers' assignments (agent/tracking, NumPy ports of ByteTrack and
+        # BoT-SORT that need neither torch nor ultralytics). ONNX Runtime comes from the `cpu` or
+        # `gpu` extra (one of them, never both); torch and ultralytics from `ultralytics`/`export`.
         "lap>=0.5.12",
-        *TORCH,
-        "onnxruntime>=1.17",
         "onnx>=1.15",  # checks a model file before onnxruntime parses it
         "tokenizers>=0.15",
         "pillow>=10",
@@ -60,7 +58,7 @@ setup(
         "ultralytics": ULTRALYTICS,
         "trt": ["tensorrt>=8.6", "cuda-python>=12"],
         "export": [
-            *TORCH,
+            *ULTRALYTICS,
             "transformers>=4.45",
             "onnx>=1.15",
             "onnxscript>=0.1",

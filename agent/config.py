@@ -185,10 +185,18 @@ class OutputConfig(StrictModel):
     status_interval_s: float = Field(1.0, gt=0)
 
 
+STATE_DIR_ENV = "WATCHWORD_STATE_DIR"
+
+
+def default_state_dir() -> Path:
+    """``$WATCHWORD_STATE_DIR`` (the container images set ``/data``, their volume), else ``data``."""
+    return Path(os.environ.get(STATE_DIR_ENV, "").strip() or "data")
+
+
 class AgentConfig(StrictModel):
     site: str = Field("default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     state_dir: Path = Field(
-        Path("data"),
+        default_factory=lambda: default_state_dir(),
         description="all state (queries, alerts, outbox, evidence) lives here unless a path is set "
         "explicitly; locked by the running agent",
     )
@@ -211,7 +219,7 @@ class AgentConfig(StrictModel):
         """``database``, ``alerts.database`` and ``alerts.evidence_dir`` default to files of ``state_dir``."""
         if not isinstance(data, dict):
             return data
-        state_dir = data.get("state_dir", "data")
+        state_dir = data.get("state_dir", default_state_dir())
         if not isinstance(state_dir, str | Path) or not str(state_dir).strip():
             return data  # the field's own validation reports it
         root = Path(state_dir)

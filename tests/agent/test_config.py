@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import ConfigError, load_config, parse_config
+from agent.embedding.config import TensorRTEngineConfig
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -20,13 +21,30 @@ def test_demo_config_loads() -> None:
 def test_site_example_loads_with_env_and_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "models" / "yolo").mkdir(parents=True)
-    (tmp_path / "models" / "yolo" / "yolo11n.engine").write_bytes(b"engine")
+    (tmp_path / "models" / "yolo" / "yolo11n.onnx").write_bytes(b"onnx")
+    monkeypatch.setenv("WATCHWORD_STATE_DIR", str(tmp_path / "volume"))
+    monkeypatch.setenv("WATCHWORD_API_TOKEN", "a-long-enough-test-token")
     monkeypatch.setenv("CAMERA_USER", "viewer")
     monkeypatch.setenv("CAMERA_PASSWORD", "s3cret")
     config = load_config(REPO / "configs" / "site.example.yaml")
     assert config.tracker.type == "botsort"
     assert config.cameras[0].uri.startswith("rtsp://viewer:s3cret@")
     assert [c.id for c in config.enabled_cameras] == ["dock-1", "dock-2", "gate"]
+    # Every piece of state is on the volume.
+    volume = tmp_path / "volume"
+    assert config.state_dir == volume and config.database.parent == volume
+    assert config.alerts.database.parent == volume and config.alerts.evidence_dir.parent == volume
+    engine = getattr(config.detector, "engine", None)
+    assert isinstance(engine, TensorRTEngineConfig) and engine.cache_dir.parent.parent == volume
+
+
+def test_state_dir_default_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WATCHWORD_STATE_DIR", "/data")
+    config = parse_config("cameras:\n  - id: a\n    uri: x.avi\n")
+    assert config.state_dir == Path("/data") and config.database == Path("/data/watchword.db")
+    assert config.alerts.evidence_dir == Path("/data/evidence")
+    monkeypatch.delenv("WATCHWORD_STATE_DIR")
+    assert parse_config("cameras:\n  - id: a\n    uri: x.avi\n").database == Path("data/watchword.db")
 
 
 def _error(text: str) -> str:
