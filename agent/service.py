@@ -300,6 +300,7 @@ class Agent:
         suppressed.add(episodes.suppressed_cooldown, reason="cooldown")
         suppressed.add(episodes.late_updates, reason="late_update")
         suppressed.add(episodes.rejected_unverified, reason="not_verified")
+        suppressed.add(episodes.held_unverified, reason="unverified_held")
         delivered = Metric("watchword_sink_delivered_total", "counter", "Alert events a sink acknowledged")
         for sink, counters in alert_stats.sinks.items():
             delivered.add(counters.delivered, sink=sink)

@@ -178,7 +178,7 @@ class Candidate:
         score_history: (media time, pooled score) of this pair over the track's life.
         model_versions: name -> version/hash of the models that produced the score.
         fused_score: the re-ranker's fused score, or None when not re-ranked.
-        verified: the re-ranker's verdict, or None when not re-ranked.
+        verified: True when the re-ranker verified it, False when it rejected it, else None.
         rationale: the re-ranker's explanation (blanks, answers, agreements), or None.
         media_time: seconds of ``frame`` on the decision clock (:attr:`Frame.media_time`); None
             falls back to ``wall_time``.
@@ -208,6 +208,10 @@ class Candidate:
     def time_s(self) -> float:
         """When the candidate was scored, on the decision clock (media time, else wall time)."""
         return self.wall_time if self.media_time is None else self.media_time
+    # verify: the re-ranker's conclusion (verified, rejected, unverified; None: not re-ranked) and,
+    # for unverified, why (no_answer, budget, deadline, error)
+    verification: str | None = None
+    verification_reason: str | None = None
 
     @property
     def final_score(self) -> float:

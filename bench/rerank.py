@@ -51,6 +51,7 @@ class FixedTimeBackend(LmmBackend):
         self.calls = 0
 
     def generate(self, requests: Sequence[LmmRequest]) -> list[LmmResponse]:
+        self._gate(len(requests))  # the service's budget, as the real backends take it
         time.sleep(self.seconds)
         self.calls += len(requests)
         return [LmmResponse(ANSWER, latency_s=self.seconds) for _ in requests]

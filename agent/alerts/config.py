@@ -20,6 +20,22 @@ class _StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+UnverifiedAction = Literal["raise", "hold"]
+
+
+class UnverifiedPolicy(_StrictModel):
+    """What an ``unverified`` candidate does, per query severity: ``raise`` an alert or ``hold`` it."""
+
+    critical: UnverifiedAction = "raise"
+    warning: UnverifiedAction = "hold"
+    info: UnverifiedAction = "hold"
+
+    def action(self, severity: str) -> UnverifiedAction:
+        """The action for a severity (an unknown severity holds)."""
+        value = getattr(self, severity, "hold") if severity in type(self).model_fields else "hold"
+        return "raise" if value == "raise" else "hold"
+
+
 class RetryConfig(_StrictModel):
     """Capped exponential backoff between delivery attempts of one sink, in seconds.
 
@@ -133,7 +149,12 @@ class AlertsConfig(_StrictModel):
         episode_quiet_s: close an episode after this long without an accepted candidate.
         update_interval_s: at most one "updated" event per episode this often (a re-ranker
             verdict that changes is sent at once).
-        require_verified: open episodes only for candidates the re-ranker verified.
+        require_verified: candidates that were not re-ranked at all (no ``verification``) open
+            no episode. Re-ranked candidates follow their state: verified opens, rejected never
+            does, unverified follows ``unverified``.
+        unverified: per severity, what an ``unverified`` candidate (the LMM said nothing readable,
+            failed, or was never asked for budget or deadline) does: ``raise`` opens the alert
+            (its payload says ``unverified`` and why), ``hold`` opens nothing.
         crop_padding: crop margin around the box, as a fraction of the box's width/height.
         jpeg_quality: 0-100 for the evidence JPEGs.
         prune_interval_s: how often :meth:`AlertManager.tick` applies the retention limits.
@@ -150,6 +171,7 @@ class AlertsConfig(_StrictModel):
     episode_quiet_s: float = Field(default=30.0, gt=0)
     update_interval_s: float = Field(default=10.0, ge=0)
     require_verified: bool = False
+    unverified: UnverifiedPolicy = Field(default_factory=lambda: UnverifiedPolicy())
     crop_padding: float = Field(default=0.1, ge=0, le=1)
     jpeg_quality: int = Field(default=90, ge=10, le=100)
     prune_interval_s: float = Field(default=600.0, gt=0)

@@ -13,7 +13,7 @@ import dataclasses
 import enum
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +89,8 @@ class CandidateSnapshot:
     box: tuple[float, float, float, float]
     fused_score: float | None
     verified: bool | None
+    verification: str | None
+    verification_reason: str | None
     rationale: dict[str, Any] | None
     score_history: tuple[tuple[float, float], ...]
     model_versions: dict[str, str]
@@ -105,6 +107,8 @@ class CandidateSnapshot:
             box=(x1, y1, x2, y2),
             fused_score=None if candidate.fused_score is None else float(candidate.fused_score),
             verified=candidate.verified,
+            verification=candidate.verification,
+            verification_reason=candidate.verification_reason,
             rationale=None if candidate.rationale is None else dict(candidate.rationale),
             score_history=tuple((float(t), float(s)) for t, s in candidate.score_history),
             model_versions=dict(candidate.model_versions),
@@ -186,6 +190,7 @@ class EpisodeCounters:
     suppressed_cooldown: int = 0
     rejected_unverified: int = 0
     late_updates: int = 0
+    held_unverified: int = 0
 
 
 @dataclass
@@ -200,14 +205,21 @@ class EpisodeTracker:
         quiet_s: :meth:`tick` closes an episode with no accepted candidate for this many seconds.
         update_interval_s: at most one "updated" event per episode this often; a change of the
             re-ranker's verdict (``verified``) is reported at once.
-        require_verified: only candidates with ``verified is True`` open episodes. A candidate the
-            re-ranker rejected (``verified is False``) never opens one.
+        require_verified: a candidate that was not re-ranked (``verification`` None) opens no
+            episode unless ``verified is True``. A re-ranked one opens an episode when
+            ``verified``, never when ``rejected``, and when ``unverified`` only if
+            ``unverified_policy(severity)`` is ``"raise"``.
+        unverified_policy: severity -> "raise" or "hold" for unverified candidates (default:
+            critical raises, others hold).
     """
 
     cooldown_s: float = 60.0
     quiet_s: float = 30.0
     update_interval_s: float = 10.0
     require_verified: bool = False
+    unverified_policy: Callable[[str], str] = field(
+        default=lambda severity: "raise" if severity == "critical" else "hold"
+    )
     counters: EpisodeCounters = field(default_factory=EpisodeCounters)
     _open: dict[EpisodeKey, Episode] = field(default_factory=dict, init=False, repr=False)
     # key -> (media seconds of the latest open, the cooldown that open started)
@@ -246,8 +258,7 @@ class EpisodeTracker:
         if not opens:
             self.counters.late_updates += 1
             return None
-        if candidate.verified is False or (self.require_verified and candidate.verified is not True):
-            self.counters.rejected_unverified += 1
+        if self._holds(candidate):
             return None
         cooldown = self.cooldown_s if candidate.cooldown_s is None else float(candidate.cooldown_s)
         last_open = self._last_open_at.get(key)
@@ -276,6 +287,22 @@ class EpisodeTracker:
         self.counters.opened += 1
         return AlertEvent(AlertEventKind.OPENED, dataclasses.replace(episode), candidate)
 
+    def _holds(self, candidate: Candidate) -> bool:
+        """Whether a candidate may not open an episode, by its verification (counted)."""
+        state = candidate.verification
+        if state == "unverified":
+            if self.unverified_policy(candidate.severity) == "raise":
+                return False
+            self.counters.held_unverified += 1
+            return True
+        if state == "rejected" or candidate.verified is False:
+            self.counters.rejected_unverified += 1
+            return True
+        if state is None and self.require_verified and candidate.verified is not True:
+            self.counters.rejected_unverified += 1
+            return True
+        return False
+
     def _update(self, episode: Episode, candidate: Candidate, now: float) -> AlertEvent | None:
         previous = episode.latest
         snapshot = CandidateSnapshot.of(candidate)
@@ -285,7 +312,10 @@ class EpisodeTracker:
             episode.last_seen_wall = snapshot.wall_time
         episode.candidates += 1
         episode.peak_score = max(episode.peak_score, snapshot.final_score)
-        verdict_changed = snapshot.verified != previous.verified
+        verdict_changed = (snapshot.verified, snapshot.verification) != (
+            previous.verified,
+            previous.verification,
+        )
         if not verdict_changed and now - episode.last_event_at < self.update_interval_s:
             return None
         episode.seq += 1

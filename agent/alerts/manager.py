@@ -94,6 +94,7 @@ class AlertManager:
             quiet_s=config.episode_quiet_s,
             update_interval_s=config.update_interval_s,
             require_verified=config.require_verified,
+            unverified_policy=config.unverified.action,
         )
         if sinks is None:
             pairs = [(build_sink(sink_config), sink_config.retry) for sink_config in config.sinks]

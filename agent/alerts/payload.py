@@ -4,7 +4,9 @@ Fields (times are UNIX seconds, with an ISO 8601 UTC twin ending in ``_iso``)::
 
     schema, event_id ("<alert_id>/<seq>", what receivers drop duplicates by), alert_id, seq,
     event (opened | updated | closed), site, camera, track_id, query_id, query, severity,
-    score, peak_score, fused_score, verified, cosine, candidates, started_at, updated_at, ended_at,
+    score, peak_score, fused_score, verified, verification (verified | rejected | unverified, or
+    null when not re-ranked), verification_reason (no_answer | budget | deadline | error, with
+    unverified), cosine, candidates, started_at, updated_at, ended_at,
     close_reason, frame_index, box ([x1, y1, x2, y2] pixels), evidence ({crop, frame, json} paths
     relative to the evidence folder, or null), model_versions, rationale,
     media ({started_s, updated_s, ended_s}: the same moments on the decision clock, the video's pts
@@ -79,6 +81,8 @@ def build_payload(event: AlertEvent, site: str, evidence: EvidencePaths | None) 
         "peak_score": round(episode.peak_score, 4),
         "fused_score": None if latest.fused_score is None else round(latest.fused_score, 4),
         "verified": latest.verified,
+        "verification": latest.verification,
+        "verification_reason": latest.verification_reason,
         "cosine": round(latest.cosine, 4),
         "candidates": episode.candidates,
         "close_reason": None if episode.close_reason is None else episode.close_reason.value,

@@ -27,7 +27,7 @@ import numpy as np
 from agent.evaluation.cache import EmbeddingCache, RerankCache, digest, file_key
 from agent.evaluation.metrics import RankResult, RetrievalMetrics, rank
 from agent.evaluation.pab import PabDataset, PabFormatError
-from agent.rerank.fusion import NEUTRAL, fuse
+from agent.rerank.fusion import fuse
 from agent.rerank.reranker import Reranker, RerankItem, RerankOutcome
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,8 @@ def _outcome_record(outcome: RerankOutcome) -> dict[str, Any]:
         "coarse_score": outcome.coarse_score,
         "fused_score": outcome.fused_score,
         "verified": outcome.verified,
+        "verification": outcome.verification.value,
+        "verification_reason": outcome.reason,
         "cloze_score": outcome.cloze_score,
         "verdict_probability": outcome.verdict_probability,
         "verdict_source": outcome.verdict_source,
@@ -210,7 +212,7 @@ def rerank_top_n(
         for record in query_records:
             fused = record["fused_score"]
             if fused is None:
-                fused = fuse(record["coarse_score"], NEUTRAL, None, weights)
+                fused = fuse(record["coarse_score"], None, None, weights)
             reranked[query, record["image"]] = above + fused
     return reranked, records
 

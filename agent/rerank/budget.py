@@ -1,4 +1,9 @@
-"""The LMM call budget: a token bucket for spacing, and a sliding 60-second window as a hard cap."""
+"""The LMM request budget: a token bucket for spacing, and a sliding 60-second window as a hard cap.
+
+A "call" here is one request to the model: every HTTP request of the OpenAI-compatible backend,
+retries included, and every request of a decoded batch of the in-process backend. The backends
+take their tokens through :meth:`CallBudget.acquire`, just before each request goes out.
+"""
 
 from __future__ import annotations
 
@@ -75,6 +80,30 @@ class CallBudget:
                 raise ValueError(f"{calls} calls requested but only {max(allowed, 0)} allowed now")
             self._tokens -= calls
             self._starts.extend([now] * calls)
+
+    def acquire(self, calls: int, stop: Callable[[], bool] | None = None, poll_s: float = 0.25) -> bool:
+        """Wait until ``calls`` calls may start, then record them; False if ``stop()`` turned true first.
+
+        ``calls`` larger than the bucket or the per-minute cap are taken one at a time.
+        """
+        remaining = calls
+        while remaining > 0:
+            step = min(remaining, self.burst)
+            while True:
+                if stop is not None and stop():
+                    return False
+                with self._lock:
+                    now = self._clock()
+                    self._refill(now)
+                    allowed = min(math.floor(self._tokens + 1e-9), self.window_limit - len(self._starts))
+                    if allowed >= step:
+                        self._tokens -= step
+                        self._starts.extend([now] * step)
+                        break
+                wait = self.wait_s()
+                time.sleep(max(0.001, min(wait, poll_s)) if step == 1 else min(max(wait, 0.01), poll_s))
+            remaining -= step
+        return True
 
     def recent_starts(self) -> tuple[float, ...]:
         """Clock times of the calls started in the last 60 seconds, oldest first."""

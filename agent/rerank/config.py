@@ -104,17 +104,21 @@ class FusionWeights(_Strict):
 class RerankConfig(_Strict):
     """The LMM re-ranking stage: which backend, how often it may be called, and how scores fuse.
 
-    The budget: at most ``calls_per_minute`` LMM calls in any 60-second window (each candidate is
-    one call, batched or not), and a candidate that waited longer than ``deadline_s`` in the
-    candidate queue (``matching.candidate_queue``, the one queue in front of this stage) is
-    skipped. Both are counted in the stage's statistics.
+    The budget: at most ``calls_per_minute`` LMM requests in any 60-second window (every HTTP
+    request, retries included; a candidate takes two with ``two_step``, one with ``one_step`` or
+    when its query has no blank to fill), and a candidate that waited longer than ``deadline_s`` in
+    the candidate queue (``matching.candidate_queue``, the one queue in front of this stage) is
+    handed on ``unverified`` (reason ``deadline``). Both are counted in the stage's statistics.
     """
 
     enabled: bool = False
     backend: BackendConfig | None = None
     calls_per_minute: float = Field(30.0, gt=0, le=6000)
     burst: int | None = Field(
-        None, ge=1, le=64, description="calls that may start back to back (bucket size); None: batch_size"
+        None,
+        ge=1,
+        le=64,
+        description="requests that may start back to back (bucket size); None: one batch's requests",
     )
     deadline_s: float = Field(10.0, gt=0, description="seconds in the queue after which a candidate is stale")
     batch_size: int = Field(1, ge=1, le=64, description="candidates per backend call, where it batches")
@@ -125,7 +129,19 @@ class RerankConfig(_Strict):
     masker: Literal["rule", "lmm"] = "rule"
     weights: FusionWeights = FusionWeights()
     accept_threshold: float = Field(
-        0.5, ge=0, le=1, description="verified when the fused score is this or more"
+        0.5, ge=0, le=1, description="verified when the fused score is this or more (and the LMM supports it)"
+    )
+    support_threshold: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="verified only when what the LMM said (verdict and blank agreement) reaches this",
+    )
+    cloze_scheme: Literal["two_step", "one_step"] = Field(
+        "two_step",
+        description="two_step: blanks asked with the query masked, the query revealed only for the "
+        "verdict (2 requests a candidate); one_step: one request that shows the query (leaks the "
+        "masked words; kept to measure the cost)",
     )
 
     @model_validator(mode="after")
@@ -142,8 +158,11 @@ class RerankConfig(_Strict):
 
     @property
     def effective_burst(self) -> int:
-        """The token bucket size: ``burst``, or ``batch_size`` when unset."""
-        return self.burst if self.burst is not None else self.batch_size
+        """The token bucket size: ``burst``, or when unset the requests of one batch (``batch_size``,
+        twice that with ``two_step``)."""
+        if self.burst is not None:
+            return self.burst
+        return self.batch_size * (2 if self.cloze_scheme == "two_step" else 1)
 
 
 def load_rerank_config(path: str | Path) -> RerankConfig:

@@ -2,8 +2,8 @@
 
 Agreement of one blank, in [0, 1]:
 
-* the LMM answered UNKNOWN (or nothing readable): no agreement value; the blank counts as 0.5,
-  neutral, in the cloze score;
+* the LMM answered UNKNOWN (or nothing readable): no agreement value; the blank carries no weight
+  (the cloze score is the mean over the answered blanks, and None when none was answered);
 * the answer has the same base form as the masked words, or is in the same synonym group
   ("fell" for "falling", "bike" for "bicycle", "grey" for "gray"): 1;
 * otherwise the text-embedding similarity ``s`` of answer and masked words, calibrated against how
@@ -15,8 +15,13 @@ Agreement of one blank, in [0, 1]:
 The embedder is the CLIP text encoder's ``embed_texts`` when one is given; without one,
 :class:`LexicalEmbedder` (hashed character trigrams) stands in, which sees spelling, not meaning.
 
-The fused score is the weighted mean ``(wc * coarse + wz * cloze + wv * verdict) / (wc + wz + wv)``,
-all three in [0, 1], so it is in [0, 1] too; a verdict the backend could not give counts as 0.5.
+The fused score is the weighted mean ``(wc * coarse + wz * cloze + wv * verdict) / (wc + wz + wv)``
+over the terms that exist, all in [0, 1], so it is in [0, 1] too: a cloze score with no answered
+blank and a verdict the LMM did not give (or that could not be read) are left out and the weights
+renormalised; with neither, the fused score is the coarse score. Silence is never support.
+
+The LMM's own support (:func:`lmm_support`) is the same weighted mean over the cloze score and the
+verdict alone: what the LMM said, without the coarse score. None when it said nothing readable.
 """
 
 from __future__ import annotations
@@ -35,7 +40,6 @@ from agent.rerank.lexicon import Category, lemma, synonyms, vocabulary, words
 TextEmbedder = Callable[[list[str]], np.ndarray]
 """Texts -> (N, D) float32 L2-normalised embeddings (the CLIP text encoder's ``embed_texts``)."""
 
-NEUTRAL = 0.5
 BASELINE_WORDS = 24
 _STOPWORDS = frozenset(words("a an the his her their its my your our this that some"))
 
@@ -165,16 +169,31 @@ class AgreementScorer:
         return out
 
 
-def cloze_score(agreements: Sequence[BlankAgreement]) -> float:
-    """Mean agreement over the blanks, UNKNOWN counting as neutral (0.5); 0.5 when there are none."""
-    if not agreements:
-        return NEUTRAL
-    return float(np.mean([NEUTRAL if a.agreement is None else a.agreement for a in agreements]))
+def cloze_score(agreements: Sequence[BlankAgreement]) -> float | None:
+    """Mean agreement over the answered blanks; None when no blank was answered (or there are none)."""
+    answered = [a.agreement for a in agreements if a.agreement is not None]
+    if not answered:
+        return None
+    return float(np.mean(answered))
 
 
-def fuse(coarse: float, cloze: float, verdict: float | None, weights: FusionWeights) -> float:
-    """Weighted mean of coarse score, cloze agreement and verdict probability (None: 0.5), in [0, 1]."""
-    verdict_value = NEUTRAL if verdict is None else verdict
-    total = weights.coarse + weights.cloze + weights.verdict
-    fused = (weights.coarse * coarse + weights.cloze * cloze + weights.verdict * verdict_value) / total
-    return float(np.clip(fused, 0.0, 1.0))
+def _weighted_mean(terms: Sequence[tuple[float, float | None]]) -> float | None:
+    present = [(weight, value) for weight, value in terms if value is not None and weight > 0]
+    total = sum(weight for weight, _ in present)
+    if total <= 0:
+        return None
+    return float(np.clip(sum(weight * value for weight, value in present) / total, 0.0, 1.0))
+
+
+def lmm_support(cloze: float | None, verdict: float | None, weights: FusionWeights) -> float | None:
+    """What the LMM said, fused: cloze agreement and verdict probability over those given; None if neither."""
+    return _weighted_mean([(weights.cloze, cloze), (weights.verdict, verdict)])
+
+
+def fuse(coarse: float, cloze: float | None, verdict: float | None, weights: FusionWeights) -> float:
+    """Weighted mean of the coarse score and whatever the LMM answered (renormalised), in [0, 1].
+
+    A missing cloze score or verdict carries no weight; with neither the result is the coarse score.
+    """
+    fused = _weighted_mean([(weights.coarse, coarse), (weights.cloze, cloze), (weights.verdict, verdict)])
+    return float(np.clip(coarse, 0.0, 1.0)) if fused is None else fused

@@ -1,8 +1,20 @@
-"""Behavioural saliency prediction: the cloze prompt, and tolerant parsing of what the LMM answers.
+"""Behavioural saliency prediction: the two turns of the cloze conversation, and tolerant parsing.
 
-The LMM sees the person crop (and optionally the frame with the box drawn), fills each numbered
-blank of the cloze query or answers UNKNOWN, and gives a yes/no verdict on the whole query, all in
-one call. The answer is asked for as JSON ``{"blanks": {"1": ..., ...}, "verdict": "yes"|"no"}``;
+The LMM sees the person crop (and optionally the frame with the box drawn). By default the
+question takes two turns of one conversation (``cloze_scheme: two_step``):
+
+1. the **cloze turn** shows the query with its behaviour words masked as numbered blanks and asks
+   the LMM to fill each blank from the image, or answer UNKNOWN. This turn never contains a masked
+   word: the intro, the hints and the system message are checked, and a masked word that the query
+   repeats elsewhere is masked there too (:func:`blind_text`). The LMM must recover the words from
+   the image alone, as AnomalyLMM intends;
+2. the **verdict turn**, after the LMM's answer, reveals the whole query (and, when given, extra
+   context such as the person's posture, which is never shown in the cloze turn) and asks yes or no.
+
+``one_step`` is the earlier single call that asks both at once and so shows the masked words; it is
+kept to measure what the second turn costs (``bench/rerank.py``), not for use.
+
+Answers are asked for as JSON (``{"blanks": {"1": ..., ...}}``, then ``{"verdict": "yes"|"no"}``);
 parsing accepts code fences, single quotes, trailing commas, lists instead of maps and plain
 ``1: word`` lines. Whatever cannot be read counts as UNKNOWN; nothing here raises on bad output.
 """
@@ -17,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.rerank.backends.base import GeneratedToken
-from agent.rerank.lexicon import Category
+from agent.rerank.lexicon import Category, lemma
 from agent.rerank.masker import ClozeQuery
 
 UNKNOWN = "UNKNOWN"
@@ -57,15 +69,151 @@ _UNKNOWN_ANSWERS = frozenset(
 MAX_ANSWER_CHARS = 64
 
 
-def build_cloze_prompt(cloze: ClozeQuery, include_frame: bool) -> str:
-    """The user message: the images' roles, the cloze text, one hint per blank and the JSON form."""
-    if include_frame:
-        intro = (
-            "The first image is a close crop of one person; the second is the whole camera frame with "
-            "that person inside a green box."
-        )
+_INTRO_CROP = "The image is a close crop of one person from a camera."
+_INTRO_FRAME = (
+    "The first image is a close crop of one person; the second is the whole camera frame with "
+    "that person inside a green box."
+)
+_INTRO_PLAIN = "Look at the image."
+_SYSTEM_PLAIN = "Answer from the image alone, and say UNKNOWN when it does not show the answer."
+REDACTED = "[?]"
+# Small words a multi-word blank may hold that are no clue to it ("falls off", "a lot of").
+_NOT_A_CLUE = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "off",
+        "on",
+        "in",
+        "at",
+        "to",
+        "up",
+        "down",
+        "out",
+        "over",
+        "into",
+        "onto",
+        "from",
+        "with",
+        "by",
+        "for",
+        "and",
+        "or",
+        "his",
+        "her",
+        "their",
+        "its",
+    ]
+)
+_WORD_RE = re.compile(r"[A-Za-z]{2,}")  # hyphens and apostrophes split words: "person's", "t-shirt"
+
+
+def masked_words(cloze: ClozeQuery) -> frozenset[str]:
+    """The words the blanks hide (lower case, with their base forms), small function words excepted."""
+    found: set[str] = set()
+    for blank in cloze.blanks:
+        for word in _WORD_RE.findall(blank.text.lower()):
+            if word not in _NOT_A_CLUE:
+                found.update({word, lemma(word)})
+    return frozenset(found)
+
+
+def leaked_words(text: str, hidden: frozenset[str]) -> list[str]:
+    """The words of ``text`` that are, or share a base form with, a hidden word."""
+    return [w for w in _WORD_RE.findall(text) if w.lower() in hidden or lemma(w) in hidden]
+
+
+def _redact(text: str, hidden: frozenset[str]) -> str:
+    def swap(match: re.Match[str]) -> str:
+        word = match.group(0)
+        return REDACTED if word.lower() in hidden or lemma(word) in hidden else word
+
+    return _WORD_RE.sub(swap, text)
+
+
+def blind_text(cloze: ClozeQuery) -> str:
+    """The cloze text with every other occurrence of a masked word masked too (by its blank's number)."""
+    numbers: dict[str, int] = {}
+    for blank in cloze.blanks:
+        for word in _WORD_RE.findall(blank.text.lower()):
+            if word not in _NOT_A_CLUE:
+                numbers.setdefault(word, blank.number)
+                numbers.setdefault(lemma(word), blank.number)
+
+    def swap(match: re.Match[str]) -> str:
+        word = match.group(0)
+        number = numbers.get(word.lower(), numbers.get(lemma(word)))
+        return word if number is None else f"[{number}]"
+
+    return _WORD_RE.sub(swap, cloze.cloze)
+
+
+def cloze_system_prompt(cloze: ClozeQuery) -> str:
+    """The system message of the cloze turn: :data:`SYSTEM_PROMPT` unless it holds a masked word."""
+    hidden = masked_words(cloze)
+    for text in (SYSTEM_PROMPT, _SYSTEM_PLAIN):
+        if not leaked_words(text, hidden):
+            return text
+    return _redact(_SYSTEM_PLAIN, hidden)
+
+
+def build_cloze_turn(cloze: ClozeQuery, include_frame: bool) -> str:
+    """The first turn: the masked query, one hint per blank, the JSON form. Holds no masked word.
+
+    A hint or intro that would name a masked word is left out (the plain intro is used); the
+    finished text is checked once more and any masked word still in it is replaced by ``[?]``.
+    """
+    hidden = masked_words(cloze)
+    intro = _INTRO_FRAME if include_frame else _INTRO_CROP
+    if leaked_words(intro, hidden):
+        intro = _INTRO_PLAIN
+    hints = []
+    for blank in cloze.blanks:
+        hint = _CATEGORY_HINT[blank.category]
+        hints.append(f"[{blank.number}]" + ("" if leaked_words(hint, hidden) else f": {hint}"))
+    example = ", ".join(f'"{b.number}": "..."' for b in cloze.blanks)
+    text = (
+        f"{intro}\n"
+        "Here is a description of what the image shows, with some words hidden as numbered blanks:\n"
+        f'"{blind_text(cloze)}"\n'
+        + "\n".join(hints)
+        + "\nFill each blank with the word(s) the image shows there,"
+        " or UNKNOWN if the image does not show it.\n"
+        "Reply with one JSON object only, in this form:\n"
+        f'{{"blanks": {{{example}}}}}'
+    )
+    return _redact(text, hidden) if leaked_words(text, hidden) else text
+
+
+def build_verdict_turn(
+    cloze: ClozeQuery, include_frame: bool, context: str | None = None, *, first: bool
+) -> str:
+    """The verdict turn: the whole query, revealed only now, and the yes/no question.
+
+    Args:
+        cloze: the masked query (its ``query`` is shown).
+        include_frame: whether a second image (the frame with the box) is shown.
+        context: extra facts for the verdict only (e.g. the person's posture); never in the cloze turn.
+        first: True when this is the conversation's first turn (a query with no blanks to fill).
+    """
+    lines = []
+    if first:
+        lines.append(_INTRO_FRAME if include_frame else _INTRO_CROP)
     else:
-        intro = "The image is a close crop of one person from a camera."
+        lines.append("Now the whole description, with nothing hidden:")
+    if context:
+        lines.append(f"What else is known about this person: {context.strip()}")
+    lines.append(f'Does the image match this whole description: "{cloze.query}"? Answer yes or no.')
+    lines.append('Reply with one JSON object only, in this form:\n{"verdict": "yes or no"}')
+    return "\n".join(lines)
+
+
+def build_cloze_prompt(cloze: ClozeQuery, include_frame: bool) -> str:
+    """The one-step prompt (blanks and verdict in one call; it shows the query, so it leaks the
+    masked words). Kept only so that ``bench/rerank.py`` can measure what the two-step scheme costs."""
+    intro = _INTRO_FRAME if include_frame else _INTRO_CROP
     hints = "\n".join(f"[{b.number}]: {_CATEGORY_HINT[b.category]}" for b in cloze.blanks)
     example = ", ".join(f'"{b.number}": "..."' for b in cloze.blanks)
     blanks_part = (

@@ -8,11 +8,13 @@ allows, which is what the call budget limits.
 
 Bounds, each counted in :meth:`RerankService.stats`:
 
-* budget: at most ``calls_per_minute`` LMM calls (one per candidate) in any 60-second window.
-  With ``masker: lmm`` each distinct query text costs one more call, once (masks are cached);
-  those few calls are not counted against the budget;
-* deadline: a candidate that waited ``deadline_s`` in the queue is skipped as stale
-  (:meth:`RerankService.expire`).
+* budget: at most ``calls_per_minute`` LMM requests in any 60-second window. Every request that
+  reaches the model takes a token just before it goes out (the backend's request gate): every HTTP
+  request of the OpenAI-compatible backend, retries included, both turns of the two-step cloze,
+  and with ``masker: lmm`` the one masking request per distinct query text;
+* deadline: a candidate that waited ``deadline_s`` in the queue is not sent to the LMM
+  (:meth:`RerankService.expire`); it is passed on ``unverified`` with the reason ``deadline``, so
+  the alert side applies its policy for unverified candidates (critical ones raise by default).
 
 Wiring it into a pipeline::
 
@@ -29,11 +31,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.matching.stage import Decision
-from agent.rerank.backends.base import LmmBackend, build_backend
+from agent.rerank.backends.base import LmmBackend, LmmError, build_backend
 from agent.rerank.budget import CallBudget
 from agent.rerank.config import RerankConfig
 from agent.rerank.fusion import TextEmbedder
-from agent.rerank.reranker import Reranker
+from agent.rerank.reranker import Reranker, RerankOutcome, UnverifiedReason, apply_outcome
 from agent.types import Candidate
 
 log = logging.getLogger(__name__)
@@ -45,8 +47,9 @@ _COUNTERS = ("completed", "failed", "skipped_stale", "calls", "batches")
 class RerankStats:
     """Counters since the stage started.
 
-    Every candidate handed to the stage is completed, failed, or skipped as stale; ``calls`` counts
-    LMM calls (one per candidate decided), ``batches`` the backend calls they were made in.
+    Every candidate handed to the stage is completed, failed, or skipped as stale (and passed on
+    unverified); ``calls`` counts LMM requests (every HTTP request, retries included; two per
+    candidate with the two-step cloze), ``batches`` the batches of candidates they were made for.
     """
 
     completed: int
@@ -84,6 +87,7 @@ class RerankService:
         self.backend = backend
         self.reranker = reranker if reranker is not None else Reranker(config, backend, text_embedder)
         self.budget = CallBudget(config.calls_per_minute, config.effective_burst, clock)
+        self.backend.request_gate = self._take_requests
         self._clock = clock
         self._owns_backend = False
         self._lock = threading.Lock()
@@ -108,23 +112,36 @@ class RerankService:
     def deadline_s(self) -> float | None:
         return self.config.deadline_s
 
+    def _take_requests(self, requests: int) -> None:
+        """The backend's request gate: wait for the budget, then count the requests."""
+        if not self.budget.acquire(requests, stop=lambda: self._closed):
+            raise LmmError("the re-ranking stage is closing")
+        with self._lock:
+            self._counts["calls"] += requests
+
+    def _requests_per_candidate(self) -> int:
+        """Tokens a candidate needs before it is taken (a bucket smaller than that: what it holds)."""
+        return min(2 if self.config.cloze_scheme == "two_step" else 1, self.budget.burst)
+
     def capacity(self) -> int:
-        """Candidates the budget and the backend's batch allow now."""
+        """Candidates the budget (their requests) and the backend's batch allow now."""
         if self._closed:
             return 0
-        return max(0, min(self.config.batch_size, self.backend.max_batch_size, self.budget.available()))
+        affordable = self.budget.available() // self._requests_per_candidate()
+        return max(0, min(self.config.batch_size, self.backend.max_batch_size, affordable))
 
     def wait_s(self) -> float:
         return self.budget.wait_s()
 
     def decide(self, candidates: list[Candidate], queued_s: list[float]) -> list[Decision]:
-        """Re-rank a batch: fills ``fused_score``, ``verified`` and ``rationale`` of each candidate."""
+        """Re-rank a batch: fills ``fused_score``, ``verified``, ``verification`` and ``rationale``.
+
+        The budget's tokens are taken by the backend, one per request as it goes out.
+        """
         if not candidates:
             return []
-        self.budget.take(len(candidates))
         with self._lock:
             self._in_flight = len(candidates)
-            self._counts["calls"] += len(candidates)
             self._counts["batches"] += 1
         started = self._clock()
         try:
@@ -148,12 +165,24 @@ class RerankService:
         return decisions
 
     def expire(self, candidates: list[Candidate], queued_s: list[float]) -> list[Decision]:
-        """Stale candidates are skipped: by the time the LMM could look, the moment has passed."""
+        """Stale candidates are not sent to the LMM; they are passed on unverified (``deadline``).
+
+        The alert manager then applies its policy for unverified candidates (``alerts.unverified``).
+        """
         with self._lock:
             self._counts["skipped_stale"] += len(candidates)
         if candidates:
             log.debug("skipped %d stale candidate(s)", len(candidates))
-        return []
+        decisions = []
+        for candidate, waited in zip(candidates, queued_s, strict=True):
+            detail = (
+                f"not sent to the LMM: waited {waited:.1f} s, past the {self.config.deadline_s:g} s deadline"
+            )
+            outcome = RerankOutcome.unverified(candidate.score, UnverifiedReason.DEADLINE, detail)
+            outcome.rationale["query"] = candidate.query_text
+            apply_outcome(candidate, outcome)
+            decisions.append(Decision(candidate, None, waited, 0.0))
+        return decisions
 
     def stats(self) -> RerankStats:
         """A consistent snapshot of the counters."""

@@ -146,7 +146,8 @@ def test_live_candidates_are_reranked_under_budget_with_rationale(
     tmp_path: Path, clip_fp32: Path, sample_video: Path, tiny_qwen2vl: Path
 ) -> None:
     """The live path through a real (tiny, random) Qwen2-VL in process: answers are mostly noise, so
-    the accept threshold is 0 and the test checks the plumbing, the budget and the rationale."""
+    the accept threshold is 0, unverified warnings raise, and the test checks the plumbing, the
+    budget (two requests a candidate) and the rationale."""
     alerts_jsonl = tmp_path / "alerts.jsonl"
     config = parse_config(
         f"""
@@ -167,6 +168,7 @@ alerts:
   database: {tmp_path}/alerts.db
   evidence_dir: {tmp_path}/evidence
   cooldown_s: 0
+  unverified: {{warning: raise}}
   sinks: [{{type: jsonl, path: "{alerts_jsonl}"}}]
 """
     )
@@ -187,16 +189,29 @@ alerts:
         agent.stop()
         runner.join(15)
     assert not runner.is_alive()
-    assert stats.calls <= 6 + 1, "at most calls_per_minute calls in the first minute"
-    assert offered > stats.calls, "more candidates than the budget allows were offered"
+    assert stats.calls <= 6 + 1, "at most calls_per_minute requests in the first minute"
+    assert offered > stats.completed + stats.failed, "more candidates than the budget allows were offered"
     opened = [
         e
         for e in (json.loads(line) for line in alerts_jsonl.read_text().splitlines())
         if e["event"] == "opened"
     ]
     assert opened
+    # candidates the budget could not take are handed on unverified (and raise: policy above)
+    asked = [e for e in opened if e["verification_reason"] not in ("budget", "deadline")]
     for event in opened:
-        assert event["fused_score"] is not None and event["verified"] is True
+        if event not in asked:
+            assert event["fused_score"] is None and event["verification"] == "unverified"
+            assert event["rationale"]["error"].startswith("not sent to the LMM")
+    assert asked, "at least one alert went through the LMM"
+    for event in asked:
+        assert event["fused_score"] is not None
+        # noise is never support: unverified (no_answer) at the coarse score, unless a yes was read
+        if event["verification"] == "unverified":
+            assert event["verification_reason"] == "no_answer" and event["verified"] is None
+            assert event["fused_score"] == pytest.approx(event["score"], abs=1e-3)
+        else:
+            assert event["verification"] == "verified" and event["verified"] is True
         rationale = event["rationale"]
         masked = " ".join(blank["masked"] for blank in rationale["blanks"])
         assert "red" in masked and "jacket" in masked and "falling" in masked, rationale

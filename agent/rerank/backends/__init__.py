@@ -6,7 +6,18 @@ from agent.rerank.backends.base import (
     LmmError,
     LmmRequest,
     LmmResponse,
+    RequestGate,
+    Turn,
     build_backend,
 )
 
-__all__ = ["GeneratedToken", "LmmBackend", "LmmError", "LmmRequest", "LmmResponse", "build_backend"]
+__all__ = [
+    "GeneratedToken",
+    "LmmBackend",
+    "LmmError",
+    "LmmRequest",
+    "LmmResponse",
+    "RequestGate",
+    "Turn",
+    "build_backend",
+]

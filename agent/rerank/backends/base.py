@@ -1,8 +1,9 @@
 """The interface every LMM backend implements, and the registry that builds one from config.
 
-A backend answers :class:`LmmRequest` (a system message, a user text and zero or more BGR images)
-with :class:`LmmResponse` (the generated text and, where the backend can, the log-probabilities of
-each generated token with its top alternatives). Heavy libraries are imported inside the backend
+A backend answers :class:`LmmRequest` (a system message, a user text and zero or more BGR images,
+optionally after earlier turns of the same conversation) with :class:`LmmResponse` (the generated
+text and, where the backend can, the log-probabilities of each generated token with its top
+alternatives). Heavy libraries are imported inside the backend
 modules, so importing this one costs nothing.
 """
 
@@ -24,21 +25,42 @@ class LmmError(RuntimeError):
     """The backend could not answer (model not loadable, server unreachable after retries, ...)."""
 
 
+RequestGate = Callable[[int], None]
+"""Called by a backend with ``n`` before it sends ``n`` requests to the model (every HTTP request,
+retries included; every decoded batch of the in-process backend). It blocks until the call budget
+allows them and raises :class:`LmmError` to abandon the request (the service is closing)."""
+
+
+@dataclass(frozen=True)
+class Turn:
+    """An earlier exchange of a conversation: what the user said and what the model answered."""
+
+    user: str
+    assistant: str
+
+
 @dataclass(frozen=True)
 class LmmRequest:
     """One question to the LMM.
 
     Attributes:
-        prompt: the user message text.
-        images: BGR ``uint8`` images shown before the text, in order (may be empty).
+        prompt: the user message text (the last turn).
+        images: BGR ``uint8`` images shown before the text, in order (may be empty); with
+            ``history``, they are shown before the first turn's text instead.
         system: the system message, or None.
         json_output: ask for a JSON object where the backend supports it.
+        history: earlier turns of the same conversation, oldest first; ``prompt`` follows them.
     """
 
     prompt: str
     images: tuple[np.ndarray, ...] = ()
     system: str | None = None
     json_output: bool = True
+    history: tuple[Turn, ...] = ()
+
+    def user_turns(self) -> list[tuple[str, str | None]]:
+        """(user text, assistant answer or None for the turn to answer) of the whole conversation."""
+        return [(t.user, t.assistant) for t in self.history] + [(self.prompt, None)]
 
     def __post_init__(self) -> None:
         for image in self.images:
@@ -76,6 +98,13 @@ class LmmBackend(abc.ABC):
     name: str = "lmm"
     #: requests the backend decodes together in one :meth:`generate` call
     max_batch_size: int = 1
+    #: called before every request reaches the model (see :data:`RequestGate`); None: no budget
+    request_gate: RequestGate | None = None
+
+    def _gate(self, requests: int) -> None:
+        """Wait for the budget to allow ``requests`` requests (no-op without a gate)."""
+        if self.request_gate is not None and requests > 0:
+            self.request_gate(requests)
 
     @abc.abstractmethod
     def generate(self, requests: Sequence[LmmRequest]) -> list[LmmResponse]:

@@ -1,7 +1,11 @@
 """Any OpenAI-compatible chat-completions server: Ollama, vLLM, llama.cpp's server, NVIDIA NIM.
 
 Images travel as base64 JPEG data URLs in ``image_url`` content parts. Greedy decoding
-(temperature 0). Timeouts, connection errors, HTTP 429 and 5xx, and response bodies that are not
+(temperature 0). A request with earlier turns sends the whole conversation (system, user with the
+images, assistant, user, ...): the server keeps no state between calls, so the cost of a second
+turn is the prompt again (servers with prefix caching, such as vLLM and llama.cpp, reuse it). Every
+HTTP request, retries included, first passes the backend's request gate (the call budget).
+Timeouts, connection errors, HTTP 429 and 5xx, and response bodies that are not
 the expected JSON are retried with exponential backoff; other 4xx are not. A server that rejects
 ``logprobs`` or ``response_format`` with a 400 is asked again without them (and not asked for them
 again). Uses only the standard library (``urllib``), so it needs no extra package.
@@ -70,12 +74,15 @@ class OpenAIBackend(LmmBackend):
         messages: list[dict[str, Any]] = []
         if request.system:
             messages.append({"role": "system", "content": request.system})
-        if request.images:
-            content: Any = [self._image_part(image) for image in request.images]
-            content.append({"type": "text", "text": request.prompt})
-        else:
-            content = request.prompt
-        messages.append({"role": "user", "content": content})
+        for index, (user, answer) in enumerate(request.user_turns()):
+            if index == 0 and request.images:
+                content: Any = [self._image_part(image) for image in request.images]
+                content.append({"type": "text", "text": user})
+            else:
+                content = user
+            messages.append({"role": "user", "content": content})
+            if answer is not None:
+                messages.append({"role": "assistant", "content": answer})
         body: dict[str, Any] = {
             "model": self.config.model,
             "messages": messages,
@@ -123,6 +130,7 @@ class OpenAIBackend(LmmBackend):
         attempt = 0
         while True:
             body = self._body(request)
+            self._gate(1)  # every HTTP request, retries included, takes a token of the budget
             try:
                 data = self._post(body)
                 break

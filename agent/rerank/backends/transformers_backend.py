@@ -3,7 +3,10 @@
 Works with the vision-language families whose processor has a chat template (Qwen2-VL, Qwen2.5-VL,
 SmolVLM, LLaVA, ...). Decoding is greedy; the log-probabilities of each generated token and its top
 alternatives come from the raw logits, so the verdict probability is available. Several requests
-decode together (left padding). Quantization: NF4 4-bit or 8-bit through bitsandbytes on CUDA
+decode together (left padding). A request with earlier turns is templated as the whole conversation
+(images in the first user turn, the earlier answers as assistant turns) and decoded from the start:
+the KV cache of the first turn is not kept, because batched left-padded prompts of different lengths
+do not share a reusable prefix. Quantization: NF4 4-bit or 8-bit through bitsandbytes on CUDA
 (desktop GPUs and Jetson), torch's dynamic int8 quantization of linear layers on the CPU.
 
 Needs the ``lmm`` extra (transformers, accelerate, bitsandbytes); imported only when this backend is built.
@@ -15,11 +18,12 @@ import logging
 import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from agent.rerank.backends.base import GeneratedToken, LmmBackend, LmmError, LmmRequest, LmmResponse
+from agent.rerank.backends.base import GeneratedToken, LmmBackend, LmmError, LmmRequest, LmmResponse, Turn
 from agent.rerank.config import TransformersBackendConfig
 
 log = logging.getLogger(__name__)
@@ -140,9 +144,12 @@ class TransformersBackend(LmmBackend):
         messages: list[dict[str, Any]] = []
         if request.system:
             messages.append({"role": "system", "content": [{"type": "text", "text": request.system}]})
-        content: list[dict[str, Any]] = [{"type": "image"} for _ in request.images]
-        content.append({"type": "text", "text": request.prompt})
-        messages.append({"role": "user", "content": content})
+        for index, (user, answer) in enumerate(request.user_turns()):
+            content: list[dict[str, Any]] = [{"type": "image"} for _ in request.images] if index == 0 else []
+            content.append({"type": "text", "text": user})
+            messages.append({"role": "user", "content": content})
+            if answer is not None:
+                messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
         return messages
 
     def _prompt_text(self, request: LmmRequest) -> str:
@@ -158,9 +165,11 @@ class TransformersBackend(LmmBackend):
                 log.info("chat template rejects a system message (%s); folding it into the prompt", exc)
                 self._system_role_fails = True
         if request.system:
-            request = LmmRequest(
-                f"{request.system}\n\n{request.prompt}", request.images, None, request.json_output
-            )
+            if request.history:  # the system text goes before the first turn's text
+                first = Turn(f"{request.system}\n\n{request.history[0].user}", request.history[0].assistant)
+                request = replace(request, system=None, history=(first, *request.history[1:]))
+            else:
+                request = replace(request, system=None, prompt=f"{request.system}\n\n{request.prompt}")
         return str(
             self.processor.apply_chat_template(
                 self._messages(request), add_generation_prompt=True, tokenize=False
@@ -170,7 +179,9 @@ class TransformersBackend(LmmBackend):
     def generate(self, requests: Sequence[LmmRequest]) -> list[LmmResponse]:
         responses: list[LmmResponse] = []
         for first in range(0, len(requests), self.max_batch_size):
-            responses.extend(self._generate(requests[first : first + self.max_batch_size]))
+            batch = requests[first : first + self.max_batch_size]
+            self._gate(len(batch))  # each request of the batch takes a token of the budget
+            responses.extend(self._generate(batch))
         return responses
 
     def _generate(

@@ -56,6 +56,9 @@ def make_candidate(
     fused_score: float | None = None,
     rationale: dict[str, Any] | None = None,
     frame_index: int = 0,
+    verification: str | None = None,
+    verification_reason: str | None = None,
+    severity: str = "critical",
 ) -> Candidate:
     """A candidate of ``track`` on ``camera`` for query ``query`` at UNIX time ``t``."""
     return Candidate(
@@ -69,12 +72,14 @@ def make_candidate(
         frame_index=frame_index,
         box=box,
         frame=gradient_frame() if frame is None else frame,
-        severity="critical",
+        severity=severity,
         score_history=[(t - 1.0, score - 0.1), (t, score)],
         model_versions={"clip": "clip-test@1", "detector": "ssd@1"},
         fused_score=fused_score,
         verified=verified,
         rationale=rationale,
+        verification=verification,
+        verification_reason=verification_reason,
     )
 
 

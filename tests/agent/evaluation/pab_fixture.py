@@ -138,9 +138,10 @@ def confused_scores(encoder: ColourEncoder, annotations: Path, images: Path) -> 
 class ColourChatServer:
     """A test double of an OpenAI-compatible chat server on 127.0.0.1 that sees colours.
 
-    For each request it decodes the image, fills the blank whose hint is "a colour" with the colour
-    it sees (other blanks UNKNOWN), and answers the verdict "yes" when the description names that
-    colour, "no" otherwise, with log-probabilities (0.9 for its answer).
+    For each request it decodes the image (in the conversation's first user message). On the cloze
+    turn it fills the blank whose hint is "a colour" with the colour it sees (other blanks UNKNOWN);
+    on the verdict turn (the last user message reveals the description) it answers "yes" when the
+    description names that colour, "no" otherwise, with log-probabilities (0.9 for its answer).
     """
 
     def __init__(self) -> None:
@@ -167,8 +168,10 @@ class ColourChatServer:
         threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
 
     def answer(self, body: dict[str, Any]) -> dict[str, Any]:
-        parts = body["messages"][-1]["content"]
-        prompt = next(p["text"] for p in parts if p["type"] == "text")
+        users = [m["content"] for m in body["messages"] if m["role"] == "user"]
+        parts = users[0]
+        last = users[-1]
+        prompt = last if isinstance(last, str) else next(p["text"] for p in last if p["type"] == "text")
         url = next(p["image_url"]["url"] for p in parts if p["type"] == "image_url")
         image = cv2.imdecode(
             np.frombuffer(base64.b64decode(url.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR
@@ -177,7 +180,7 @@ class ColourChatServer:
         blanks = {number: "UNKNOWN" for number in re.findall(r"^\[(\d+)\]: ", prompt, re.M)}
         for number in re.findall(r"^\[(\d+)\]: a colour$", prompt, re.M):
             blanks[number] = seen
-        description = re.search(r'matches this whole description: "(.*)"', prompt)
+        description = re.search(r'match(?:es)? this whole description: "(.*)"', prompt)
         verdict = "yes" if description and seen in description.group(1).lower() else "no"
         other = "no" if verdict == "yes" else "yes"
         head = json.dumps({"blanks": blanks})[:-1] + ', "verdict": "'

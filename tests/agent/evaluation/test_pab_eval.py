@@ -231,7 +231,7 @@ def test_cli_rerank_fixes_the_confused_ranking(
     coarse, reranked = report["metrics"]["coarse"], report["metrics"]["reranked"]
     assert coarse["r1"] == pytest.approx(37.5) and reranked["r1"] == 100.0
     assert reranked["mAP"] > coarse["mAP"]
-    assert chat_server.requests == 8 * 3  # top 3 of each of the 8 queries
+    assert chat_server.requests == 8 * 3 * 2  # top 3 of each of the 8 queries, two turns each
     green = report["per_query"][2]
     assert (green["rank_before"], green["rank_after"]) == (2, 1)
     assert green["top_after"][0] == "p1/a.jpg"
@@ -249,7 +249,7 @@ def test_cli_rerank_fixes_the_confused_ranking(
 
     # a second run resumes every LMM result from the cache: no new requests
     assert main(argv) == 0
-    assert chat_server.requests == 24
+    assert chat_server.requests == 48
     assert json.loads((tmp_path / "report.json").read_text())["metrics"] == report["metrics"]
 
 
@@ -300,7 +300,7 @@ def test_cli_clip_path_with_a_tiny_clip_export_and_rerank(
     for metrics in report["metrics"].values():
         assert metrics["queries"] == 8 and metrics["r10"] == 100.0  # 7 images: all within 10
         assert 0 < metrics["mAP"] <= 100 and 0 < metrics["mINP"] <= 100
-    assert chat_server.requests == 16
+    assert chat_server.requests == 8 * 2 * 2  # top 2 of 8 queries, two turns each
     blanks = [b for q in report["per_query"] for r in q["reranked"] for b in r["rationale"]["blanks"]]
     assert any(b["how"] == "same word" for b in blanks)  # the server's colour matched the caption's
     assert {r["rationale"]["agreement_embedder"] for q in report["per_query"] for r in q["reranked"]} == {

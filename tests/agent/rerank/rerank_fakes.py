@@ -38,6 +38,7 @@ class ScriptedBackend(LmmBackend):
         self._lock = threading.Lock()
 
     def generate(self, requests: Sequence[LmmRequest]) -> list[LmmResponse]:
+        self._gate(len(requests))  # like the real backends: the budget's tokens, before the model
         with self._lock:
             now = time.monotonic()
             self.requests.extend(requests)

@@ -17,7 +17,10 @@ def test_defaults_are_off_and_documented() -> None:
     config = RerankConfig()
     assert not config.enabled and config.backend is None
     assert (config.weights.coarse, config.weights.cloze, config.weights.verdict) == (0.5, 0.3, 0.2)
-    assert config.effective_burst == config.batch_size == 1
+    assert config.batch_size == 1 and config.cloze_scheme == "two_step"
+    assert config.effective_burst == 2  # one batch's requests: the cloze turn and the verdict turn
+    assert RerankConfig(cloze_scheme="one_step", batch_size=3).effective_burst == 3
+    assert RerankConfig(burst=5).effective_burst == 5
     assert config.top_n == 3 and config.masker == "rule"
 
 

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from agent.rerank.config import FusionWeights
-from agent.rerank.fusion import AgreementScorer, BlankAgreement, LexicalEmbedder, cloze_score, fuse
+from agent.rerank.fusion import (
+    AgreementScorer,
+    BlankAgreement,
+    LexicalEmbedder,
+    cloze_score,
+    fuse,
+    lmm_support,
+)
 from agent.rerank.lexicon import Category, vocabulary
 
 
@@ -76,19 +83,28 @@ def test_embedding_agreement_is_calibrated_against_the_category() -> None:
     assert len(embedder.calls) == calls
 
 
-def test_cloze_score_counts_unknown_as_neutral() -> None:
+def test_cloze_score_is_the_mean_over_answered_blanks_and_none_without_any() -> None:
     known = BlankAgreement(None, None, 1.0, "same word")
     wrong = BlankAgreement(0.1, 0.2, 0.0, "embedding")
     unknown = BlankAgreement(None, None, None, "unknown")
-    assert cloze_score([known, unknown]) == pytest.approx(0.75)
+    assert cloze_score([known, unknown]) == pytest.approx(1.0)
     assert cloze_score([known, wrong, unknown, unknown]) == pytest.approx(0.5)
-    assert cloze_score([]) == 0.5
+    assert cloze_score([unknown, unknown]) is None
+    assert cloze_score([]) is None
 
 
-def test_fuse_is_the_weighted_mean_and_neutral_verdict_when_absent() -> None:
+def test_fuse_renormalises_over_what_was_answered() -> None:
     weights = FusionWeights(coarse=0.5, cloze=0.3, verdict=0.2)
     assert fuse(0.8, 1.0, 1.0, weights) == pytest.approx(0.5 * 0.8 + 0.3 + 0.2)
-    assert fuse(0.8, 0.5, None, weights) == pytest.approx(0.5 * 0.8 + 0.15 + 0.1)
+    assert fuse(0.8, 0.5, None, weights) == pytest.approx((0.5 * 0.8 + 0.3 * 0.5) / 0.8)
+    assert fuse(0.8, None, 0.0, weights) == pytest.approx((0.5 * 0.8) / 0.7)
+    # silence is no support: with nothing answered the fused score is the coarse score
+    assert fuse(0.36, None, None, weights) == pytest.approx(0.36)
+    assert fuse(0.6, None, None, weights) == pytest.approx(0.6)
     assert fuse(0.2, 0.0, 0.0, FusionWeights(coarse=2, cloze=1, verdict=1)) == pytest.approx(0.1)
+    assert lmm_support(None, None, weights) is None
+    assert lmm_support(1.0, 0.0, weights) == pytest.approx(0.6)
+    assert lmm_support(None, 0.9, weights) == pytest.approx(0.9)
+    assert lmm_support(0.4, None, FusionWeights(coarse=1, cloze=0, verdict=1)) is None
     with pytest.raises(ValueError, match="positive"):
         FusionWeights(coarse=0, cloze=0, verdict=0)

@@ -3,102 +3,21 @@
 from __future__ import annotations
 
 import base64
-import json
 import math
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import cv2
 import numpy as np
 import pytest
+from chat_server import FakeChatServer
 
 from agent.rerank.backends.base import LmmError, LmmRequest, build_backend
 from agent.rerank.backends.openai_backend import OpenAIBackend
 from agent.rerank.config import OpenAIBackendConfig, RerankConfig
 from agent.rerank.reranker import Reranker, RerankItem
-
-
-class FakeChatServer:
-    """A test double for an OpenAI-compatible server: answers POST /v1/chat/completions from a script.
-
-    Each request pops the next action from ``script`` (the last one repeats): "ok", "500", "429",
-    "401", "slow" (sleeps ``slow_s`` before answering), "not-json", "no-choices", or
-    "reject-logprobs" (400 when the body asks for logprobs or JSON mode, else "ok").
-    """
-
-    def __init__(self) -> None:
-        self.script: list[str] = ["ok"]
-        self.content = '{"blanks": {"1": "man", "4": "falling"}, "verdict": "yes"}'
-        self.slow_s = 1.0
-        self.bodies: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = json.loads(self.rfile.read(length))
-                server.bodies.append(body)
-                server.headers.append(dict(self.headers))
-                action = server.script.pop(0) if len(server.script) > 1 else server.script[0]
-                if self.path != "/v1/chat/completions":
-                    return self._send(404, b'{"error": "not found"}')
-                if action == "reject-logprobs":
-                    if "logprobs" in body or "response_format" in body:
-                        return self._send(400, b'{"error": "logprobs is not supported"}')
-                    action = "ok"
-                if action == "slow":
-                    time.sleep(server.slow_s)
-                    action = "ok"
-                if action in {"500", "429", "401"}:
-                    return self._send(int(action), b'{"error": "scripted"}')
-                if action == "not-json":
-                    return self._send(200, b"<html>gateway</html>")
-                if action == "no-choices":
-                    return self._send(200, b'{"choices": []}')
-                return self._send(200, json.dumps(server.completion(body)).encode())
-
-            def _send(self, status: int, payload: bytes) -> None:
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (timeout test)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def completion(self, body: dict[str, Any]) -> dict[str, Any]:
-        choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": self.content}}
-        if body.get("logprobs"):
-            pieces = ['{"blanks": {"1": "man", "4": "falling"}, "', "verdict", '": "', "yes", '"}']
-            content = []
-            for piece in pieces:
-                top = [{"token": piece, "logprob": 0.0}]
-                logprob = 0.0
-                if piece == "yes":
-                    logprob = math.log(0.75)
-                    top = [{"token": "yes", "logprob": logprob}, {"token": "no", "logprob": math.log(0.25)}]
-                content.append({"token": piece, "logprob": logprob, "top_logprobs": top})
-            choice["logprobs"] = {"content": content}
-        return {"id": "x", "object": "chat.completion", "choices": [choice]}
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture
@@ -209,7 +128,8 @@ def test_malformed_model_output_is_unknown_not_an_error(server: FakeChatServer) 
     [outcome] = reranker.rerank_items([RerankItem("a man falls", 0.5, (_image(),))])
     assert outcome.error is None
     assert [b["answer"] for b in outcome.rationale["blanks"]] == ["UNKNOWN", "UNKNOWN"]
-    assert outcome.verdict_source == "none" and outcome.cloze_score == 0.5
+    assert outcome.verdict_source == "none" and outcome.cloze_score is None
+    assert outcome.verification.value == "unverified" and outcome.fused_score == 0.5
 
 
 def test_server_rejecting_logprobs_is_asked_again_without(server: FakeChatServer) -> None:

@@ -108,14 +108,22 @@ def test_calls_stay_within_budget_and_stale_candidates_are_skipped() -> None:
     assert put_s < 0.5  # 30 puts; waiting for the LMM would take at least 30 x 0.05 s
     assert stats.skipped_stale == queued.expired > 0
     assert stats.completed + stats.skipped_stale == 30
-    assert stats.calls == stats.completed == len(sink.candidates) == len(backend.requests)
-    # 4 calls/s, one at a time: by t seconds after the first call, at most 1 + 4 t calls started
+    # every request takes a token: two turns per candidate
+    assert stats.calls == len(backend.requests) == 2 * stats.completed
+    # 4 requests/s, one at a time: by t seconds after the first, at most 1 + 4 t requests started
     starts = service.budget.recent_starts()
     assert len(starts) == stats.calls
     for index, at in enumerate(starts):
         assert index + 1 <= 1 + 4.0 * (at - starts[0]) + 1e-6
     assert stats.calls <= 1 + 4.0 * elapsed
-    assert all(c.fused_score is not None for c in sink.candidates)
+    # the stale candidates are passed on too, unverified for the deadline, at their coarse score
+    assert len(sink.candidates) == 30
+    stale = [c for c in sink.candidates if c.verification_reason == "deadline"]
+    answered = [c for c in sink.candidates if c.verification_reason != "deadline"]
+    assert len(stale) == stats.skipped_stale and len(answered) == stats.completed
+    assert all(c.verification == "unverified" and c.fused_score is None for c in stale)
+    assert all(c.rationale and c.rationale["error"].startswith("not sent to the LMM") for c in stale)
+    assert all(c.fused_score is not None for c in answered)
 
 
 def test_processing_order_is_severity_then_score() -> None:
@@ -139,10 +147,11 @@ def test_processing_order_is_severity_then_score() -> None:
 
 def test_updates_of_open_episodes_never_wait_for_the_budget() -> None:
     backend = ScriptedBackend()
-    service = RerankService(_config(calls_per_minute=1, burst=1, deadline_s=30.0), backend)
+    # two requests a minute: the first candidate's two turns spend the budget
+    service = RerankService(_config(calls_per_minute=2, burst=2, deadline_s=30.0), backend)
     with wired(service) as (queue, dispatcher, sink):
         queue.put(make_candidate(query_id=1))
-        assert dispatcher.wait_idle(timeout_s=5.0)  # the one call of the budget
+        assert dispatcher.wait_idle(timeout_s=5.0)  # the two requests of the budget
         queue.put(make_candidate(query_id=2))  # waits for the budget (a minute)
         update = make_candidate(query_id=3)
         queue.put(update, opens=False)
@@ -169,7 +178,9 @@ def test_batches_follow_batch_size_and_backend_limit() -> None:
         time.sleep(0.05)  # the token bucket refills to a full batch
         gate.set()
         assert dispatcher.wait_idle(timeout_s=5.0)
-    assert backend.batch_sizes[0] == 1 and max(backend.batch_sizes) == 3 and sum(backend.batch_sizes) == 8
+    # each batch goes twice (cloze turn, verdict turn)
+    sizes = backend.batch_sizes
+    assert sizes[:2] == [1, 1] and max(sizes) == 3 and sum(sizes) == 16
 
 
 def test_failures_are_counted_and_passed_on_and_close_is_prompt() -> None:

@@ -80,12 +80,14 @@ def test_reranker_on_the_tiny_model_is_deterministic_unknown_and_fused(backend: 
     for outcome, repeat, item in zip(outcomes, again, items, strict=True):
         assert outcome.error is None
         assert outcome.rationale == {**repeat.rationale, "latency_s": outcome.rationale["latency_s"]}
-        # a random model writes no JSON: every blank is UNKNOWN, so the cloze score is neutral
+        # a random model writes no JSON: every blank is UNKNOWN, so there is no cloze score
         assert [b["answer"] for b in outcome.rationale["blanks"]] == ["UNKNOWN"] * 5
-        assert outcome.cloze_score == 0.5
+        assert outcome.cloze_score is None
         assert outcome.fused_score == pytest.approx(
-            fuse(item.coarse_score, 0.5, outcome.verdict_probability, config.weights)
+            fuse(item.coarse_score, None, outcome.verdict_probability, config.weights)
         )
+        if outcome.verdict_probability is None:  # gibberish: unverified, and the coarse score unchanged
+            assert outcome.verification.value == "unverified" and outcome.fused_score == item.coarse_score
         assert outcome.rationale["backend"].startswith("transformers:")
         assert outcome.rationale["raw_output"] == outcome.rationale["raw_output"][:500]
     assert outcomes[0].fused_score is not None and outcomes[1].fused_score is not None

@@ -1,0 +1,59 @@
+"""Finding 7: the budget counts every HTTP request, retries included, against a real failing server."""
+
+from __future__ import annotations
+
+import time
+
+from chat_server import FakeChatServer
+from rerank_fakes import make_candidate
+
+from agent.rerank.config import RerankConfig
+from agent.rerank.service import RerankResult, RerankService
+
+
+def test_retries_against_a_failing_server_take_budget_tokens() -> None:
+    """30 requests a minute (one per 2 s, burst 2), max_retries 2, a server that always answers 500.
+
+    Before the fix a candidate took one token and made three requests: about 12 requests in 6 s.
+    """
+    server = FakeChatServer()
+    server.script = ["500"]
+    config = RerankConfig.model_validate(
+        {
+            "enabled": True,
+            "calls_per_minute": 30,
+            "deadline_s": 600,
+            "queue_size": 100,
+            "backend": {
+                "type": "openai",
+                "base_url": server.base_url,
+                "model": "m",
+                "max_retries": 2,
+                "retry_backoff_s": 0.0,
+                "timeout_s": 5,
+            },
+        }
+    )
+    results: list[RerankResult] = []
+    service = RerankService.from_config(config, on_result=results.append)
+    started = time.monotonic()
+    try:
+        for track in range(20):
+            service.submit(make_candidate(track_id=track))
+        time.sleep(6.0)
+    finally:
+        service.close(timeout_s=5.0)
+        server.close()
+    elapsed = time.monotonic() - started
+    times = list(server.times)
+    assert len(times) >= 3  # it did try, and retried
+    # the bucket: at most 2 at once, then one every 2 s, counted over what the server received
+    for index, at in enumerate(times):
+        assert index + 1 <= 2 + (at - started) / 2.0 + 0.05, (index, at - started)
+    assert len(times) <= 2 + elapsed / 2.0 + 1
+    stats = service.stats()
+    assert stats.calls == len(times)  # the service counted every request the server saw
+    assert stats.calls_last_minute == len(times)
+    # the candidates the server failed are handed on as unverified, reason error
+    failed = [r for r in results if r.outcome.error]
+    assert failed and all(r.candidate.verification_reason == "error" for r in failed)
