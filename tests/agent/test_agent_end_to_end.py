@@ -216,7 +216,9 @@ alerts:
         masked = " ".join(blank["masked"] for blank in rationale["blanks"])
         assert "red" in masked and "jacket" in masked and "falling" in masked, rationale
         evidence = json.loads((tmp_path / "evidence" / event["alert_id"] / "evidence.json").read_text())
-        assert evidence["rationale"] == rationale
+        # the record follows the alert's latest event (a later update, not re-ranked, has none)
+        if evidence["alert"]["seq"] == event["seq"]:
+            assert evidence["rationale"] == rationale
 
 
 def _get(url: str, token: str | None = TOKEN) -> tuple[int, bytes]:

@@ -7,8 +7,20 @@ import time
 from chat_server import FakeChatServer
 from rerank_fakes import make_candidate
 
+from agent.matching.candidates import CandidateQueue, DecisionDispatcher
 from agent.rerank.config import RerankConfig
-from agent.rerank.service import RerankResult, RerankService
+from agent.rerank.service import RerankService
+from agent.types import Candidate
+
+
+class Collector:
+    """The alert manager's place: records what reaches it."""
+
+    def __init__(self) -> None:
+        self.candidates: list[Candidate] = []
+
+    def submit(self, candidate: Candidate) -> None:
+        self.candidates.append(candidate)
 
 
 def test_retries_against_a_failing_server_take_budget_tokens() -> None:
@@ -23,7 +35,6 @@ def test_retries_against_a_failing_server_take_budget_tokens() -> None:
             "enabled": True,
             "calls_per_minute": 30,
             "deadline_s": 600,
-            "queue_size": 100,
             "backend": {
                 "type": "openai",
                 "base_url": server.base_url,
@@ -34,14 +45,16 @@ def test_retries_against_a_failing_server_take_budget_tokens() -> None:
             },
         }
     )
-    results: list[RerankResult] = []
-    service = RerankService.from_config(config, on_result=results.append)
+    service = RerankService.from_config(config)
+    queue, sink = CandidateQueue(100), Collector()
+    dispatcher = DecisionDispatcher(queue, sink, service)
     started = time.monotonic()
     try:
-        for track in range(20):
-            service.submit(make_candidate(track_id=track))
+        for query in range(20):
+            queue.put(make_candidate(query_id=query))
         time.sleep(6.0)
     finally:
+        dispatcher.close(timeout_s=5.0)
         service.close(timeout_s=5.0)
         server.close()
     elapsed = time.monotonic() - started
@@ -54,6 +67,6 @@ def test_retries_against_a_failing_server_take_budget_tokens() -> None:
     stats = service.stats()
     assert stats.calls == len(times)  # the service counted every request the server saw
     assert stats.calls_last_minute == len(times)
-    # the candidates the server failed are handed on as unverified, reason error
-    failed = [r for r in results if r.outcome.error]
-    assert failed and all(r.candidate.verification_reason == "error" for r in failed)
+    # the candidates the server failed are passed on as unverified, reason error
+    assert sink.candidates and stats.failed == len(sink.candidates)
+    assert all(c.verification == "unverified" and c.verification_reason == "error" for c in sink.candidates)
