@@ -208,6 +208,7 @@ class Candidate:
     def time_s(self) -> float:
         """When the candidate was scored, on the decision clock (media time, else wall time)."""
         return self.wall_time if self.media_time is None else self.media_time
+
     # verify: the re-ranker's conclusion (verified, rejected, unverified; None: not re-ranked) and,
     # for unverified, why (no_answer, budget, deadline, error)
     verification: str | None = None

@@ -19,7 +19,7 @@ class Collector:
     def __init__(self) -> None:
         self.candidates: list[Candidate] = []
 
-    def submit(self, candidate: Candidate) -> None:
+    def submit(self, candidate: Candidate, *, opens: bool = True) -> None:
         self.candidates.append(candidate)
 
 
