@@ -13,13 +13,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from agent.alerts.config import AlertsConfig
 from agent.api.config import ApiConfig
+from agent.config_rules import StrictConfigModel
 from agent.embedding.config import EngineConfig, OnnxRuntimeEngineConfig
 from agent.matching.config import MatchingConfig
 from agent.rerank.config import RerankConfig
+from agent.uri_rules import camera_uri_problem
 
 CAMERA_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -28,8 +30,8 @@ class ConfigError(Exception):
     """A configuration that cannot be used; the message says where and why."""
 
 
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class StrictModel(StrictConfigModel):
+    """Unknown keys refused, frozen, finite numbers only, no YAML boolean where a number goes."""
 
 
 def _existing_file(value: Path | None) -> Path | None:
@@ -70,6 +72,14 @@ class CameraConfig(StrictModel):
     stall_timeout_s: float = Field(10.0, gt=0, description="restart a live source silent this long")
     connect_timeout_s: float = Field(10.0, gt=0)
     reconnect: ReconnectConfig = ReconnectConfig()
+
+    @field_validator("uri")
+    @classmethod
+    def _usable_uri(cls, uri: str) -> str:
+        problem = camera_uri_problem(uri)
+        if problem is not None:
+            raise ValueError(problem)
+        return uri
 
 
 class SSDDetectorConfig(StrictModel):

@@ -10,14 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from agent.config_rules import StrictConfigModel
 
 SINK_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 MQTT_TOPIC_LEVEL = r"^[^/#+]+$"
 
 
-class _StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _StrictModel(StrictConfigModel):
+    """Unknown keys refused, frozen, finite numbers only, no YAML boolean where a number goes."""
 
 
 UnverifiedAction = Literal["raise", "hold"]

@@ -6,7 +6,9 @@ import ipaddress
 import logging
 import os
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from agent.config_rules import StrictConfigModel
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +44,12 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class ApiConfig(BaseModel):
+class ApiConfig(StrictConfigModel):
     """HTTP API served by ``watchword run``.
 
     ``token`` (or the environment variable ``WATCHWORD_API_TOKEN``) is the bearer token every
     endpoint but ``/health`` requires. Without one the API may only bind a loopback address.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = False
     host: str = Field("127.0.0.1", description="bind address; loopback by default")

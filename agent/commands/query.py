@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         command = args.query_command
         if command == "add":
+            _check_cameras(args)
             query = registry.add(
                 args.text,
                 cameras=args.cameras,
@@ -117,3 +118,27 @@ def run(args: argparse.Namespace) -> int:
     finally:
         registry.close()
     return EXIT_OK
+
+
+def _check_cameras(args: argparse.Namespace) -> None:
+    """Refuse camera ids the config does not define; without a config, warn that none is checked."""
+    from agent.queries import QueryError
+    from agent.queries.bounds import unknown_cameras
+
+    if not args.cameras:
+        return
+    if getattr(args, "config", None) is None:
+        print(
+            "watchword query: warning: camera ids are not checked without --config "
+            f"({', '.join(args.cameras)})",
+            file=sys.stderr,
+        )
+        return
+    from agent.config import load_config
+
+    known = {camera.id for camera in load_config(args.config).cameras}
+    unknown = unknown_cameras(args.cameras, known)
+    if unknown:
+        raise QueryError(
+            f"unknown camera ids {', '.join(unknown)}; the config defines {', '.join(sorted(known))}"
+        )
