@@ -142,6 +142,9 @@ class ReassociationConfig(StrictModel):
     decision_window_s: float = Field(
         1.5, ge=0, le=5, description="media seconds a doubtful new track is held back and compared again"
     )
+    appearance: Literal["colour", "clip"] = Field(
+        "colour", description="clip: compare crops with the matcher's CLIP encoder (matching.embedder)"
+    )
 
 
 class _TrackerBase(StrictModel):

@@ -22,6 +22,7 @@ from agent.outputs.jsonl import JsonlWriter, frame_record
 from agent.outputs.video import VideoWriter, annotate
 from agent.sources import Source, SourceError, SourceStats, open_source
 from agent.tracking import CameraTracker, build_tracker
+from agent.tracking.reassociation import Embedder
 from agent.types import Detections, Frame, FrameResult, TrackEvent, TrackEventKind
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,8 @@ class Pipeline:
             it (the pipeline closes only a detector it built).
         on_frame: called after each analysed frame with its tracks and events (for extensions).
         analyzers: stages run on each batch after tracking (matching, alerts), in order.
+        appearance_embedder: image embedder (CLIP) the trackers compare people with when
+            re-associating, if ``tracker.reassociation.appearance`` is ``clip``; colour otherwise.
     """
 
     def __init__(
@@ -108,8 +111,10 @@ class Pipeline:
         detector: Detector | None = None,
         on_frame: Callable[[Frame, Detections, list[TrackEvent]], None] | None = None,
         analyzers: list[Analyzer] | None = None,
+        appearance_embedder: Embedder | None = None,
     ) -> None:
         self.config = config
+        self.appearance_embedder = appearance_embedder  # CLIP for tracker re-association (identity)
         self.jsonl_path = jsonl_path if jsonl_path is not None else config.output.jsonl
         self.video_dir = video_dir if video_dir is not None else config.output.video_dir
         self.max_frames = max_frames
@@ -183,6 +188,8 @@ class Pipeline:
         tracker = self.trackers.get(camera_id)
         if tracker is None:
             tracker = build_tracker(self.config.tracker, camera_id, frame_rate=self.frame_rate_of(camera_id))
+            if self.config.tracker.reassociation.appearance == "clip":
+                tracker.set_appearance_embedder(self.appearance_embedder)
             self.trackers[camera_id] = tracker
         return tracker
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from agent.embedding import ClipEncoder
     from agent.matching.matcher import Matcher
     from agent.rerank import RerankService
+    from agent.tracking.reassociation import Embedder
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,18 @@ NO_MODEL_HINT = (
 
 # SIGINT/SIGTERM must end the process within 5 s: the pipeline's own shutdown takes up to ~2.5 s.
 CLOSE_BUDGET_S = 2.0
+
+
+def _reassociation_embedder(config: AgentConfig, encoder: ClipEncoder | None) -> Embedder | None:
+    """The CLIP crop embedder for tracker re-association when the config asks for it (identity)."""
+    if config.tracker.reassociation.appearance != "clip":
+        return None
+    if encoder is None:
+        log.warning(
+            "tracker.reassociation.appearance is clip but matching.embedder is not set: colour is used"
+        )
+        return None
+    return encoder.embed_images
 
 
 def _detector_version(config: AgentConfig) -> str:
@@ -127,6 +140,7 @@ class Agent:
             max_frames=max_frames,
             duration_s=duration_s,
             analyzers=analyzers,
+            appearance_embedder=_reassociation_embedder(config, self.encoder),
         )
 
     # --- stages after matching -------------------------------------------------------------

@@ -276,7 +276,7 @@ def main() -> None:
     print(
         "re-birth: track ends >= 25 px inside the frame followed within 4 s by a new id within a box\n"
         "height; dup frames: an id with two boxes on one frame; jumps: an id moving more than 2 box\n"
-        "heights + 200 px/s;"
+        "heights + 200 px/s;\n"
         "1 s gaps: each plain track of 6 s or more hidden for 1 s mid-track: kept its id / came back under\n"
         "another person's id (over-merging)."
     )

@@ -90,6 +90,11 @@ class CameraTracker:
         """New tracks that took a lost person's id since this tracker was built."""
         return 0 if self._reassociator is None else self._reassociator.reassociated
 
+    @property
+    def appearance_embedder(self) -> Embedder | None:
+        """The image embedder re-association compares people with (None: colour histograms)."""
+        return None if self._reassociator is None else self._reassociator.embedder
+
     def set_appearance_embedder(self, embedder: Embedder | None) -> None:
         """Compare people by this image embedder (e.g. CLIP's ``embed_images``) instead of colour histograms.
 

@@ -188,3 +188,21 @@ def test_colour_descriptor_tells_the_drawn_people_apart() -> None:
     assert a is not None and a_again is not None and b is not None
     assert similarity(a, a_again) > 0.9 > 0.3 > similarity(a, b)
     assert colour_descriptor(scene([]), np.array([0, 0, 3, 3], np.float64)) is None  # too small
+
+
+def test_pipeline_gives_its_trackers_the_clip_embedder_only_when_asked() -> None:
+    from agent.config import AgentConfig
+    from agent.pipeline import Pipeline
+
+    def embed(crops: Sequence[np.ndarray]) -> np.ndarray:
+        return np.zeros((len(crops), 2), np.float32)
+
+    for appearance, expected in (("clip", embed), ("colour", None)):
+        config = AgentConfig.model_validate(
+            {
+                "cameras": [{"id": "cam", "uri": "test://?pattern=ball"}],
+                "tracker": {"type": "bytetrack", "reassociation": {"appearance": appearance}},
+            }
+        )
+        pipeline = Pipeline(config, appearance_embedder=embed)
+        assert pipeline._tracker_for("cam").appearance_embedder is expected
