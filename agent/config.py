@@ -72,6 +72,9 @@ class CameraConfig(StrictModel):
     stall_timeout_s: float = Field(10.0, gt=0, description="restart a live source silent this long")
     connect_timeout_s: float = Field(10.0, gt=0)
     reconnect: ReconnectConfig = ReconnectConfig()
+    decode: Literal["auto", "software", "nvdec", "jetson", "vaapi"] = Field(
+        "auto", description="video decoder: auto probes nvdec/jetson/vaapi and falls back to software"
+    )
 
     @field_validator("uri")
     @classmethod

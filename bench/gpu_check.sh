@@ -3,6 +3,8 @@
 # CLIP image encoder and a YOLOv8n-sized detector, checks them against ONNX Runtime, confirms the
 # engine cache hits on a second load, and times batches of 1, 8 and 32. Bounded to 8 minutes.
 #
+# Then runs the gpu/trt-marked detector tests and bench/nvdec_check.py (NVDEC decoding vs software).
+#
 #   bench/gpu_check.sh [--keep DIR] [--only clip|yolo]
 #
 # Needs the watchword[trt,export] extras (tensorrt, cuda-python, torch, transformers, onnx, ultralytics).
@@ -25,5 +27,11 @@ if missing:
     print("gpu_check: missing Python packages:", ", ".join(missing), "(pip install 'watchword[trt,export]')")
     sys.exit(1)
 PY
-export YOLO_OFFLINE=1 YOLO_AUTOINSTALL=0 PYTHONUNBUFFERED=1
-exec timeout --signal=TERM --kill-after=15 "$LIMIT_S" "$PYTHON" bench/gpu_check.py "$@"
+export YOLO_OFFLINE=1 YOLO_AUTOINSTALL=0 PYTHONUNBUFFERED=1 PYTHONPATH="$PWD"
+status=0
+timeout --signal=TERM --kill-after=15 "$LIMIT_S" "$PYTHON" bench/gpu_check.py "$@" || status=$?
+# The detector on the GPU (CUDA provider, a TensorRT engine built and cached here) and NVDEC decoding.
+timeout --signal=TERM --kill-after=15 300 "$PYTHON" -m pytest -q -m "gpu or trt" -rs \
+    tests/agent/detection/test_yolo_gpu.py tests/engines/test_engine_tensorrt.py || status=1
+timeout --signal=TERM --kill-after=15 300 "$PYTHON" -m bench.nvdec_check || { rc=$?; [ "$rc" -eq 2 ] || status=1; }
+exit "$status"

@@ -18,6 +18,7 @@ import numpy as np
 
 from agent.config import CameraConfig, ReconnectConfig
 from agent.sources.base import Source, SourceState, SourceStats
+from agent.sources.decoders import DecoderPlan, DecoderUnavailableError, plan_decoding
 from agent.sources.pipeline import CameraPipeline, ensure_gst
 from agent.sources.queue import BlockingQueue, DropOldestQueue
 from agent.sources.stats import SourceCounters
@@ -80,6 +81,7 @@ class GstSource(Source):
         self._pts_offset_s = 0.0
         self._last_raw_pts_s: float | None = None
         self._native_fps: float | None = None
+        self._decoding: DecoderPlan | None = None  # resolved on the worker at the first pipeline
         if spec.kind == "test":
             CameraPipeline(camera, spec)  # raises SourceError now for a bad test pattern
 
@@ -132,6 +134,8 @@ class GstSource(Source):
                 outcome = self._run_pipeline()
                 if outcome.kind == "stopped":
                     break
+                if self._fall_back_to_software(outcome):
+                    continue
                 if outcome.kind == "restart":
                     continue
                 if not self.is_live:
@@ -163,11 +167,32 @@ class GstSource(Source):
         """Build, play and drain one pipeline until it ends, fails, stalls or the source stops."""
         if self.spec.path is not None and not self.spec.path.is_file():
             return _Outcome("error", f"file not found: {self.spec.path}")
-        pipeline = CameraPipeline(self.camera, self.spec)
+        if self._decoding is None and self.spec.kind != "test":
+            try:
+                self._decoding = plan_decoding(self.camera.decode, self.camera.id)
+            except DecoderUnavailableError as exc:
+                return _Outcome("error", str(exc))
+        pipeline = CameraPipeline(self.camera, self.spec, self._decoding)
         try:
             return self._drain(pipeline)
         finally:
             pipeline.close()
+
+    def _fall_back_to_software(self, outcome: _Outcome) -> bool:
+        """After ``decode: auto`` chose hardware and that pipeline failed before any frame: use software."""
+        plan = self._decoding
+        if plan is None or not plan.hardware or plan.requested != "auto":
+            return False
+        if outcome.kind != "error" or outcome.frames > 0:
+            return False
+        logger.warning(
+            "%s: hardware decoding (%s) failed to start: %s; falling back to software decoding",
+            self.label,
+            plan.family,
+            outcome.message,
+        )
+        self._decoding = DecoderPlan(plan.requested, "software")
+        return True
 
     def _drain(self, pipeline: CameraPipeline) -> _Outcome:
         error = pipeline.play()

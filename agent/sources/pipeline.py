@@ -25,6 +25,7 @@ import numpy as np
 from agent.config import CameraConfig
 from agent.gst import protect_unwinder
 from agent.sources.base import SourceError
+from agent.sources.decoders import DecoderPlan
 from agent.sources.rate import RateLimiter
 from agent.sources.uri import SourceSpec, TestPattern
 
@@ -35,7 +36,7 @@ try:
     gi.require_version("Gst", "1.0")
     gi.require_version("GstVideo", "1.0")
     gi.require_version("GstApp", "1.0")
-    from gi.repository import GObject, Gst, GstApp, GstVideo  # noqa: F401  (GstApp: try_pull_sample)
+    from gi.repository import GLib, GObject, Gst, GstApp, GstVideo  # noqa: F401  (GstApp: try_pull_sample)
 except (ImportError, ValueError) as exc:  # pragma: no cover - depends on the machine
     raise SourceError(
         "GStreamer through PyGObject is not available; install PyGObject and the Debian packages "
@@ -136,10 +137,12 @@ class CameraPipeline:
     buffers without a duration, which MJPEG and some RTSP cameras deliver.
     """
 
-    def __init__(self, camera: CameraConfig, spec: SourceSpec) -> None:
+    def __init__(self, camera: CameraConfig, spec: SourceSpec, decoding: DecoderPlan | None = None) -> None:
         ensure_gst()
         self.camera = camera
         self.spec = spec
+        self.decoding = decoding or DecoderPlan("software", "software")
+        self.decoder: str | None = None  # the video decoder factory uridecodebin picked
         self.native_fps: float | None = None
         self.video_linked = False
         self._configured: tuple[int, int, int, int] | None = None
@@ -184,6 +187,7 @@ class CameraPipeline:
         else:
             decode = _make("uridecodebin", "decode", uri=self.spec.uri)
             decode.connect("source-setup", self._on_source_setup)
+            decode.connect("autoplug-select", self._on_autoplug_select)
             decode.connect("pad-added", self._on_pad_added)
             self.pipeline.connect("deep-element-added", self._on_element_added)
             self.pipeline.add(decode)
@@ -222,8 +226,18 @@ class CameraPipeline:
             source.set_property("do-timestamp", True)
         logger.debug("camera %s: source element %s", camera.id, name or "?")
 
+    def _on_autoplug_select(self, _bin: Any, _pad: Any, caps: Any, factory: Any) -> int:
+        """Keep uridecodebin to the camera's decoder family (see :mod:`agent.sources.decoders`)."""
+        return self.decoding.select(caps, factory)
+
     def _on_element_added(self, _bin: Any, _parent: Any, element: Any) -> None:
         factory = element.get_factory()
+        klass = (factory.get_metadata("klass") or "") if factory is not None else ""
+        if factory is not None and "Decoder" in klass and "Video" in klass:
+            self.decoder = factory.get_name()
+            logger.info(
+                "camera %s: decoding with %s (%s)", self.camera.id, self.decoder, self.decoding.family
+            )
         if factory is not None and factory.get_name() == "multipartdemux":
             # MJPEG over HTTP: without this, decodebin waits forever for more streams.
             element.set_property("single-stream", True)
@@ -235,7 +249,11 @@ class CameraPipeline:
         if media.startswith("video/x-raw") and not self.video_linked:
             if self._link_video(pad, caps):
                 return
-            logger.error("camera %s: cannot link the decoded video %s", self.camera.id, caps.to_string())
+            text = f"cannot link the decoded video {caps.to_string()} ({self.decoding.family} decoding)"
+            logger.error("camera %s: %s", self.camera.id, text)
+            # An error on the bus ends this run (and lets `decode: auto` fall back to software);
+            # without it the tail would wait for frames that never come.
+            self.pipeline.post_message(Gst.Message.new_error(self.pipeline, GLib.Error(text), text))
         sink = _make("fakesink", sync=False)
         sink.set_property("async", False)
         self.pipeline.add(sink)
@@ -267,6 +285,17 @@ class CameraPipeline:
                 Gst.PadProbeType.BUFFER, lambda _pad, info: _limit(limiter, self.pipeline, info)
             )
         pad.add_probe(Gst.PadProbeType.EVENT_DOWNSTREAM, self._on_caps_event)
+        if self.decoding.convert and self.spec.kind != "test":
+            # e.g. Jetson: NVMM buffers -> system memory before the rate limit and the scaler.
+            convert = _make(self.decoding.convert)
+            system = _make("capsfilter", caps=Gst.Caps.from_string("video/x-raw"))
+            for element in (convert, system):
+                self.pipeline.add(element)
+            if not (convert.link(system) and system.link(head)):
+                return False
+            system.sync_state_with_parent()
+            convert.sync_state_with_parent()
+            head = convert
         result = pad.link(head.get_static_pad("sink"))
         self.video_linked = result == Gst.PadLinkReturn.OK
         return self.video_linked
