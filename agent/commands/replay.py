@@ -8,7 +8,9 @@
 ``--video`` runs the whole agent (detection to alerts, sinks off, state in a scratch folder) over a
 recording. ``--frames`` re-runs only the decision layer (pooling, hysteresis, selection, cooldown,
 episodes) over the frame records ``watchword run --jsonl`` (or ``--frames-out``) wrote: no model,
-seconds instead of hours, so thresholds and settings can be tuned on a whole day. Queries come from
+seconds instead of hours, so thresholds and settings can be tuned on a whole day. With
+``rerank.enabled`` the LMM re-ranks there too, on frames read back from the recordings the config's
+cameras name, under its call budget counted in media time. Queries come from
 the registry (``--db``, else ``--config``'s ``database``); ``--set KEY=VALUE`` overrides a config
 key (dotted path, YAML value) and ``--threshold ID=VALUE`` a query's threshold, for what-if runs
 (on a scratch copy: the registry is not changed).
@@ -172,6 +174,14 @@ def run_replay(args: argparse.Namespace) -> int:
 
                 frames_out = args.frames_out or work_dir / "frames.jsonl"
                 result = replay_video(config, frames_out)
+            elif config.rerank.enabled and config.rerank.backend is not None:
+                from agent.evaluation.replay_rerank import OpenedVerifier
+
+                opened = OpenedVerifier(config)
+                try:
+                    result = replay_frames(args.frames, config, queries, opened.verifier)
+                finally:
+                    opened.close()
             else:
                 result = replay_frames(args.frames, config, queries)
         except FrameRecordError as exc:

@@ -23,10 +23,11 @@ import numpy as np
 from agent.alerts.episodes import AlertEvent, AlertEventKind, CloseReason, EpisodeTracker
 from agent.alerts.feed import AlertFeed
 from agent.config import AgentConfig
+from agent.evaluation.replay_rerank import FramePixels, ReplayVerifier
 from agent.matching.scoring import PoolingParams
 from agent.matching.trackbook import TrackBook
 from agent.queries import Query
-from agent.types import Detections, Frame, FrameResult, TrackEvent, TrackEventKind
+from agent.types import Candidate, Detections, Frame, FrameResult, TrackEvent, TrackEventKind
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +139,22 @@ class _TrackerClock:
 
 
 class FrameReplay:
-    """The decision layer of one agent config, fed frame records one at a time."""
+    """The decision layer of one agent config, fed frame records one at a time.
 
-    def __init__(self, config: AgentConfig, queries: list[Query]) -> None:
+    With a ``verifier`` (the re-ranker on media time) and ``pixels`` (the recordings), candidates
+    that may open an alert are re-ranked first, as in the live agent.
+    """
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        queries: list[Query],
+        verifier: ReplayVerifier | None = None,
+        pixels: FramePixels | None = None,
+    ) -> None:
+        self.verifier = verifier
+        self.pixels = pixels
+        self._sizes: dict[str, tuple[int, int]] = {}
         matching = config.matching
         params = PoolingParams(matching.ema_alpha, matching.pool_window_s, matching.exit_margin)
         self.book = TrackBook(params, matching.window_s, matching.top_k, matching.history)
@@ -169,6 +183,9 @@ class FrameReplay:
         """One frame: removals, its samples, the camera's window, then track events and quiet ticks."""
         camera = str(record["camera"])
         now = media_time_of(record)
+        self._sizes[camera] = (int(record.get("width") or 0), int(record.get("height") or 0))
+        if self.verifier is not None:
+            self.verifier.clock.now = now
         self.frames += 1
         self.footage.add(camera, now)
         frame = Frame(
@@ -191,13 +208,35 @@ class FrameReplay:
             self._sample(frame, now, int(track_id), per_query, boxes.get(int(track_id)))
         if self.book.window_due(camera, now):
             self.windows += 1
-            for pick in self.book.select(camera, now, self.tracker.alert_state()):
+            pending = self.verifier.pending() if self.verifier is not None else frozenset()
+            for pick in self.book.select(camera, now, self.tracker.alert_state(), pending):
                 candidate = self.book.candidate(camera, pick, now, self.model_versions)
                 self.candidates += int(pick.opens)
-                accepted = self.tracker.accept(candidate, opens=pick.opens)
-                if accepted is not None:
-                    self.events.append(accepted)
+                if pick.opens and self.verifier is not None and self._add_pixels(candidate):
+                    self.verifier.put(candidate)
+                else:
+                    self._accept(candidate, pick.opens)
+        if self.verifier is not None:
+            for candidate in self.verifier.decided():
+                self._accept(candidate, True)
         self.feed.frame(FrameResult(frame, Detections.empty(), events))
+
+    def _accept(self, candidate: Candidate, opens: bool) -> None:
+        accepted = self.tracker.accept(candidate, opens=opens)
+        if accepted is not None:
+            self.events.append(accepted)
+
+    def _add_pixels(self, candidate: Candidate) -> bool:
+        """Give the candidate its frame from the recording; False (unverified) when there is none."""
+        state = self.book.tracks[(candidate.camera_id, candidate.track_id)]
+        if self.pixels is None or state.frame is None:
+            return False
+        width, height = self._sizes.get(candidate.camera_id, (0, 0))
+        image = self.pixels.image(candidate.camera_id, state.frame.pts_s, width, height)
+        if image is None:
+            return False
+        candidate.frame = image
+        return True
 
     def _sample(
         self,
@@ -255,11 +294,22 @@ def opened_alerts(events: Iterable[AlertEvent]) -> list[ReplayedAlert]:
     return alerts
 
 
-def replay_frames(path: Path, config: AgentConfig, queries: list[Query]) -> ReplayResult:
-    """Replay the decision layer of ``config`` with ``queries`` over the frame records in ``path``."""
-    replay = FrameReplay(config, queries)
-    for record in read_records(path):
-        replay.feed_record(record)
-    if config.rerank.enabled:
-        log.warning("frame records hold no pixels: the re-ranker is not run (replay --video runs it)")
+def replay_frames(
+    path: Path,
+    config: AgentConfig,
+    queries: list[Query],
+    verifier: ReplayVerifier | None = None,
+) -> ReplayResult:
+    """Replay the decision layer of ``config`` with ``queries`` over the frame records in ``path``
+    (re-ranking with ``verifier``, the pixels read back from the recordings the config names)."""
+    pixels = FramePixels(config) if verifier is not None else None
+    if pixels is not None and not pixels.paths:
+        log.warning("no camera of the config names a recording: candidates pass on unverified")
+    replay = FrameReplay(config, queries, verifier, pixels)
+    try:
+        for record in read_records(path):
+            replay.feed_record(record)
+    finally:
+        if pixels is not None:
+            pixels.close()
     return replay.finish()

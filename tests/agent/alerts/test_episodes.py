@@ -182,3 +182,16 @@ def test_reset_forgets_episodes_and_cooldowns() -> None:
     tracker.reset()
     assert tracker.open_episodes == [] and tracker.counters.opened == 0
     assert _kinds([tracker.accept(make_candidate(track=2, t=1001.0))]) == ["opened"]
+
+
+def test_an_update_the_lmm_did_not_see_keeps_its_verdict() -> None:
+    tracker = _tracker(update_interval_s=0.0)
+    opened = tracker.accept(
+        make_candidate(t=1000.0, verified=True, fused_score=0.8, rationale={"verdict": "yes"})
+    )
+    assert opened is not None
+    update = tracker.accept(make_candidate(t=1002.0, score=0.7), opens=False)
+    assert update is not None and update.kind is AlertEventKind.UPDATED
+    latest = update.episode.latest
+    assert (latest.verified, latest.fused_score, latest.rationale) == (True, 0.8, {"verdict": "yes"})
+    assert latest.score == 0.7, "the coarse score is the new one"
