@@ -2,7 +2,8 @@
 
 Runs the demo config's detector once over the whole sample video (detections are cached under
 ``out/bench/`` keyed by the detector settings), then tracks the same detections with each tracker
-config and prints, per config:
+config (plain ByteTrack with the demo thresholds, the demo tracker without re-association, the
+demo tracker) and prints, per config:
 
 - ids: distinct track ids output over the video;
 - median life: median of (last seen - first seen) over ids, media seconds (the frame's pts);
@@ -256,7 +257,18 @@ def main() -> None:
     video_end_s = (len(images) - 1) / fps
     rows = []
     reference = track_all(plain(config), images, detections, fps)
-    for label, cfg in (("plain ByteTrack", plain(config)), (f"{args.config} tracker", config)):
+    without = AgentConfig.model_validate(
+        {
+            **config.model_dump(),
+            "tracker": {**config.tracker.model_dump(), "reassociation": {"enabled": False}},
+        }
+    )
+    configs = (
+        ("plain ByteTrack", plain(config)),
+        (f"{config.tracker.type}, no re-association", without),
+        (f"{args.config} tracker", config),
+    )
+    for label, cfg in configs:
         started = time.perf_counter()
         history = track_all(cfg, images, detections, fps)
         stats = measure(history, width, height, video_end_s)
