@@ -2,13 +2,24 @@
 
 Runs the agent's detector, tracker and matcher over footage known to be normal and sets each enabled
 query's threshold so that this footage would raise at most N alarms per hour.
+
+A threshold set by hand (``query add --threshold``, the API) is left alone, and reported, unless
+``--overwrite-manual``. A target of N per hour needs at least 1/N hours of footage (60 min for 1 per
+hour); on less the command warns and says how much. A progress bar shows the run (``--no-progress``
+turns it off).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agent.types import FrameResult
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,7 +43,54 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--min-threshold", type=float, default=0.5, help="never set a threshold below this")
     parser.add_argument("--max-frames", type=int, help="analyse at most this many frames")
     parser.add_argument("--dry-run", action="store_true", help="print the thresholds, change nothing")
+    parser.add_argument(
+        "--overwrite-manual",
+        action="store_true",
+        help="also replace thresholds set by hand (by default they are kept and reported)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
+
+
+class _Progress:
+    """An analyser that advances a progress bar by the frames analysed (rich, on stderr)."""
+
+    def __init__(self, advance: Callable[[int], None]) -> None:
+        self.advance = advance
+
+    def process(self, results: list[FrameResult]) -> None:
+        self.advance(len(results))
+
+
+def _expected_frames(video: Path, analysis_fps: float | None, max_frames: int | None) -> int | None:
+    """Frames the pipeline will analyse, from the file's frame count and rate; None when unknown."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(video))
+    try:
+        count, fps = capture.get(cv2.CAP_PROP_FRAME_COUNT), capture.get(cv2.CAP_PROP_FPS)
+    finally:
+        capture.release()
+    expected: int | None = None
+    if count > 0 and fps > 0:
+        expected = round(count * min(1.0, (analysis_fps or fps) / fps))
+    if max_frames is not None:
+        expected = max_frames if expected is None else min(expected, max_frames)
+    return expected
+
+
+@contextmanager
+def _progress_bar(total: int | None, enabled: bool) -> Iterator[Callable[[int], None]]:
+    if not enabled:
+        yield lambda n: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("calibrating"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"))
+    with Progress(*columns, TimeRemainingColumn(), console=Console(stderr=True)) as progress:
+        task = progress.add_task("calibrating", total=total)
+        yield lambda n: progress.advance(task, n)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
 
     from agent.config import CameraConfig
     from agent.embedding import ClipEncoder
-    from agent.matching.calibration import ScoreCollector
+    from agent.matching.calibration import ScoreCollector, footage_warning
     from agent.matching.matcher import Matcher
     from agent.pipeline import Pipeline
     from agent.queries import QueryRegistry, QueryUpdate
@@ -72,6 +130,12 @@ def run(args: argparse.Namespace) -> int:
         max_width=template.max_width,
         max_height=template.max_height,
     )
+    target = args.target_false_alarms_per_hour
+    expected = _expected_frames(args.video, camera.analysis_fps, args.max_frames)
+    if expected is not None and camera.analysis_fps:
+        early = footage_warning(expected / camera.analysis_fps / 3600.0, target)
+        if early is not None:
+            print(f"watchword calibrate: warning: {early}", file=sys.stderr)
     registry = QueryRegistry(config.database)
     encoder = ClipEncoder.from_config(config.matching.embedder)
     try:
@@ -80,36 +144,52 @@ def run(args: argparse.Namespace) -> int:
             print("watchword calibrate: no enabled queries to calibrate", file=sys.stderr)
             return EXIT_USAGE
         collector = ScoreCollector(matcher)
-        pipeline = Pipeline(
-            config.model_copy(update={"cameras": [camera]}),
-            max_frames=args.max_frames,
-            analyzers=[matcher, collector],
-        )
-        summary = pipeline.run()
+        with _progress_bar(expected, not args.no_progress) as advance:
+            pipeline = Pipeline(
+                config.model_copy(update={"cameras": [camera]}),
+                max_frames=args.max_frames,
+                analyzers=[matcher, collector, _Progress(advance)],
+            )
+            summary = pipeline.run()
         counters = summary.cameras[0].counters
         if counters.frames == 0:
             print(f"watchword calibrate: no frame could be read from {args.video}", file=sys.stderr)
             return EXIT_FAILURE
         fps = camera.analysis_fps or pipeline.frame_rate_of("calibration")
         hours = counters.frames / fps / 3600.0
-        outcomes = collector.calibrate(hours, args.target_false_alarms_per_hour, args.min_threshold)
+        outcomes = collector.calibrate(hours, target, args.min_threshold)
         pairs = len(collector.maxima)
         print(f"{counters.frames} frames ({hours * 60:.1f} min of footage), {pairs} track/query pairs")
+        short = footage_warning(hours, target)
+        if short is not None:
+            print(f"warning: {short}")
         print(
-            f"{'id':>4} {'tracks':>6} {'p50':>6} {'p95':>6} {'max':>6} {'threshold':>9} {'alarms':>6}  query"
+            f"{'id':>4} {'tracks':>6} {'p50':>6} {'p95':>6} {'max':>6} {'threshold':>9} {'alarms':>6}  "
+            "query  [action]"
         )
+        kept = 0
         for outcome in outcomes:
-            print(
-                f"{outcome.query_id:4d} {len(outcome.track_maxima):6d} {outcome.percentile(50):6.3f} "
-                f"{outcome.percentile(95):6.3f} {outcome.percentile(100):6.3f} {outcome.threshold:9.3f} "
-                f"{outcome.expected_alarms:6d}  {outcome.text}"
-            )
-            if not args.dry_run:
+            current = registry.get(outcome.query_id)
+            manual = current.threshold is not None and current.threshold_source == "manual"
+            if manual and not args.overwrite_manual:
+                action, kept = f"kept: set by hand ({current.threshold:.3f})", kept + 1
+            elif args.dry_run:
+                action = "dry run"
+            else:
                 registry.update(
                     outcome.query_id, QueryUpdate(threshold=outcome.threshold, threshold_source="calibrated")
                 )
+                action = "set" + (f" (was {current.threshold:.3f}, by hand)" if manual else "")
+            print(
+                f"{outcome.query_id:4d} {len(outcome.track_maxima):6d} {outcome.percentile(50):6.3f} "
+                f"{outcome.percentile(95):6.3f} {outcome.percentile(100):6.3f} {outcome.threshold:9.3f} "
+                f"{outcome.expected_alarms:6d}  {outcome.text}  [{action}]"
+            )
+        if kept:
+            print(f"{kept} threshold(s) set by hand kept; --overwrite-manual replaces them")
         if args.dry_run:
             print("dry run: no threshold changed")
+
     finally:
         encoder.close()
         registry.close()

@@ -98,8 +98,10 @@ def run(args: argparse.Namespace) -> int:
             for query in [] if args.json else queries:
                 cameras = ",".join(query.cameras) if query.cameras else "all"
                 threshold = "auto" if query.threshold is None else f"{query.threshold:.3f}"
+                if query.threshold is not None:  # who set it: by hand, or `watchword calibrate`
+                    threshold += f" ({query.threshold_source or 'manual'})"
                 state = "on " if query.enabled else "off"
-                head = f"{query.id:4d} {state} {query.severity:8s} thr={threshold:5s}"
+                head = f"{query.id:4d} {state} {query.severity:8s} thr={threshold:18s}"
                 print(f"{head} cameras={cameras}  {query.text}")
         elif command == "show":
             print(json.dumps(registry.get(args.id).to_dict(), indent=2))

@@ -20,6 +20,37 @@ from agent.types import FrameResult
 THRESHOLD_STEP = 1e-3
 
 
+def minimum_footage_hours(target_per_hour: float) -> float:
+    """The least footage on which a target of N false alarms per hour allows one alarm: 1/N hours.
+
+    On less, ``floor(N * H)`` is 0 and the thresholds go above every normal track seen: stricter
+    than asked, and set by the single most extreme track. 0 for a target of 0 (any footage will do).
+    """
+    return 0.0 if target_per_hour <= 0 else 1.0 / target_per_hour
+
+
+def footage_warning(hours: float, target_per_hour: float) -> str | None:
+    """A sentence saying why ``hours`` of footage cannot honour the target, or None when it can."""
+    needed = minimum_footage_hours(target_per_hour)
+    if needed <= 0 or hours >= needed:
+        return None
+    return (
+        f"{_duration(hours)} of footage cannot honour {target_per_hour:g} false alarm(s) per hour: it "
+        f"allows floor({target_per_hour:g} x {hours:.3g} h) = {math.floor(target_per_hour * hours)} alarms, "
+        f"so every threshold is set above the highest score any normal track reached (stricter than asked). "
+        f"Calibrate on at least {_duration(needed)} of normal footage for this target."
+    )
+
+
+def _duration(hours: float) -> str:
+    seconds = hours * 3600.0
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{hours:.3g} h"
+
+
 @dataclass
 class QueryCalibration:
     """The outcome for one query."""

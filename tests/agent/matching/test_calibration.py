@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.matching.calibration import THRESHOLD_STEP, choose_threshold
+from agent.matching.calibration import (
+    THRESHOLD_STEP,
+    choose_threshold,
+    footage_warning,
+    minimum_footage_hours,
+)
 from agent.queries import QueryRegistry
 
 REPO = Path(__file__).resolve().parents[3]
@@ -30,13 +35,14 @@ def test_threshold_lets_through_at_most_the_allowed_tracks() -> None:
 
 
 @pytest.mark.slow
-def test_calibrate_command_sets_thresholds_from_the_sample(
+def test_calibrate_command_sets_thresholds_keeps_manual_ones_and_warns_on_short_footage(
     tmp_path: Path, clip_fp32: Path, sample_video: Path
 ) -> None:
     database = tmp_path / "queries.db"
     registry = QueryRegistry(database)
     falling = registry.add("a person falling down")
-    fight = registry.add("two people fighting", threshold=0.9)
+    fight = registry.add("two people fighting", threshold=0.9)  # set by hand
+    assert fight.threshold_source == "manual"
     config = tmp_path / "site.yaml"
     config.write_text(
         f"database: {database}\n"
@@ -52,12 +58,43 @@ def test_calibrate_command_sets_thresholds_from_the_sample(
     assert result.returncode == 0, result.stderr
     # 50 frames at 5 frames/s are 10 s of footage: 60 alarms/hour allow floor(60 * 10 / 3600) = 0 alarms
     assert "50 frames" in result.stdout
-    for query in (falling, fight):
-        updated = registry.get(query.id)
-        assert updated.threshold_source == "calibrated"
-        assert updated.threshold is not None and updated.threshold > 0.05
-        row = next(line for line in result.stdout.splitlines() if line.strip().startswith(f"{query.id} "))
-        assert row.split()[6] == "0", "no track of the normal footage would alert"
+    # too short for the target: said before the run and after it, with the footage it would need
+    assert "10 s of footage cannot honour 60 false alarm(s) per hour" in result.stderr
+    assert "at least 60 s of normal footage" in result.stdout
+    # the progress bar ran on stderr, counting the frames
+    assert "calibrating" in result.stderr and "50/50" in result.stderr
+    updated = registry.get(falling.id)
+    assert updated.threshold_source == "calibrated" and updated.threshold is not None
+    assert updated.threshold > 0.05
+    row = next(line for line in result.stdout.splitlines() if line.strip().startswith(f"{falling.id} "))
+    assert row.split()[6] == "0", "no track of the normal footage would alert"
+    kept = registry.get(fight.id)
+    assert (kept.threshold, kept.threshold_source) == (0.9, "manual")
+    assert "kept: set by hand (0.900)" in result.stdout and "--overwrite-manual" in result.stdout
+    listing = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "query", "list", "--db", str(database)],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, check=True,
+    ).stdout  # fmt: skip
+    assert "thr=0.900 (manual)" in listing and "(calibrated)" in listing
+
+    again = subprocess.run(
+        [*command, "--overwrite-manual", "--no-progress", "--target-false-alarms-per-hour", "0"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert "cannot honour" not in again.stdout + again.stderr  # a target of 0 needs no minimum
+    assert "calibrating" not in again.stderr
+    replaced = registry.get(fight.id)
+    assert replaced.threshold_source == "calibrated" and replaced.threshold != 0.9
+    assert "(was 0.900, by hand)" in again.stdout
+
+
+def test_footage_warning_names_the_minimum() -> None:
+    assert minimum_footage_hours(1.0) == 1.0 and minimum_footage_hours(0.0) == 0.0
+    warning = footage_warning(10 / 60, 1.0)  # 10 minutes at 1 per hour
+    assert warning is not None and "10 min of footage" in warning and "at least 60 min" in warning
+    assert footage_warning(2.0, 1.0) is None and footage_warning(0.01, 0.0) is None
+    assert "at least 10 h" in (footage_warning(1.0, 0.1) or "")
 
 
 def test_calibrate_needs_a_clip_model(tmp_path: Path, sample_video: Path) -> None:
