@@ -25,19 +25,17 @@ from agent.alerts.episodes import (
     EpisodeTracker,
 )
 from agent.alerts.evidence import EvidenceError, EvidencePaths, EvidenceStore
+from agent.alerts.health import alerts_health
 from agent.alerts.holdback import HoldBack, StorageCounters
 from agent.alerts.outbox import Outbox
 from agent.alerts.payload import build_payload, closed_after_restart
 from agent.alerts.sinks import Sink, build_sink
-from agent.redact import redact_text
 from agent.types import Candidate, TrackEvent, TrackEventKind
 
 log = logging.getLogger(__name__)
 
 DRAIN_POLL_S = 0.05
 STOP_TIMEOUT_S = 2.0
-# A sink whose oldest event failed this many times in a row makes /health say degraded.
-FAILING_SINK_ATTEMPTS = 3
 
 
 @dataclass
@@ -140,6 +138,11 @@ class AlertManager:
         for worker in self.workers:
             worker.start()
         log.info("alerts: started with sinks %s, backlog %s", self.sink_names, self.backlog())
+
+    @property
+    def running(self) -> bool:
+        """Started and not closed: the delivery threads should be alive."""
+        return self._started and not self._closed
 
     def close(self, drain_timeout_s: float | None = None, stop_timeout_s: float | None = None) -> None:
         """Close open episodes, give the sinks ``drain_timeout_s`` (default: the config's) to deliver, stop.
@@ -263,6 +266,7 @@ class AlertManager:
             except (EvidenceError, ValueError) as exc:
                 self.holdback.counters.evidence_errors += 1
                 log.error("alert %s: no evidence images: %s", alert_id, exc)
+            self._enforce_byte_cap(alert_id)
             self._bundles[alert_id] = bundle
         payload = build_payload(event, self.site, None if bundle is None else bundle.paths)
         if bundle is not None and bundle.paths is not None:
@@ -270,6 +274,23 @@ class AlertManager:
         if event.kind is AlertEventKind.CLOSED:
             self._bundles.pop(alert_id, None)
         return self._enqueue(payload)
+
+    def _enforce_byte_cap(self, new_alert_id: str) -> None:
+        """After a bundle is written: delete the oldest delivered bundles while over the byte cap.
+
+        Evidence of an alert not yet delivered to every sink is kept even past the cap.
+        """
+        if self.config.retention_bytes is None:
+            return
+        try:
+            self.evidence.prune(
+                retention_days=None,
+                retention_bytes=self.config.retention_bytes,
+                keep=self._undelivered_alerts() | {new_alert_id},
+                now=self.clock(),
+            )
+        except OSError as exc:
+            log.error("evidence byte cap: %s", exc)
 
     def _write_record(self, event: AlertEvent, payload: dict[str, Any], bundle: _Bundle) -> None:
         latest = event.episode.latest
@@ -368,52 +389,8 @@ class AlertManager:
         return count
 
     def health(self) -> dict[str, Any]:
-        """Sinks (backlog, dead letters, failures) and storage (events held in memory, drops), with a
-        ``status`` of ok or degraded and the ``problems`` behind a degraded one."""
-        problems: list[str] = []
-        storage = replace(self.holdback.counters)
-        try:
-            dead = self.outbox.dead_letter_counts()
-            backlog = self.backlog()
-        except sqlite3.Error as exc:
-            dead, backlog = {}, {}
-            problems.append(f"alerts database unreadable: {exc}")
-        if storage.buffered:
-            problems.append(f"{storage.buffered} alert events wait in memory: the outbox cannot store them")
-        if storage.dropped:
-            problems.append(f"{storage.dropped} alert events could not be stored and were lost")
-        sinks: dict[str, Any] = {}
-        for worker in self.workers:
-            name, counters = worker.sink.name, worker.counters
-            if self._started and not self._closed and not worker.alive:
-                problems.append(f"sink {name}: delivery thread is not running")
-            if dead.get(name):
-                problems.append(f"sink {name}: {dead[name]} dead letters")
-            if counters.consecutive_failures >= FAILING_SINK_ATTEMPTS:
-                problems.append(f"sink {name}: {counters.consecutive_failures} failed attempts in a row")
-            if counters.unrecorded:
-                problems.append(f"sink {name}: {counters.unrecorded} deliveries not yet recorded")
-            sinks[name] = {
-                "backlog": backlog.get(name, 0),
-                "dead_letters": dead.get(name, 0),
-                "delivered": counters.delivered,
-                "failed_attempts": counters.failed_attempts,
-                "consecutive_failures": counters.consecutive_failures,
-                "last_error": redact_text(counters.last_error) if counters.last_error else None,
-            }
-        return {
-            "status": "degraded" if problems else "ok",
-            "problems": [redact_text(p) for p in problems],
-            "sinks": sinks,
-            "storage": {
-                "held_in_memory": storage.buffered,
-                "dropped": storage.dropped,
-                "stored_late": storage.stored_late,
-                "enqueue_errors": storage.enqueue_errors,
-                "evidence_errors": storage.evidence_errors,
-                "last_error": storage.last_error,
-            },
-        }
+        """Sinks and storage with a status of ok or degraded (see :func:`alerts_health`)."""
+        return alerts_health(self)
 
     def stats(self) -> AlertStats:
         """Episode counts, error counts, backlog and delivery counts per sink."""

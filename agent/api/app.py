@@ -191,7 +191,8 @@ def create_app(context: ApiContext) -> FastAPI:
     guarded = [Depends(_bearer), Depends(require_auth)]
 
     def unprocessable(exc: Exception) -> HTTPException:
-        return HTTPException(422, detail=str(exc))
+        # The same shape as pydantic's validation errors, which is what the schema documents for 422.
+        return HTTPException(422, detail=[{"loc": ["body"], "msg": str(exc), "type": "value_error"}])
 
     def check_cameras(cameras: list[str] | None) -> None:
         known = context.cameras() if context.cameras is not None else None

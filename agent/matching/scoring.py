@@ -39,12 +39,23 @@ def calibrated_scores(
         the query and its normals at ``logit_scale``), and the (T, Q) cosines of tracks and queries.
     """
     cosine = track_embeddings @ query_embeddings.T  # (T, Q)
-    normal_cosine = (track_embeddings @ normal_bank.T)[:, np.maximum(normal_index, 0)]  # (T, Q, M)
-    # p = 1 / (1 + sum_m exp(scale * (normal_m - query))), padding contributing nothing
-    with np.errstate(over="ignore"):
-        terms = np.exp(logit_scale * (normal_cosine - cosine[..., None]))
-    terms = np.where(normal_index[None] >= 0, terms, 0.0)
-    probability = 1.0 / (1.0 + terms.sum(axis=-1))
+    bank_cosine = track_embeddings @ normal_bank.T  # (T, K)
+    probability = np.empty(cosine.shape, np.float64)
+    # Queries are scored in groups of equal normal-prompt count, so the (T, Q_g, M_g) tensor of each
+    # group is as wide as its own prompts: one query with many prompts does not widen everyone's.
+    valid = normal_index >= 0
+    counts = valid.sum(axis=1)
+    for count in np.unique(counts):
+        rows = np.flatnonzero(counts == count)
+        if count == 0:
+            probability[:, rows] = 1.0
+            continue
+        index = normal_index[rows][valid[rows]].reshape(len(rows), int(count))  # (Q_g, M_g)
+        normal_cosine = bank_cosine[:, index]  # (T, Q_g, M_g)
+        # p = 1 / (1 + sum_m exp(scale * (normal_m - query)))
+        with np.errstate(over="ignore"):
+            terms = np.exp(logit_scale * (normal_cosine - cosine[:, rows, None]))
+        probability[:, rows] = 1.0 / (1.0 + terms.sum(axis=-1))
     return probability.astype(np.float32), cosine.astype(np.float32)
 
 

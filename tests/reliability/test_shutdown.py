@@ -57,6 +57,7 @@ def hung_receiver() -> Iterator[HungReceiver]:
     receiver.close()
 
 
+@pytest.mark.slow
 def test_sigterm_with_hung_sinks_exits_within_the_budget(tmp_path: Path, hung_receiver: HungReceiver) -> None:
     state = tmp_path / "state"
     names = [f"hook{i}" for i in range(SINKS)]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from agent.config import parse_config
 from agent.state_lock import LOCK_NAME
 from tests.reliability.agent_process import AgentProcess, digest, watchword
@@ -33,6 +35,7 @@ def test_state_paths_derive_from_state_dir_unless_set(tmp_path: Path) -> None:
     assert config.alerts.evidence_dir == tmp_path / "ev"
 
 
+@pytest.mark.slow
 def test_a_second_agent_on_the_same_state_exits_2_naming_the_first(tmp_path: Path) -> None:
     config = _config(tmp_path)
     state = tmp_path / "state"
