@@ -306,12 +306,19 @@ class EpisodeTracker:
     def _update(self, episode: Episode, candidate: Candidate, now: float) -> AlertEvent | None:
         previous = episode.latest
         snapshot = CandidateSnapshot.of(candidate)
-        if candidate.fused_score is None and candidate.verified is None and candidate.rationale is None:
+        if (
+            candidate.fused_score is None
+            and candidate.verified is None
+            and candidate.verification is None
+            and candidate.rationale is None
+        ):
             # An update the LMM did not look at (open episodes are not re-ranked): its last word stands.
             snapshot = dataclasses.replace(
                 snapshot,
                 fused_score=previous.fused_score,
                 verified=previous.verified,
+                verification=previous.verification,
+                verification_reason=previous.verification_reason,
                 rationale=previous.rationale,
             )
         episode.latest = snapshot

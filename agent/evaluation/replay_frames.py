@@ -170,6 +170,7 @@ class FrameReplay:
             quiet_s=alerts.episode_quiet_s,
             update_interval_s=alerts.update_interval_s,
             require_verified=alerts.require_verified,
+            unverified_policy=alerts.unverified.action,
         )
         self.events: list[AlertEvent] = []
         self.feed = AlertFeed(_TrackerClock(self.tracker, self.events))

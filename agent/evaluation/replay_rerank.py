@@ -105,15 +105,17 @@ class ReplayVerifier:
         self._waiting.append(_Waiting(candidate, self.clock.now))
 
     def decided(self) -> list[Candidate]:
-        """The candidates the stage decides at the current media time (stale ones are dropped)."""
+        """The candidates decided at the current media time: stale ones as the stage passes them on
+        (``expire``), then as many as its budget allows."""
         deadline = self.stage.deadline_s
         now = self.clock.now
+        done: list[Candidate] = []
         if deadline is not None:
             stale = [w for w in self._waiting if now - w.since_s > deadline]
             if stale:
-                self.stage.expire([w.candidate for w in stale], [now - w.since_s for w in stale])
+                expired = self.stage.expire([w.candidate for w in stale], [now - w.since_s for w in stale])
+                done += [d.candidate for d in expired]
                 self._waiting = [w for w in self._waiting if w not in stale]
-        done: list[Candidate] = []
         while self._waiting:
             room = self.stage.capacity()
             if room <= 0:
@@ -137,10 +139,13 @@ class OpenedVerifier:
         self.encoder = ClipEncoder.from_config(config.matching.embedder) if config.matching.embedder else None
         self.backend = build_backend(config.rerank.backend)
         embed_texts = self.encoder.embed_texts if self.encoder is not None else None
+        rerank = config.rerank
+        if rerank.cloze_scheme == "two_step" and rerank.effective_burst < 2:
+            # Media time stands still during a call: the verdict request must not wait for a refill.
+            log.info("replay: rerank.burst raised to 2 so that a candidate's two requests go out together")
+            rerank = rerank.model_copy(update={"burst": 2})
         clock = MediaClock()
-        self.verifier = ReplayVerifier(
-            RerankService(config.rerank, self.backend, embed_texts, clock=clock), clock
-        )
+        self.verifier = ReplayVerifier(RerankService(rerank, self.backend, embed_texts, clock=clock), clock)
 
     def close(self) -> None:
         self.backend.close()

@@ -29,6 +29,7 @@ class ColourBackend(LmmBackend):
         self.colours: list[str] = []
 
     def generate(self, requests: Sequence[LmmRequest]) -> list[LmmResponse]:
+        self._gate(len(requests))  # the budget's tokens, as the real backends take them
         for request in requests:
             blue, _, red = request.images[0].reshape(-1, 3).mean(axis=0)
             self.colours.append("red" if red > 200 > blue else "blue" if blue > 200 > red else "other")
@@ -55,7 +56,8 @@ def test_frames_replay_reranks_recorded_pixels_under_a_media_time_budget(tmp_pat
     config = AgentConfig.model_validate(
         {"cameras": [{"id": "c1", "uri": str(video)}], "alerts": {"cooldown_s": 3600}}
     )
-    rerank = RerankConfig(calls_per_minute=6, burst=1, deadline_s=30.0, accept_threshold=0.0)
+    # two requests a candidate (cloze, then verdict): three candidates a media minute
+    rerank = RerankConfig(calls_per_minute=6, burst=2, deadline_s=30.0, accept_threshold=0.0)
     queries = registry.list_queries(enabled_only=True)
     runs = []
     for _ in range(2):
@@ -66,9 +68,10 @@ def test_frames_replay_reranks_recorded_pixels_under_a_media_time_budget(tmp_pat
         runs.append((result.alerts, backend.colours))
     alerts, colours = runs[0]
     assert runs[0] == runs[1], "the same decisions on every run"
-    # 12 (query, person) pairs want the LMM; 6 calls a media minute (burst 1) over 2 minutes
-    assert 11 <= len(colours) <= 13
-    assert len(alerts) == len(colours) and all(a.verified is not None for a in alerts)
+    # 12 (query, person) pairs want the LMM; 6 requests a media minute, however fast the replay runs
+    assert 10 <= len(colours) <= 14 and len(colours) % 2 == 0
+    asked = colours[::2]  # the image of each candidate's cloze turn
     # the crops are the recording's pixels at the candidates' times: red first, blue after 60 s
-    assert colours[0] == "red" and colours[-1] == "blue" and "other" not in colours
-    assert [c == "red" for c in colours] == [a.time_s < 60 for a in alerts]
+    assert asked[0] == "red" and asked[-1] == "blue" and "other" not in colours
+    reranked = [a for a in alerts if a.verified is not None]
+    assert [c == "red" for c in asked] == [a.time_s < 60 for a in reranked]
