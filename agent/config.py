@@ -20,6 +20,7 @@ from agent.api.config import ApiConfig
 from agent.config_rules import StrictConfigModel
 from agent.embedding.config import EngineConfig, OnnxRuntimeEngineConfig
 from agent.matching.config import MatchingConfig
+from agent.pose.config import PoseConfig
 from agent.rerank.config import RerankConfig
 from agent.uri_rules import camera_uri_problem
 
@@ -225,6 +226,8 @@ class AgentConfig(StrictModel):
     output: OutputConfig = OutputConfig()
     matching: MatchingConfig = MatchingConfig()
     rerank: RerankConfig = RerankConfig()
+    # per-track pose and behaviour cues (None: off); cue-mapped queries work without CLIP
+    pose: PoseConfig | None = None
     alerts: AlertsConfig = AlertsConfig()
     api: ApiConfig = ApiConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

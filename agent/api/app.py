@@ -28,7 +28,7 @@ from agent.api.guard import (
     bearer_authenticator,
     require_auth,
 )
-from agent.queries import QueryError, QueryNotFoundError, QueryRegistry, QueryUpdate
+from agent.queries import Query, QueryError, QueryNotFoundError, QueryRegistry, QueryUpdate
 from agent.queries.bounds import (
     CAMERA_ID,
     MAX_CAMERAS_PER_QUERY,
@@ -79,6 +79,8 @@ class ApiContext:
         max_body_bytes: larger request bodies are refused with 413 before they are read.
         loopback_only: the server binds a loopback address; without a token, only loopback
             ``Host`` names are answered.
+        cue_mapping: a query text -> its behaviour-cue mapping (``cue``, ``confidence``, ``reason``...),
+            shown as ``cue`` in every query the API returns; None when pose cues are off.
     """
 
     registry: QueryRegistry
@@ -92,6 +94,14 @@ class ApiContext:
     authenticators: list[Authenticator] = field(default_factory=list)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     loopback_only: bool = True
+    cue_mapping: Callable[[str], dict[str, Any]] | None = None
+
+    def query_view(self, query: Query) -> dict[str, Any]:
+        """A query as the API returns it, with its cue mapping when pose cues are on."""
+        view = query.to_dict()
+        if self.cue_mapping is not None:
+            view["cue"] = self.cue_mapping(query.text)
+        return view
 
 
 # Module level: with postponed annotations FastAPI resolves dependency annotations in module globals.
@@ -227,7 +237,7 @@ def create_app(context: ApiContext) -> FastAPI:
 
     @app.get("/queries", tags=["queries"], dependencies=guarded, responses=GUARDED_RESPONSES)
     def list_queries() -> list[dict[str, Any]]:
-        return [q.to_dict() for q in context.registry.list_queries()]
+        return [context.query_view(q) for q in context.registry.list_queries()]
 
     @app.post(
         "/queries",
@@ -250,7 +260,7 @@ def create_app(context: ApiContext) -> FastAPI:
             )
         except QueryError as exc:
             raise unprocessable(exc) from exc
-        return query.to_dict()
+        return context.query_view(query)
 
     @app.get(
         "/queries/{query_id}",
@@ -260,7 +270,7 @@ def create_app(context: ApiContext) -> FastAPI:
     )
     def get_query(query_id: DbId) -> dict[str, Any]:
         try:
-            return context.registry.get(query_id).to_dict()
+            return context.query_view(context.registry.get(query_id))
         except QueryNotFoundError as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
 
@@ -286,7 +296,7 @@ def create_app(context: ApiContext) -> FastAPI:
             clear_normal_prompts="normal_prompts" in sent and body.normal_prompts is None,
         )
         try:
-            return context.registry.update(query_id, change).to_dict()
+            return context.query_view(context.registry.update(query_id, change))
         except QueryNotFoundError as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
         except QueryError as exc:

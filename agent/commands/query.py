@@ -53,7 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     list_parser = commands.add_parser("list", help="list the queries")
     list_parser.add_argument("--json", action="store_true", help="print JSON")
-    show = commands.add_parser("show", help="show one query as JSON")
+    show = commands.add_parser(
+        "show", help="show one query as JSON, with the behaviour cue it maps to (offline sentence embedder)"
+    )
     show.add_argument("id", type=int)
     for name, text in (("enable", "start evaluating a query"), ("disable", "stop evaluating a query")):
         sub = commands.add_parser(name, help=text)
@@ -104,7 +106,15 @@ def run(args: argparse.Namespace) -> int:
                 head = f"{query.id:4d} {state} {query.severity:8s} thr={threshold:18s}"
                 print(f"{head} cameras={cameras}  {query.text}")
         elif command == "show":
-            print(json.dumps(registry.get(args.id).to_dict(), indent=2))
+            from agent.pose.querycues import offline_mapping
+
+            query = registry.get(args.id)
+            pose = None
+            if getattr(args, "config", None) is not None:
+                from agent.config import load_config
+
+                pose = getattr(load_config(args.config), "pose", None)
+            print(json.dumps({**query.to_dict(), "cue": offline_mapping(query.text, pose)}, indent=2))
         elif command in {"enable", "disable"}:
             query = registry.set_enabled(args.id, command == "enable")
             print(f"query {query.id} {'enabled' if query.enabled else 'disabled'}")

@@ -76,7 +76,7 @@ class PoseAnalyzer:
             self._process(results)
 
     def _process(self, results: list[FrameResult]) -> None:
-        pending: list[tuple[PoseTrack, float, tuple[float, float, float, float], float]] = []
+        pending: list[tuple[PoseTrack, float, tuple[float, float, float, float], float, int]] = []
         regions: list[tuple[np.ndarray, tuple[float, float, float, float]]] = []
         started = time.perf_counter()
         for result in results:
@@ -99,7 +99,7 @@ class PoseAnalyzer:
                 aspect = (box[2] - box[0]) / max(box[3] - box[1], 1e-6)
                 if self._needs_pose(track, aspect, now):
                     regions.append((frame.image, box))
-                    pending.append((track, now, box, aspect))
+                    pending.append((track, now, box, aspect, frame.height))
                     track.frame, track.box = frame, box
         self.stats.cue_seconds += time.perf_counter() - started
         sampled = {id(track) for track, *_ in pending}
@@ -109,8 +109,8 @@ class PoseAnalyzer:
             self.stats.seconds += time.perf_counter() - t0
             self.stats.calls += 1
             self.stats.crops += len(regions)
-            for (track, now, box, aspect), points in zip(pending, keypoints.points, strict=True):
-                track.cues.observe_pose(now, points, box)
+            for (track, now, box, aspect, height), points in zip(pending, keypoints.points, strict=True):
+                track.cues.observe_pose(now, points, box, height)
                 track.last_pose_time, track.last_aspect = now, aspect
         t1 = time.perf_counter()
         for result in results:

@@ -67,8 +67,17 @@ class Posture:
         return max(values, key=values.__getitem__)
 
 
-def posture(points: np.ndarray, box: tuple[float, float, float, float], params: CueParams) -> Posture:
-    """Posture from one person's 17 keypoints (x, y in pixels, score) and box (x1, y1, x2, y2)."""
+def posture(
+    points: np.ndarray,
+    box: tuple[float, float, float, float],
+    params: CueParams,
+    frame_height: int | None = None,
+) -> Posture:
+    """Posture from one person's 17 keypoints (x, y in pixels, score) and box (x1, y1, x2, y2).
+
+    A box that reaches the bottom of the frame (``frame_height`` pixels) has its legs cut off, so
+    they are not read: a person half out of the picture is not crouching.
+    """
     threshold = params.keypoint_score
     width, height = max(box[2] - box[0], 1e-6), max(box[3] - box[1], 1e-6)
     aspect = width / height
@@ -92,11 +101,14 @@ def posture(points: np.ndarray, box: tuple[float, float, float, float], params: 
         scale = 1.0
         if legs is None:
             legs, scale = _mid(points, L_KNEE, R_KNEE, threshold), 2.0  # hip-knee is about half of hip-ankle
-        if legs is not None and length > 1.0:
+        cut = frame_height is not None and box[3] >= frame_height - 2
+        if cut:
+            evidence["legs"] = "cut by the frame's bottom edge"
+        elif legs is not None and length > 1.0:
             ratio = scale * float(legs[0][1] - hips[0][1]) / length
             crouch = logistic(params.crouch_ratio - ratio, 0.0, 0.15)
             evidence["leg_ratio"] = round(ratio, 3)
-        else:
+        if not cut and "leg_ratio" not in evidence:
             evidence["legs"] = "not seen"
         raised = []
         for wrist, shoulder in ((L_WRIST, L_SHOULDER), (R_WRIST, R_SHOULDER)):
@@ -161,9 +173,15 @@ class TrackCues:
         if self.speed() > self.params.still_speed:
             self.still_since = time_s
 
-    def observe_pose(self, time_s: float, points: np.ndarray, box: tuple[float, float, float, float]) -> None:
+    def observe_pose(
+        self,
+        time_s: float,
+        points: np.ndarray,
+        box: tuple[float, float, float, float],
+        frame_height: int | None = None,
+    ) -> None:
         """Add one pose sample (17 keypoints in pixels with scores) taken at ``time_s``."""
-        self.posture = posture(points, box, self.params)
+        self.posture = posture(points, box, self.params, frame_height)
         self.keypoints = points
         if self.posture.hip_y is not None:
             self.hips.append((time_s, self.posture.hip_y))

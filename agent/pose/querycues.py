@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from agent.pose.config import PoseConfig
 from agent.pose.vocabulary import CueMapping, CueVocabulary
 from agent.queries import Query, QueryRegistry
 
@@ -69,3 +70,19 @@ class QueryCues:
             else:
                 lines.append(f"query {query.id} {query.text!r} -> no cue ({mapping.reason})")
         return "; ".join(lines)
+
+
+def offline_mapping(text: str, config: PoseConfig | None = None) -> dict[str, object]:
+    """The cue mapping of one query text by the offline sentence embedder, for the CLI.
+
+    Never raises: without the sentence model the mapping says why there is none.
+    """
+    from agent.pose.sentence import SentenceEmbedder, SentenceModelError
+
+    config = config or PoseConfig()
+    try:
+        embedder = SentenceEmbedder()
+    except SentenceModelError as exc:
+        return CueMapping(None, 0.0, 0.0, "", str(exc), ()).to_dict()
+    vocabulary = CueVocabulary({"minilm": embedder.embed}, config.min_similarity, config.min_margin)
+    return vocabulary.map(text).to_dict()

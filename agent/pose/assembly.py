@@ -1,0 +1,69 @@
+"""Builds the pose stage for the agent: MoveNet, the cue mappings, and how queries are scored.
+
+Kept apart from ``agent/service.py`` (the wiring) so that the service only asks for the pieces.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from agent.pose.analyzer import PoseAnalyzer
+from agent.pose.config import PoseConfig
+from agent.pose.estimator import PoseEstimator
+from agent.pose.querycues import QueryCues
+from agent.pose.sentence import SentenceEmbedder
+from agent.pose.vocabulary import CueVocabulary
+from agent.queries import QueryRegistry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PoseStage:
+    """The pose analyser, the sentence embedder and the queries' cue mappings."""
+
+    analyzer: PoseAnalyzer
+    vocabulary: CueVocabulary
+    cues: QueryCues
+
+    def mapping_view(self, text: str) -> dict[str, Any]:
+        """A query text's mapping as the API shows it."""
+        return self.vocabulary.map(text).to_dict()
+
+    def startup_message(self, clip: bool) -> str:
+        """Which queries are evaluated from cues (and how), and which are not."""
+        self.cues.refresh(force=True)
+        mapped = [f"{q.id} {q.text!r} -> {m.cue} ({m.confidence:.2f})" for q, m in self.cues.mapped()]
+        unmapped = [f"{q.id} {q.text!r} ({m.reason})" for q, m in self.cues.unmapped()]
+        if clip:
+            head = "pose cues fused into CLIP scores for queries " + ("; ".join(mapped) or "none")
+            return head + (f"; CLIP alone for {'; '.join(unmapped)}" if unmapped else "")
+        head = "no CLIP model: standing queries evaluated from pose cues alone: " + (
+            "; ".join(mapped) or "none"
+        )
+        tail = (
+            f". Not evaluated (they map to no cue; they need CLIP): {'; '.join(unmapped)}" if unmapped else ""
+        )
+        return head + tail
+
+
+def build_pose_stage(
+    config: PoseConfig,
+    registry: QueryRegistry,
+    clip_text: Callable[[list[str]], np.ndarray] | None = None,
+) -> PoseStage:
+    """MoveNet (converted on first start when missing), all-MiniLM-L6-v2, and the query mappings.
+
+    ``clip_text`` (the CLIP text encoder, when one is configured) votes on the mappings with MiniLM.
+    """
+    analyzer = PoseAnalyzer(config, PoseEstimator(config))
+    encoders: dict[str, Callable[[list[str]], np.ndarray]] = {"minilm": SentenceEmbedder().embed}
+    if clip_text is not None:
+        encoders["clip"] = clip_text
+    vocabulary = CueVocabulary(encoders, config.min_similarity, config.min_margin)
+    return PoseStage(analyzer, vocabulary, QueryCues(registry, vocabulary))

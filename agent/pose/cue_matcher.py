@@ -1,0 +1,208 @@
+"""Standing queries scored from behaviour cues alone, for an agent without a CLIP model.
+
+Each enabled query that maps to a cue (:mod:`agent.pose.vocabulary`) becomes a column of the same
+:class:`~agent.matching.trackbook.TrackBook` the CLIP matcher uses: a track's cue value, sampled on
+the matcher's cadence (``matching.embed_interval_s`` of media time, sooner on a shape change), is the
+calibrated probability of the sample; pooling, hysteresis, fair per-window selection, the candidate
+queue, episodes and alerts are then exactly those of CLIP scores. Queries that map to no cue are not
+columns, so they stay unevaluated (the start-up message names them).
+
+With a CLIP model, :class:`CueFusion` instead blends the cue into the CLIP matcher's calibrated
+probabilities (``pose.cue_weight``, scaled by the mapping's confidence).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+
+from agent.alerts.episodes import AlertStateView
+from agent.matching.config import MatchingConfig
+from agent.matching.matcher import AlertStateSource, MatcherStats, SelectionSink
+from agent.matching.scoring import PoolingParams
+from agent.matching.selection import Pick
+from agent.matching.trackbook import TrackBook
+from agent.pose.analyzer import PoseAnalyzer
+from agent.pose.querycues import QueryCues
+from agent.queries import Query
+from agent.types import Candidate, FrameResult, TrackEventKind
+
+log = logging.getLogger(__name__)
+
+
+def cue_hash(query: Query, cue: str) -> str:
+    """Identifies a cue column: the query's text and the cue it maps to (an edit starts afresh)."""
+    return hashlib.sha256(json.dumps([query.text, cue]).encode()).hexdigest()[:32]
+
+
+class CueMatcher:
+    """Scores cue-mapped queries from the pose stage's cues; selects candidates like the CLIP matcher.
+
+    Args:
+        config: matching settings (cadence, pooling, thresholds, windows).
+        pose: the pose stage, which runs before this one in the same batch.
+        cues: the queries' cue mappings, kept in step with the registry.
+        sink: receives each window's selection.
+        alerts: which pairs are alerting or cooling down.
+        model_versions: recorded in every candidate.
+    """
+
+    def __init__(
+        self,
+        config: MatchingConfig,
+        pose: PoseAnalyzer,
+        cues: QueryCues,
+        *,
+        sink: SelectionSink | None = None,
+        alerts: AlertStateSource | None = None,
+        model_versions: dict[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        self.pose = pose
+        self.cues = cues
+        self.sink = sink
+        self.alerts = alerts
+        self.model_versions = {"pose": pose.estimator.version, "cues": "minilm", **(model_versions or {})}
+        params = PoolingParams(
+            ema_alpha=config.ema_alpha, window_s=config.pool_window_s, exit_margin=config.exit_margin
+        )
+        self.book = TrackBook(params, config.window_s, config.top_k, config.history)
+        self.stats = MatcherStats()
+        self.column_cues: list[str] = []
+        self._lock = threading.Lock()
+        self.cues.refresh(force=True)
+        self._adopt()
+
+    def _adopt(self) -> None:
+        mapped = self.cues.mapped()
+        queries = [query for query, _ in mapped]
+        self.column_cues = [mapping.cue for _, mapping in mapped if mapping.cue is not None]
+        thresholds = np.array(
+            [q.threshold if q.threshold is not None else self.config.default_threshold for q in queries],
+            np.float32,
+        )
+        hashes = [cue_hash(q, cue) for q, cue in zip(queries, self.column_cues, strict=True)]
+        self.book.set_queries(queries, thresholds, hashes)
+
+    def _needs_sample(self, last_time: float, last_aspect: float, aspect: float, now: float) -> bool:
+        if now - last_time >= self.config.embed_interval_s:
+            return True
+        return abs(aspect - last_aspect) / max(last_aspect, 1e-6) >= self.config.shape_change
+
+    def process(self, results: list[FrameResult]) -> None:
+        """Sample cue values into the track book; adds ``cue_scores`` to each frame's extra."""
+        with self._lock:
+            if self.cues.refresh():
+                self._adopt()
+            for result in results:
+                self._frame(result)
+
+    def _frame(self, result: FrameResult) -> None:
+        frame = result.frame
+        now = frame.media_time
+        for event in result.events:
+            if event.kind is TrackEventKind.REMOVED:
+                self.book.remove(frame.camera_id, event.track_id)
+        samples: dict[str, dict[str, float]] = {}
+        ids = result.tracks.tracker_id
+        if ids is not None and self.column_cues:
+            for track_id, xyxy in zip(ids.tolist(), result.tracks.xyxy, strict=True):
+                pose_track = self.pose.track(frame.camera_id, track_id)
+                if pose_track is None or pose_track.cues.posture is None:
+                    continue  # no pose sample yet: nothing to score
+                state = self.book.get(frame.camera_id, track_id)
+                box = (float(xyxy[0]), float(xyxy[1]), float(xyxy[2]), float(xyxy[3]))
+                aspect = (box[2] - box[0]) / max(box[3] - box[1], 1e-6)
+                if not self._needs_sample(state.last_embed_time, state.last_aspect, aspect, now):
+                    continue
+                state.last_embed_time, state.last_aspect = now, aspect
+                state.frame, state.box = frame, box
+                values = pose_track.cues.values
+                probability = np.array([values.get(cue, 0.0) for cue in self.column_cues], np.float32)
+                added = self.book.add_sample(state, now, probability, probability)
+                if added:
+                    samples[str(track_id)] = added
+        result.extra["cue_scores"] = self.book.frame_scores(
+            frame.camera_id, [] if ids is None else ids.tolist()
+        )
+        if samples:
+            result.extra["cue_samples"] = samples
+        self._window(frame.camera_id, now)
+
+    def _window(self, camera_id: str, now: float) -> None:
+        alert_state = self.alerts.alert_state() if self.alerts is not None else AlertStateView()
+        pending = self.sink.pending() if self.sink is not None else frozenset()
+        picks = self.book.window(camera_id, now, alert_state, pending)
+        if picks is None:
+            return
+        self.stats.windows += 1
+        opens = [self.candidate(camera_id, pick, now) for pick in picks if pick.opens]
+        updates = [self.candidate(camera_id, pick, now) for pick in picks if not pick.opens]
+        self.stats.candidates += len(opens)
+        self.stats.updates += len(updates)
+        if self.sink is not None and (opens or updates):
+            self.sink.put_window(opens, updates)
+
+    def candidate(self, camera_id: str, pick: Pick, now: float) -> Candidate:
+        """The candidate of a pick, with the track's cue evidence (values, history, keypoints)."""
+        state = self.book.tracks[(camera_id, pick.track_id)]
+        assert state.frame is not None and state.scores is not None
+        query = self.book.queries[pick.column]
+        evidence = self.pose.evidence(camera_id, pick.track_id) or {}
+        evidence["cue"] = self.column_cues[pick.column]
+        evidence["mapping"] = self.cues.mappings[query.id].to_dict()
+        return Candidate(
+            camera_id=camera_id,
+            track_id=state.track_id,
+            query_id=query.id,
+            query_text=query.text,
+            score=pick.score,
+            cosine=float(state.scores.cosine[pick.column]),
+            wall_time=state.frame.wall_time,
+            frame_index=state.frame.index,
+            box=state.box,
+            frame=state.frame.image,
+            severity=query.severity,
+            score_history=state.scores.column_history(pick.column),
+            model_versions=dict(self.model_versions),
+            media_time=now,
+            cooldown_s=query.cooldown_s,
+            pose=evidence,
+        )
+
+
+class CueFusion:
+    """Blends cue values into the CLIP matcher's calibrated probabilities.
+
+    ``p = (1 - w) * p_clip + w * cue`` for a query that maps to a cue, with ``w = cue_weight *
+    confidence`` of the mapping; a query that maps to no cue keeps its CLIP probability.
+    """
+
+    def __init__(self, pose: PoseAnalyzer, cues: QueryCues, cue_weight: float) -> None:
+        self.pose = pose
+        self.cues = cues
+        self.cue_weight = cue_weight
+
+    def fuse(
+        self, probability: np.ndarray, keys: Sequence[tuple[str, int]], queries: Sequence[Query]
+    ) -> np.ndarray:
+        """``probability`` (tracks x queries) with each mapped query's cue blended in."""
+        self.cues.refresh()
+        fused = np.array(probability, np.float32, copy=True)
+        for column, query in enumerate(queries):
+            mapping = self.cues.mappings.get(query.id)
+            if mapping is None or mapping.cue is None:
+                continue
+            weight = self.cue_weight * mapping.confidence
+            for row, (camera_id, track_id) in enumerate(keys):
+                track = self.pose.track(camera_id, track_id)
+                if track is None or track.cues.posture is None:
+                    continue
+                cue = track.cues.values.get(mapping.cue, 0.0)
+                fused[row, column] = (1.0 - weight) * fused[row, column] + weight * cue
+        return fused
