@@ -21,6 +21,7 @@ from agent.config_rules import StrictConfigModel
 from agent.embedding.config import EngineConfig, OnnxRuntimeEngineConfig
 from agent.matching.config import MatchingConfig
 from agent.pose.config import PoseConfig
+from agent.queries.startup import StartupQuery
 from agent.rerank.config import RerankConfig
 from agent.uri_rules import camera_uri_problem
 
@@ -228,6 +229,8 @@ class AgentConfig(StrictModel):
     rerank: RerankConfig = RerankConfig()
     # per-track pose and behaviour cues (None: off); cue-mapped queries work without CLIP
     pose: PoseConfig | None = None
+    # standing queries registered at start when no query has the same text (the demo's)
+    queries: list[StartupQuery] = Field(default_factory=list)
     alerts: AlertsConfig = AlertsConfig()
     api: ApiConfig = ApiConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

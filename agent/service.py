@@ -18,12 +18,15 @@ from agent.health_report import build_health
 from agent.matching.candidates import CandidateQueue, DecisionDispatcher
 from agent.pipeline import Analyzer, Pipeline, RunSummary
 from agent.queries import QueryError, QueryRegistry
+from agent.queries.startup import register_startup_queries
 from agent.state_lock import StateLock, StateLockError, lock_paths
 
 if TYPE_CHECKING:
     from agent.api.server import ApiServer
     from agent.embedding import ClipEncoder
     from agent.matching.matcher import Matcher
+    from agent.pose.assembly import PoseStage
+    from agent.pose.cue_matcher import CueFusion, CueMatcher
     from agent.rerank import RerankService
     from agent.tracking.reassociation import Embedder
 
@@ -111,7 +114,26 @@ class Agent:
         self.api: ApiServer | None = None
         self.candidates = CandidateQueue(config.matching.candidate_queue, config.matching.top_k)
         self.dispatcher: DecisionDispatcher | None = None
+        self.digest: list[str] = []
         analyzers: list[Analyzer] = []
+        # --- pose cues (pose): the config's standing queries, MoveNet per track, cue mappings
+        self.pose: PoseStage | None = None
+        self.cue_matcher: CueMatcher | None = None
+        try:
+            register_startup_queries(self.registry, config.queries)
+        except QueryError as exc:
+            self.close()
+            raise StartupError(f"queries: {exc}") from exc
+        if config.pose is not None and config.pose.enabled:
+            from agent.pose.assembly import build_pose_stage
+
+            try:
+                self.pose = build_pose_stage(config.pose, self.registry, config.state_dir)
+            except Exception as exc:  # a model that cannot be converted or loaded stops the start
+                self.close()
+                raise StartupError(f"pose: {exc}") from exc
+            analyzers.append(self.pose.analyzer)
+        # --- end pose cues
         if config.matching.embedder is not None:
             from agent.embedding import ClipEncoder
             from agent.matching.matcher import Matcher
@@ -128,8 +150,23 @@ class Agent:
                 sink=self.candidates,
                 alerts=self.alerts,
                 model_versions={"detector": _detector_version(config)},
+                cue_fusion=self._cue_fusion(),
             )
             analyzers.append(self.matcher)
+        elif self.pose is not None and config.pose is not None:
+            from agent.pose.cue_matcher import CueMatcher
+
+            self.cue_matcher = CueMatcher(
+                config.matching,
+                config.pose,
+                self.pose.analyzer,
+                self.pose.cues,
+                sink=self.candidates,
+                alerts=self.alerts,
+                model_versions={"detector": _detector_version(config)},
+            )
+            analyzers.append(self.cue_matcher)
+            log.warning(self.pose.startup_message(clip=False))
         else:
             log.warning(NO_MODEL_HINT)
         analyzers.append(AlertFeed(self.alerts))
@@ -142,6 +179,17 @@ class Agent:
             analyzers=analyzers,
             appearance_embedder=_reassociation_embedder(config, self.encoder),
         )
+
+    def _cue_fusion(self) -> CueFusion | None:
+        """Pose cues blended into CLIP's scores, when both are configured (pose)."""
+        if self.pose is None or self.config.pose is None:
+            return None
+        from agent.pose.cue_matcher import CueFusion
+
+        if self.encoder is not None:
+            self.pose.vocabulary.add_encoder("clip", self.encoder.embed_texts)
+        log.info(self.pose.startup_message(clip=True))
+        return CueFusion(self.pose.analyzer, self.pose.cues, self.config.pose.cue_weight)
 
     # --- stages after matching -------------------------------------------------------------
 
@@ -179,6 +227,7 @@ class Agent:
             cameras=lambda: camera_ids,
             max_body_bytes=self.config.api.max_body_bytes,
             loopback_only=is_loopback(self.config.api.host),
+            cue_mapping=None if self.pose is None else self.pose.mapping_view,
         )
         self.api = ApiServer(create_app(context), self.config.api.host, self.config.api.port)
         try:
@@ -204,7 +253,21 @@ class Agent:
             self._start_api()
             return self.pipeline.run()
         finally:
+            self.digest = self._alert_digest()
             self.close()
+
+    def _alert_digest(self) -> list[str]:
+        """End-of-run lines: alerts raised per query and where their evidence is (the run summary)."""
+        from agent.alerts.digest import alert_digest
+
+        unevaluated = []
+        if self.matcher is None and self.pose is not None:
+            unevaluated = [f"{q.id} {q.text!r}" for q, _ in self.pose.cues.unmapped()]
+        try:
+            payloads = self.alerts.recent(limit=1000)
+        except Exception as exc:  # the summary never hides the run's own outcome
+            return [f"alerts: cannot list them: {exc}"]
+        return alert_digest(payloads, self.config.alerts.evidence_dir, unevaluated)
 
     def close(self, budget_s: float = CLOSE_BUDGET_S) -> None:
         """Stop in dependency order within ``budget_s`` seconds: candidates, re-ranker, API, alerts, models.
@@ -228,6 +291,9 @@ class Agent:
         if self.encoder is not None:
             self.encoder.close()
             self.encoder = None
+        if self.pose is not None:
+            self.pose.analyzer.close()
+            self.pose = None
         self.registry.close()
         self._state_lock.release()
 

@@ -183,6 +183,8 @@ class Candidate:
         media_time: seconds of ``frame`` on the decision clock (:attr:`Frame.media_time`); None
             falls back to ``wall_time``.
         cooldown_s: the query's cooldown in seconds; None uses ``alerts.cooldown_s``.
+        pose: behaviour-cue evidence of the track (cue values, their evidence and history, the
+            latest keypoints in ``frame``'s pixels), when pose cues are on; None otherwise.
     """
 
     camera_id: str
@@ -203,6 +205,7 @@ class Candidate:
     rationale: dict[str, Any] | None = None
     media_time: float | None = None
     cooldown_s: float | None = None
+    pose: dict[str, Any] | None = None
 
     @property
     def time_s(self) -> float:

@@ -1,4 +1,5 @@
-"""Evidence bundles: ``<root>/<alert_id>/`` with crop.jpg, frame.jpg (box drawn) and evidence.json.
+"""Evidence bundles: ``<root>/<alert_id>/`` with crop.jpg, frame.jpg (box, and keypoints when pose cues
+are on, drawn) and evidence.json.
 
 Files are written to a temporary name and renamed, so a reader or a crash never sees half a file.
 Retention deletes whole bundles, oldest first, by age in days and by the folder's total bytes.
@@ -20,6 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from agent.pose.drawing import draw_skeleton
 from agent.types import Candidate
 
 log = logging.getLogger(__name__)
@@ -127,7 +129,11 @@ class EvidenceStore:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             _write_atomic(folder / CROP_FILE, self._encode(candidate.crop(self.crop_padding)))
-            _write_atomic(folder / FRAME_FILE, self._encode(draw_box(candidate.frame, candidate.box, label)))
+            framed = draw_box(candidate.frame, candidate.box, label)
+            keypoints = (candidate.pose or {}).get("keypoints")
+            if keypoints is not None:  # the person's skeleton, when pose cues are on
+                draw_skeleton(framed, keypoints)
+            _write_atomic(folder / FRAME_FILE, self._encode(framed))
         except OSError as exc:
             raise EvidenceError(f"cannot write evidence of alert {alert_id} in {folder}: {exc}") from exc
         return self.paths(alert_id)

@@ -55,6 +55,7 @@ class AlertStats:
 class _Bundle:
     paths: EvidencePaths | None
     crop_size: tuple[int, int] | None = None  # width, height in pixels
+    pose: dict[str, Any] | None = None  # the latest behaviour-cue evidence (pose cues)
 
 
 class AlertManager:
@@ -304,6 +305,10 @@ class AlertManager:
         }
         if event.candidate is not None:
             record["frame_size"] = [int(event.candidate.frame.shape[1]), int(event.candidate.frame.shape[0])]
+        if event.candidate is not None and event.candidate.pose is not None:
+            bundle.pose = event.candidate.pose
+        if bundle.pose is not None:  # behaviour cues: values, evidence, history, keypoints
+            record["pose"] = bundle.pose
         try:
             self.evidence.write_record(event.alert_id, record)
         except (EvidenceError, ValueError) as exc:

@@ -28,7 +28,8 @@ from agent.api.guard import (
     bearer_authenticator,
     require_auth,
 )
-from agent.queries import Query, QueryError, QueryNotFoundError, QueryRegistry, QueryUpdate
+from agent.queries import Query as StandingQuery
+from agent.queries import QueryError, QueryNotFoundError, QueryRegistry, QueryUpdate
 from agent.queries.bounds import (
     CAMERA_ID,
     MAX_CAMERAS_PER_QUERY,
@@ -96,7 +97,7 @@ class ApiContext:
     loopback_only: bool = True
     cue_mapping: Callable[[str], dict[str, Any]] | None = None
 
-    def query_view(self, query: Query) -> dict[str, Any]:
+    def query_view(self, query: StandingQuery) -> dict[str, Any]:
         """A query as the API returns it, with its cue mapping when pose cues are on."""
         view = query.to_dict()
         if self.cue_mapping is not None:

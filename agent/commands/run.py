@@ -82,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         reporter.close()
     print_summary(summary)
+    for line in agent.digest:
+        print(line)
     if summary.frames == 0 and summary.stopped_by not in {"interrupted", "terminated"}:
         print("watchword run: no camera delivered a frame", file=sys.stderr)
         return EXIT_FAILURE

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -29,7 +29,7 @@ from agent.matching.querybank import QueryBank, TextEncoder
 from agent.matching.scoring import PoolingParams, calibrated_scores
 from agent.matching.selection import Pick
 from agent.matching.trackbook import TrackBook, TrackState
-from agent.queries import QueryRegistry
+from agent.queries import Query, QueryRegistry
 from agent.types import Candidate, FrameResult, TrackEventKind
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,16 @@ class ClipEncoderLike(TextEncoder, Protocol):
     """What the matcher needs of the CLIP encoder (``agent.embedding.ClipEncoder``)."""
 
     def embed_regions(self, regions: Sequence[tuple[np.ndarray, Sequence[float]]]) -> np.ndarray: ...
+
+
+class CueFusionLike(Protocol):
+    """Blends behaviour cues into calibrated probabilities (``agent.pose.cue_matcher.CueFusion``)."""
+
+    def fuse(
+        self, probability: np.ndarray, keys: Sequence[tuple[str, int]], queries: Sequence[Query]
+    ) -> np.ndarray: ...
+
+    def evidence(self, camera_id: str, track_id: int, query: Query) -> dict[str, Any] | None: ...
 
 
 class AlertStateSource(Protocol):
@@ -77,6 +87,7 @@ class Matcher:
         sink: receives each window's selection; must not block for long.
         alerts: tells selection which pairs are alerting or cooling down (None: none are).
         model_versions: recorded in every candidate (e.g. {"clip": manifest hash, "detector": name}).
+        cue_fusion: blends pose cues into the calibrated probabilities of cue-mapped queries (None: off).
     """
 
     def __init__(
@@ -88,9 +99,11 @@ class Matcher:
         sink: SelectionSink | None = None,
         alerts: AlertStateSource | None = None,
         model_versions: dict[str, str] | None = None,
+        cue_fusion: CueFusionLike | None = None,
     ) -> None:
         self.config = config
         self.encoder = encoder
+        self.cue_fusion = cue_fusion
         self.bank = QueryBank(registry, encoder, config)
         self.sink = sink
         self.alerts = alerts
@@ -184,6 +197,15 @@ class Matcher:
                     matrix.normal_index,
                     self.encoder.logit_scale,
                 )
+                # --- pose cues (pose): each cue-mapped query's cue blended into its probability
+                if self.cue_fusion is not None:
+                    keys = [
+                        (result.frame.camera_id, track_id)
+                        for result, chosen in zip(results, plan, strict=True)
+                        for track_id, _, _ in chosen
+                    ]
+                    probability = self.cue_fusion.fuse(probability, keys, matrix.queries)
+                # --- end pose cues
         row = 0
         for result, chosen in zip(results, plan, strict=True):
             frame = result.frame
@@ -246,4 +268,8 @@ class Matcher:
 
     def candidate(self, camera_id: str, pick: Pick, now: float) -> Candidate:
         """The candidate of a pick, chosen at media time ``now``, with its latest sample's frame."""
-        return self.book.candidate(camera_id, pick, now, self.model_versions)
+        candidate = self.book.candidate(camera_id, pick, now, self.model_versions)
+        if self.cue_fusion is not None:  # pose cues: the track's cue evidence travels with it
+            query = self.book.queries[pick.column]
+            candidate.pose = self.cue_fusion.evidence(camera_id, pick.track_id, query)
+        return candidate

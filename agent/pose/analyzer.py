@@ -24,11 +24,6 @@ from agent.types import Frame, FrameResult, TrackEventKind
 log = logging.getLogger(__name__)
 
 
-def media_time(frame: Frame) -> float:
-    """The frame's presentation time in seconds, or its wall time when the stream has none."""
-    return frame.pts_s if frame.pts_s is not None else frame.wall_time
-
-
 @dataclass
 class PoseTrack:
     """What the pose stage keeps of one track."""
@@ -81,7 +76,7 @@ class PoseAnalyzer:
         started = time.perf_counter()
         for result in results:
             frame = result.frame
-            now = media_time(frame)
+            now = frame.media_time
             for event in result.events:
                 if event.kind is TrackEventKind.REMOVED:
                     self.tracks.pop((frame.camera_id, event.track_id), None)
@@ -114,7 +109,7 @@ class PoseAnalyzer:
                 track.last_pose_time, track.last_aspect = now, aspect
         t1 = time.perf_counter()
         for result in results:
-            now = media_time(result.frame)
+            now = result.frame.media_time
             cues: dict[str, dict[str, float]] = {}
             ids = result.tracks.tracker_id
             for track_id in [] if ids is None else ids:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,13 +56,16 @@ class PoseStage:
 def build_pose_stage(
     config: PoseConfig,
     registry: QueryRegistry,
+    state_dir: Path,
     clip_text: Callable[[list[str]], np.ndarray] | None = None,
 ) -> PoseStage:
-    """MoveNet (converted on first start when missing), all-MiniLM-L6-v2, and the query mappings.
+    """MoveNet (converted on first start into ``<state_dir>/models/pose`` when no ``model_dir`` is
+    set and none is there), all-MiniLM-L6-v2, and the query mappings.
 
     ``clip_text`` (the CLIP text encoder, when one is configured) votes on the mappings with MiniLM.
     """
-    analyzer = PoseAnalyzer(config, PoseEstimator(config))
+    model_dir = config.model_dir or Path(state_dir) / "models" / "pose"
+    analyzer = PoseAnalyzer(config, PoseEstimator(config, model_dir=model_dir))
     encoders: dict[str, Callable[[list[str]], np.ndarray]] = {"minilm": SentenceEmbedder().embed}
     if clip_text is not None:
         encoders["clip"] = clip_text

@@ -44,7 +44,9 @@ class PoseConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(True, description="run pose and cues on every track")
-    model_dir: Path = Field(Path("models/pose"), description="made by `watchword export pose`")
+    model_dir: Path | None = Field(
+        None, description="made by `watchword export pose`; None: <state_dir>/models/pose"
+    )
     export_if_missing: bool = Field(
         True, description="convert the packaged MoveNet into model_dir at start when it has no manifest"
     )
@@ -62,6 +64,9 @@ class PoseConfig(BaseModel):
     min_similarity: float = Field(0.5, gt=0, lt=1, description="query-to-cue mapping: least similarity")
     min_margin: float = Field(0.05, ge=0, lt=1, description="... and margin over ordinary behaviour")
     cue_weight: float = Field(0.5, ge=0, le=1, description="weight of the cue score fused with CLIP's")
+    score_interval_s: float = Field(
+        0.2, gt=0, description="without CLIP: a track's cues are pooled into its query scores this often"
+    )
 
     @model_validator(mode="after")
     def _providers_known(self) -> PoseConfig:

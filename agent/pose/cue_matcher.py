@@ -1,11 +1,12 @@
 """Standing queries scored from behaviour cues alone, for an agent without a CLIP model.
 
 Each enabled query that maps to a cue (:mod:`agent.pose.vocabulary`) becomes a column of the same
-:class:`~agent.matching.trackbook.TrackBook` the CLIP matcher uses: a track's cue value, sampled on
-the matcher's cadence (``matching.embed_interval_s`` of media time, sooner on a shape change), is the
-calibrated probability of the sample; pooling, hysteresis, fair per-window selection, the candidate
-queue, episodes and alerts are then exactly those of CLIP scores. Queries that map to no cue are not
-columns, so they stay unevaluated (the start-up message names them).
+:class:`~agent.matching.trackbook.TrackBook` the CLIP matcher uses. A track's cue value, sampled every
+``pose.score_interval_s`` of media time, is the calibrated probability of the sample (cues are
+updated on every frame, so sampling them costs nothing, unlike a crop embedding). Pooling,
+hysteresis, fair per-window selection, the candidate queue, episodes and alerts are then exactly
+those of CLIP scores. Queries that map to no cue are not columns, so they stay unevaluated (the
+start-up message names them).
 
 With a CLIP model, :class:`CueFusion` instead blends the cue into the CLIP matcher's calibrated
 probabilities (``pose.cue_weight``, scaled by the mapping's confidence).
@@ -18,6 +19,7 @@ import json
 import logging
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +30,7 @@ from agent.matching.scoring import PoolingParams
 from agent.matching.selection import Pick
 from agent.matching.trackbook import TrackBook
 from agent.pose.analyzer import PoseAnalyzer
+from agent.pose.config import PoseConfig
 from agent.pose.querycues import QueryCues
 from agent.queries import Query
 from agent.types import Candidate, FrameResult, TrackEventKind
@@ -44,7 +47,8 @@ class CueMatcher:
     """Scores cue-mapped queries from the pose stage's cues; selects candidates like the CLIP matcher.
 
     Args:
-        config: matching settings (cadence, pooling, thresholds, windows).
+        config: matching settings (pooling, thresholds, windows).
+        pose_config: the ``pose:`` section (the sampling cadence of cue scores).
         pose: the pose stage, which runs before this one in the same batch.
         cues: the queries' cue mappings, kept in step with the registry.
         sink: receives each window's selection.
@@ -55,6 +59,7 @@ class CueMatcher:
     def __init__(
         self,
         config: MatchingConfig,
+        pose_config: PoseConfig,
         pose: PoseAnalyzer,
         cues: QueryCues,
         *,
@@ -63,6 +68,7 @@ class CueMatcher:
         model_versions: dict[str, str] | None = None,
     ) -> None:
         self.config = config
+        self.interval_s = pose_config.score_interval_s
         self.pose = pose
         self.cues = cues
         self.sink = sink
@@ -89,11 +95,6 @@ class CueMatcher:
         hashes = [cue_hash(q, cue) for q, cue in zip(queries, self.column_cues, strict=True)]
         self.book.set_queries(queries, thresholds, hashes)
 
-    def _needs_sample(self, last_time: float, last_aspect: float, aspect: float, now: float) -> bool:
-        if now - last_time >= self.config.embed_interval_s:
-            return True
-        return abs(aspect - last_aspect) / max(last_aspect, 1e-6) >= self.config.shape_change
-
     def process(self, results: list[FrameResult]) -> None:
         """Sample cue values into the track book; adds ``cue_scores`` to each frame's extra."""
         with self._lock:
@@ -116,11 +117,10 @@ class CueMatcher:
                 if pose_track is None or pose_track.cues.posture is None:
                     continue  # no pose sample yet: nothing to score
                 state = self.book.get(frame.camera_id, track_id)
-                box = (float(xyxy[0]), float(xyxy[1]), float(xyxy[2]), float(xyxy[3]))
-                aspect = (box[2] - box[0]) / max(box[3] - box[1], 1e-6)
-                if not self._needs_sample(state.last_embed_time, state.last_aspect, aspect, now):
+                if now - state.last_embed_time < self.interval_s:
                     continue
-                state.last_embed_time, state.last_aspect = now, aspect
+                box = (float(xyxy[0]), float(xyxy[1]), float(xyxy[2]), float(xyxy[3]))
+                state.last_embed_time = now
                 state.frame, state.box = frame, box
                 values = pose_track.cues.values
                 probability = np.array([values.get(cue, 0.0) for cue in self.column_cues], np.float32)
@@ -135,11 +135,11 @@ class CueMatcher:
         self._window(frame.camera_id, now)
 
     def _window(self, camera_id: str, now: float) -> None:
+        if not self.book.window_due(camera_id, now):
+            return
         alert_state = self.alerts.alert_state() if self.alerts is not None else AlertStateView()
         pending = self.sink.pending() if self.sink is not None else frozenset()
-        picks = self.book.window(camera_id, now, alert_state, pending)
-        if picks is None:
-            return
+        picks = self.book.select(camera_id, now, alert_state, pending)
         self.stats.windows += 1
         opens = [self.candidate(camera_id, pick, now) for pick in picks if pick.opens]
         updates = [self.candidate(camera_id, pick, now) for pick in picks if not pick.opens]
@@ -150,30 +150,13 @@ class CueMatcher:
 
     def candidate(self, camera_id: str, pick: Pick, now: float) -> Candidate:
         """The candidate of a pick, with the track's cue evidence (values, history, keypoints)."""
-        state = self.book.tracks[(camera_id, pick.track_id)]
-        assert state.frame is not None and state.scores is not None
         query = self.book.queries[pick.column]
+        candidate = self.book.candidate(camera_id, pick, now, self.model_versions)
         evidence = self.pose.evidence(camera_id, pick.track_id) or {}
         evidence["cue"] = self.column_cues[pick.column]
         evidence["mapping"] = self.cues.mappings[query.id].to_dict()
-        return Candidate(
-            camera_id=camera_id,
-            track_id=state.track_id,
-            query_id=query.id,
-            query_text=query.text,
-            score=pick.score,
-            cosine=float(state.scores.cosine[pick.column]),
-            wall_time=state.frame.wall_time,
-            frame_index=state.frame.index,
-            box=state.box,
-            frame=state.frame.image,
-            severity=query.severity,
-            score_history=state.scores.column_history(pick.column),
-            model_versions=dict(self.model_versions),
-            media_time=now,
-            cooldown_s=query.cooldown_s,
-            pose=evidence,
-        )
+        candidate.pose = evidence
+        return candidate
 
 
 class CueFusion:
@@ -206,3 +189,14 @@ class CueFusion:
                 cue = track.cues.values.get(mapping.cue, 0.0)
                 fused[row, column] = (1.0 - weight) * fused[row, column] + weight * cue
         return fused
+
+    def evidence(self, camera_id: str, track_id: int, query: Query) -> dict[str, Any] | None:
+        """The track's cue evidence for a candidate, with the query's mapping and the fusion weight."""
+        evidence = self.pose.evidence(camera_id, track_id)
+        mapping = self.cues.mappings.get(query.id)
+        if evidence is None or mapping is None:
+            return evidence
+        evidence["cue"] = mapping.cue
+        evidence["mapping"] = mapping.to_dict()
+        evidence["cue_weight"] = round(self.cue_weight * mapping.confidence, 4) if mapping.cue else 0.0
+        return evidence

@@ -75,10 +75,14 @@ def square_crop(
     return np.ascontiguousarray(resized[:, :, ::-1]), float(left), float(top), float(size)
 
 
-def ensure_pose_model(config: PoseConfig) -> Path:
-    """The verified model directory; converts the packaged MoveNet there first when it has no manifest
-    and ``export_if_missing`` is set (a one-time step of a few seconds, logged)."""
-    directory = Path(config.model_dir)
+DEFAULT_MODEL_DIR = Path("data/models/pose")
+
+
+def ensure_pose_model(config: PoseConfig, directory: Path | None = None) -> Path:
+    """The verified model directory (``directory``, else ``config.model_dir``, else the default);
+    converts the packaged MoveNet there first when it has no manifest and ``export_if_missing`` is
+    set (a one-time step of a few seconds, logged)."""
+    directory = Path(directory or config.model_dir or DEFAULT_MODEL_DIR)
     try:
         verify_manifest(directory)
         return directory
@@ -87,8 +91,10 @@ def ensure_pose_model(config: PoseConfig) -> Path:
             raise PoseModelError(
                 f"pose.model_dir: {exc}; run `watchword export pose --out {directory}`"
             ) from exc
-    log.info(
-        "pose: no exported MoveNet in %s; converting the packaged .tflite to ONNX there (once)", directory
+    log.warning(
+        "pose: no exported MoveNet in %s; converting the packaged movenet_lightning.tflite to ONNX there "
+        "(once, a few seconds)",
+        directory,
     )
     try:
         from export.errors import ExportError
@@ -113,10 +119,12 @@ def ensure_pose_model(config: PoseConfig) -> Path:
 class PoseEstimator:
     """Runs the exported MoveNet on person boxes, ``max_batch`` crops per engine call."""
 
-    def __init__(self, config: PoseConfig, engine: Engine | None = None) -> None:
+    def __init__(
+        self, config: PoseConfig, engine: Engine | None = None, model_dir: Path | None = None
+    ) -> None:
         self.config = config
         if engine is None:
-            directory = ensure_pose_model(config)
+            directory = ensure_pose_model(config, model_dir)
             manifest = verify_manifest(directory)
             engine = create_engine(
                 "onnxruntime",

@@ -117,6 +117,13 @@ class CueVocabulary:
         self._banks = {name: _unit(embed(texts)) for name, embed in encoders.items()}
         self._cache: dict[str, CueMapping] = {}
 
+    def add_encoder(self, name: str, embed: TextEmbed) -> None:
+        """Let another text encoder (CLIP's) vote on every mapping from now on."""
+        texts = [phrase for _, phrase in self._phrases] + list(ORDINARY_PHRASES)
+        self._banks[name] = _unit(embed(texts))
+        self.encoders = {**self.encoders, name: embed}
+        self._cache.clear()
+
     def _similarities(self, texts: Sequence[str]) -> np.ndarray:
         """(len(texts), phrases + ordinary) cosines averaged over the encoders."""
         total = None

@@ -1,0 +1,43 @@
+"""Standing queries a config registers at start (``queries:``), e.g. the offline demo's."""
+
+from __future__ import annotations
+
+import logging
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.queries.registry import Query, QueryRegistry
+
+log = logging.getLogger(__name__)
+
+
+class StartupQuery(BaseModel):
+    """One query to register at start unless a query with the same text is already registered."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    text: str = Field(min_length=1, max_length=500)
+    severity: str = Field("warning", pattern="^(info|warning|critical)$")
+    threshold: float | None = Field(None, gt=0, lt=1)
+    cooldown_s: float = Field(60.0, ge=0)
+    cameras: list[str] | None = None
+
+
+def register_startup_queries(registry: QueryRegistry, queries: list[StartupQuery]) -> list[Query]:
+    """Add each configured query whose text is not registered yet (an operator's edits are kept)."""
+    known = {query.text for query in registry.list_queries()}
+    added = []
+    for item in queries:
+        if item.text.strip() in known:
+            continue
+        added.append(
+            registry.add(
+                item.text,
+                cameras=item.cameras,
+                threshold=item.threshold,
+                severity=item.severity,
+                cooldown_s=item.cooldown_s,
+            )
+        )
+        log.info("registered standing query %d from the config: %r", added[-1].id, item.text)
+    return added
