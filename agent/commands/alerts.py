@@ -11,8 +11,6 @@ import json
 import sys
 from pathlib import Path
 
-DEFAULT_ALERTS_DATABASE = Path("data/alerts.db")
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -28,7 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     retry.add_argument("--event-row", type=int, help="only this event row (see dead-letters)")
     for sub in (dead, retry):
         group = sub.add_mutually_exclusive_group()
-        group.add_argument("--db", type=Path, help="alerts database (default: data/alerts.db)")
+        group.add_argument(
+            "--db", type=Path, help="alerts database (default: alerts.db in $WATCHWORD_STATE_DIR or data/)"
+        )
         group.add_argument("--config", type=Path, help="take alerts.database from this agent config")
     parser.set_defaults(func=run)
 
@@ -40,7 +40,9 @@ def _database(args: argparse.Namespace) -> Path:
         from agent.config import load_config
 
         return load_config(args.config).alerts.database
-    return DEFAULT_ALERTS_DATABASE
+    from agent.config import default_state_dir
+
+    return default_state_dir() / "alerts.db"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,7 +13,11 @@ DEFAULT_DATABASE = Path("data/watchword.db")
 
 def add_database_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--db", type=Path, help="database file (default: $WATCHWORD_DB or data/watchword.db)")
+    group.add_argument(
+        "--db",
+        type=Path,
+        help="database file (default: $WATCHWORD_DB, else watchword.db in $WATCHWORD_STATE_DIR or data/)",
+    )
     group.add_argument("--config", type=Path, help="take the database path from this agent config")
 
 
@@ -26,7 +30,11 @@ def resolve_database(args: argparse.Namespace) -> Path:
 
         return load_config(args.config).database
     env = os.environ.get("WATCHWORD_DB")
-    return Path(env) if env else DEFAULT_DATABASE
+    if env:
+        return Path(env)
+    from agent.config import default_state_dir
+
+    return default_state_dir() / "watchword.db"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

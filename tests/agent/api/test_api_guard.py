@@ -191,3 +191,23 @@ def test_health_is_503_when_degraded(tmp_path: Path) -> None:
         assert _get(api, "/livez", token=None)[0] == 200
     finally:
         api.stop()
+
+
+def test_environment_token_minimum_and_empty_means_unset(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pydantic import ValidationError
+
+    from agent.api.config import TOKEN_ENV, ApiConfig
+
+    monkeypatch.setenv(TOKEN_ENV, "x")
+    with pytest.raises(ValidationError, match="at least 16"):
+        ApiConfig(enabled=True, host="0.0.0.0")
+    monkeypatch.setenv(TOKEN_ENV, "")
+    with pytest.raises(ValidationError, match="needs a token"):
+        ApiConfig(enabled=True, host="0.0.0.0")
+    with caplog.at_level("WARNING"):
+        assert ApiConfig(enabled=True).resolved_token() is None
+    assert "empty" in caplog.text
+    monkeypatch.setenv(TOKEN_ENV, "y" * 16)
+    assert ApiConfig(enabled=True, host="0.0.0.0").resolved_token() == "y" * 16
