@@ -26,6 +26,7 @@ from engines import Manifest, create_engine, write_manifest
 from engines.manifest import sha256_file
 from engines.torch_engine import TorchEngine
 from engines.ultralytics_import import import_ultralytics, load_detection_model
+from engines.yolo_processing import decode, letterbox_geometry
 from engines.yolo_processing import preprocess as letterbox_batch
 from export.calibration import read_frames, split_frames
 from export.clip import ExportResult
@@ -194,6 +195,8 @@ def export_yolo(config: YoloExportConfig, progress: Callable[[str], None] | None
     step(f"checking the graph against torch on ONNX Runtime ({graph['precision']})")
     with create_engine("onnxruntime", onnx_path, providers=config.providers, warmup=False) as ort:
         results.append(check_parity(spec, graph["precision"], reference, ort, batches, kind="detection"))
+        # The boxes a detector reports, through the same decode and NMS the `yolo` detector runs.
+        results[-1].metrics.update(decoded_box_agreement(reference, ort, batches, config.imgsz))
     files = [onnx_path.name, "model.json"]
     if config.engine == "tensorrt":
         results.append(
@@ -225,6 +228,40 @@ def export_yolo(config: YoloExportConfig, progress: Callable[[str], None] | None
     write_manifest(out, manifest, files)
     step(f"wrote {out / 'manifest.json'}")
     return ExportResult(out, manifest, results)
+
+
+def decoded_box_agreement(
+    reference: Any, candidate: Any, batches: list[dict[str, np.ndarray]], imgsz: int
+) -> dict[str, float]:
+    """Decode both engines' outputs with :func:`engines.yolo_processing.decode` (confidence 0.25,
+    IoU 0.7, every class) and compare the boxes: counts, and the worst IoU of a box with its match."""
+    geometry = letterbox_geometry(imgsz, imgsz, imgsz)
+    counts, worst = [0, 0], 1.0
+    for batch in batches:
+        outputs = [engine.infer(batch)["output0"] for engine in (reference, candidate)]
+        geometries = [geometry] * len(outputs[0])
+        ref, cand = (decode(output, geometries, 0.25, 0.7) for output in outputs)
+        for a, b in zip(ref, cand, strict=True):
+            counts[0] += len(a.confidence)
+            counts[1] += len(b.confidence)
+            for box in a.xyxy:
+                if not len(b.xyxy):
+                    worst = 0.0
+                    continue
+                inter_w = np.clip(
+                    np.minimum(box[2], b.xyxy[:, 2]) - np.maximum(box[0], b.xyxy[:, 0]), 0, None
+                )
+                inter_h = np.clip(
+                    np.minimum(box[3], b.xyxy[:, 3]) - np.maximum(box[1], b.xyxy[:, 1]), 0, None
+                )
+                inter = inter_w * inter_h
+                areas = (box[2] - box[0]) * (box[3] - box[1]) + np.prod(b.xyxy[:, 2:] - b.xyxy[:, :2], axis=1)
+                worst = min(worst, float((inter / np.maximum(areas - inter, 1e-9)).max()))
+    return {
+        "decoded_boxes_reference": float(counts[0]),
+        "decoded_boxes": float(counts[1]),
+        "decoded_min_iou": worst,
+    }
 
 
 def _opset(path: Path) -> int:

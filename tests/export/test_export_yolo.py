@@ -64,6 +64,9 @@ def test_export_is_offline_validated_and_described(tiny_yolo: Path, tmp_path: Pa
     parity = result.parity[0]
     assert parity.metrics["max_box_px"] <= 0.05 and parity.metrics["max_score_abs"] <= 1e-3
     assert parity.metrics["scored_anchors"] > 0
+    # Through the detector's own decode and NMS, the graph reports the torch model's boxes.
+    assert parity.metrics["decoded_boxes"] == parity.metrics["decoded_boxes_reference"] > 0
+    assert parity.metrics["decoded_min_iou"] >= 0.99
     graph = manifest.graphs["detector"]
     assert (
         graph["inputs"][0]["shape"] == ["batch", 3, IMGSZ, IMGSZ] and graph["outputs"][0]["name"] == "output0"
