@@ -81,11 +81,21 @@ class CallBudget:
             self._tokens -= calls
             self._starts.extend([now] * calls)
 
-    def acquire(self, calls: int, stop: Callable[[], bool] | None = None, poll_s: float = 0.25) -> bool:
-        """Wait until ``calls`` calls may start, then record them; False if ``stop()`` turned true first.
+    def acquire(
+        self,
+        calls: int,
+        stop: Callable[[], bool] | None = None,
+        max_wait_s: float | None = None,
+        poll_s: float = 0.25,
+    ) -> bool:
+        """Wait until ``calls`` calls may start, then record them.
 
-        ``calls`` larger than the bucket or the per-minute cap are taken one at a time.
+        Returns False, having recorded none of the calls still waiting, when ``stop()`` turns true,
+        when ``max_wait_s`` (on the budget's clock) passes, or when the clock does not move while
+        waiting (a media clock in a replay: waiting cannot help). Calls beyond the bucket size are
+        taken a bucket at a time.
         """
+        started = self._clock()
         remaining = calls
         while remaining > 0:
             step = min(remaining, self.burst)
@@ -100,8 +110,12 @@ class CallBudget:
                         self._tokens -= step
                         self._starts.extend([now] * step)
                         break
+                if max_wait_s is not None and now - started >= max_wait_s:
+                    return False
                 wait = self.wait_s()
                 time.sleep(max(0.001, min(wait, poll_s)) if step == 1 else min(max(wait, 0.01), poll_s))
+                if self._clock() == now:
+                    return False
             remaining -= step
         return True
 

@@ -154,6 +154,11 @@ class RerankConfig(_Strict):
     def _burst_fits_a_batch(self) -> RerankConfig:
         if self.burst is not None and self.burst < self.batch_size:
             raise ValueError(f"burst ({self.burst}) must be at least batch_size ({self.batch_size})")
+        if self.burst is not None and self.cloze_scheme == "two_step" and self.burst < 2:
+            raise ValueError(
+                "burst must be at least 2 with cloze_scheme two_step: a candidate's two turns go out "
+                "back to back (a replay on media time cannot wait between them)"
+            )
         return self
 
     @property

@@ -30,7 +30,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from agent.rerank.backends.base import LmmBackend, LmmError, LmmRequest, LmmResponse, Turn
+from agent.rerank.backends.base import BudgetError, LmmBackend, LmmError, LmmRequest, LmmResponse, Turn
 from agent.rerank.config import RerankConfig
 from agent.rerank.fusion import AgreementScorer, TextEmbedder, cloze_score, fuse, lmm_support
 from agent.rerank.masker import CachedMasker, ClozeQuery, Masker, RuleMasker
@@ -65,7 +65,7 @@ class UnverifiedReason(str, enum.Enum):
     """Why a candidate is ``unverified``."""
 
     NO_ANSWER = "no_answer"  # the LMM answered, but nothing readable: every blank UNKNOWN, no verdict
-    BUDGET = "budget"  # dropped before any request: the budget could not keep up (queue full)
+    BUDGET = "budget"  # a request the budget did not allow in time (or dropped from a full queue)
     DEADLINE = "deadline"  # waited past the deadline for the budget
     ERROR = "error"  # the backend failed (server unreachable after retries, generation error)
 
@@ -208,7 +208,8 @@ class Reranker:
         log.warning("LMM backend %s failed on %d item(s): %s", self.backend.name, len(items), exc)
         outcomes = []
         for item, cloze in zip(items, clozes, strict=True):
-            outcome = RerankOutcome.unverified(item.coarse_score, UnverifiedReason.ERROR, str(exc))
+            reason = UnverifiedReason.BUDGET if isinstance(exc, BudgetError) else UnverifiedReason.ERROR
+            outcome = RerankOutcome.unverified(item.coarse_score, reason, str(exc))
             outcome.rationale["query"] = cloze.query
             outcomes.append(outcome)
         return outcomes
@@ -263,6 +264,8 @@ class Reranker:
         except LmmError as exc:  # the blanks are still evidence; the verdict is missing
             log.warning("LMM backend %s failed on the verdict turn: %s", self.backend.name, exc)
             verdicts, verdict_error = [None] * len(items), str(exc)
+            if isinstance(exc, BudgetError):
+                verdict_error = f"budget: {exc}"
         elapsed = time.perf_counter() - started
         return [
             self._score(
@@ -307,7 +310,11 @@ class Reranker:
         reason: str | None = None
         if support is None:
             state = Verification.UNVERIFIED
-            reason = (UnverifiedReason.ERROR if error else UnverifiedReason.NO_ANSWER).value
+            if error is None:
+                reason = UnverifiedReason.NO_ANSWER.value
+            else:
+                budget = error.startswith("budget: ")
+                reason = (UnverifiedReason.BUDGET if budget else UnverifiedReason.ERROR).value
         elif fused >= self.config.accept_threshold and support >= self.config.support_threshold:
             state = Verification.VERIFIED
         else:

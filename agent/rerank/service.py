@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.matching.stage import Decision
-from agent.rerank.backends.base import LmmBackend, LmmError, build_backend
+from agent.rerank.backends.base import BudgetError, LmmBackend, LmmError, build_backend
 from agent.rerank.budget import CallBudget
 from agent.rerank.config import RerankConfig
 from agent.rerank.fusion import TextEmbedder
@@ -114,8 +114,15 @@ class RerankService:
 
     def _take_requests(self, requests: int) -> None:
         """The backend's request gate: wait for the budget, then count the requests."""
-        if not self.budget.acquire(requests, stop=lambda: self._closed):
+        if self._closed:
             raise LmmError("the re-ranking stage is closing")
+        if not self.budget.acquire(requests, stop=lambda: self._closed, max_wait_s=self.config.deadline_s):
+            if self._closed:
+                raise LmmError("the re-ranking stage is closing")
+            raise BudgetError(
+                f"the request budget ({self.config.calls_per_minute:g}/min) allowed no request "
+                f"within {self.config.deadline_s:g} s"
+            )
         with self._lock:
             self._counts["calls"] += requests
 

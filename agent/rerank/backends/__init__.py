@@ -1,6 +1,7 @@
 """LMM backends behind one interface (:class:`LmmBackend`), one per file, built by ``type``."""
 
 from agent.rerank.backends.base import (
+    BudgetError,
     GeneratedToken,
     LmmBackend,
     LmmError,
@@ -12,6 +13,7 @@ from agent.rerank.backends.base import (
 )
 
 __all__ = [
+    "BudgetError",
     "GeneratedToken",
     "LmmBackend",
     "LmmError",

@@ -25,10 +25,15 @@ class LmmError(RuntimeError):
     """The backend could not answer (model not loadable, server unreachable after retries, ...)."""
 
 
+class BudgetError(LmmError):
+    """The request was not sent: the call budget did not allow it in time (see :data:`RequestGate`)."""
+
+
 RequestGate = Callable[[int], None]
 """Called by a backend with ``n`` before it sends ``n`` requests to the model (every HTTP request,
 retries included; every decoded batch of the in-process backend). It blocks until the call budget
-allows them and raises :class:`LmmError` to abandon the request (the service is closing)."""
+allows them and raises :class:`BudgetError` when it cannot in time, or :class:`LmmError` to abandon
+the request (the service is closing)."""
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from chat_server import FakeChatServer
 from rerank_fakes import make_candidate
@@ -70,3 +71,42 @@ def test_retries_against_a_failing_server_take_budget_tokens() -> None:
     # the candidates the server failed are passed on as unverified, reason error
     assert sink.candidates and stats.failed == len(sink.candidates)
     assert all(c.verification == "unverified" and c.verification_reason == "error" for c in sink.candidates)
+
+
+def test_a_request_the_budget_cannot_allow_in_time_leaves_the_candidate_unverified_for_budget() -> None:
+    """2 requests a minute: the cloze turn's retry spends the second, so the verdict turn cannot go.
+
+    The server answers the cloze turn with UNKNOWN blanks, so nothing the LMM said is left: the
+    candidate is unverified, reason budget, after waiting at most the deadline (1 s), not a minute.
+    """
+    server = FakeChatServer()
+    server.script = ["500", "ok"]
+
+    def respond(body: dict[str, Any]) -> str:
+        users = [m for m in body["messages"] if m["role"] == "user"]
+        return '{"blanks": {"1": "UNKNOWN"}}' if len(users) == 1 else '{"verdict": "yes"}'
+
+    server.responder = respond
+    config = RerankConfig.model_validate(
+        {
+            "enabled": True,
+            "calls_per_minute": 2,
+            "deadline_s": 1.0,
+            "backend": {"type": "openai", "base_url": server.base_url, "model": "m", "retry_backoff_s": 0.0},
+        }
+    )
+    service = RerankService.from_config(config)
+    candidate = make_candidate()
+    try:
+        started = time.monotonic()
+        [decision] = service.decide([candidate], [0.0])
+        assert decision.candidate is candidate
+        elapsed = time.monotonic() - started
+    finally:
+        service.close()
+        server.close()
+    assert len(server.bodies) == 2  # the cloze turn and its retry; the verdict turn never went out
+    assert elapsed < 5.0
+    assert candidate.verification == "unverified" and candidate.verification_reason == "budget"
+    assert candidate.rationale is not None and candidate.rationale["error"].startswith("budget: ")
+    assert service.stats().calls == 2

@@ -61,3 +61,9 @@ def test_bare_mapping_and_errors_with_lines(tmp_path: Path) -> None:
 def test_invalid_configs(overrides: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         RerankConfig.model_validate(overrides)
+
+
+def test_two_step_needs_a_bucket_for_both_turns() -> None:
+    with pytest.raises(ValueError, match="burst must be at least 2"):
+        RerankConfig(burst=1)
+    assert RerankConfig(burst=1, cloze_scheme="one_step").effective_burst == 1
