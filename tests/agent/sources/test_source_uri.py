@@ -6,6 +6,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from agent.sources import SourceError, open_source
 from agent.sources.uri import parse_source_uri, redact_uri
@@ -72,12 +73,16 @@ def test_bad_parameters_are_named(uri: str, message: str) -> None:
 
 
 def test_unsupported_scheme_names_camera_and_scheme() -> None:
-    with pytest.raises(SourceError) as excinfo:
-        open_source(camera_config("ftp://files.local/video.mp4", camera_id="gate"))
+    # Refused when the config loads (exit 2 with the key's line), before any source is built.
+    with pytest.raises(ValidationError) as excinfo:
+        camera_config("ftp://files.local/video.mp4", camera_id="gate")
     message = str(excinfo.value)
-    assert "'gate'" in message
+    assert "uri" in message
     assert "'ftp'" in message
     assert "rtsp://" in message  # says what is supported
+    # The runtime parser refuses it too, for configs built without validation.
+    with pytest.raises(SourceError, match="'ftp'"):
+        parse_source_uri("ftp://files.local/video.mp4")
 
 
 def test_unknown_test_pattern_fails_at_open() -> None:
@@ -91,6 +96,9 @@ def test_passwords_are_redacted() -> None:
 
 
 def test_error_messages_never_show_the_password() -> None:
-    with pytest.raises(SourceError) as excinfo:
-        open_source(camera_config("foo://admin:s3cret@10.0.0.5/live"))
-    assert "s3cret" not in str(excinfo.value)
+    with pytest.raises(ValidationError) as excinfo:
+        camera_config("foo://admin:s3cret@10.0.0.5/live")
+    assert "s3cret" not in str(excinfo.value).split("input_value")[0]
+    with pytest.raises(SourceError) as runtime:
+        parse_source_uri("foo://admin:s3cret@10.0.0.5/live")
+    assert "s3cret" not in str(runtime.value)
