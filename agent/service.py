@@ -204,6 +204,10 @@ class Agent:
             self.rerank = RerankService.from_config(self.config.rerank, embed_texts)
         except LmmError as exc:
             raise StartupError(f"rerank.backend: {exc}") from exc
+        if self.pose is not None:  # pose cues: the posture is context for the verdict turn only
+            from agent.pose.context import posture_context
+
+            self.rerank.reranker.context_for = posture_context
 
     def _start_api(self) -> None:
         if not self.config.api.enabled:
