@@ -10,7 +10,13 @@ video loop under its call budget.
 Prints frames/s off and on (median over ``--rounds`` interleaved rounds), their ratio
 (target >= 0.95), and the service's counters (calls, completed, stale, dropped).
 
+Then, in the same run, what the two-step cloze costs beside the one-step call
+(:mod:`bench.rerank_schemes`): requests, prompt and generated tokens and wall time per candidate,
+on person crops of the sample video, through a real transformers backend (``--lmm-model DIR``, or
+the tiny random Qwen2-VL of the tests). ``--only-schemes`` skips the frames/s part.
+
     .venv/bin/python bench/rerank.py [--frames 300] [--lmm-seconds 0.5] [--calls-per-minute 120]
+    .venv/bin/python bench/rerank.py --only-schemes [--lmm-model DIR] [--crops 8] [--device cuda]
 """
 
 from __future__ import annotations
@@ -133,6 +139,11 @@ def main() -> None:
     parser.add_argument("--lmm-seconds", type=float, default=0.5, help="time the stand-in LMM takes per call")
     parser.add_argument("--calls-per-minute", type=float, default=120.0)
     parser.add_argument("--every", type=int, default=5, help="submit candidates every N frames")
+    parser.add_argument("--only-schemes", action="store_true", help="only the one-step/two-step cost")
+    parser.add_argument("--lmm-model", type=Path, help="a transformers LMM directory (default: tiny random)")
+    parser.add_argument("--crops", type=int, default=8, help="person crops for the scheme cost")
+    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
     detector_config = SSDDetectorConfig(type="ssd-mobilenet", batch_size=4)
@@ -140,7 +151,30 @@ def main() -> None:
     config = AgentConfig(cameras=[camera], detector=detector_config)
     rerank_config = RerankConfig(calls_per_minute=args.calls_per_minute, deadline_s=5.0)
     detector = build_detector(detector_config)
+    if not args.only_schemes:
+        frames_per_second(args, config, rerank_config, detector)
+    schemes(args, detector)
+    detector.close()
 
+
+def schemes(args: argparse.Namespace, detector: Detector) -> None:
+    from bench.rerank_schemes import build_backend as build_lmm
+    from bench.rerank_schemes import measure, person_crops, report
+
+    crops = person_crops(SAMPLE, detector, args.crops)
+    backend, label = build_lmm(args.lmm_model, args.max_new_tokens, args.device)
+    try:
+        costs = measure(backend, QUERY, crops, args.rounds)
+    finally:
+        backend.close()
+    print(f"\ncloze schemes: {len(crops)} person crops, {args.rounds} rounds, LMM {label} on {args.device}")
+    print(f"query: {QUERY!r}, max_new_tokens {args.max_new_tokens}")
+    print("\n".join(report(costs)))
+
+
+def frames_per_second(
+    args: argparse.Namespace, config: AgentConfig, rerank_config: RerankConfig, detector: Detector
+) -> None:
     run_once(config, detector, min(args.frames, 40), args.every, None)  # warm caches and the decoder
     fps_off: list[float] = []
     fps_on: list[float] = []
@@ -152,7 +186,6 @@ def main() -> None:
             fps, queued = run_once(config, detector, args.frames, args.every, service)
             fps_on.append(fps)
             stats.append((service.stats(), queued))
-    detector.close()
 
     off, on = statistics.median(fps_off), statistics.median(fps_on)
     last, queued = stats[-1]

@@ -161,7 +161,8 @@ class Reranker:
         text_embedder: texts -> L2-normalised embeddings (the CLIP text encoder); None: lexical.
         masker: overrides the masker chosen by ``config.masker``.
         context_for: a live candidate -> extra context for the verdict turn (e.g. its posture), or
-            None; never shown in the cloze turn.
+            None; never shown in the cloze turn. An attribute, so that a later stage can set it on
+            a running service: ``service.reranker.context_for = posture_text``.
     """
 
     def __init__(
