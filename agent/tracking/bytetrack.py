@@ -197,17 +197,19 @@ class ByteTracker:
             if leftover[d].score >= self.new_track_thresh:
                 leftover[d].activate(next(self._ids), self.frame_id)
                 activated.append(leftover[d])
+        expired = []
         for track in self.lost:
             if track.state == TrackState.LOST and self.frame_id - track.frame_id > self.max_frames_lost:
                 track.state = TrackState.REMOVED
+                expired.append(track)
 
-        self._merge(activated, lost)
+        self._merge(activated, lost, expired)
         rows = [(t.track_id, t.index) for t in self.tracked if t.is_activated]
         return np.array(rows, dtype=np.int64).reshape(-1, 2)
 
     def lost_ids(self) -> set[int]:
         """Ids of the lost tracks still held to be found again."""
-        return {t.track_id for t in self.lost}
+        return {t.track_id for t in self.lost if t.state == TrackState.LOST}
 
     def forget(self, track_id: int) -> None:
         """Drop a lost track at once (its object was found again under another track)."""
@@ -248,15 +250,25 @@ class ByteTracker:
     def _compensate_motion(self, image: np.ndarray, detection_boxes: np.ndarray, tracks: list[Track]) -> None:
         """Hook for camera-motion compensation; ByteTrack assumes a fixed camera."""
 
-    def _merge(self, activated: list[Track], lost: list[Track]) -> None:
-        """End-of-frame bookkeeping: tracked, lost and removed pools, duplicates resolved."""
+    def _merge(self, activated: list[Track], lost: list[Track], expired: list[Track]) -> None:
+        """End-of-frame bookkeeping: tracked, lost and removed pools, duplicates resolved.
+
+        A lost track that expired on this frame stays in the pool until the next frame's
+        association, which may still match it, as in the reference implementation and ultralytics
+        (kept so that both give the same ids); :meth:`lost_ids` no longer reports it.
+        """
         tracked = [t for t in self.tracked if t.state == TrackState.TRACKED]
         ids = {t.track_id for t in tracked}
         for track in activated:
             if track.track_id not in ids:
                 tracked.append(track)
                 ids.add(track.track_id)
-        held = [t for t in self.lost if t.state == TrackState.LOST and t.track_id not in ids]
+        expired_ids = {t.track_id for t in expired}
+        held = [
+            t
+            for t in self.lost
+            if (t.state == TrackState.LOST or t.track_id in expired_ids) and t.track_id not in ids
+        ]
         held_ids = {t.track_id for t in held}
         held += [t for t in lost if t.track_id not in held_ids]
         self.tracked, self.lost = self._remove_duplicates(tracked, held)

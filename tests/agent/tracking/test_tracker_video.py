@@ -101,15 +101,18 @@ def _plain(config: dict[str, object]) -> dict[str, object]:
 
 
 @pytest.mark.slow
-def test_same_track_ids_as_ultralytics_bytetrack(
-    video: list[tuple[Frame, Detections]], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("kind", ["bytetrack", "botsort"])
+def test_same_track_ids_as_ultralytics(
+    video: list[tuple[Frame, Detections]], monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
-    """The NumPy ByteTrack reproduces ultralytics' BYTETracker frame by frame on real detections.
+    """The NumPy ByteTrack and BoT-SORT give ultralytics' ids frame by frame on real detections.
 
     ultralytics is not needed to track any more; it is the reference here, skipped without it.
+    BoT-SORT runs with sparse optical-flow motion compensation on the frames, as in the demo.
     """
     from types import SimpleNamespace
 
+    from agent.tracking.botsort import BotSortTracker
     from agent.tracking.bytetrack import ByteTracker
 
     monkeypatch.setenv("YOLO_OFFLINE", "1")  # no DNS probe at import
@@ -122,8 +125,18 @@ def test_same_track_ids_as_ultralytics_bytetrack(
         "new_track_thresh": 0.25,
         "match_thresh": 0.8,
     }
-    ours = ByteTracker(max_frames_lost=10, fuse_score=True, **settings)
-    theirs = trackers.BYTETracker(SimpleNamespace(track_buffer=10, fuse_score=True, **settings))
+    ours: ByteTracker
+    if kind == "botsort":
+        ours = BotSortTracker(gmc_method="sparseOptFlow", max_frames_lost=10, fuse_score=True, **settings)
+        reid_off = {"proximity_thresh": 0.5, "appearance_thresh": 0.8, "with_reid": False, "model": "auto"}
+        theirs = trackers.BOTSORT(
+            SimpleNamespace(
+                track_buffer=10, fuse_score=True, gmc_method="sparseOptFlow", **reid_off, **settings
+            )
+        )
+    else:
+        ours = ByteTracker(max_frames_lost=10, fuse_score=True, **settings)
+        theirs = trackers.BYTETracker(SimpleNamespace(track_buffer=10, fuse_score=True, **settings))
 
     class Boxes:  # the NumPy-backed, boolean-indexable input ultralytics trackers take
         def __init__(self, xyxy: np.ndarray, conf: np.ndarray, cls: np.ndarray) -> None:
@@ -137,11 +150,12 @@ def test_same_track_ids_as_ultralytics_bytetrack(
             return Boxes(self.xyxy[index], self.conf[index], self.cls[index])
 
     compared = 0
-    for _, detections in video:
-        mine = ours.update(detections.xyxy, detections.confidence, detections.class_id)
+    for frame, detections in video:
+        mine = ours.update(detections.xyxy, detections.confidence, detections.class_id, frame.image)
         rows = np.asarray(
             theirs.update(
-                Boxes(detections.xyxy, detections.confidence, detections.class_id.astype(np.float32))
+                Boxes(detections.xyxy, detections.confidence, detections.class_id.astype(np.float32)),
+                frame.image,
             )
         ).reshape(-1, 8)
         reference = sorted(zip(rows[:, 4].astype(int).tolist(), rows[:, 7].astype(int).tolist(), strict=True))
