@@ -85,6 +85,7 @@ class CandidateQueue:
     stats: QueueStats = field(default_factory=QueueStats)
     _entries: list[_Entry] = field(default_factory=list, init=False)
     _in_flight: set[PendingKey] = field(default_factory=set, init=False)
+    _overflow: list[_Entry] = field(default_factory=list, init=False)
     _sequence: int = field(default=0, init=False)
     _closed: bool = field(default=False, init=False)
     cond: threading.Condition = field(default_factory=threading.Condition, init=False)
@@ -117,6 +118,8 @@ class CandidateQueue:
                 self._entries.remove(worst)
                 self.stats.dropped += 1
                 log.debug("candidate queue full: dropped %s", worst.key)
+                if worst.opens:
+                    self._overflow.append(worst)  # the stage says what becomes of it (unverified)
                 if worst is entry:
                     return False
             self.cond.notify_all()
@@ -151,6 +154,10 @@ class CandidateQueue:
             if entry.opens:
                 self._in_flight.add(entry.key)
         return entries
+
+    def take_overflow(self) -> list[_Entry]:
+        overflow, self._overflow = self._overflow, []
+        return overflow
 
     def take_updates(self) -> list[_Entry]:
         return self._take([e for e in self._entries if not e.opens])
@@ -195,12 +202,13 @@ class DecisionDispatcher:
         self.queue = queue
         self.sink = sink
         self.stage = stage
+        self._late: list[Decision] = []  # decisions on dropped candidates, submitted with the next work
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="decisions", daemon=True)
         self._thread.start()
 
     def _next(self) -> tuple[list[_Entry], list[_Entry], list[_Entry]] | None:
-        """(updates, expired, batch) to handle now; None once closed and drained."""
+        """(updates, expired or dropped, batch) to handle now; None once closed and drained."""
         queue, stage = self.queue, self.stage
         deadline_s = None if stage is None else stage.deadline_s
         with queue.cond:
@@ -209,13 +217,16 @@ class DecisionDispatcher:
                     if stage is not None:
                         queue.stats.discarded_at_close += sum(1 for e in queue._entries if e.opens)
                         queue._entries = [e for e in queue._entries if not e.opens]
-                    if not queue._entries:
+                    if not queue._entries and not self._late:
                         return None
                 updates = queue.take_updates()
                 expired = queue.take_expired(deadline_s)
+                dropped = queue.take_overflow()
                 room = len(queue._entries) if stage is None else stage.capacity()
                 batch = queue.take_opens(room)
-                if updates or expired or batch:
+                if dropped and stage is not None:
+                    self._overflow(dropped)
+                if updates or expired or batch or self._late:
                     return updates, expired, batch
                 wait = IDLE_WAIT_S
                 if queue._entries and stage is not None:
@@ -236,11 +247,20 @@ class DecisionDispatcher:
             finally:
                 self.queue.done(updates + expired + batch)
 
+    def _overflow(self, dropped: list[_Entry]) -> None:
+        """Hand what the full queue dropped to the stage (under the queue's lock: no LMM call)."""
+        assert self.stage is not None
+        now = self.queue.clock()
+        for decision in self.stage.overflow(
+            [e.candidate for e in dropped], [now - e.put_at for e in dropped]
+        ):
+            self._late.append(decision)
+
     def _handle(self, updates: list[_Entry], expired: list[_Entry], batch: list[_Entry]) -> None:
         now = self.queue.clock()
         for entry in updates:
             self._submit(entry.candidate, opens=False)
-        decisions = []
+        decisions, self._late = self._late, []
         if self.stage is None:
             decisions += [Decision(e.candidate, queued_s=now - e.put_at) for e in batch]
         else:

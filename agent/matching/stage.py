@@ -61,6 +61,10 @@ class CandidateStage(Protocol):
         """Candidates that waited past :attr:`deadline_s`: the decisions to pass on (may be none)."""
         ...
 
+    def overflow(self, candidates: list[Candidate], queued_s: list[float]) -> list[Decision]:
+        """Candidates dropped from the full queue before the stage saw them: the decisions to pass on."""
+        ...
+
     def close(self, timeout_s: float) -> None:
         """Release what the stage holds (its backend), waiting at most ``timeout_s`` seconds."""
         ...

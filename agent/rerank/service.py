@@ -191,6 +191,17 @@ class RerankService:
             decisions.append(Decision(candidate, None, waited, 0.0))
         return decisions
 
+    def overflow(self, candidates: list[Candidate], queued_s: list[float]) -> list[Decision]:
+        """Candidates dropped from a full queue never reach the LMM; passed on unverified (``budget``)."""
+        decisions = []
+        for candidate, waited in zip(candidates, queued_s, strict=True):
+            detail = "not sent to the LMM: dropped from a full candidate queue (the budget could not keep up)"
+            outcome = RerankOutcome.unverified(candidate.score, UnverifiedReason.BUDGET, detail)
+            outcome.rationale["query"] = candidate.query_text
+            apply_outcome(candidate, outcome)
+            decisions.append(Decision(candidate, None, waited, 0.0))
+        return decisions
+
     def stats(self) -> RerankStats:
         """A consistent snapshot of the counters."""
         with self._lock:

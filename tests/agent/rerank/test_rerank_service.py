@@ -225,3 +225,21 @@ def test_close_discards_waiting_candidates_and_counts_them() -> None:
         _wait_in_flight(service)
     # the candidate in flight finishes both its turns; the four waiting never reach the LMM
     assert queue.snapshot_stats().discarded_at_close == 4 and service.stats().calls == 2
+
+
+def test_a_candidate_dropped_from_a_full_queue_is_passed_on_unverified_for_budget() -> None:
+    gate = threading.Event()
+    backend = ScriptedBackend()
+    backend.answer = lambda request: (gate.wait(5.0), ScriptedBackend().answer(request))[1]
+    service = RerankService(_config(calls_per_minute=6000, deadline_s=30.0), backend)
+    with wired(service, queue_size=2) as (queue, dispatcher, sink):
+        queue.put(make_candidate(score=0.99, query_id=100))
+        _wait_in_flight(service)
+        for i, score in enumerate([0.5, 0.6, 0.7]):  # the queue holds two: the 0.5 one is dropped
+            queue.put(make_candidate(score=score, query_id=i))
+        gate.set()
+        assert dispatcher.wait_idle(timeout_s=5.0)
+    dropped = [c for c in sink.candidates if c.score == 0.5]
+    assert len(dropped) == 1 and dropped[0].verification == "unverified"
+    assert dropped[0].verification_reason == "budget"
+    assert queue.snapshot_stats().dropped == 1
