@@ -210,3 +210,10 @@ def test_bad_tracker_settings_name_the_key(tmp_path: Path) -> None:
     path.write_text("type: bytetrack\ntrack_bufer: 30\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="track_bufer"):
         load_tracker_config(path)
+
+
+def test_retired_reid_gates_are_refused_with_the_reason(tmp_path: Path) -> None:
+    path = tmp_path / "botsort.yaml"
+    path.write_text("type: botsort\nproximity_thresh: 0.5\nappearance_thresh: 0.8\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"appearance_thresh, proximity_thresh: .*tracker.reassociation"):
+        load_tracker_config(path)
