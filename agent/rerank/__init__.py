@@ -22,7 +22,7 @@ from agent.rerank.config import (
 
 if TYPE_CHECKING:
     from agent.rerank.masker import Blank, ClozeQuery, RuleMasker
-    from agent.rerank.reranker import Reranker, RerankItem, RerankOutcome
+    from agent.rerank.reranker import Reranker, RerankItem, RerankOutcome, UnverifiedReason, Verification
     from agent.rerank.service import RerankService, RerankStats
 
 _LAZY = {
@@ -32,6 +32,8 @@ _LAZY = {
     "Reranker": "agent.rerank.reranker",
     "RerankItem": "agent.rerank.reranker",
     "RerankOutcome": "agent.rerank.reranker",
+    "UnverifiedReason": "agent.rerank.reranker",
+    "Verification": "agent.rerank.reranker",
     "RerankService": "agent.rerank.service",
     "RerankStats": "agent.rerank.service",
 }
@@ -57,5 +59,7 @@ __all__ = [
     "Reranker",
     "RuleMasker",
     "TransformersBackendConfig",
+    "UnverifiedReason",
+    "Verification",
     "load_rerank_config",
 ]
