@@ -1,7 +1,7 @@
 """`watchword run` imports no torch, ultralytics or transformers unless the config asks for a torch model.
 
-Each run is a real ``watchword run`` in a subprocess (the sample video, a few frames); a hook
-registered before the CLI starts writes the names of the top-level modules the process imported.
+Each run is a real ``watchword run`` in a subprocess (the sample video, a few frames); when the
+command returns, the process writes the names of the top-level modules it imported.
 """
 
 from __future__ import annotations
@@ -23,19 +23,15 @@ HEAVY = {"torch", "torchvision", "ultralytics", "transformers"}
 
 RUN_AND_LIST_MODULES = textwrap.dedent(
     """
-    import atexit, json, sys
+    import json, sys
 
-    listing = sys.argv[1]
-
-    def _write_modules() -> None:
-        with open(listing, "w") as out:
-            json.dump(sorted({name.split(".")[0] for name in sys.modules}), out)
-
-    atexit.register(_write_modules)
     from agent.cli import main
 
-    sys.argv = ["watchword", "run", sys.argv[2], "--max-frames", "6"]
-    main()
+    # argv given: the command returns instead of leaving through os._exit, so the listing is written.
+    code = main(["run", sys.argv[2], "--max-frames", "6"])
+    with open(sys.argv[1], "w") as out:
+        json.dump(sorted({name.split(".")[0] for name in sys.modules}), out)
+    sys.exit(code)
     """
 )
 
