@@ -56,6 +56,7 @@ class _Bundle:
     paths: EvidencePaths | None
     crop_size: tuple[int, int] | None = None  # width, height in pixels
     pose: dict[str, Any] | None = None  # the latest behaviour-cue evidence (pose cues)
+    pose_at_open: dict[str, Any] | None = None  # ... and that of the candidate that opened the alert
 
 
 class AlertManager:
@@ -307,8 +308,10 @@ class AlertManager:
             record["frame_size"] = [int(event.candidate.frame.shape[1]), int(event.candidate.frame.shape[0])]
         if event.candidate is not None and event.candidate.pose is not None:
             bundle.pose = event.candidate.pose
+            bundle.pose_at_open = bundle.pose_at_open or event.candidate.pose
         if bundle.pose is not None:  # behaviour cues: values, evidence, history, keypoints
             record["pose"] = bundle.pose
+            record["pose_at_open"] = bundle.pose_at_open
         try:
             self.evidence.write_record(event.alert_id, record)
         except (EvidenceError, ValueError) as exc:

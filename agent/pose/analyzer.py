@@ -97,7 +97,6 @@ class PoseAnalyzer:
                     pending.append((track, now, box, aspect, frame.height))
                     track.frame, track.box = frame, box
         self.stats.cue_seconds += time.perf_counter() - started
-        sampled = {id(track) for track, *_ in pending}
         if regions:
             t0 = time.perf_counter()
             keypoints = self.estimator.estimate(regions)
@@ -115,7 +114,7 @@ class PoseAnalyzer:
             for track_id in [] if ids is None else ids:
                 track = self.tracks.get((result.frame.camera_id, int(track_id)))
                 if track is not None:
-                    cues[str(int(track_id))] = track.cues.update(now, record=id(track) in sampled)
+                    cues[str(int(track_id))] = track.cues.update(now)
             result.extra["cues"] = cues
         self.stats.cue_seconds += time.perf_counter() - t1
 

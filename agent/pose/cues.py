@@ -33,6 +33,8 @@ L_HIP, R_HIP, L_KNEE, R_KNEE, L_ANKLE, R_ANKLE = 11, 12, 13, 14, 15, 16
 BODY_WINDOW_S = 3.0
 """Body height (the pixel unit of speeds) is the largest box side over this much recent time."""
 MOTION_KEEP_S = 12.0
+HISTORY_GAP_S = 0.5
+"""The evidence history keeps at most one snapshot per this many seconds of media time."""
 
 
 def logistic(value: float, centre: float, scale: float) -> float:
@@ -217,8 +219,8 @@ class TrackCues:
     def update(self, time_s: float, record: bool = True) -> dict[str, float]:
         """Recompute every cue at ``time_s``; returns {cue: value in [0, 1]} (also kept in ``values``).
 
-        ``record`` adds the values to the history kept for evidence (the pose stage records on its
-        sampling cadence, not on every frame).
+        ``record`` adds the values to the history kept for evidence, at most one snapshot every
+        :data:`HISTORY_GAP_S` of media time.
         """
         p = self.params
         posture_now = self.posture
@@ -251,6 +253,6 @@ class TrackCues:
             "body_px": round(self.body_px(), 1),
             **(posture_now.evidence if posture_now is not None else {"pose": "no sample yet"}),
         }
-        if record:
+        if record and (not self.snapshots or time_s - self.snapshots[-1][0] >= HISTORY_GAP_S):
             self.snapshots.append((round(time_s, 3), dict(self.values)))
         return self.values

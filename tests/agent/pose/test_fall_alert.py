@@ -140,6 +140,8 @@ def test_a_fall_raises_an_alert_within_two_seconds_with_keypoints_in_the_evidenc
     assert record["pose"]["keypoints"] is not None and len(record["pose"]["keypoints"]) == 17
     history = record["pose"]["history"]
     assert any(h["fall"] > 0.5 for h in history)
+    assert record["pose_at_open"]["values"]["fall"] > 0.5  # what the opening candidate saw
+    assert record["pose_at_open"]["posture"] == "lying"
     assert FALL_START_S < opened_at <= FALL_START_S + 2.0, (opened_at, record["score_history"])
     assert (chain[3] / alert["evidence"]["frame"]).is_file()
 
