@@ -7,6 +7,7 @@ the OpenAPI schema at ``/openapi.json`` needs the token like every route but ``/
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,8 @@ from agent.queries.bounds import (
     MAX_NORMAL_PROMPTS,
     unknown_cameras,
 )
+
+log = logging.getLogger(__name__)
 
 # SQLite integers are signed 64-bit: a larger id or offset is a 422, not an overflow inside the driver.
 SQLITE_MAX_INT = 2**63 - 1
@@ -207,6 +210,8 @@ def create_app(context: ApiContext) -> FastAPI:
 
     def check_cameras(cameras: list[str] | None) -> None:
         known = context.cameras() if context.cameras is not None else None
+        if known is None and cameras:
+            log.warning("query cameras %s not checked: the site's cameras are not known", ", ".join(cameras))
         unknown = unknown_cameras(cameras, known)
         if unknown:
             raise unprocessable(QueryError(f"unknown camera ids: {', '.join(unknown)}"))

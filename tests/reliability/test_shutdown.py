@@ -99,7 +99,7 @@ def test_sigterm_with_hung_sinks_exits_within_the_budget(tmp_path: Path, hung_re
     logging.getLogger(__name__).warning("SIGTERM -> exit with %d hung sinks: %.2f s", SINKS, elapsed_s)
     assert code == 0, agent.output()
     # 2 s per sink one after another would be over 8 s here; in parallel it is about 2-4 s.
-    assert elapsed_s < 7.0, f"took {elapsed_s:.2f} s to stop:\n{agent.output()}"
+    assert elapsed_s < 8.0, f"took {elapsed_s:.2f} s to stop:\n{agent.output()}"
     # The undelivered events stay in the outbox for the next start.
     outbox = Outbox(state / "alerts.db")
     try:
