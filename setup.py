@@ -32,7 +32,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["agent", "agent.*", "engines", "engines.*", "export", "export.*"]),
-    package_data={"agent": ["py.typed"], "engines": ["py.typed"], "export": ["py.typed"]},
+    package_data={"agent": ["py.typed", "console/static/*"], "engines": ["py.typed"], "export": ["py.typed"]},
     install_requires=[
         "numpy>=1.24,<3",
         "opencv-python>=4.8",
@@ -51,6 +51,8 @@ setup(
         "paho-mqtt>=2.0,<3",
         "fastapi>=0.110",
         "uvicorn>=0.29",
+        # the recent-track search index (HNSW, in process, no server)
+        "usearch>=2.9,<3",
     ],
     extras_require={
         "cpu": [ONNXRUNTIME_CPU],
@@ -78,6 +80,8 @@ setup(
             "types-PyYAML",
             "hypothesis>=6.100",
             "schemathesis>=4.0,<5",
+            # browser tests of the console drive Debian's chromium (Makefile), not a downloaded one
+            "playwright>=1.40",
         ],
     },
     entry_points={"console_scripts": ["watchword=agent.cli:main"]},

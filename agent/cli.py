@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from agent import __version__
 
 # Sub-command modules under agent.commands, each with register(subparsers).
-COMMAND_MODULES = ("run", "query", "calibrate", "models", "export", "eval", "alerts")
+COMMAND_MODULES = ("run", "query", "calibrate", "models", "export", "eval", "alerts", "camera", "search")
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

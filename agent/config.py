@@ -20,9 +20,11 @@ from agent.api.config import ApiConfig
 from agent.config_rules import StrictConfigModel
 from agent.embedding.config import EngineConfig, OnnxRuntimeEngineConfig
 from agent.matching.config import MatchingConfig
+from agent.matching.exemplars import FeedbackConfig
 from agent.pose.config import PoseConfig
 from agent.queries.startup import StartupQuery
 from agent.rerank.config import RerankConfig
+from agent.search.config import SearchConfig
 from agent.uri_rules import camera_uri_problem
 
 CAMERA_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -233,6 +235,8 @@ class AgentConfig(StrictModel):
     queries: list[StartupQuery] = Field(default_factory=list)
     alerts: AlertsConfig = AlertsConfig()
     api: ApiConfig = ApiConfig()
+    search: SearchConfig = SearchConfig()
+    feedback: FeedbackConfig = FeedbackConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="before")

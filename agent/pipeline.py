@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent.config import AgentConfig
+from agent.config import AgentConfig, CameraConfig
 from agent.detection import Detector, build_detector
 from agent.outputs.jsonl import JsonlWriter, frame_record
 from agent.outputs.video import VideoWriter, annotate
@@ -98,6 +98,8 @@ class Pipeline:
         analyzers: stages run on each batch after tracking (matching, alerts), in order.
         appearance_embedder: image embedder (CLIP) the trackers compare people with when
             re-associating, if ``tracker.reassociation.appearance`` is ``clip``; colour otherwise.
+        keep_running: keep looping when no camera is left or all have ended (cameras can be added
+            at run time with :meth:`add_camera`); only ``stop()`` or ``duration_s`` ends the run.
     """
 
     def __init__(
@@ -112,9 +114,12 @@ class Pipeline:
         on_frame: Callable[[Frame, Detections, list[TrackEvent]], None] | None = None,
         analyzers: list[Analyzer] | None = None,
         appearance_embedder: Embedder | None = None,
+        keep_running: bool = False,
     ) -> None:
         self.config = config
         self.appearance_embedder = appearance_embedder  # CLIP for tracker re-association (identity)
+        self.keep_running = keep_running
+        self._camera_changes: list[CameraConfig | str] = []  # added configs, removed ids
         self.jsonl_path = jsonl_path if jsonl_path is not None else config.output.jsonl
         self.video_dir = video_dir if video_dir is not None else config.output.video_dir
         self.max_frames = max_frames
@@ -163,19 +168,55 @@ class Pipeline:
                 result.append(CameraStatus(stats, CameraCounters(**vars(counters))))
             return result
 
+    # --- cameras at run time ----------------------------------------------------------------
+
+    def add_camera(self, camera: CameraConfig) -> None:
+        """Open ``camera`` (or replace the one with its id) before the loop's next batch."""
+        with self._lock:
+            self._camera_changes.append(camera)
+
+    def remove_camera(self, camera_id: str) -> None:
+        """Stop and forget a camera before the loop's next batch; the others keep running."""
+        with self._lock:
+            self._camera_changes.append(camera_id)
+
+    def _apply_camera_changes(self, order: list[str]) -> list[str]:
+        with self._lock:
+            changes, self._camera_changes = self._camera_changes, []
+        for change in changes:
+            camera_id = change if isinstance(change, str) else change.id
+            source = self.sources.pop(camera_id, None)
+            if source is not None:  # stopped off the loop's thread: a stop can take seconds
+                threading.Thread(target=self._stop_source, args=(camera_id, source), daemon=True).start()
+            self.trackers.pop(camera_id, None)
+            with self._lock:
+                self.counters.pop(camera_id, None)
+                self._cameras.pop(camera_id, None)
+            if isinstance(change, str):
+                log.info("camera %s: removed", camera_id)
+                continue
+            with self._lock:
+                self._cameras[camera_id] = change
+                self.counters[camera_id] = CameraCounters(camera_id)
+            self._open_source(change)
+        return [c for c in order if c in self.sources] + [c for c in self.sources if c not in order]
+
     # --- run -------------------------------------------------------------------------------
 
     def _open_sources(self) -> None:
         for camera in self.config.enabled_cameras:
-            try:
-                source = open_source(camera)
-                source.start()
-            except SourceError as exc:
-                log.error("camera %s: %s", camera.id, exc)
-                self.counters[camera.id].error = str(exc)
-                continue
-            self.sources[camera.id] = source
-            log.info("camera %s: opened %s", camera.id, camera.uri)
+            self._open_source(camera)
+
+    def _open_source(self, camera: CameraConfig) -> None:
+        try:
+            source = open_source(camera)
+            source.start()
+        except SourceError as exc:
+            log.error("camera %s: %s", camera.id, exc)
+            self.counters[camera.id].error = str(exc)
+            return
+        self.sources[camera.id] = source
+        log.info("camera %s: opened %s", camera.id, camera.uri)
 
     def frame_rate_of(self, camera_id: str) -> float:
         """Frames/s a camera's frames arrive at: its analysis rate, or its stream's if that is lower."""
@@ -279,7 +320,7 @@ class Pipeline:
             if self.jsonl_path is not None:
                 self._jsonl = JsonlWriter(self.jsonl_path)
             self._open_sources()
-            if not self.sources:
+            if not self.sources and not self.keep_running:
                 self._stop_reason = "no camera could be opened"
             else:
                 self._loop(detector, started)
@@ -296,10 +337,12 @@ class Pipeline:
     def _loop(self, detector: Detector, started: float) -> None:
         order = list(self.sources)
         while not self._stop.is_set():
+            if self._camera_changes:
+                order = self._apply_camera_changes(order)
             if self.duration_s is not None and time.monotonic() - started >= self.duration_s:
                 self._stop_reason = "duration reached"
                 break
-            if all(self._camera_done(camera_id) for camera_id in order):
+            if not self.keep_running and all(self._camera_done(camera_id) for camera_id in order):
                 limit_hit = self.max_frames is not None and any(
                     self.counters[c].frames >= self.max_frames for c in order
                 )
@@ -347,5 +390,6 @@ class Pipeline:
             log.exception("camera %s: error while stopping", camera_id)
         stats = source.stats()
         with self._lock:
-            if stats.last_error and self.counters[camera_id].error is None:
-                self.counters[camera_id].error = stats.last_error
+            counters = self.counters.get(camera_id)  # None once removed at run time
+            if stats.last_error and counters is not None and counters.error is None:
+                counters.error = stats.last_error

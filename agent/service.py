@@ -14,6 +14,7 @@ from agent.alerts import AlertManager
 from agent.alerts.feed import AlertFeed
 from agent.alerts.outbox import OutboxError
 from agent.config import AgentConfig
+from agent.console.wiring import ConsoleRuntime
 from agent.health_report import build_health
 from agent.matching.candidates import CandidateQueue, DecisionDispatcher
 from agent.pipeline import Analyzer, Pipeline, RunSummary
@@ -108,6 +109,9 @@ class Agent:
             self._state_lock.release()
             raise
         # --- end reliability
+        # cameras from the state database, feedback, search and live view (agent/console)
+        self.console = ConsoleRuntime(config)
+        config = self.config = self.console.config
         self.encoder: ClipEncoder | None = None
         self.matcher: Matcher | None = None
         self.rerank: RerankService | None = None
@@ -151,7 +155,10 @@ class Agent:
                 alerts=self.alerts,
                 model_versions={"detector": _detector_version(config)},
                 cue_fusion=self._cue_fusion(),
+                exemplars=self.console.exemplars,
+                on_samples=self.console.on_samples,
             )
+            self.console.attach_matching(self.encoder, self.registry)
             analyzers.append(self.matcher)
         elif self.pose is not None and config.pose is not None:
             from agent.pose.cue_matcher import CueMatcher
@@ -170,6 +177,8 @@ class Agent:
         else:
             log.warning(NO_MODEL_HINT)
         analyzers.append(AlertFeed(self.alerts))
+        if self.console.live is not None:
+            analyzers.append(self.console.live)
         self.pipeline = Pipeline(
             config,
             jsonl_path=jsonl_path,
@@ -178,6 +187,7 @@ class Agent:
             duration_s=duration_s,
             analyzers=analyzers,
             appearance_embedder=_reassociation_embedder(config, self.encoder),
+            keep_running=self.console.keep_running,
         )
 
     def _cue_fusion(self) -> CueFusion | None:
@@ -219,7 +229,6 @@ class Agent:
         token = self.config.api.resolved_token()
         if token is None:
             log.warning("the API has no token: anyone on this machine can use it (set api.token)")
-        camera_ids = frozenset(camera.id for camera in self.config.cameras)
         context = ApiContext(
             registry=self.registry,
             token=token,
@@ -228,10 +237,11 @@ class Agent:
             alerts=self.alerts,
             evidence_dir=self.config.alerts.evidence_dir,
             page_limit=self.config.api.page_limit,
-            cameras=lambda: camera_ids,
+            cameras=lambda: frozenset(c.id for c in self.console.cameras.list_cameras()),
             max_body_bytes=self.config.api.max_body_bytes,
             loopback_only=is_loopback(self.config.api.host),
             cue_mapping=None if self.pose is None else self.pose.mapping_view,
+            console=self.console.services(token),
         )
         self.api = ApiServer(create_app(context), self.config.api.host, self.config.api.port)
         try:
@@ -254,6 +264,7 @@ class Agent:
         try:
             self._start_rerank()
             self.dispatcher = DecisionDispatcher(self.candidates, self.alerts, self.rerank)
+            self.console.start(self.pipeline, self.alerts, lambda: self.health()["cameras"])
             self._start_api()
             return self.pipeline.run()
         finally:
@@ -287,6 +298,7 @@ class Agent:
             self.dispatcher.close(timeout_s=remaining(1.0))
         if self.rerank is not None:
             self.rerank.close(timeout_s=remaining(1.0))
+        self.console.close()  # first: it ends the open event streams the API would wait for
         if self.api is not None:
             self.api.stop(timeout_s=remaining(1.0))
         # Half of what is left drains the sinks, the other half stops them all at once (hung receivers).

@@ -24,6 +24,7 @@ from agent import __version__
 from agent.api.guard import (
     DEFAULT_MAX_BODY_BYTES,
     LOOPBACK_HOSTS,
+    PUBLIC_PATHS,
     ApiGuard,
     Authenticator,
     bearer_authenticator,
@@ -85,6 +86,7 @@ class ApiContext:
             ``Host`` names are answered.
         cue_mapping: a query text -> its behaviour-cue mapping (``cue``, ``confidence``, ``reason``...),
             shown as ``cue`` in every query the API returns; None when pose cues are off.
+        console: the operator console's parts (``agent.console.services.ConsoleServices``), or None.
     """
 
     registry: QueryRegistry
@@ -106,6 +108,8 @@ class ApiContext:
         if self.cue_mapping is not None:
             view["cue"] = self.cue_mapping(query.text)
         return view
+
+    console: Any = None
 
 
 # Module level: with postponed annotations FastAPI resolves dependency annotations in module globals.
@@ -187,12 +191,19 @@ def create_app(context: ApiContext) -> FastAPI:
     authenticators = list(context.authenticators)
     if context.token is not None:
         authenticators.insert(0, bearer_authenticator(context.token))
+    public_paths = PUBLIC_PATHS
+    if context.console is not None:  # the console's session cookie and its public pages (agent/console)
+        from agent.console.wiring import console_authenticators, console_public_paths
+
+        authenticators += console_authenticators(context.console)
+        public_paths = public_paths | console_public_paths(context.console)
     app.state.auth_required = bool(authenticators)
     app.add_middleware(
         ApiGuard,
         authenticators=authenticators,
         allowed_hosts=LOOPBACK_HOSTS if context.loopback_only and context.token is None else None,
         max_body_bytes=context.max_body_bytes,
+        public_paths=public_paths,
     )
 
     @app.exception_handler(RequestValidationError)
@@ -336,6 +347,8 @@ def create_app(context: ApiContext) -> FastAPI:
         items = context.alerts.recent(
             limit=limit, offset=offset, camera=camera, query_id=query_id, since=since, until=until
         )
+        if getattr(context.console, "reviews", None) is not None:  # the operator's marks
+            items = context.console.reviews.attach(items)
         return {"alerts": items, "limit": limit, "offset": offset}
 
     @app.get(
@@ -377,4 +390,8 @@ def create_app(context: ApiContext) -> FastAPI:
             return {"queued": 0}
         return {"queued": context.alerts.retry_dead_letters(sink=body.sink, event_row=body.event_row)}
 
+    if context.console is not None:
+        from agent.console.wiring import add_routes
+
+        add_routes(app, context, guarded)
     return app

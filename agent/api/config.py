@@ -62,6 +62,8 @@ class ApiConfig(StrictConfigModel):
         256 * 1024, ge=1024, le=64 * 1024**2, description="larger request bodies are refused with 413"
     )
 
+    console: bool = Field(True, description="serve the operator console at / (needs enabled)")
+
     def resolved_token(self) -> str | None:
         """``token``, else a usable ``$WATCHWORD_API_TOKEN``, else None."""
         return self.token or environment_token()

@@ -32,11 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "config", type=Path, help="the agent config (its detector, tracker, matching, database)"
     )
-    parser.add_argument("--video", type=Path, required=True, help="footage with no anomalies in it")
+    parser.add_argument("--video", type=Path, help="footage with no anomalies in it")
     parser.add_argument(
         "--target-false-alarms-per-hour",
         type=float,
-        required=True,
         metavar="N",
         help="alarms per hour allowed",
     )
@@ -49,6 +48,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also replace thresholds set by hand (by default they are kept and reported)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--from-feedback",
+        action="store_true",
+        help="instead of footage: fit thresholds to the alerts operators marked true or false alarms",
+    )
     parser.set_defaults(func=run)
 
 
@@ -97,6 +101,16 @@ def run(args: argparse.Namespace) -> int:
     from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
     from agent.config import ConfigError, load_config
 
+    if args.from_feedback:  # console: thresholds from the operators' marks (agent/console)
+        from agent.commands.calibrate_feedback import run_from_feedback
+
+        return run_from_feedback(args)
+    if args.video is None or args.target_false_alarms_per_hour is None:
+        print(
+            "watchword calibrate: give --video and --target-false-alarms-per-hour, or --from-feedback",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     if args.target_false_alarms_per_hour < 0:
         print("watchword calibrate: --target-false-alarms-per-hour must not be negative", file=sys.stderr)
         return EXIT_USAGE

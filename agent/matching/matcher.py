@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -25,7 +25,9 @@ import numpy as np
 
 from agent.alerts.episodes import AlertStateView
 from agent.matching.config import MatchingConfig
+from agent.matching.exemplars import ExemplarStore
 from agent.matching.querybank import QueryBank, TextEncoder
+from agent.matching.samples import TrackSample
 from agent.matching.scoring import PoolingParams, calibrated_scores
 from agent.matching.selection import Pick
 from agent.matching.trackbook import TrackBook, TrackState
@@ -88,6 +90,8 @@ class Matcher:
         alerts: tells selection which pairs are alerting or cooling down (None: none are).
         model_versions: recorded in every candidate (e.g. {"clip": manifest hash, "detector": name}).
         cue_fusion: blends pose cues into the calibrated probabilities of cue-mapped queries (None: off).
+        exemplars: operator feedback; crops like a query's negative exemplars are scored down.
+        on_samples: receives each batch's new crop embeddings (the search index); must not block.
     """
 
     def __init__(
@@ -100,8 +104,12 @@ class Matcher:
         alerts: AlertStateSource | None = None,
         model_versions: dict[str, str] | None = None,
         cue_fusion: CueFusionLike | None = None,
+        exemplars: ExemplarStore | None = None,
+        on_samples: Callable[[list[TrackSample]], None] | None = None,
     ) -> None:
         self.config = config
+        self.exemplars = exemplars
+        self.on_samples = on_samples
         self.encoder = encoder
         self.cue_fusion = cue_fusion
         self.bank = QueryBank(registry, encoder, config)
@@ -206,6 +214,19 @@ class Matcher:
                     ]
                     probability = self.cue_fusion.fuse(probability, keys, matrix.queries)
                 # --- end pose cues
+            # --- console: operator feedback scores false-alarm look-alikes down; search keeps crops
+            taken = [(r.frame, t, b) for r, chosen in zip(results, plan, strict=True) for t, _, b in chosen]
+            if self.exemplars is not None and len(probability):
+                cameras = [frame.camera_id for frame, _, _ in taken]
+                probability = self.exemplars.adjust(cameras, embeddings, matrix.ids, probability)
+            if self.on_samples is not None:
+                self.on_samples(
+                    [
+                        TrackSample(f.camera_id, t, f.wall_time, f.image, (b[0], b[1], b[2], b[3]), e)
+                        for (f, t, b), e in zip(taken, embeddings, strict=True)
+                    ]
+                )
+            # --- end console
         row = 0
         for result, chosen in zip(results, plan, strict=True):
             frame = result.frame
@@ -247,6 +268,9 @@ class Matcher:
             matrix.normal_index,
             self.encoder.logit_scale,
         )
+        if self.exemplars is not None:  # console: operator feedback
+            latest = np.stack([s.embeddings[-1] for s in known])
+            probability = self.exemplars.adjust([s.camera_id for s in known], latest, matrix.ids, probability)
         for row, state in enumerate(known):
             self.book.add_sample(state, state.last_embed_time, probability[row], cosine[row], only_new=True)
 

@@ -1,0 +1,167 @@
+"""Cameras in the state database: seeded from the YAML on first start, then edited while the agent runs.
+
+The table lives in the same SQLite file as the query registry (``database:`` in the config). Every
+change bumps a revision counter, so the running agent notices it by polling one integer (the same
+scheme as the query registry) and opens or stops that one camera without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError
+
+from agent.config import CameraConfig
+from agent.sources.uri import redact_uri
+
+_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS cameras (
+        id TEXT PRIMARY KEY,
+        config TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    )""",
+    "CREATE TABLE IF NOT EXISTS camera_meta (key TEXT PRIMARY KEY, value REAL NOT NULL)",
+    "INSERT OR IGNORE INTO camera_meta (key, value) VALUES ('revision', 0)",
+    *(
+        f"CREATE TRIGGER IF NOT EXISTS cameras_{op.lower()} AFTER {op} ON cameras"
+        " BEGIN UPDATE camera_meta SET value = value + 1 WHERE key = 'revision'; END"
+        for op in ("INSERT", "UPDATE", "DELETE")
+    ),
+]
+
+
+class CameraError(ValueError):
+    """A camera that cannot be stored as given; the message says why."""
+
+
+class CameraNotFoundError(KeyError):
+    """No camera with that id."""
+
+    def __str__(self) -> str:
+        return f"no camera with id {self.args[0]!r}"
+
+
+def redacted(camera: CameraConfig) -> dict[str, Any]:
+    """The camera as JSON for the API and CLI: credentials in the URI are never shown back."""
+    data = camera.model_dump(mode="json")
+    data["uri"] = redact_uri(camera.uri)
+    data["has_credentials"] = urlsplit(camera.uri).password is not None
+    return data
+
+
+def parse_camera(data: dict[str, Any]) -> CameraConfig:
+    """A validated camera config, else :class:`CameraError` naming the bad field."""
+    try:
+        return CameraConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "camera"
+        raise CameraError(f"{where}: {first['msg']}") from exc
+
+
+class CameraStore:
+    """CRUD over the cameras table. Thread-safe: one connection per thread, short transactions."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._transaction() as db:
+            for statement in _SCHEMA:
+                db.execute(statement)
+
+    def _connect(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA busy_timeout=10000")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self._connect()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    def revision(self) -> int:
+        """A counter that changes whenever a camera is added, changed or removed."""
+        row = self._connect().execute("SELECT value FROM camera_meta WHERE key = 'revision'").fetchone()
+        return int(row[0])
+
+    def seed(self, cameras: list[CameraConfig]) -> bool:
+        """Store ``cameras`` if the database has never held cameras; True if it seeded them."""
+        now = time.time()
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM camera_meta WHERE key = 'seeded'").fetchone() is not None:
+                return False
+            for camera in cameras:
+                db.execute(
+                    "INSERT OR IGNORE INTO cameras (id, config, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                    (camera.id, camera.model_dump_json(), now, now),
+                )
+            db.execute("INSERT INTO camera_meta (key, value) VALUES ('seeded', ?)", (now,))
+            return True
+
+    def list_cameras(self) -> list[CameraConfig]:
+        rows = self._connect().execute("SELECT config FROM cameras ORDER BY created_at, id")
+        return [CameraConfig.model_validate_json(config) for (config,) in rows]
+
+    def get(self, camera_id: str) -> CameraConfig:
+        row = self._connect().execute("SELECT config FROM cameras WHERE id = ?", (camera_id,)).fetchone()
+        if row is None:
+            raise CameraNotFoundError(camera_id)
+        return CameraConfig.model_validate_json(row[0])
+
+    def add(self, data: dict[str, Any]) -> CameraConfig:
+        camera = parse_camera(data)
+        now = time.time()
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM cameras WHERE id = ?", (camera.id,)).fetchone() is not None:
+                raise CameraError(f"a camera with id {camera.id!r} exists")
+            db.execute(
+                "INSERT INTO cameras (id, config, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                (camera.id, camera.model_dump_json(), now, now),
+            )
+        return camera
+
+    def update(self, camera_id: str, changes: dict[str, Any]) -> CameraConfig:
+        """Change some fields; the id cannot change. A URI left out keeps the stored credentials."""
+        if "id" in changes and changes["id"] != camera_id:
+            raise CameraError("a camera's id cannot change; remove it and add a new one")
+        with self._transaction() as db:
+            row = db.execute("SELECT config FROM cameras WHERE id = ?", (camera_id,)).fetchone()
+            if row is None:
+                raise CameraNotFoundError(camera_id)
+            camera = parse_camera({**json.loads(row[0]), **changes, "id": camera_id})
+            db.execute(
+                "UPDATE cameras SET config = ?, updated_at = ? WHERE id = ?",
+                (camera.model_dump_json(), time.time(), camera_id),
+            )
+        return camera
+
+    def remove(self, camera_id: str) -> None:
+        with self._transaction() as db:
+            if db.execute("DELETE FROM cameras WHERE id = ?", (camera_id,)).rowcount == 0:
+                raise CameraNotFoundError(camera_id)

@@ -1,0 +1,1 @@
+"""The operator console: pages served by the agent, cookie sessions, live view, review, search."""

@@ -1,0 +1,130 @@
+"""Console routes: the pages, sign-in, the push channel, live frames and alert review."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, status
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.console.reviews import Action, ReviewError
+from agent.console.services import ConsoleServices
+
+STATIC = Path(__file__).parent / "static"
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+class SignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(max_length=1024)
+
+
+class ReviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Action
+    note: str | None = Field(None, max_length=2000)
+
+
+def add_console_routes(
+    app: FastAPI,
+    console: ConsoleServices,
+    guarded: list[Any],
+    alert_events: Callable[[str], list[dict[str, Any]]] | None,
+    evidence_dir: Path | None,
+) -> None:
+    """Add the console's routes to ``app``; ``guarded`` are the API's auth dependencies."""
+    router = APIRouter()
+
+    if console.pages:
+        app.mount("/console", StaticFiles(directory=STATIC), name="console")
+
+        @router.get("/", include_in_schema=False)
+        def index() -> FileResponse:
+            return FileResponse(STATIC / "index.html", headers=NO_STORE)
+
+    @router.get("/session", tags=["console"])
+    def session_state(request: Request) -> dict[str, Any]:
+        """Whether this browser is signed in, and whether signing in is needed at all."""
+        sessions = console.sessions
+        return {
+            "token_required": sessions is not None,
+            "signed_in": sessions is None or sessions.signed_in(request),
+        }
+
+    @router.post("/session", tags=["console"])
+    def sign_in(body: SignIn, request: Request, response: Response) -> dict[str, Any]:
+        """Exchange the API token for an HttpOnly session cookie (the token never goes in a URL)."""
+        sessions = console.sessions
+        if sessions is None:
+            return {"signed_in": True, "token_required": False}
+        if not sessions.token_matches(body.token):
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="wrong token")
+        sessions.open(response, secure=request.url.scheme == "https")
+        return {"signed_in": True, "token_required": True}
+
+    @router.delete("/session", tags=["console"])
+    def sign_out(request: Request, response: Response) -> dict[str, Any]:
+        """End this browser's session (public, like sign-in: the CSRF check still applies)."""
+        if console.sessions is not None:
+            console.sessions.close(request, response)
+        return {"signed_in": False}
+
+    @router.get("/events", tags=["console"], dependencies=guarded)
+    def events(request: Request) -> StreamingResponse:
+        """Server-Sent Events: ``alert`` (every stored alert event, with ids for resume) and ``status``."""
+        if console.hub is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="the push channel is off")
+        stream = console.hub.stream(request.headers.get("last-event-id"), request.is_disconnected)
+        headers = {**NO_STORE, "X-Accel-Buffering": "no"}
+        return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+
+    @router.get("/cameras/{camera_id}/live.jpg", tags=["cameras"], dependencies=guarded)
+    def live_frame(camera_id: str) -> Response:
+        """The camera's latest analysed frame with boxes, track ids and best query scores."""
+        frame = console.live.jpeg(camera_id) if console.live is not None else None
+        if frame is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no analysed frame from this camera yet")
+        headers = {**NO_STORE, "X-Frame-Index": str(frame.index), "X-Frame-Time": f"{frame.wall_time:.3f}"}
+        return Response(frame.jpeg, media_type="image/jpeg", headers=headers)
+
+    @router.get("/alerts/{alert_id}", tags=["alerts"], dependencies=guarded)
+    def alert_detail(alert_id: str) -> dict[str, Any]:
+        """Every event of the alert, its evidence record, review marks and delivery per sink."""
+        events = alert_events(alert_id) if alert_events is not None else []
+        if not events:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such alert")
+        reviews = console.reviews
+        record = None
+        if evidence_dir is not None and events[-1].get("evidence"):
+            import json
+
+            try:
+                record = json.loads((evidence_dir / alert_id / "evidence.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                record = None
+        return {
+            "alert": events[-1],
+            "events": events,
+            "evidence": record,
+            "review": reviews.attach([dict(events[-1])])[0]["review"] if reviews is not None else None,
+            "deliveries": reviews.deliveries(alert_id) if reviews is not None else [],
+        }
+
+    @router.post("/alerts/{alert_id}/review", tags=["alerts"], dependencies=guarded)
+    def review(alert_id: str, body: ReviewIn) -> JSONResponse:
+        """Acknowledge, resolve, reopen, or mark a true / false alarm (a false alarm teaches the matcher)."""
+        if console.reviews is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="alerts are not configured")
+        try:
+            result = console.reviews.mark(alert_id, body.action, body.note)
+        except ReviewError as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
+        return JSONResponse(result)
+
+    app.include_router(router)

@@ -1,0 +1,43 @@
+"""What the console's routes use, filled in by the agent (any part may be missing)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agent.cameras.store import CameraStore
+from agent.console.events import EventHub
+from agent.console.live import LiveFrames
+from agent.console.reviews import ReviewStore
+from agent.console.session import SessionStore
+from agent.search.index import TrackIndex
+from agent.search.scorer import TextScorer
+
+
+@dataclass
+class ConsoleServices:
+    """The console's parts.
+
+    Attributes:
+        sessions: cookie sessions; None when the API has no token (nothing to sign in with).
+        hub: the push channel.
+        live: each camera's latest analysed frame.
+        reviews: alert marks and delivery status.
+        cameras: the camera table; None when cameras are not kept in the database.
+        index: recent tracks for search; None without a CLIP model.
+        scorer: the live matcher's calibrated score for any text; None without a CLIP model.
+        probe: opens a camera config once: returns (jpeg or None, error or None).
+        pages: whether to serve the HTML console at ``/``.
+    """
+
+    sessions: SessionStore | None
+    hub: EventHub | None = None
+    live: LiveFrames | None = None
+    reviews: ReviewStore | None = None
+    cameras: CameraStore | None = None
+    index: TrackIndex | None = None
+    scorer: TextScorer | None = None
+    probe: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    pages: bool = True
+    default_threshold: float = 0.6

@@ -1,0 +1,26 @@
+"""The ``search:`` section of the agent config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SearchConfig(BaseModel):
+    """Recent tracks kept for search and for trying a query before saving it.
+
+    ``directory`` defaults to ``search/`` beside the state database.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    directory: Path | None = None
+    retention_hours: float = Field(24.0, gt=0, le=24 * 90, description="tracks older than this are pruned")
+    max_tracks: int = Field(50000, ge=10, le=10_000_000, description="newest tracks kept (bounds disk use)")
+    samples_per_track: int = Field(
+        4, ge=1, le=32, description="crop embeddings kept per track (largest boxes)"
+    )
+    thumbnail_height: int = Field(128, ge=32, le=512, description="pixels")
+    flush_interval_s: float = Field(2.0, gt=0, le=60, description="how often new samples are written")

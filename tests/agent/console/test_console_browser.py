@@ -1,0 +1,193 @@
+"""The operator console in a real headless Chromium (Debian's ``chromium``, driven by Playwright)
+against a running agent on the sample video with the tiny CLIP export.
+
+The tests run in order on one agent and one browser page, as an operator would: sign in, watch a
+tile, see an alert arrive, open its evidence, mark it, add a query and a camera, sign out.
+Screenshots for the README are written to ``docs/`` when ``WATCHWORD_SCREENSHOTS=1``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.agent.console.agent_fixture import TOKEN, RunningAgent, running_agent, wait_for
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+DOCS = Path(__file__).resolve().parents[3] / "docs"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def live(
+    tmp_path_factory: pytest.TempPathFactory, clip_fp32: Path, sample_video: Path
+) -> Iterator[RunningAgent]:
+    with running_agent(tmp_path_factory.mktemp("console-browser"), clip_fp32, sample_video) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def page(live: RunningAgent) -> Iterator[Any]:
+    if not CHROMIUM.is_file() or shutil.which("chromium") is None:
+        pytest.skip("needs Debian's chromium (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (the dev extra)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        context.set_default_timeout(30_000)
+        tab = context.new_page()
+        tab.goto(live.url + "/")
+        yield tab
+        context.close()
+        browser.close()
+
+
+def _screenshot(page: Any, name: str) -> None:
+    if os.environ.get("WATCHWORD_SCREENSHOTS") == "1":
+        DOCS.mkdir(exist_ok=True)
+        page.screenshot(path=str(DOCS / name))
+
+
+def test_sign_in(page: Any, live: RunningAgent) -> None:
+    page.wait_for_selector("#signin-form", state="visible")
+    assert page.is_hidden("#nav")
+    page.fill("#signin-token", "not-the-token-at-all")
+    page.click("#signin-form button")
+    page.wait_for_selector("#signin-error:has-text('Wrong token')")
+    page.fill("#signin-token", TOKEN)
+    page.click("#signin-form button")
+    page.wait_for_selector("#nav", state="visible")
+    assert TOKEN not in page.url
+    cookies = {c["name"]: c for c in page.context.cookies()}
+    session = cookies["watchword_session"]
+    assert session["httpOnly"] and session["sameSite"] == "Strict" and session["value"] != TOKEN
+    # the session cookie is not readable from scripts
+    assert "watchword_session" not in page.evaluate("document.cookie")
+
+
+def test_camera_tile_image_changes(page: Any, live: RunningAgent) -> None:
+    page.goto(live.url + "/#/live")
+    tile = page.locator(".tile[data-camera=sample]")
+    tile.wait_for()
+    page.wait_for_function("document.querySelector('.tile img').dataset.frame !== ''")
+    first = tile.locator("img").get_attribute("data-frame")
+    page.wait_for_function(
+        "(f) => { const i = document.querySelector('.tile img');"
+        " return i.dataset.frame !== f && i.naturalWidth > 0 }",
+        arg=first,
+    )
+    page.wait_for_selector(".tile .state.state-running")
+    assert "fps" in tile.locator(".fps").inner_text()
+    _screenshot(page, "console-live.png")
+
+
+def test_alert_appears_without_reload_and_its_evidence_opens(page: Any, live: RunningAgent) -> None:
+    page.goto(live.url + "/#/alerts")
+    page.wait_for_selector("#page-alerts", state="visible")
+    assert page.locator("#alert-rows tr").count() == 0
+    page.evaluate("window.__marker = 'same page'")
+    # a query that every person matches: the running agent raises an alert, pushed over SSE
+    query = live.agent.registry.add("a person", threshold=0.01, severity="critical")
+    row = page.locator("#alert-rows tr").first
+    row.wait_for(timeout=90_000)
+    assert page.evaluate("window.__marker") == "same page", "the page was not reloaded"
+    assert "a person" in row.inner_text()
+    alert_id = row.get_attribute("data-alert")
+    assert alert_id
+    wait_for(lambda: (live.root / "state" / "evidence" / alert_id / "crop.jpg").exists(), 20, "evidence")
+    row.locator("a").click()
+    page.wait_for_selector("#page-alert", state="visible")
+    page.wait_for_function("document.getElementById('alert-crop').naturalWidth > 0")
+    page.wait_for_function("document.getElementById('alert-frame').naturalWidth > 0")
+    page.wait_for_function("Number(document.getElementById('alert-chart').dataset.points || 0) > 0")
+    # the chart drew its line: blue pixels on the canvas
+    blue = page.evaluate(
+        """() => { const c = document.getElementById('alert-chart');
+           const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+           for (let i = 0; i < d.length; i += 4) if (d[i + 2] > 180 && d[i] < 120) n++;
+           return n; }"""
+    )
+    assert blue > 20
+    assert "jsonl" in page.inner_text("#alert-deliveries")
+    _screenshot(page, "console-alert.png")
+    page.click(".actions button[data-action=false_alarm]")
+    page.wait_for_selector("#alert-review[data-verdict=false]")
+    assert live.agent.console.reviews is not None
+    review = live.agent.console.reviews.get(alert_id)
+    assert review is not None and review["verdict"] == "false"
+    assert live.agent.console.exemplars.count(query.id) > 0
+
+
+def test_query_added_in_the_ui_is_registered_and_scored(page: Any, live: RunningAgent) -> None:
+    page.goto(live.url + "/#/queries")
+    page.wait_for_selector("#query-form", state="visible")
+    text = "someone carrying a large bag"
+    page.fill("#query-form input[name=text]", text)
+    # try before you save: the tracks of the last hour it would have matched, with thumbnails
+    page.wait_for_selector("#try-results .thumb img", timeout=60_000)
+    page.wait_for_function("document.querySelector('#try-results .thumb img').naturalWidth > 0")
+    assert page.get_attribute("#try-summary", "data-suggested")
+    _screenshot(page, "console-queries.png")
+    page.fill("#query-form input[name=threshold]", "0.3")
+    page.select_option("#query-form select[name=severity]", "info")
+    page.click("#query-form button[type=submit]")
+    page.wait_for_selector(f"#query-rows tr:has-text('{text}')")
+    stored = [q for q in live.agent.registry.list_queries() if q.text == text]
+    assert len(stored) == 1 and stored[0].threshold == pytest.approx(0.3) and stored[0].severity == "info"
+
+    def scored() -> bool:
+        matcher = live.agent.matcher
+        assert matcher is not None
+        ids = matcher.bank.matrix.ids
+        if stored[0].id not in ids:
+            return False
+        column = ids.index(stored[0].id)
+        return any(
+            s.scores is not None and column < s.scores.size and not math.isnan(float(s.scores.pooled[column]))
+            for s in list(matcher.tracks.values())
+        )
+
+    wait_for(scored, 30, "a score for the query added in the browser")
+
+
+def test_camera_added_in_the_ui_reaches_running(page: Any, live: RunningAgent) -> None:
+    page.goto(live.url + "/#/cameras")
+    page.wait_for_selector("#camera-form", state="visible")
+    page.fill("#camera-form input[name=id]", "pattern")
+    page.fill("#camera-form input[name=uri]", "test://?pattern=ball&fps=5")
+    page.click("#camera-test")
+    page.wait_for_selector("#camera-snapshot:not([hidden])", timeout=30_000)
+    page.click("#camera-form button[type=submit]")
+    page.wait_for_selector("#camera-rows tr[data-camera=pattern]")
+    wait_for(
+        lambda: live.health()["cameras"].get("pattern", {}).get("state") == "running", 20, "pattern running"
+    )
+    page.wait_for_selector("#camera-rows tr[data-camera=pattern] .state:has-text('running')", timeout=20_000)
+    assert live.health()["cameras"]["sample"]["state"] == "running"
+
+
+def test_sign_out_locks_the_pages_again(page: Any, live: RunningAgent) -> None:
+    page.click("#sign-out")
+    page.wait_for_selector("#signin-form", state="visible")
+    assert "watchword_session" not in {c["name"] for c in page.context.cookies()}
+    status = page.evaluate("fetch('/queries', {credentials: 'same-origin'}).then(r => r.status)")
+    assert status == 401
+    page.goto(live.url + "/#/alerts")
+    page.wait_for_selector("#signin-form", state="visible")
+    assert page.is_hidden("#page-alerts")
