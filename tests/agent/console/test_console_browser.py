@@ -123,7 +123,7 @@ def test_alert_appears_without_reload_and_its_evidence_opens(page: Any, live: Ru
            for (let i = 0; i < d.length; i += 4) if (d[i + 2] > 180 && d[i] < 120) n++;
            return n; }"""
     )
-    assert blue > 20
+    assert blue >= 10  # a blank chart has none (grid and labels are grey)
     assert "jsonl" in page.inner_text("#alert-deliveries")
     _screenshot(page, "console-alert.png")
     page.click(".actions button[data-action=false_alarm]")
