@@ -193,6 +193,9 @@ def test_search_ranks_recent_tracks_with_the_live_calibrated_score(live: Running
     # the score is the live matcher's calibrated probability of the registered query "a person"
     matcher = live.agent.matcher
     assert matcher is not None and live.agent.console.index is not None
+    wait_for(
+        lambda: any(q.text == "a person" for q in matcher.bank.matrix.queries), 10, "the query in the bank"
+    )
     matrix = matcher.bank.matrix
     column = next(i for i, q in enumerate(matrix.queries) if q.text == "a person")
     top = results[0]
@@ -280,3 +283,38 @@ def test_live_frame_is_drawn_on_demand_and_changes(live: RunningAgent) -> None:
     assert live.request("GET", "/cameras/nowhere/live.jpg")[0] == 404
     assert live.request("GET", "/cameras/sample/live.jpg", token=None)[0] == 401
     assert np.frombuffer(first, np.uint8).size > 1000
+
+
+def test_search_command_line_finds_what_the_api_finds(
+    live: RunningAgent, clip_fp32: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agent.cli import main
+
+    wait_for(
+        lambda: live.agent.console.index is not None and live.agent.console.index.count() >= 3, 60, "tracks"
+    )
+    config = live.root / "site.yaml"
+    config.write_text(
+        f"state_dir: {live.root}/state\n"
+        f"database: {live.root}/state/watchword.db\n"
+        f"cameras:\n  - {{id: sample, uri: '{live.video}'}}\n"
+        "matching:\n  embedder:\n"
+        f"    model_dir: '{clip_fp32}'\n"
+        "    engine: {type: onnxruntime, providers: [cpu]}\n"
+    )
+    api = live.request("GET", "/search?text=" + quote("a person walking") + "&since=1h&limit=5")[1]["results"]
+    capsys.readouterr()
+    assert (
+        main(
+            ["search", "a person walking", "--config", str(config), "--since", "1h", "--limit", "5", "--json"]
+        )
+        == 0
+    )
+    cli = json.loads(capsys.readouterr().out)
+    assert cli and api
+    # the running agent may have added tracks between the two calls: compare the tracks both saw
+    both = {r["key"] for r in api} & {r["key"] for r in cli}
+    assert both
+    scores = {r["key"]: r["score"] for r in cli}
+    assert all(abs(scores[r["key"]] - r["score"]) < 1e-3 for r in api if r["key"] in both)
+    assert main(["search", "x", "--config", str(config), "--since", "yesterday"]) == 2
