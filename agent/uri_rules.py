@@ -8,6 +8,7 @@ YAML line of the key. Error texts never show a password.
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 from agent.redact import redact_text
@@ -36,7 +37,13 @@ def camera_uri_problem(uri: str) -> str | None:
     if uri != uri.strip() or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in uri):
         return f"camera URI {shown!r} has blanks or control characters (percent-encode them)"
     if "://" not in uri:
-        return None  # a plain file or device path; whether it exists is the source's business
+        # A plain file or device path; whether it exists is the source's business, but a ``~user``
+        # that names no user cannot even be expanded.
+        try:
+            Path(uri).expanduser()
+        except RuntimeError as exc:
+            return f"camera path {shown!r}: {exc}"
+        return None
     scheme = uri.split("://", 1)[0].lower()
     kind = SCHEMES.get(scheme)
     if kind is None:
