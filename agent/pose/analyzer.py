@@ -63,6 +63,8 @@ class PoseAnalyzer:
     def _needs_pose(self, track: PoseTrack, aspect: float, now: float) -> bool:
         if now - track.last_pose_time >= self.config.interval_s:
             return True
+        if now - track.last_pose_time < self.config.min_interval_s:
+            return False  # a detector's box jitters: shape changes re-sample at most this often
         change = abs(aspect - track.last_aspect) / max(track.last_aspect, 1e-6)
         return change >= self.config.shape_change
 
@@ -95,7 +97,9 @@ class PoseAnalyzer:
                 if self._needs_pose(track, aspect, now):
                     regions.append((frame.image, box))
                     pending.append((track, now, box, aspect, frame.height))
+                    # planned now, so a later frame of the same batch does not sample it again
                     track.frame, track.box = frame, box
+                    track.last_pose_time, track.last_aspect = now, aspect
         self.stats.cue_seconds += time.perf_counter() - started
         if regions:
             t0 = time.perf_counter()
@@ -103,9 +107,8 @@ class PoseAnalyzer:
             self.stats.seconds += time.perf_counter() - t0
             self.stats.calls += 1
             self.stats.crops += len(regions)
-            for (track, now, box, aspect, height), points in zip(pending, keypoints.points, strict=True):
+            for (track, now, box, _, height), points in zip(pending, keypoints.points, strict=True):
                 track.cues.observe_pose(now, points, box, height)
-                track.last_pose_time, track.last_aspect = now, aspect
         t1 = time.perf_counter()
         for result in results:
             now = result.frame.media_time

@@ -54,6 +54,9 @@ class PoseConfig(BaseModel):
     intra_op_threads: int | None = Field(None, ge=1, le=64)
     interval_s: float = Field(0.5, gt=0, description="pose each track this often (media time), seconds")
     shape_change: float = Field(0.3, gt=0, description="sooner when the box aspect changes this much")
+    min_interval_s: float = Field(
+        0.3, ge=0, description="... but never sooner than this after the last sample (box jitter)"
+    )
     max_batch: int = Field(16, ge=1, le=256, description="crops per engine call")
     crop_padding: float = Field(0.15, ge=0, le=1, description="context around the box, fraction of its size")
     history: int = Field(64, ge=4, le=4096, description="cue samples kept per track (evidence history)")

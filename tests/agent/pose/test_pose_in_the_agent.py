@@ -170,3 +170,40 @@ assert not heavy, heavy
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "-> fall" in done.stdout
+
+
+@pytest.mark.slow
+def test_the_demo_config_with_pose_runs_without_torch(tmp_path: Path) -> None:
+    """``configs/demo.yaml`` as shipped (pose, cue queries), first start included: no torch, no
+    transformers, no ultralytics, no sentence-transformers imported."""
+    pytest.importorskip("tflite")
+    if not SAMPLE.exists():
+        pytest.skip("the sample video (Debian opencv-doc) is missing")
+    demo = (REPO / "configs" / "demo.yaml").read_text()
+    config = tmp_path / "demo.yaml"
+    config.write_text(
+        demo.replace("site: demo", f"site: demo\nstate_dir: {tmp_path / 'data'}").replace(
+            "out/demo", str(tmp_path / "out")
+        )
+    )
+    script = (
+        "import json, sys\n"
+        "from agent.cli import main\n"
+        "code = main(['run', sys.argv[2], '--max-frames', '6'])\n"
+        "json.dump(sorted({n.split('.')[0] for n in sys.modules}), open(sys.argv[1], 'w'))\n"
+        "sys.exit(code)\n"
+    )
+    listing = tmp_path / "modules.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(listing), str(config)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "evaluated from pose cues alone" in done.stderr
+    heavy = {"torch", "torchvision", "ultralytics", "transformers", "sentence_transformers", "tensorflow"}
+    assert heavy.isdisjoint(json.loads(listing.read_text()))
