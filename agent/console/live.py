@@ -8,8 +8,10 @@ the number of frames watched, not the number analysed, and nothing is encoded wh
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import cv2
@@ -97,3 +99,32 @@ class LiveFrames:
             scale = self.max_width / image.shape[1]
             image = cv2.resize(image, (self.max_width, round(image.shape[0] * scale)))
         return image
+
+
+MJPEG_BOUNDARY = "watchwordframe"
+
+
+async def mjpeg_stream(
+    live: LiveFrames,
+    camera_id: str,
+    fps: float,
+    closed: Callable[[], bool],
+    disconnected: Callable[[], Awaitable[bool]],
+) -> AsyncIterator[bytes]:
+    """``multipart/x-mixed-replace`` parts: each new analysed frame of the camera, at most ``fps``
+    a second, until the client leaves or ``closed()`` (the agent stops)."""
+    interval = 1.0 / fps
+    last_index: int | None = None
+    while not closed():
+        started = time.monotonic()
+        frame = await asyncio.to_thread(live.jpeg, camera_id)
+        if frame is not None and frame.index != last_index:
+            last_index = frame.index
+            head = (
+                f"--{MJPEG_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(frame.jpeg)}\r\n"
+                f"X-Frame-Index: {frame.index}\r\n\r\n"
+            )
+            yield head.encode() + frame.jpeg + b"\r\n"
+        if await disconnected():
+            return
+        await asyncio.sleep(max(0.02, interval - (time.monotonic() - started)))

@@ -6,11 +6,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, status
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response, status
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.console.live import MJPEG_BOUNDARY, mjpeg_stream
 from agent.console.reviews import Action, ReviewError
 from agent.console.services import ConsoleServices
 
@@ -83,6 +84,22 @@ def add_console_routes(
         stream = console.hub.stream(request.headers.get("last-event-id"), request.is_disconnected)
         headers = {**NO_STORE, "X-Accel-Buffering": "no"}
         return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+
+    @router.get("/cameras/{camera_id}/live.mjpg", tags=["cameras"], dependencies=guarded)
+    def live_stream(
+        camera_id: str, request: Request, fps: float = Query(3.0, gt=0, le=15)
+    ) -> StreamingResponse:
+        """MJPEG: the camera's analysed frames with boxes, track ids and best query scores, pushed as
+        they come (at most ``fps`` a second); frames are drawn only while someone watches."""
+        live = console.live
+        if live is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="the live view is off")
+        hub = console.hub
+        stream = mjpeg_stream(
+            live, camera_id, fps, lambda: hub is not None and hub.closed, request.is_disconnected
+        )
+        media_type = f"multipart/x-mixed-replace; boundary={MJPEG_BOUNDARY}"
+        return StreamingResponse(stream, media_type=media_type, headers=NO_STORE)
 
     @router.get("/cameras/{camera_id}/live.jpg", tags=["cameras"], dependencies=guarded)
     def live_frame(camera_id: str) -> Response:

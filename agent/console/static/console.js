@@ -44,6 +44,7 @@ const fmt = (v, d = 2) => (v === null || v === undefined ? "" : Number(v).toFixe
 /* --- sign-in ------------------------------------------------------------------------------ */
 
 function stopAll() {
+  $("#tiles").replaceChildren();
   if (state.events) { state.events.close(); state.events = null; }
   state.timers.forEach(clearInterval); state.timers = [];
 }
@@ -110,6 +111,7 @@ function route() {
   state.timers.forEach(clearInterval); state.timers = [];
   const [, page = "live", arg] = location.hash.split("/");
   $$(".page").forEach((p) => (p.hidden = true));
+  $("#tiles").replaceChildren();  // closes the live streams of the tiles
   $$("#nav a").forEach((a) => a.classList.toggle("active", a.dataset.page === page));
   const pages = { live: showLive, alerts: arg ? () => showAlert(decodeURIComponent(arg)) : showAlerts,
     queries: showQueries, search: showSearch, cameras: showCameras };
@@ -133,30 +135,12 @@ async function refreshLists() {
 async function showLive() {
   $("#page-live").hidden = false;
   await refreshLists();
-  const tiles = $("#tiles");
-  tiles.replaceChildren(...state.cameras.filter((c) => c.enabled).map((c) => el("div", { class: "tile", "data-camera": c.id },
-    el("img", { alt: c.id, "data-frame": "" }),
+  // MJPEG: the agent pushes each analysed frame (a few a second) while the tile is shown
+  $("#tiles").replaceChildren(...state.cameras.filter((c) => c.enabled).map((c) => el("div", { class: "tile", "data-camera": c.id },
+    el("img", { alt: c.id, src: `/cameras/${encodeURIComponent(c.id)}/live.mjpg?fps=3` }),
     el("div", { class: "meta" }, el("strong", {}, c.id), el("span", { class: "state" }), el("span", { class: "fps" }),
       el("span", { class: "drops" }), el("span", { class: "reconnects" }), el("span", { class: "error error-text" })))));
   renderStatuses();
-  const busy = new Set();
-  state.timers.push(setInterval(() => {
-    for (const tile of $$(".tile", tiles)) {
-      const id = tile.dataset.camera;
-      if (busy.has(id)) continue;
-      busy.add(id);
-      fetch(`/cameras/${encodeURIComponent(id)}/live.jpg`, { credentials: "same-origin" }).then(async (res) => {
-        if (res.status === 401) { showSignIn(); return; }
-        if (!res.ok) return;
-        const index = res.headers.get("X-Frame-Index");
-        const img = $("img", tile);
-        if (img.dataset.frame === index) return;
-        const url = URL.createObjectURL(await res.blob());
-        const old = img.src; img.src = url; img.dataset.frame = index;
-        if (old.startsWith("blob:")) URL.revokeObjectURL(old);
-      }).catch(() => {}).finally(() => busy.delete(id));
-    }
-  }, 300));
 }
 
 function renderStatuses() {

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from agent.matching.scoring import calibrated_scores
-from tests.agent.console.agent_fixture import RunningAgent, running_agent, wait_for
+from tests.agent.console.agent_fixture import TOKEN, RunningAgent, running_agent, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -318,3 +318,24 @@ def test_search_command_line_finds_what_the_api_finds(
     scores = {r["key"]: r["score"] for r in cli}
     assert all(abs(scores[r["key"]] - r["score"]) < 1e-3 for r in api if r["key"] in both)
     assert main(["search", "x", "--config", str(config), "--since", "yesterday"]) == 2
+
+
+def test_live_stream_pushes_new_frames_as_mjpeg(live: RunningAgent) -> None:
+    parts = urlsplit(live.url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=20)
+    connection.request("GET", "/cameras/sample/live.mjpg?fps=5", headers={"Authorization": f"Bearer {TOKEN}"})
+    response = connection.getresponse()
+    try:
+        assert response.status == 200
+        assert response.getheader("content-type", "").startswith("multipart/x-mixed-replace")
+        indices: list[int] = []
+        deadline = time.monotonic() + 20
+        while len(indices) < 3 and time.monotonic() < deadline:
+            line = response.fp.readline().decode("latin-1").strip()
+            if line.lower().startswith("x-frame-index:"):
+                indices.append(int(line.split(":", 1)[1]))
+            elif line.lower().startswith("content-length:"):
+                pass
+        assert len(indices) == 3 and indices == sorted(indices) and len(set(indices)) == 3
+    finally:
+        connection.close()

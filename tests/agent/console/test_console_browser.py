@@ -81,20 +81,28 @@ def test_sign_in(page: Any, live: RunningAgent) -> None:
     assert "watchword_session" not in page.evaluate("document.cookie")
 
 
+# A fingerprint of what a tile's <img> shows now (the MJPEG stream replaces its picture in place).
+TILE_PIXELS = """() => { const img = document.querySelector('.tile img');
+  if (!img || img.naturalWidth === 0) return null;
+  const c = document.createElement('canvas'); c.width = 96; c.height = 72;
+  const g = c.getContext('2d'); g.drawImage(img, 0, 0, 96, 72);
+  const d = g.getImageData(0, 0, 96, 72).data; let h = 0;
+  for (let i = 0; i < d.length; i += 4) h = (h * 31 + d[i] + 7 * d[i + 1] + 13 * d[i + 2]) % 1000000007;
+  return h; }"""
+
+
 def test_camera_tile_image_changes(page: Any, live: RunningAgent) -> None:
     page.goto(live.url + "/#/live")
     tile = page.locator(".tile[data-camera=sample]")
     tile.wait_for()
-    page.wait_for_function("document.querySelector('.tile img').dataset.frame !== ''")
-    first = tile.locator("img").get_attribute("data-frame")
+    assert "live.mjpg" in (tile.locator("img").get_attribute("src") or "")
+    page.wait_for_function(f"({TILE_PIXELS})() !== null")
+    first = page.evaluate(TILE_PIXELS)
     page.wait_for_function(
-        "(f) => { const i = document.querySelector('.tile img');"
-        " return i.dataset.frame !== f && i.naturalWidth > 0 }",
-        arg=first,
+        f"(first) => {{ const now = ({TILE_PIXELS})(); return now !== null && now !== first; }}", arg=first
     )
     page.wait_for_selector(".tile .state.state-running")
     assert "fps" in tile.locator(".fps").inner_text()
-    _screenshot(page, "console-live.png")
 
 
 def test_alert_appears_without_reload_and_its_evidence_opens(page: Any, live: RunningAgent) -> None:
@@ -164,6 +172,11 @@ def test_query_added_in_the_ui_is_registered_and_scored(page: Any, live: Running
         )
 
     wait_for(scored, 30, "a score for the query added in the browser")
+    # the live tiles now label each track with its best query and score
+    page.goto(live.url + "/#/live")
+    page.wait_for_function(f"({TILE_PIXELS})() !== null")
+    page.wait_for_timeout(1000)
+    _screenshot(page, "console-live.png")
 
 
 def test_camera_added_in_the_ui_reaches_running(page: Any, live: RunningAgent) -> None:
