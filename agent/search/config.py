@@ -18,7 +18,7 @@ class SearchConfig(BaseModel):
     enabled: bool = True
     directory: Path | None = None
     retention_hours: float = Field(24.0, gt=0, le=24 * 90, description="tracks older than this are pruned")
-    max_tracks: int = Field(50000, ge=1, le=10_000_000, description="newest tracks kept (bounds disk use)")
+    max_tracks: int = Field(20000, ge=1, le=10_000_000, description="newest tracks kept (bounds disk use)")
     samples_per_track: int = Field(
         4, ge=1, le=32, description="crop embeddings kept per track (largest boxes)"
     )
