@@ -3,7 +3,8 @@
 The run is a child process; start-up is the wall time from spawning it to the first line of its
 frames JSONL (the first analysed frame leaving the pipeline), and peak RSS is the kernel's
 high-water mark of the process (``VmHWM`` in ``/proc/<pid>/status``), read just before it exits
-and the child's own ``ru_maxrss`` from ``wait4``.
+polled every 10 ms. Not ``ru_maxrss``: it survives ``exec`` and so counts the pages the child
+shared with a large parent between ``fork`` and ``exec``.
 
     python -m bench.run_figures [configs/demo.yaml] [--runs 3]
 """
@@ -67,12 +68,10 @@ def measure_run(config_path: Path, frames: int | None = None, timeout_s: float =
         )
         first_frame_s = float("nan")
         peak_kib = 0
-        rusage = None
-        while rusage is None:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        while True:
+            pid, status, _usage = os.wait4(process.pid, os.WNOHANG)
             if pid:
                 process.returncode = os.waitstatus_to_exitcode(status)
-                rusage = usage
                 break
             if first_frame_s != first_frame_s and jsonl.exists() and jsonl.stat().st_size > 0:
                 first_frame_s = time.perf_counter() - started
@@ -81,7 +80,6 @@ def measure_run(config_path: Path, frames: int | None = None, timeout_s: float =
                 process.kill()
             time.sleep(0.01)
         wall_s = time.perf_counter() - started
-        peak_kib = max(peak_kib, rusage.ru_maxrss)  # kibibytes on Linux
         if first_frame_s != first_frame_s and jsonl.exists() and jsonl.stat().st_size > 0:
             first_frame_s = wall_s
         return RunFigures(first_frame_s, peak_kib / 1024, wall_s, process.returncode)
