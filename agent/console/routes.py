@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.console.live import MJPEG_BOUNDARY, mjpeg_stream
 from agent.console.reviews import Action, ReviewError
-from agent.console.services import ConsoleServices
+from agent.console.services import ERROR_RESPONSES, ConsoleServices
 
 STATIC = Path(__file__).parent / "static"
 NO_STORE = {"Cache-Control": "no-store"}
@@ -40,7 +40,7 @@ def add_console_routes(
     evidence_dir: Path | None,
 ) -> None:
     """Add the console's routes to ``app``; ``guarded`` are the API's auth dependencies."""
-    router = APIRouter()
+    router = APIRouter(responses=ERROR_RESPONSES)
 
     if console.pages:
         app.mount("/console", StaticFiles(directory=STATIC), name="console")

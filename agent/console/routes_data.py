@@ -12,7 +12,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.cameras.store import CameraError, CameraNotFoundError, redacted
-from agent.console.services import ConsoleServices
+from agent.console.services import ERROR_RESPONSES, ConsoleServices, unprocessable
 from agent.search.scorer import threshold_for_rate
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
@@ -64,7 +64,7 @@ def add_data_routes(
     default_threshold: float,
 ) -> None:
     """Add /cameras, /search and /queries/try to ``app``; ``guarded`` are the API's auth dependencies."""
-    router = APIRouter()
+    router = APIRouter(responses=ERROR_RESPONSES)
 
     def store() -> Any:
         if console.cameras is None:
@@ -89,7 +89,7 @@ def add_data_routes(
         try:
             return redacted(store().add(body))
         except CameraError as exc:
-            raise HTTPException(422, detail=str(exc)) from exc
+            raise unprocessable(str(exc)) from exc
 
     @router.get("/cameras/{camera_id}", tags=["cameras"], dependencies=guarded)
     def get_camera(camera_id: str) -> dict[str, Any]:
@@ -106,7 +106,7 @@ def add_data_routes(
         except CameraNotFoundError as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
         except CameraError as exc:
-            raise HTTPException(422, detail=str(exc)) from exc
+            raise unprocessable(str(exc)) from exc
 
     @router.delete("/cameras/{camera_id}", tags=["cameras"], dependencies=guarded, status_code=204)
     def delete_camera(camera_id: str) -> None:
@@ -128,7 +128,7 @@ def add_data_routes(
         elif body.uri:
             data = {"id": "probe", "uri": body.uri}
         else:
-            raise HTTPException(422, detail="give a camera id or a uri")
+            raise unprocessable("give a camera id or a uri")
         result = console.probe(data)
         jpeg = result.pop("jpeg", None)
         result["snapshot"] = (
@@ -156,7 +156,7 @@ def add_data_routes(
         try:
             since_s = parse_since(since)
         except ValueError as exc:
-            raise HTTPException(422, detail=str(exc)) from exc
+            raise unprocessable(str(exc)) from exc
         score = scorer.scorer(text)
         hits = index.search(
             scorer.query_vector(text), score, camera=camera, since=since_s, until=until, limit=limit

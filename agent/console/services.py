@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
 from agent.cameras.store import CameraStore
 from agent.console.events import EventHub
 from agent.console.live import LiveFrames
@@ -13,6 +15,29 @@ from agent.console.reviews import ReviewStore
 from agent.console.session import SessionStore
 from agent.search.index import TrackIndex
 from agent.search.scorer import TextScorer
+
+
+class ErrorBody(BaseModel):
+    detail: Any
+
+
+def unprocessable(message: str) -> Any:
+    """A 422 in the shape of pydantic's validation errors (what the schema documents for 422)."""
+    from fastapi import HTTPException
+
+    return HTTPException(422, detail=[{"loc": ["body"], "msg": message, "type": "value_error"}])
+
+
+# What the console's routes may answer besides success, documented so the schema matches the server.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing or wrong bearer token or session", "model": ErrorBody},
+    403: {
+        "description": "a session request that changes something without its CSRF token",
+        "model": ErrorBody,
+    },
+    404: {"description": "no such item, or the part is off", "model": ErrorBody},
+    413: {"description": "request body too large", "model": ErrorBody},
+}
 
 
 @dataclass

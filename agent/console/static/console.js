@@ -31,7 +31,11 @@ async function api(method, path, body) {
   if (res.status === 401) { showSignIn(); throw new SignedOut("signed out"); }
   if (!res.ok) {
     let detail = res.statusText;
-    try { const j = await res.json(); detail = typeof j.detail === "string" ? j.detail : JSON.stringify(j.detail); } catch (e) { /* not JSON */ }
+    try {
+      const j = await res.json();
+      detail = typeof j.detail === "string" ? j.detail
+        : Array.isArray(j.detail) ? j.detail.map((d) => d.msg || JSON.stringify(d)).join("; ") : JSON.stringify(j.detail);
+    } catch (e) { /* not JSON */ }
     throw new Error(`${res.status}: ${detail}`);
   }
   if (res.status === 204) return null;
