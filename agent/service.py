@@ -320,7 +320,7 @@ class Agent:
         return build_health(
             site=self.config.site,
             started_at=self.started_at,
-            queries_evaluated=self.matcher is not None,
+            queries_evaluated=self.matcher is not None or self.cue_matcher is not None,
             cameras=self.pipeline.status(),
             alerts=self.alerts,
             rerank=self.rerank,
@@ -375,6 +375,12 @@ class Agent:
             candidates.add(stats.candidates)
             latency.add(stats.embed_seconds, stage="embed")
             calls.add(stats.embed_calls, stage="embed")
+        if self.cue_matcher is not None:
+            candidates.add(self.cue_matcher.stats.candidates)
+        pose = self.pose
+        if pose is not None:  # pose cues: MoveNet calls and their time
+            latency.add(pose.analyzer.stats.seconds, stage="pose")
+            calls.add(pose.analyzer.stats.calls, stage="pose")
         dropped = Metric("watchword_candidates_dropped_total", "counter", "Candidates dropped by full queues")
         queued = self.candidates.snapshot_stats()
         dropped.add(queued.dropped, queue="candidates")
