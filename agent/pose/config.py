@@ -31,6 +31,9 @@ class CueParams(BaseModel):
     fall_window_s: float = Field(2.0, gt=0, description="a drop this recent followed by lying is a fall")
     ground_long_s: float = Field(10.0, gt=0, description="seconds lying at ground_long=0.5")
     arms_margin: float = Field(0.15, description="wrist above shoulder, in torso lengths, at arms_raised=0.5")
+    wrist_score: float = Field(
+        0.4, ge=0, le=1, description="arms_raised reads only wrists this confident (small wrists are noisy)"
+    )
 
 
 class PoseConfig(BaseModel):

@@ -114,7 +114,8 @@ def posture(
             evidence["legs"] = "not seen"
         raised = []
         for wrist, shoulder in ((L_WRIST, L_SHOULDER), (R_WRIST, R_SHOULDER)):
-            if points[wrist, 2] >= threshold and points[shoulder, 2] >= threshold and length > 1.0:
+            wrist_seen = points[wrist, 2] >= max(threshold, params.wrist_score)
+            if wrist_seen and points[shoulder, 2] >= threshold and length > 1.0:
                 raised.append(float(points[shoulder, 1] - points[wrist, 1]) / length)
         if raised:
             evidence["wrist_above_shoulder"] = round(max(raised), 3)
