@@ -61,10 +61,12 @@ def measure_run(config_path: Path, frames: int | None = None, timeout_s: float =
         command = [sys.executable, "-m", "agent.cli", "run", str(copy)]
         if frames is not None:
             command += ["--max-frames", str(frames)]
-        env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", str(ROOT))}
+        # `python -m` puts its working directory first on sys.path: run from the tree being measured.
+        tree = Path(os.environ.get("PYTHONPATH", str(ROOT)).split(os.pathsep)[0] or ROOT)
+        env = {**os.environ, "PYTHONPATH": str(tree)}
         started = time.perf_counter()
         process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            command, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         first_frame_s = float("nan")
         peak_kib = 0
