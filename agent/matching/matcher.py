@@ -79,7 +79,37 @@ class MatcherStats:
     updates: int = 0
 
 
-class Matcher:
+class WindowedSelection:
+    """What CLIP matching and cue-only matching share: every ``window_s`` of a camera's media time,
+    select fairly from the track book and hand opens and updates to the sink.
+
+    Subclasses set ``book``, ``sink``, ``alerts`` and ``stats`` and say how a pick becomes a candidate.
+    """
+
+    book: TrackBook
+    sink: SelectionSink | None
+    alerts: AlertStateSource | None
+    stats: MatcherStats
+
+    def candidate(self, camera_id: str, pick: Pick, now: float) -> Candidate:
+        raise NotImplementedError
+
+    def _window(self, camera_id: str, now: float) -> None:
+        if not self.book.window_due(camera_id, now):
+            return
+        alert_state = self.alerts.alert_state() if self.alerts is not None else AlertStateView()
+        pending = self.sink.pending() if self.sink is not None else frozenset()
+        picks = self.book.select(camera_id, now, alert_state, pending)
+        self.stats.windows += 1
+        opens = [self.candidate(camera_id, pick, now) for pick in picks if pick.opens]
+        updates = [self.candidate(camera_id, pick, now) for pick in picks if not pick.opens]
+        self.stats.candidates += len(opens)
+        self.stats.updates += len(updates)
+        if self.sink is not None and (opens or updates):
+            self.sink.put_window(opens, updates)
+
+
+class Matcher(WindowedSelection):
     """Per (track, query) calibrated pooled scores, hysteresis, and fair candidates per window.
 
     Args:
@@ -275,20 +305,6 @@ class Matcher:
             self.book.add_sample(state, state.last_embed_time, probability[row], cosine[row], only_new=True)
 
     # --- candidates ------------------------------------------------------------------------
-
-    def _window(self, camera_id: str, now: float) -> None:
-        if not self.book.window_due(camera_id, now):
-            return
-        alert_state = self.alerts.alert_state() if self.alerts is not None else AlertStateView()
-        pending = self.sink.pending() if self.sink is not None else frozenset()
-        picks = self.book.select(camera_id, now, alert_state, pending)
-        self.stats.windows += 1
-        opens = [self.candidate(camera_id, pick, now) for pick in picks if pick.opens]
-        updates = [self.candidate(camera_id, pick, now) for pick in picks if not pick.opens]
-        self.stats.candidates += len(opens)
-        self.stats.updates += len(updates)
-        if self.sink is not None and (opens or updates):
-            self.sink.put_window(opens, updates)
 
     def candidate(self, camera_id: str, pick: Pick, now: float) -> Candidate:
         """The candidate of a pick, chosen at media time ``now``, with its latest sample's frame."""

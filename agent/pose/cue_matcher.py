@@ -23,9 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from agent.alerts.episodes import AlertStateView
 from agent.matching.config import MatchingConfig
-from agent.matching.matcher import AlertStateSource, MatcherStats, SelectionSink
+from agent.matching.matcher import AlertStateSource, MatcherStats, SelectionSink, WindowedSelection
 from agent.matching.scoring import PoolingParams
 from agent.matching.selection import Pick
 from agent.matching.trackbook import TrackBook
@@ -43,7 +42,7 @@ def cue_hash(query: Query, cue: str) -> str:
     return hashlib.sha256(json.dumps([query.text, cue]).encode()).hexdigest()[:32]
 
 
-class CueMatcher:
+class CueMatcher(WindowedSelection):
     """Scores cue-mapped queries from the pose stage's cues; selects candidates like the CLIP matcher.
 
     Args:
@@ -133,20 +132,6 @@ class CueMatcher:
         if samples:
             result.extra["cue_samples"] = samples
         self._window(frame.camera_id, now)
-
-    def _window(self, camera_id: str, now: float) -> None:
-        if not self.book.window_due(camera_id, now):
-            return
-        alert_state = self.alerts.alert_state() if self.alerts is not None else AlertStateView()
-        pending = self.sink.pending() if self.sink is not None else frozenset()
-        picks = self.book.select(camera_id, now, alert_state, pending)
-        self.stats.windows += 1
-        opens = [self.candidate(camera_id, pick, now) for pick in picks if pick.opens]
-        updates = [self.candidate(camera_id, pick, now) for pick in picks if not pick.opens]
-        self.stats.candidates += len(opens)
-        self.stats.updates += len(updates)
-        if self.sink is not None and (opens or updates):
-            self.sink.put_window(opens, updates)
 
     def candidate(self, camera_id: str, pick: Pick, now: float) -> Candidate:
         """The candidate of a pick, with the track's cue evidence (values, history, keypoints)."""
