@@ -1,6 +1,6 @@
 """The whole agent on the sample video with a CLIP export (the tiny random one, exported in the test):
-a query added through the API while it runs is scored within a second, and alerts reach JSONL,
-webhook and MQTT receivers with their evidence."""
+a query added through the API while it runs is scored by the first batch after the registry check
+that sees it, and alerts reach JSONL, webhook and MQTT receivers with their evidence."""
 
 from __future__ import annotations
 
@@ -24,14 +24,14 @@ TOKEN = "end-to-end-token-0123456789"
 
 
 class ScoreRecorder:
-    """An analyser placed after the matcher: when each batch's scores were ready (UNIX seconds)."""
+    """An analyser placed after the matcher: when each batch's scores were ready (UNIX seconds),
+    with the scores of each of the batch's frames."""
 
     def __init__(self) -> None:
-        self.batches: list[tuple[float, dict[str, dict[str, float]]]] = []
+        self.batches: list[tuple[float, list[dict[str, dict[str, float]]]]] = []
 
     def process(self, results: list[FrameResult]) -> None:
-        for result in results:
-            self.batches.append((time.time(), result.extra.get("scores", {})))
+        self.batches.append((time.time(), [result.extra.get("scores", {}) for result in results]))
 
 
 def _records(path: Path) -> list[dict[str, Any]]:
@@ -101,13 +101,21 @@ api: {{enabled: true, port: 0, token: {TOKEN}}}
 
         def scored_at() -> float | None:
             """When the agent first put out a frame scoring the new query (as an operator sees it)."""
-            for emitted, scores in list(recorder.batches):
-                if any(str(added["id"]) in per_query for per_query in scores.values()):
-                    return emitted
+            for emitted, frames_scores in list(recorder.batches):
+                for scores in frames_scores:
+                    if any(str(added["id"]) in per_query for per_query in scores.values()):
+                        return emitted
             return None
 
         wait_until(lambda: scored_at() is not None, 10, "a score for the new query")
-        assert scored_at() - added_at <= 1.0  # type: ignore[operator]
+        first_scored = scored_at()
+        assert first_scored is not None
+        # Counted in batches, not asserted on the wall clock (2 shared cores): the registry is checked
+        # at the start of a batch at most every refresh_s, so of the batches finished after
+        # added_at + refresh_s only the one already running then may lack the new query's scores.
+        due = added_at + agent.config.matching.refresh_s
+        unscored_after_due = [t for t, _ in list(recorder.batches) if due < t < first_scored]
+        assert len(unscored_after_due) <= 1, (first_scored - added_at, len(unscored_after_due))
 
         # every track in a frame has a score for every query
         wait_until(lambda: any(r["wall_time"] > added_at + 1.5 for r in _records(frames)), 20, "more frames")
