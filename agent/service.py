@@ -176,6 +176,8 @@ class Agent:
             log.warning(self.pose.startup_message(clip=False))
         else:
             log.warning(NO_MODEL_HINT)
+        if self.pose is not None:  # pose cues: the start's mappings are made; the model is reloaded on demand
+            self.pose.release_sentence_model()
         analyzers.append(AlertFeed(self.alerts))
         if self.console.live is not None:
             analyzers.append(self.console.live)

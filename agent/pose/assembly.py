@@ -17,7 +17,7 @@ from agent.pose.analyzer import PoseAnalyzer
 from agent.pose.config import PoseConfig
 from agent.pose.estimator import PoseEstimator
 from agent.pose.querycues import QueryCues
-from agent.pose.sentence import SentenceEmbedder
+from agent.pose.sentence import OnDemandSentenceEmbedder
 from agent.pose.vocabulary import CueVocabulary
 from agent.queries import QueryRegistry
 
@@ -31,6 +31,12 @@ class PoseStage:
     analyzer: PoseAnalyzer
     vocabulary: CueVocabulary
     cues: QueryCues
+    sentence: OnDemandSentenceEmbedder | None = None
+
+    def release_sentence_model(self) -> None:
+        """The start's mappings are made: drop all-MiniLM-L6-v2 (reloaded for a new query text)."""
+        if self.sentence is not None:
+            self.sentence.release()
 
     def mapping_view(self, text: str) -> dict[str, Any]:
         """A query text's mapping as the API shows it."""
@@ -66,8 +72,9 @@ def build_pose_stage(
     """
     model_dir = config.model_dir or Path(state_dir) / "models" / "pose"
     analyzer = PoseAnalyzer(config, PoseEstimator(config, model_dir=model_dir))
-    encoders: dict[str, Callable[[list[str]], np.ndarray]] = {"minilm": SentenceEmbedder().embed}
+    sentence = OnDemandSentenceEmbedder()
+    encoders: dict[str, Callable[[list[str]], np.ndarray]] = {"minilm": sentence}
     if clip_text is not None:
         encoders["clip"] = clip_text
     vocabulary = CueVocabulary(encoders, config.min_similarity, config.min_margin)
-    return PoseStage(analyzer, vocabulary, QueryCues(registry, vocabulary))
+    return PoseStage(analyzer, vocabulary, QueryCues(registry, vocabulary), sentence)

@@ -16,6 +16,7 @@ import importlib.util
 import json
 import logging
 import struct
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,9 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
     with open(path, "rb") as handle:
         (length,) = struct.unpack("<Q", handle.read(8))
         header = json.loads(handle.read(length))
-        data = handle.read()
+        # one buffer of the file's size, every tensor a view into it (`handle.read()` and slicing its
+        # bytes held the model two to three times over while loading)
+        data = np.fromfile(handle, dtype=np.uint8)
     tensors = {}
     for name, entry in header.items():
         if name == "__metadata__":
@@ -62,7 +65,7 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
         if dtype is None:
             raise SentenceModelError(f"{path}: tensor {name} has unsupported dtype {entry['dtype']}")
         start, end = entry["data_offsets"]
-        tensors[name] = np.frombuffer(data[start:end], dtype=dtype).reshape(entry["shape"])
+        tensors[name] = data[start:end].view(dtype).reshape(entry["shape"])
     return tensors
 
 
@@ -105,23 +108,22 @@ class SentenceEmbedder:
             raise SentenceModelError(f"cannot load the sentence model from {directory}: {exc}") from exc
         self.tokenizer.enable_truncation(MAX_TOKENS)
         self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-        self._transposed: dict[str, np.ndarray] = {}
         self.layers = int(config["num_hidden_layers"])
         self.heads = int(config["num_attention_heads"])
         self.eps = float(config["layer_norm_eps"])
         self.dim = int(config["hidden_size"])
-        self.version = hashlib.sha256((directory / WEIGHTS).read_bytes()[: 1 << 20]).hexdigest()[:16]
+        with open(directory / WEIGHTS, "rb") as handle:  # the first MiB only, not the whole file again
+            self.version = hashlib.sha256(handle.read(1 << 20)).hexdigest()[:16]
         log.info("sentence embedder: all-MiniLM-L6-v2 from %s (numpy, %d layers)", directory, self.layers)
 
     def _w(self, name: str) -> np.ndarray:
         return self.weights[name]
 
     def _linear(self, x: np.ndarray, prefix: str) -> np.ndarray:
-        # one 2-D BLAS product with the weight transposed once (a stacked product over a transposed
-        # view takes numpy's slow non-BLAS loop: seconds instead of milliseconds)
-        weight = self._transposed.get(prefix)
-        if weight is None:
-            weight = self._transposed[prefix] = np.ascontiguousarray(self._w(prefix + ".weight").T)
+        # one 2-D BLAS product (a stacked product over a transposed view takes numpy's slow non-BLAS
+        # loop: seconds instead of milliseconds); a 2-D product over the transposed view is BLAS
+        # with the transpose flag, so no transposed copy of the weights is kept (40 MiB)
+        weight = self._w(prefix + ".weight").T
         flat = x.reshape(-1, x.shape[-1]) @ weight + self._w(prefix + ".bias")
         return flat.reshape(*x.shape[:-1], weight.shape[1]).astype(np.float32, copy=False)
 
@@ -175,3 +177,37 @@ class SentenceEmbedder:
         pooled = (x * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
         norms = np.linalg.norm(pooled, axis=-1, keepdims=True)
         return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+class OnDemandSentenceEmbedder:
+    """The sentence model held only while it is needed (about 100 MiB the rest of the run).
+
+    Loaded at construction (a missing or broken model still fails the start) and kept until
+    :meth:`release`, once the start's query mappings are made; after that each call (a query text
+    not mapped yet) loads it, embeds and drops it again.
+    """
+
+    def __init__(self, model_dir: Path | None = None) -> None:
+        self._model_dir = model_dir
+        self._lock = threading.Lock()
+        self._model: SentenceEmbedder | None = SentenceEmbedder(model_dir)
+        self._held = True
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def release(self) -> None:
+        """Drop the model now; later calls load it for their own duration only."""
+        with self._lock:
+            self._held = False
+            self._model = None
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        """``(len(texts), 384)`` unit vectors, as :meth:`SentenceEmbedder.embed`."""
+        with self._lock:
+            model = self._model if self._model is not None else SentenceEmbedder(self._model_dir)
+            try:
+                return model.embed(texts)
+            finally:
+                self._model = model if self._held else None

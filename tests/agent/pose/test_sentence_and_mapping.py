@@ -75,3 +75,17 @@ def test_queries_map_to_the_cues_they_describe_or_to_none(sentence_embedder: Sen
             assert mapping.confidence == 0.0 and mapping.reason
         else:
             assert 0.5 <= mapping.confidence <= 1.0
+
+
+def test_on_demand_embedder_drops_the_model_after_release(sentence_embedder: SentenceEmbedder) -> None:
+    from agent.pose.sentence import OnDemandSentenceEmbedder
+
+    texts = ["a person running", "someone lying on the floor"]
+    on_demand = OnDemandSentenceEmbedder()
+    assert on_demand.loaded
+    np.testing.assert_allclose(on_demand(texts), sentence_embedder.embed(texts), atol=1e-6)
+    assert on_demand.loaded  # held until the start's mappings are made
+    on_demand.release()
+    assert not on_demand.loaded
+    np.testing.assert_allclose(on_demand(texts), sentence_embedder.embed(texts), atol=1e-6)
+    assert not on_demand.loaded  # loaded for the call only
