@@ -119,7 +119,8 @@ def test_alert_appears_without_reload_and_its_evidence_opens(page: Any, live: Ru
     alert_id = row.get_attribute("data-alert")
     assert alert_id
     wait_for(lambda: (live.root / "state" / "evidence" / alert_id / "crop.jpg").exists(), 20, "evidence")
-    row.locator("a").click()
+    # by id: `row` is a live locator, and a newer alert may take the first row meanwhile
+    page.locator(f'#alert-rows tr[data-alert="{alert_id}"] a').click()
     page.wait_for_selector("#page-alert", state="visible")
     page.wait_for_function("document.getElementById('alert-crop').naturalWidth > 0")
     page.wait_for_function("document.getElementById('alert-frame').naturalWidth > 0")
