@@ -28,6 +28,10 @@ from agent.types import Frame
 logger = logging.getLogger(__name__)
 
 _PULL_TIMEOUT_S = 0.05
+# rtspsrc can hang for good in its teardown after a server dropped the connection (seen with
+# gst-rtsp-server killed mid-stream): a pipeline not stopped within this is left behind, so that the
+# camera still reconnects, and shutdown stays bounded.
+_PIPELINE_CLOSE_TIMEOUT_S = 2.0
 
 
 class Backoff:
@@ -173,10 +177,29 @@ class GstSource(Source):
             except DecoderUnavailableError as exc:
                 return _Outcome("error", str(exc))
         pipeline = CameraPipeline(self.camera, self.spec, self._decoding)
+        outcome = _Outcome("stopped")
         try:
-            return self._drain(pipeline)
+            outcome = self._drain(pipeline)
+            return outcome
         finally:
-            pipeline.close()
+            if self.is_live and outcome.frames and outcome.kind in {"error", "stall", "eos"}:
+                # Say so before closing: rtspsrc's teardown towards a dead server can block for
+                # many seconds, and meanwhile the camera must not look "running" in /health.
+                self._counters.set_state(SourceState.RECONNECTING, f"{self.label}: {outcome.message}")
+            self._close(pipeline)
+
+    def _close(self, pipeline: CameraPipeline) -> None:
+        """Stop a pipeline within ``_PIPELINE_CLOSE_TIMEOUT_S``, or leave it behind with a warning."""
+        closer = threading.Thread(target=pipeline.close, name=f"close-{self.camera.id}", daemon=True)
+        closer.start()
+        closer.join(_PIPELINE_CLOSE_TIMEOUT_S)
+        if closer.is_alive():
+            logger.warning(
+                "%s: the old pipeline did not stop within %.1f s (GStreamer is stuck in its teardown); "
+                "leaving it behind",
+                self.label,
+                _PIPELINE_CLOSE_TIMEOUT_S,
+            )
 
     def _fall_back_to_software(self, outcome: _Outcome) -> bool:
         """After ``decode: auto`` chose hardware and that pipeline failed before any frame: use software."""
