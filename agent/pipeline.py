@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agent.config import AgentConfig, CameraConfig
-from agent.detection import Detector, build_detector
+from agent.detection import Detector
+from agent.detection.loader import DetectorLoader
 from agent.outputs.jsonl import JsonlWriter, frame_record
 from agent.outputs.video import VideoWriter, annotate
 from agent.sources import Source, SourceError, SourceStats, open_source
@@ -93,7 +94,8 @@ class Pipeline:
         max_frames: stop each camera after this many analysed frames (None: no limit).
         duration_s: stop the run after this many seconds (None: no limit).
         detector: a ready detector to use instead of building one from the config; the caller keeps
-            it (the pipeline closes only a detector it built).
+            it. Or a :class:`DetectorLoader` already building it (the pipeline then owns and closes
+            it). None: the pipeline builds one at :meth:`run`, while its cameras open.
         on_frame: called after each analysed frame with its tracks and events (for extensions).
         analyzers: stages run on each batch after tracking (matching, alerts), in order.
         appearance_embedder: image embedder (CLIP) the trackers compare people with when
@@ -110,7 +112,7 @@ class Pipeline:
         video_dir: Path | None = None,
         max_frames: int | None = None,
         duration_s: float | None = None,
-        detector: Detector | None = None,
+        detector: Detector | DetectorLoader | None = None,
         on_frame: Callable[[Frame, Detections, list[TrackEvent]], None] | None = None,
         analyzers: list[Analyzer] | None = None,
         appearance_embedder: Embedder | None = None,
@@ -137,8 +139,9 @@ class Pipeline:
         self.sources: dict[str, Source] = {}
         self.trackers: dict[str, CameraTracker] = {}
         self.videos: dict[str, VideoWriter] = {}
-        self._detector = detector
-        self._owns_detector = detector is None
+        self._detector_loader = detector if isinstance(detector, DetectorLoader) else None
+        self._detector = detector if isinstance(detector, Detector) else None
+        self._owns_detector = self._detector is None
         self._jsonl: JsonlWriter | None = None
         self.detect_seconds = 0.0
         self.detect_batches = 0
@@ -312,14 +315,19 @@ class Pipeline:
         """Run to the end; returns the summary. Always releases sources and outputs."""
         started = time.monotonic()
         try:
-            if self._detector is None:
-                self._detector = build_detector(self.config.detector)
-            detector = self._detector
-            # Build one tracker now: its libraries load (seconds, once) before the cameras start.
+            if self._detector is None and self._detector_loader is None:
+                self._detector_loader = DetectorLoader(self.config.detector, self.config.state_dir / "cache")
+            # Build one tracker now: a bad tracker setting fails before any camera starts.
             build_tracker(self.config.tracker, "startup-check", DEFAULT_FRAME_RATE)
             if self.jsonl_path is not None:
                 self._jsonl = JsonlWriter(self.jsonl_path)
+            # Cameras open and decode their first frames while the detector finishes loading: file
+            # sources wait for the loop, live ones drop the oldest frames of their short queue.
             self._open_sources()
+            if self._detector is None:
+                assert self._detector_loader is not None
+                self._detector = self._detector_loader.result()
+            detector = self._detector
             if not self.sources and not self.keep_running:
                 self._stop_reason = "no camera could be opened"
             else:
@@ -382,6 +390,8 @@ class Pipeline:
             self._jsonl.close()
         if self._detector is not None and self._owns_detector:
             self._detector.close()
+        if self._detector_loader is not None:  # a build still running (a failed start) is waited for
+            self._detector_loader.close()
 
     def _stop_source(self, camera_id: str, source: Source) -> None:
         try:

@@ -15,6 +15,7 @@ from agent.alerts.feed import AlertFeed
 from agent.alerts.outbox import OutboxError
 from agent.config import AgentConfig
 from agent.console.wiring import ConsoleRuntime
+from agent.detection.loader import DetectorLoader
 from agent.health_report import build_health
 from agent.matching.candidates import CandidateQueue, DecisionDispatcher
 from agent.pipeline import Analyzer, Pipeline, RunSummary
@@ -103,9 +104,12 @@ class Agent:
         self.started_at = time.time()
         # --- reliability (harden): one agent per state directory, locked before anything is written
         self._state_lock = _lock_state(config)
+        # The detector loads on a thread while everything below starts (agent/detection/loader.py).
+        self._detector_loader = DetectorLoader(config.detector, config.state_dir / "cache")
         try:
             self.registry, self.alerts = _open_state(config)
         except StartupError:
+            self._detector_loader.close()
             self._state_lock.release()
             raise
         # --- end reliability
@@ -190,6 +194,7 @@ class Agent:
             analyzers=analyzers,
             appearance_embedder=_reassociation_embedder(config, self.encoder),
             keep_running=self.console.keep_running,
+            detector=self._detector_loader,
         )
 
     def _cue_fusion(self) -> CueFusion | None:
@@ -312,6 +317,7 @@ class Agent:
         if self.pose is not None:
             self.pose.analyzer.close()
             self.pose = None
+        self._detector_loader.close()  # the pipeline closed it after a run; not after a failed start
         self.registry.close()
         self._state_lock.release()
 

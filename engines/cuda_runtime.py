@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,7 @@ class CudaRuntime:
 
     def __init__(self, device_id: int = 0) -> None:
         self.device_id = device_id
+        self._current_in: set[int] = {threading.get_ident()}  # threads whose current device is ours
         self._cudart = _import_cudart()
         self._torch: Any = None
         self._torch_buffers: dict[int, Any] = {}
@@ -66,6 +68,21 @@ class CudaRuntime:
         torch.cuda.set_device(device_id)
         self._torch_stream = torch.cuda.Stream(device=device_id)
         self.stream = self._torch_stream.cuda_stream
+
+    def make_current(self) -> None:
+        """Select this GPU in the calling thread, once per thread.
+
+        The CUDA runtime's current device is per thread: an engine built on the detector's loader
+        thread runs its inferences on the pipeline's thread, which would otherwise use GPU 0.
+        """
+        thread = threading.get_ident()
+        if thread in self._current_in:
+            return
+        if self._cudart is not None:
+            self._check(self._cudart.cudaSetDevice(self.device_id), f"cudaSetDevice({self.device_id})")
+        else:
+            self._torch.cuda.set_device(self.device_id)
+        self._current_in.add(thread)
 
     def _check(self, result: Any, what: str) -> Any:
         """Unpack a cuda-python ``(error, *values)`` tuple, raising on an error."""

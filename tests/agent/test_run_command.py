@@ -147,3 +147,18 @@ def test_signal_stops_within_5_s_with_valid_jsonl(tmp_path: Path, signum: int) -
     while capture.read()[0]:
         decoded += 1
     assert decoded == sum(1 for r in records if r["camera"] == "loop")
+
+
+def test_corrupt_detector_model_exits_2_after_the_cameras_opened(tmp_path: Path) -> None:
+    """The detector loads while the cameras open; when it turns out corrupt, they are stopped and the
+    start fails with the reason (a looping file and a live test source: neither ends by itself)."""
+    model = tmp_path / "broken.pb"
+    model.write_bytes(b"not a tensorflow graph" * 50)
+    config = _write(
+        tmp_path / "site.yaml",
+        f"cameras:\n  - id: loop\n    uri: {SAMPLE}\n    loop: true\n  - id: live\n    uri: test://?fps=10\n"
+        f"detector:\n  type: ssd-mobilenet\n  model: {model}\n",
+    )
+    result = _watchword("run", str(config), cwd=tmp_path, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "watchword run: detector:" in result.stderr and "broken.pb" in result.stderr

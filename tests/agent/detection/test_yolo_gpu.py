@@ -87,3 +87,24 @@ def test_tensorrt_engine_is_built_cached_and_agrees_with_onnxruntime(
     with build_detector(_config(onnx_model, {"type": "onnxruntime", "providers": ["cpu"]})) as cpu:
         on_cpu = cpu.detect(frames)
     _same_boxes(on_trt, on_cpu, atol_px=1.0)
+
+
+@pytest.mark.trt
+@pytest.mark.skipif(_tensorrt_missing() is not None, reason=_tensorrt_missing() or "")
+def test_tensorrt_engine_built_on_the_loader_thread_runs_on_this_one(
+    onnx_model: Path, sample_frames: list, tmp_path: Path
+) -> None:
+    """As in ``watchword run``: the engine is built on the detector's loader thread (its CUDA stream and
+    buffers made there) and infers on the pipeline's thread."""
+    from agent.detection.loader import DetectorLoader
+
+    frames = sample_frames[:8]
+    engine = {"type": "tensorrt", "precision": "fp32", "cache_dir": str(tmp_path / "cache"), "max_batch": 8}
+    loader = DetectorLoader(_config(onnx_model, engine))
+    try:
+        on_trt = loader.result().detect(frames)
+    finally:
+        loader.close()
+    with build_detector(_config(onnx_model, {"type": "onnxruntime", "providers": ["cpu"]})) as cpu:
+        on_cpu = cpu.detect(frames)
+    _same_boxes(on_trt, on_cpu, atol_px=1.0)
