@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from contextlib import closing
 from pathlib import Path
@@ -27,6 +28,8 @@ CACHE_DIR = "cache"
 TEXT_CACHE_FILE = "text-embeddings.sqlite"
 BUSY_TIMEOUT_S = 1.0
 """How long a lookup or store waits for another process's write lock before it gives up."""
+RETRY_AFTER_S = 60.0
+"""After a fault the cache is left alone this long: a locked or full file costs the start one wait."""
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS text_embeddings ("
@@ -63,6 +66,10 @@ class TextEmbeddingCache:
         self.faults = 0
         self._lock = threading.Lock()
         self._rebuilt = False
+        self._suspended_until = -float("inf")
+
+    def _usable(self) -> bool:
+        return time.monotonic() >= self._suspended_until
 
     def lookup(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """The cached vectors of those texts that have one (none when the cache cannot be read)."""
@@ -70,7 +77,7 @@ class TextEmbeddingCache:
         if not wanted:
             return {}
         with self._lock:
-            if not self.path.exists():
+            if not self._usable() or not self.path.exists():
                 return {}
             try:
                 return self._select(wanted)
@@ -92,6 +99,8 @@ class TextEmbeddingCache:
         if not rows:
             return
         with self._lock:
+            if not self._usable():
+                return
             try:
                 self._insert(rows)
             except (sqlite3.Error, OSError) as exc:
@@ -122,7 +131,8 @@ class TextEmbeddingCache:
             connection.executemany("INSERT OR REPLACE INTO text_embeddings VALUES (?, ?, ?)", rows)
 
     def _fault(self, action: str, exc: BaseException) -> None:
-        """Log the first fault as a warning (later ones at debug); replace a corrupt file once."""
+        """Log the first fault as a warning (later ones at debug); replace a corrupt file once, else
+        leave the cache alone for :data:`RETRY_AFTER_S`."""
         self.faults += 1
         level = logging.WARNING if self.faults == 1 else logging.DEBUG
         corrupt = getattr(exc, "sqlite_errorcode", None) in {_SQLITE_CORRUPT, _SQLITE_NOTADB}
@@ -132,12 +142,13 @@ class TextEmbeddingCache:
                 for suffix in ("", "-journal", "-wal", "-shm"):
                     self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
             except OSError as unlink_error:
-                exc = unlink_error
+                exc = unlink_error  # reported below
             else:
                 log.log(
                     level, "text-embedding cache %s was corrupt (%s): replaced by a new one", self.path, exc
                 )
                 return
+        self._suspended_until = time.monotonic() + RETRY_AFTER_S
         log.log(
             level,
             "text-embedding cache %s: cannot %s (%s: %s); computing the embeddings without it",

@@ -227,7 +227,8 @@ def test_a_full_state_dir_logs_once_and_computes(
     with small_tmpfs(tmp_path / "state", "1m") as state_dir:
         fill(state_dir / "filler")
         embedder = _start_maps_correctly(state_dir, sentence_embedder)
-        assert embedder.loads == 1 and embedder.cache is not None and embedder.cache.faults >= 1
+        assert embedder.loads == 1 and embedder.cache is not None
+        assert embedder.cache.faults == 1  # left alone after the first failed write
         assert len(_cache_warnings(caplog)) == 1 and "full" in _cache_warnings(caplog)[0]
         (state_dir / "filler").unlink()  # space again: the next start fills the cache
         _fill_cache(state_dir)
@@ -293,6 +294,9 @@ def test_another_process_holding_the_cache_locked_does_not_stop_the_start(
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         embedder = _start_maps_correctly(tmp_path, sentence_embedder)
         assert embedder.loads == 1
+        assert (
+            embedder.cache is not None and embedder.cache.faults == 1
+        )  # one wait for the lock, not one per text
         warnings = _cache_warnings(caplog)
         assert len(warnings) == 1 and "locked" in warnings[0]
     finally:
