@@ -21,7 +21,7 @@ from agent.matching.candidates import CandidateQueue, DecisionDispatcher
 from agent.pipeline import Analyzer, Pipeline, RunSummary
 from agent.queries import QueryError, QueryRegistry
 from agent.queries.startup import register_startup_queries
-from agent.state_lock import StateLock, StateLockError, lock_paths
+from agent.state_lock import StateLock, StateLockError, lock_agent_state
 
 if TYPE_CHECKING:
     from agent.api.server import ApiServer
@@ -68,9 +68,8 @@ class StartupError(RuntimeError):
 
 def _lock_state(config: AgentConfig) -> StateLock:
     """Take the state-directory lock or fail the start naming the running agent's pid."""
-    paths = lock_paths(config.state_dir, config.database, config.alerts.database, config.alerts.evidence_dir)
     try:
-        return StateLock(paths).acquire()
+        return lock_agent_state(config)
     except StateLockError as exc:
         raise StartupError(str(exc)) from exc
 
@@ -99,13 +98,22 @@ class Agent:
         video_dir: Path | None = None,
         max_frames: int | None = None,
         duration_s: float | None = None,
+        state_lock: StateLock | None = None,
+        detector: DetectorLoader | None = None,
     ) -> None:
         self.config = config
         self.started_at = time.time()
         # --- reliability (harden): one agent per state directory, locked before anything is written
-        self._state_lock = _lock_state(config)
+        # (``watchword run`` takes the lock itself, to start loading the detector right after it)
+        try:
+            self._state_lock = state_lock or _lock_state(config)
+        except StartupError:
+            if detector is not None:
+                detector.close()
+            raise
         # The detector loads on a thread while everything below starts (agent/detection/loader.py).
-        self._detector_loader = DetectorLoader(config.detector, config.state_dir / "cache")
+        # A lock or loader handed in belongs to the agent from here on: it releases and closes them.
+        self._detector_loader = detector or DetectorLoader(config.detector, config.state_dir / "cache")
         try:
             self.registry, self.alerts = _open_state(config)
         except StartupError:

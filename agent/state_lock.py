@@ -14,6 +14,10 @@ import fcntl
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agent.config import AgentConfig
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,12 @@ def lock_paths(state_dir: Path, *state_paths: Path) -> list[Path]:
         if lock not in locks:
             locks.append(lock)
     return locks
+
+
+def lock_agent_state(config: AgentConfig) -> StateLock:
+    """Take the locks of ``config``'s state directory and paths, or raise :class:`StateLockError`."""
+    paths = lock_paths(config.state_dir, config.database, config.alerts.database, config.alerts.evidence_dir)
+    return StateLock(paths).acquire()
 
 
 def _holder(path: Path) -> str:

@@ -53,6 +53,16 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger().setLevel(logging.DEBUG if args.verbose else config.log_level)
 
     from agent.detection import DetectorError
+    from agent.detection.loader import DetectorLoader
+    from agent.state_lock import StateLockError, lock_agent_state
+
+    try:  # one agent per state directory: nothing is written (the detector's cache neither) before
+        state_lock = lock_agent_state(config)
+    except StateLockError as exc:
+        print(f"watchword run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    # The detector's model loads from here on, while the rest of the agent is imported and starts.
+    detector = DetectorLoader(config.detector, config.state_dir / "cache")
     from agent.service import Agent, StartupError
     from agent.status import StatusReporter, print_summary
 
@@ -63,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
             video_dir=args.video_out,
             max_frames=args.max_frames,
             duration_s=args.duration,
+            state_lock=state_lock,
+            detector=detector,
         )
     except StartupError as exc:
         print(f"watchword run: {exc}", file=sys.stderr)

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from agent.config import parse_config
+from agent.detection.ssd import BATCHING_VERDICTS
 from agent.state_lock import LOCK_NAME
 from tests.reliability.agent_process import AgentProcess, digest, watchword
+
+
+def _wait_for_file(path: Path, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} was not written within {timeout_s} s"
+        time.sleep(0.05)
 
 
 def _config(tmp_path: Path) -> Path:
@@ -42,6 +51,7 @@ def test_a_second_agent_on_the_same_state_exits_2_naming_the_first(tmp_path: Pat
     first = AgentProcess(config, tmp_path)
     try:
         first.wait_for("alerts: started")
+        _wait_for_file(state / "cache" / BATCHING_VERDICTS)  # the first's detector wrote its start-up check
         assert (state / LOCK_NAME).read_text().strip() == str(first.pid)
         before = digest(state, skip=frozenset({LOCK_NAME}))
         assert "alerts.db" in before
