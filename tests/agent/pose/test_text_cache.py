@@ -235,6 +235,21 @@ def test_a_full_state_dir_logs_once_and_computes(
         assert _fill_cache(state_dir).loads == 0
 
 
+def test_the_pose_stage_starts_with_its_cache_folder_full(
+    tmp_path: Path, pose_config: PoseConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = QueryRegistry(tmp_path / "w.db")
+    registry.add("a person falling down")
+    with small_tmpfs(text_cache_path(tmp_path).parent, "64k") as cache_dir:
+        fill(cache_dir / "filler")
+        stage = build_pose_stage(pose_config, registry, tmp_path)
+        assert "-> fall" in stage.startup_message(clip=False)
+        stage.release_sentence_model()
+        stage.analyzer.close()
+    registry.close()
+    assert len(_cache_warnings(caplog)) == 1
+
+
 def test_a_read_only_state_dir_logs_once_and_still_serves_what_it_holds(
     tmp_path: Path, sentence_embedder: SentenceEmbedder, caplog: pytest.LogCaptureFixture
 ) -> None:
