@@ -21,7 +21,15 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``watchword`` parser; with ``argv``, only the command it names is registered.
+
+    Each command module is imported to register its arguments, and some pull in a good part of the
+    agent (``models`` loads urllib's HTTP client, ``eval`` the replay command): importing all nine
+    cost ``watchword run`` about 0.1 s of its start. When ``argv`` names a known command only that
+    module is imported; otherwise (``--help``, no command, an unknown one) all are, so the help and
+    argparse's own errors list every command.
+    """
     parser = argparse.ArgumentParser(
         prog="watchword",
         description="Edge video analytics agent: standing natural-language anomaly queries over cameras.",
@@ -29,20 +37,44 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"watchword {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"agent.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"agent.commands.{name}":
-                continue  # command not built into this installation
-            raise
-        module.register(subparsers)
+    chosen = _chosen_command(argv) if argv is not None else None
+    registered = False
+    if chosen is not None:
+        registered = _register(subparsers, chosen)
+    if not registered:
+        for name in COMMAND_MODULES:
+            _register(subparsers, name)
     return parser
 
 
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names: its first argument that is not an option (the top-level options
+    take no value), if that is one of :data:`COMMAND_MODULES`; None when there is none (``--help``
+    and ``--version`` then act before any command is needed)."""
+    for arg in argv:
+        if arg in ("-h", "--help", "--version", "--"):
+            return None
+        if not arg.startswith("-"):
+            return arg if arg in COMMAND_MODULES else None
+    return None
+
+
+def _register(subparsers: argparse._SubParsersAction, name: str) -> bool:
+    """Add command ``name`` from its module; False when that module is not built into this installation."""
+    try:
+        module = importlib.import_module(f"agent.commands.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"agent.commands.{name}":
+            return False
+        raise
+    module.register(subparsers)
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(arguments)
+    args = parser.parse_args(arguments)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",

@@ -6,13 +6,14 @@ import logging
 import sys
 import threading
 from collections.abc import Callable
-
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from agent.pipeline import CameraStatus, RunSummary
 from agent.redact import redact_text
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ _COLUMNS = ["camera", "state", "fps", "frames", "tracks", "seen", "drops", "reco
 
 
 def status_table(statuses: list[CameraStatus], title: str | None = None) -> Table:
+    from rich.table import Table
+
     table = Table(title=title, expand=False)
     for column in _COLUMNS:
         table.add_column(column, justify="left" if column in {"camera", "state", "error"} else "right")
@@ -69,13 +72,21 @@ class StatusReporter:
         self._warnings = warnings or (lambda: [])
         self._interval_s = interval_s
         self._stop = threading.Event()
-        self._console = Console(stderr=True)
-        self._live = self._console.is_terminal and sys.stderr.isatty()
+        # rich (about 0.04 s of imports) only for the live table: without a terminal the status is
+        # logged, and a run's start-up does not wait for it.
+        self._console: Console | None = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+
+            self._console = Console(stderr=True)
+        self._live = self._console is not None and self._console.is_terminal
         self._thread = threading.Thread(target=self._run, name="status", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         if self._live:
+            from rich.live import Live
+
             with Live(self._table(), console=self._console, refresh_per_second=4) as live:
                 while not self._stop.wait(self._interval_s):
                     live.update(self._table())
@@ -106,6 +117,9 @@ class StatusReporter:
 
 def print_summary(summary: RunSummary, console: Console | None = None) -> None:
     """The end-of-run table, on standard output."""
+    from rich.console import Console
+    from rich.table import Table
+
     console = console or Console()
     if not console.is_terminal:
         console.width = max(console.width, 132)

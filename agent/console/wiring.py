@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from agent.cameras.store import CameraStore
 from agent.cameras.sync import CameraSync
 from agent.config import AgentConfig, CameraConfig
-from agent.console.services import ConsoleServices
 from agent.matching.exemplars import ExemplarStore, FeedbackConfig
 from agent.matching.samples import TrackSample
 from agent.search.config import SearchConfig
@@ -26,6 +25,7 @@ if TYPE_CHECKING:
     from agent.console.events import EventHub
     from agent.console.live import LiveFrames
     from agent.console.reviews import ReviewStore
+    from agent.console.services import ConsoleServices
     from agent.matching.querybank import TextEncoder
     from agent.pipeline import Pipeline
     from agent.search.index import TrackIndex
@@ -185,8 +185,11 @@ class ConsoleRuntime:
     # --- the API -----------------------------------------------------------------------------
 
     def services(self, token: str | None) -> ConsoleServices:
+        # Here, not at the top: the services load starlette and asyncio, which a run without the
+        # API (and so without the console) never needs.
         from agent.cameras.probe import probe_camera
         from agent.cameras.store import parse_camera
+        from agent.console.services import ConsoleServices
         from agent.console.session import SessionStore
         from agent.search.scorer import TextScorer
 

@@ -1,7 +1,16 @@
 """CLIP crop and text embedding at the edge: preprocessing, tokenization and the encoder.
 
 Runs exported graphs through :mod:`engines`; needs neither torch nor transformers.
+
+Only the config is imported eagerly, so that ``agent.config`` can nest :class:`EmbedderConfig`
+without loading OpenCV and the encoder (a run without CLIP never needs them); the other names load
+on first use.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from agent.embedding.config import (
     EmbedderConfig,
@@ -10,9 +19,31 @@ from agent.embedding.config import (
     TensorRTEngineConfig,
     TorchEngineConfig,
 )
-from agent.embedding.encoder import ClipEncoder, EncoderError, ModelInfo
-from agent.embedding.preprocess import ImagePreprocessing, PreprocessError, crop_box
-from agent.embedding.tokenizer import TextSettings, TextTokenizer, TokenizerError
+
+if TYPE_CHECKING:
+    from agent.embedding.encoder import ClipEncoder, EncoderError, ModelInfo
+    from agent.embedding.preprocess import ImagePreprocessing, PreprocessError, crop_box
+    from agent.embedding.tokenizer import TextSettings, TextTokenizer, TokenizerError
+
+_LAZY = {
+    "ClipEncoder": "agent.embedding.encoder",
+    "EncoderError": "agent.embedding.encoder",
+    "ModelInfo": "agent.embedding.encoder",
+    "ImagePreprocessing": "agent.embedding.preprocess",
+    "PreprocessError": "agent.embedding.preprocess",
+    "crop_box": "agent.embedding.preprocess",
+    "TextSettings": "agent.embedding.tokenizer",
+    "TextTokenizer": "agent.embedding.tokenizer",
+    "TokenizerError": "agent.embedding.tokenizer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agent.embedding' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "ClipEncoder",

@@ -1,7 +1,8 @@
-"""`watchword run` imports no torch, ultralytics or transformers unless the config asks for a torch model.
+"""`watchword run` imports no torch, ultralytics or transformers unless the config asks for a torch model,
+and nothing the run does not use (other commands, the API, the ``onnx`` package) on the demo's path.
 
 Each run is a real ``watchword run`` in a subprocess (the sample video, a few frames); when the
-command returns, the process writes the names of the top-level modules it imported.
+command returns, the process writes the names of the modules it imported.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.fixtures.tiny_models import SAMPLE_VIDEO
 
@@ -30,13 +32,14 @@ RUN_AND_LIST_MODULES = textwrap.dedent(
     # argv given: the command returns instead of leaving through os._exit, so the listing is written.
     code = main(["run", sys.argv[2], "--max-frames", "6"])
     with open(sys.argv[1], "w") as out:
-        json.dump(sorted({name.split(".")[0] for name in sys.modules}), out)
+        json.dump(sorted(sys.modules), out)
     sys.exit(code)
     """
 )
 
 
 def _run_and_list_modules(config: Path, work: Path) -> set[str]:
+    """The full names of the modules a ``watchword run`` of ``config`` imported."""
     listing = work / "modules.json"
     result = subprocess.run(
         [sys.executable, "-c", RUN_AND_LIST_MODULES, str(listing), str(config)],
@@ -49,6 +52,10 @@ def _run_and_list_modules(config: Path, work: Path) -> set[str]:
     assert result.returncode == 0, result.stderr[-3000:]
     assert (work / "out" / "frames.jsonl").read_text().count("\n") >= 6, "the run analysed no frames"
     return set(json.loads(listing.read_text()))
+
+
+def _top_level(modules: set[str]) -> set[str]:
+    return {name.split(".")[0] for name in modules}
 
 
 def _config(work: Path, detector: str) -> Path:
@@ -78,7 +85,9 @@ def _config(work: Path, detector: str) -> Path:
 def test_ssd_demo_runs_without_torch(tmp_path: Path) -> None:
     if not SAMPLE_VIDEO.is_file():
         pytest.skip(f"{SAMPLE_VIDEO} is missing (Debian package opencv-doc)")
-    modules = _run_and_list_modules(_config(tmp_path, "{type: ssd-mobilenet, batch_size: 2}"), tmp_path)
+    modules = _top_level(
+        _run_and_list_modules(_config(tmp_path, "{type: ssd-mobilenet, batch_size: 2}"), tmp_path)
+    )
     assert "cv2" in modules and "agent" in modules
     assert not modules & HEAVY, f"the SSD demo imported {sorted(modules & HEAVY)}"
 
@@ -97,7 +106,7 @@ def test_yolo_onnx_runs_without_torch(tmp_path: Path, tiny_yolo: Path) -> None:
     shutil.copyfile(tiny_yolo, copy)
     onnx = Path(YOLO(str(copy), task="detect").export(format="onnx", imgsz=160, simplify=False, dynamic=True))
     detector = f"{{type: yolo, model: {onnx}, imgsz: 160, engine: {{type: onnxruntime, providers: [cpu]}}}}"
-    modules = _run_and_list_modules(_config(tmp_path, detector), tmp_path)
+    modules = _top_level(_run_and_list_modules(_config(tmp_path, detector), tmp_path))
     assert "onnxruntime" in modules
     assert not modules & HEAVY, f"the YOLO ONNX run imported {sorted(modules & HEAVY)}"
 
@@ -107,7 +116,37 @@ def test_a_pt_model_does_load_torch(tmp_path: Path, tiny_yolo: Path) -> None:
     """The check above can fail: a config that asks for a torch model shows torch in the listing."""
     if not SAMPLE_VIDEO.is_file():
         pytest.skip(f"{SAMPLE_VIDEO} is missing (Debian package opencv-doc)")
-    modules = _run_and_list_modules(
-        _config(tmp_path, f"{{type: yolo, model: {tiny_yolo}, imgsz: 160}}"), tmp_path
+    modules = _top_level(
+        _run_and_list_modules(_config(tmp_path, f"{{type: yolo, model: {tiny_yolo}, imgsz: 160}}"), tmp_path)
     )
     assert {"torch", "ultralytics"} <= modules
+
+
+OTHER_COMMANDS = {
+    f"agent.commands.{name}"
+    for name in ("query", "calibrate", "models", "export", "eval", "alerts", "camera", "search", "replay")
+}
+API = {"starlette", "fastapi", "uvicorn"}
+
+
+@pytest.mark.slow
+def test_the_demo_run_loads_only_what_it_uses(tmp_path: Path, pose_model_dir: Path) -> None:
+    """``configs/demo.yaml`` (SSD, pose cues, no API, no CLIP) with its MoveNet already converted: no
+    other command's module, no web framework, no ``onnx`` package (the pose graph's manifest is
+    verified instead), no CLIP encoder. Each of these cost the start-up 0.02-0.1 s."""
+    if not SAMPLE_VIDEO.is_file():
+        pytest.skip(f"{SAMPLE_VIDEO} is missing (Debian package opencv-doc)")
+    config = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text(encoding="utf-8"))
+    config["state_dir"] = str(tmp_path / "state")
+    config["cameras"][0]["uri"] = str(SAMPLE_VIDEO)
+    config["output"] = {"jsonl": str(tmp_path / "out" / "frames.jsonl")}
+    config["pose"]["model_dir"] = str(pose_model_dir)
+    path = tmp_path / "demo.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    modules = _run_and_list_modules(path, tmp_path)
+    assert {"agent.commands.run", "agent.pose.estimator", "agent.alerts.manager", "onnxruntime"} <= modules
+    assert not modules & OTHER_COMMANDS, f"`run` imported {sorted(modules & OTHER_COMMANDS)}"
+    web = _top_level(modules) & API
+    assert not web, f"a run without the API imported {sorted(web)}"
+    assert "onnx" not in modules, "the converted pose model was parsed with the onnx package"
+    assert "agent.embedding.encoder" not in modules, "a run without CLIP loaded the CLIP encoder"
