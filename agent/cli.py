@@ -12,13 +12,12 @@ import sys
 from collections.abc import Sequence
 
 from agent import __version__
+from agent.commands import EXIT_FAILURE as EXIT_FAILURE  # the exit statuses, re-exported
+from agent.commands import EXIT_OK as EXIT_OK
+from agent.commands import EXIT_USAGE as EXIT_USAGE
 
 # Sub-command modules under agent.commands, each with register(subparsers).
 COMMAND_MODULES = ("run", "query", "calibrate", "models", "export", "eval", "alerts", "camera", "search")
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     import sqlite3
 
     from agent.alerts.outbox import Outbox, OutboxError
-    from agent.cli import EXIT_OK, EXIT_USAGE
+    from agent.commands import EXIT_OK, EXIT_USAGE
     from agent.config import ConfigError
 
     try:

@@ -98,7 +98,7 @@ def _progress_bar(total: int | None, enabled: bool) -> Iterator[Callable[[int], 
 
 
 def run(args: argparse.Namespace) -> int:
-    from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+    from agent.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
     from agent.config import ConfigError, load_config
 
     if args.from_feedback:  # console: thresholds from the operators' marks (agent/console)

@@ -34,7 +34,7 @@ def fit_threshold(true_scores: list[float], false_scores: list[float]) -> float 
 
 
 def run_from_feedback(args: argparse.Namespace) -> int:
-    from agent.cli import EXIT_OK, EXIT_USAGE
+    from agent.commands import EXIT_OK, EXIT_USAGE
     from agent.config import ConfigError, load_config
     from agent.console.reviews import ReviewStore
     from agent.queries import QueryNotFoundError, QueryRegistry, QueryUpdate

@@ -58,7 +58,7 @@ def _fields(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from agent.cameras import CameraError, CameraNotFoundError, CameraStore, redacted
-    from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+    from agent.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
     store = CameraStore(resolve_database(args))
     try:

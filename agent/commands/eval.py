@@ -75,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _fail(message: str) -> int:
-    from agent.cli import EXIT_USAGE
+    from agent.commands import EXIT_USAGE
 
     sys.stderr.write(f"watchword eval pab: {message}\n")
     return EXIT_USAGE
@@ -83,7 +83,7 @@ def _fail(message: str) -> int:
 
 def run_pab(args: argparse.Namespace, *, encoder: Any = None) -> int:
     """Run the PAB benchmark from parsed arguments; ``encoder`` overrides ``--clip`` (tests, notebooks)."""
-    from agent.cli import EXIT_FAILURE, EXIT_OK
+    from agent.commands import EXIT_FAILURE, EXIT_OK
 
     for name in ("top_n", "batch_size", "limit"):
         value = getattr(args, name)

@@ -143,7 +143,7 @@ class _Steps:
 def _run(args: argparse.Namespace, export: Any, config: Any) -> int:
     from rich.console import Console
 
-    from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+    from agent.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
     from engines.base import EngineError
     from export.errors import CalibrationError, ExportError
 
@@ -179,7 +179,7 @@ def _run(args: argparse.Namespace, export: Any, config: Any) -> int:
 def export_clip_command(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from agent.cli import EXIT_USAGE
+    from agent.commands import EXIT_USAGE
     from export.clip import ClipExportConfig, export_clip
 
     problems = _usage_problems(args, args.precision == "int8")
@@ -205,7 +205,7 @@ def export_clip_command(args: argparse.Namespace) -> int:
 def export_yolo_command(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from agent.cli import EXIT_USAGE
+    from agent.commands import EXIT_USAGE
     from export.yolo import YoloExportConfig, export_yolo
 
     problems = _usage_problems(args, args.int8)
@@ -235,7 +235,7 @@ def export_yolo_command(args: argparse.Namespace) -> int:
 def export_pose_command(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from agent.cli import EXIT_USAGE
+    from agent.commands import EXIT_USAGE
     from export.pose import PoseExportConfig, export_pose
 
     problems = []

@@ -71,7 +71,7 @@ def _console() -> Any:
 
 
 def pull_command(args: argparse.Namespace) -> int:
-    from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+    from agent.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
     console = _console()
     if args.timeout <= 0:
@@ -237,7 +237,7 @@ def _copy_with_progress(response: Any, handle: Any, total: int, label: str) -> N
 def list_command(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from agent.cli import EXIT_FAILURE, EXIT_OK
+    from agent.commands import EXIT_FAILURE, EXIT_OK
     from engines.manifest import MANIFEST_NAME, ManifestError, read_manifest, verify_manifest
 
     console = _console()

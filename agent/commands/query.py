@@ -76,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+    from agent.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
     from agent.config import ConfigError
     from agent.queries import QueryError, QueryNotFoundError, QueryRegistry
 

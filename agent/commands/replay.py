@@ -134,7 +134,7 @@ def replay_config_data(args: argparse.Namespace, work_dir: Path) -> tuple[dict[s
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+    from agent.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
     from agent.config import ConfigError, parse_config
     from agent.evaluation.alert_quality import LabelError, alert_report, format_table, read_labels
     from agent.evaluation.replay_frames import FrameRecordError, replay_frames

@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agent.cli import EXIT_OK, EXIT_USAGE
+    from agent.commands import EXIT_OK, EXIT_USAGE
     from agent.config import ConfigError, load_config
     from agent.console.routes_data import parse_since
 
