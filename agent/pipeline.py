@@ -248,7 +248,9 @@ class Pipeline:
 
         Never waits: a camera with a backlog (a file, or a live camera that fell behind) fills the
         batch with consecutive frames, in order, while one frame from each of several cameras is
-        batched as soon as it is there.
+        batched as soon as it is there. A camera's very first frame goes without the rest of its
+        backlog (frames it queued while the detector loaded): its first result comes one frame's
+        inference after start, not a full batch's.
         """
         frames: list[Frame] = []
         taken = dict.fromkeys(order, 0)
@@ -261,6 +263,8 @@ class Pipeline:
                 limit = self.max_frames
                 if limit is not None and self.counters[camera_id].frames + taken[camera_id] >= limit:
                     continue
+                if taken[camera_id] and not self.counters[camera_id].frames:
+                    continue  # its first frame goes alone
                 frame = self.sources[camera_id].read(timeout_s=0)
                 if frame is not None:
                     frames.append(frame)
