@@ -25,8 +25,9 @@ import numpy as np
 
 from agent.config import SSDDetectorConfig
 from agent.detection.base import Detector, DetectorError
+from agent.detection.ssd_graph import trimmed_frozen_graph
 from agent.types import Detections
-from engines import EngineError, create_engine
+from engines import Engine, EngineError, create_engine
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,28 @@ def _readable(path: Path, what: str) -> Path:
     return path
 
 
+def _load_engine(model: Path, graph: Path, input_size: int, cache_dir: Path | None) -> Engine:
+    """The network on the opencv-dnn engine, read from the trimmed frozen graph when the cache has
+    (or can make) one; a damaged trimmed copy is deleted and the full graph read instead."""
+    trimmed = trimmed_frozen_graph(model, graph, cache_dir) if cache_dir is not None else model
+    if trimmed != model:
+        try:
+            return create_engine("opencv-dnn", trimmed, config=graph, input_size=input_size)
+        except EngineError as exc:
+            logger.warning(
+                "%s: the trimmed copy %s is damaged (%s); reading the full graph", model.name, trimmed, exc
+            )
+            with contextlib.suppress(OSError):
+                trimmed.unlink()
+    try:
+        return create_engine("opencv-dnn", model, config=graph, input_size=input_size)
+    except EngineError as exc:
+        raise DetectorError(
+            f"cannot load ssd-mobilenet model {model} with graph {graph}: the file is corrupt or not a "
+            f"TensorFlow frozen graph and its text graph ({exc})"
+        ) from exc
+
+
 def _same_rows(a: np.ndarray, b: np.ndarray, atol: float) -> bool:
     """Whether two sets of detection rows match one-to-one (class equal, score and box within atol)."""
     if a.shape != b.shape:
@@ -109,13 +132,7 @@ class SSDMobileNetDetector(Detector):
             model, graph = model or packaged_model, graph or packaged_graph
         model = _readable(model, "model (detector.model)")
         graph = _readable(graph, "graph (detector.graph)")
-        try:
-            engine = create_engine("opencv-dnn", model, config=graph, input_size=config.input_size)
-        except EngineError as exc:
-            raise DetectorError(
-                f"cannot load ssd-mobilenet model {model} with graph {graph}: the file is corrupt or not a "
-                f"TensorFlow frozen graph and its text graph ({exc})"
-            ) from exc
+        engine = _load_engine(model, graph, config.input_size, cache_dir)
         super().__init__(f"ssd-mobilenet({model.name})", engine, config.batch_size)
         self.confidence = config.confidence
         self.nms_iou = config.nms_iou
