@@ -6,7 +6,12 @@ high-water mark of the process (``VmHWM`` in ``/proc/<pid>/status``), read just 
 polled every 10 ms. Not ``ru_maxrss``: it survives ``exec`` and so counts the pages the child
 shared with a large parent between ``fork`` and ``exec``.
 
-    python -m bench.run_figures [configs/demo.yaml] [--runs 3]
+    python -m bench.run_figures [configs/demo.yaml] [--runs 3] [--frames N] [--before TREE]
+
+``--before TREE`` (a checkout of another revision, e.g. ``git worktree add /tmp/old REV``) measures
+that tree and this one alternately, after one discarded start of each (it makes their first-start
+caches and conversions), and prints both medians and their ratio: on a shared machine only figures
+taken side by side compare.
 """
 
 from __future__ import annotations
@@ -46,8 +51,14 @@ def _vm_hwm_kib(pid: int) -> int | None:
     return None
 
 
-def measure_run(config_path: Path, frames: int | None = None, timeout_s: float = 300.0) -> RunFigures:
-    """Run ``watchword run`` on a copy of ``config_path`` whose outputs go to a temporary directory."""
+def measure_run(
+    config_path: Path, frames: int | None = None, timeout_s: float = 300.0, tree: Path | None = None
+) -> RunFigures:
+    """Run ``watchword run`` on a copy of ``config_path`` whose outputs go to a temporary directory.
+
+    ``tree`` is the source tree to run (default: the first ``PYTHONPATH`` entry, else this one); its
+    ``state_dir`` (``data`` relative to it unless the config sets one) keeps the start-up caches.
+    """
     config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory(prefix="watchword-bench-") as work:
         jsonl = Path(work) / "frames.jsonl"
@@ -62,7 +73,8 @@ def measure_run(config_path: Path, frames: int | None = None, timeout_s: float =
         if frames is not None:
             command += ["--max-frames", str(frames)]
         # `python -m` puts its working directory first on sys.path: run from the tree being measured.
-        tree = Path(os.environ.get("PYTHONPATH", str(ROOT)).split(os.pathsep)[0] or ROOT)
+        if tree is None:
+            tree = Path(os.environ.get("PYTHONPATH", str(ROOT)).split(os.pathsep)[0] or ROOT)
         env = {**os.environ, "PYTHONPATH": str(tree)}
         started = time.perf_counter()
         process = subprocess.Popen(
@@ -87,22 +99,42 @@ def measure_run(config_path: Path, frames: int | None = None, timeout_s: float =
         return RunFigures(first_frame_s, peak_kib / 1024, wall_s, process.returncode)
 
 
+def _median(runs: list[RunFigures]) -> tuple[float, float]:
+    return statistics.median(r.first_frame_s for r in runs), statistics.median(r.peak_rss_mib for r in runs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", nargs="?", type=Path, default=ROOT / "configs" / "demo.yaml")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--frames", type=int, default=None, help="stop after this many frames")
+    parser.add_argument("--before", type=Path, metavar="TREE", help="another checkout, measured alternately")
     args = parser.parse_args()
-    runs = [measure_run(args.config, args.frames) for _ in range(args.runs)]
-    for i, run in enumerate(runs):
-        print(
-            f"run {i}: first frame {run.first_frame_s:.2f} s, peak RSS {run.peak_rss_mib:.0f} MiB, "
-            f"wall {run.wall_s:.1f} s, exit {run.exit_code}"
-        )
-    print(
-        f"median: first frame {statistics.median(r.first_frame_s for r in runs):.2f} s, "
-        f"peak RSS {statistics.median(r.peak_rss_mib for r in runs):.0f} MiB"
-    )
+    if args.before is None:
+        runs = [measure_run(args.config, args.frames) for _ in range(args.runs)]
+        for i, run in enumerate(runs):
+            print(
+                f"run {i}: first frame {run.first_frame_s:.2f} s, peak RSS {run.peak_rss_mib:.0f} MiB, "
+                f"wall {run.wall_s:.1f} s, exit {run.exit_code}"
+            )
+        first, rss = _median(runs)
+        print(f"median: first frame {first:.2f} s, peak RSS {rss:.0f} MiB")
+        return
+    trees = {"before": args.before.resolve(), "this tree": ROOT}
+    for tree in trees.values():
+        measure_run(args.config, args.frames, tree=tree)  # first start: caches, conversions
+    measured: dict[str, list[RunFigures]] = {name: [] for name in trees}
+    for _ in range(args.runs):
+        for name, tree in trees.items():
+            measured[name].append(measure_run(args.config, args.frames, tree=tree))
+    print(f"{args.config.name}, {args.runs} alternating runs each (median; all runs in brackets)")
+    print(f"{'tree':<10} {'first frame (s)':>16} {'peak RSS (MiB)':>15}   runs (s)")
+    for name, runs in measured.items():
+        first, rss = _median(runs)
+        each = " ".join(f"{r.first_frame_s:.2f}" for r in runs)
+        print(f"{name:<10} {first:>16.2f} {rss:>15.0f}   [{each}]")
+    (before, before_rss), (after, after_rss) = (_median(runs) for runs in measured.values())
+    print(f"{'ratio':<10} {after / before:>16.2f} {after_rss / before_rss:>15.2f}")
 
 
 if __name__ == "__main__":
