@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import types
 from pathlib import Path
 from typing import Any, ClassVar
@@ -30,7 +31,12 @@ class FakeCuda:
         self.memory: dict[int, bytearray] = {}
         self.next = 4096
         self.stream: object | None = object()
+        self.made_current_in: list[int] = []  # threads that selected this GPU (the runtime's is per thread)
         FakeCuda.instances.append(self)
+
+    def make_current(self) -> None:
+        if threading.get_ident() not in self.made_current_in:
+            self.made_current_in.append(threading.get_ident())
 
     def device_facts(self) -> tuple[str, str]:
         return "Fake GPU", "8.9"
@@ -303,3 +309,23 @@ def test_int8_without_scales_or_images_is_refused(
             "tensorrt", path, cache_dir=tmp_path, precision="int8", calibration_cache=tmp_path / "none.calib"
         )
     assert FakeCuda.instances[-1].stream is None  # the stream was released on the failed start
+
+
+def test_an_engine_built_on_another_thread_selects_its_gpu_where_it_infers(
+    fake_gpu: tuple[Path, np.ndarray, list[str]], tmp_path: Path
+) -> None:
+    """As with the detector's loader: built on one thread, inferring on another (the CUDA runtime's
+    current device is per thread, so the inferring thread must select the engine's GPU itself)."""
+    path, weight, _ = fake_gpu
+    built: list[Any] = []
+
+    def build() -> None:
+        built.append(create_engine("tensorrt", path, cache_dir=tmp_path / "cache", max_batch=8))
+
+    loader = threading.Thread(target=build)
+    loader.start()
+    loader.join()
+    with built[0] as engine:
+        x = np.ones((2, 8), np.float32)
+        np.testing.assert_allclose(engine.infer({"x": x})["y"], x @ weight, rtol=1e-6)
+        assert threading.get_ident() in FakeCuda.instances[-1].made_current_in
