@@ -81,6 +81,9 @@ def test_runs_a_graph_with_its_spec_and_logs_the_providers(
     with create_engine("onnxruntime", path, providers=["cpu"]) as engine:
         assert engine.spec.input("x").shape == ("batch", 8) and engine.spec.output_names == ("y",)
         assert engine.providers == ("CPUExecutionProvider",)  # type: ignore[attr-defined]
+        # its threads sleep between operators instead of spinning (the CPU is shared with decoding)
+        options = engine._session.get_session_options()  # type: ignore[attr-defined]
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
         x = np.random.default_rng(1).standard_normal((5, 8)).astype(np.float32)
         y = engine.infer({"x": x})["y"]
         expected = x @ weight
