@@ -135,6 +135,9 @@ class OnnxRuntimeEngine(Engine):
             corrupt file is refused with a message instead of crashing ONNX Runtime. False only for
             a file whose sha256 the caller has just verified against its export manifest (the
             exporter loaded that very file in ONNX Runtime): it skips importing ``onnx`` (~0.05 s).
+        spinning: let the CPU threads busy-wait between operators (ONNX Runtime's default: lower
+            latency for a model run back to back, like the detector). False for a model run now and
+            then beside others (the pose estimator): its idle threads then leave the cores to them.
     """
 
     def __init__(
@@ -152,6 +155,7 @@ class OnnxRuntimeEngine(Engine):
         warmup: bool = True,
         allow_cpu_fallback: bool = False,
         check_file: bool = True,
+        spinning: bool = True,
     ) -> None:
         path = Path(path)
         try:
@@ -172,10 +176,8 @@ class OnnxRuntimeEngine(Engine):
         options.log_severity_level = 3
         if intra_op_threads is not None:
             options.intra_op_num_threads = intra_op_threads
-        # No busy-waiting between operators: the agent shares the CPU between GStreamer's decoders,
-        # OpenCV's detector and ONNX Runtime, and spinning threads took cores the others needed
-        # (the demo's start-up and its frames/s were as good or better without).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if not spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         provider_list: list[tuple[str, dict[str, Any]]] = []
         for name in usable:
             if name == "tensorrt":

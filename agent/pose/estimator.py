@@ -132,6 +132,7 @@ class PoseEstimator:
                 providers=config.providers,
                 intra_op_threads=config.intra_op_threads,
                 check_file=False,  # verify_manifest checked its sha256: `onnx` is not imported
+                spinning=False,  # a few crops now and then: no busy-waiting beside the detector
             )
             self.version = manifest.files[manifest.graph_file("pose")].sha256[:16]
         else:

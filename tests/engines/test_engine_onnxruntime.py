@@ -81,9 +81,6 @@ def test_runs_a_graph_with_its_spec_and_logs_the_providers(
     with create_engine("onnxruntime", path, providers=["cpu"]) as engine:
         assert engine.spec.input("x").shape == ("batch", 8) and engine.spec.output_names == ("y",)
         assert engine.providers == ("CPUExecutionProvider",)  # type: ignore[attr-defined]
-        # its threads sleep between operators instead of spinning (the CPU is shared with decoding)
-        options = engine._session.get_session_options()  # type: ignore[attr-defined]
-        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
         x = np.random.default_rng(1).standard_normal((5, 8)).astype(np.float32)
         y = engine.infer({"x": x})["y"]
         expected = x @ weight
@@ -96,6 +93,19 @@ def test_runs_a_graph_with_its_spec_and_logs_the_providers(
     assert "requested ['cpu']" in caplog.text and "using ['CPUExecutionProvider']" in caplog.text
     with pytest.raises(EngineError, match="is closed"):
         engine.infer({"x": x})
+
+
+@pytest.mark.parametrize("spinning", [True, False])
+def test_spinning_is_off_when_asked(tmp_path: Path, spinning: bool) -> None:
+    """The pose estimator's threads sleep between operators instead of busy-waiting beside the detector."""
+    path, _ = _graph(tmp_path / "tiny.onnx")
+    with create_engine("onnxruntime", path, providers=["cpu"], spinning=spinning) as engine:
+        options = engine._session.get_session_options()  # type: ignore[attr-defined]
+        try:
+            spins = options.get_session_config_entry("session.intra_op.allow_spinning") != "0"
+        except RuntimeError:  # not set: ONNX Runtime's default, which spins
+            spins = True
+        assert spins is spinning
 
 
 def test_a_corrupt_onnx_file_is_refused_with_its_name(tmp_path: Path) -> None:
