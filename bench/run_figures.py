@@ -33,12 +33,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass
 class RunFigures:
-    """One measured run: seconds to the first analysed frame, peak RSS in MiB, torch loaded or not."""
+    """One measured run: seconds from spawn to the first and to the last analysed frame (the frames
+    JSONL's first line, its last growth), peak RSS in MiB, wall time and exit status."""
 
     first_frame_s: float
     peak_rss_mib: float
     wall_s: float
     exit_code: int
+    last_frame_s: float = float("nan")
 
 
 def _vm_hwm_kib(pid: int) -> int | None:
@@ -80,23 +82,29 @@ def measure_run(
         process = subprocess.Popen(
             command, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        first_frame_s = float("nan")
+        first_frame_s = last_frame_s = float("nan")
+        size = 0
         peak_kib = 0
         while True:
             pid, status, _usage = os.wait4(process.pid, os.WNOHANG)
             if pid:
                 process.returncode = os.waitstatus_to_exitcode(status)
                 break
-            if first_frame_s != first_frame_s and jsonl.exists() and jsonl.stat().st_size > 0:
-                first_frame_s = time.perf_counter() - started
+            grown = jsonl.stat().st_size if jsonl.exists() else 0
+            if grown > size:
+                size, last_frame_s = grown, time.perf_counter() - started
+                if first_frame_s != first_frame_s:
+                    first_frame_s = last_frame_s
             peak_kib = max(peak_kib, _vm_hwm_kib(process.pid) or 0)
             if time.perf_counter() - started > timeout_s:
                 process.kill()
             time.sleep(0.01)
         wall_s = time.perf_counter() - started
-        if first_frame_s != first_frame_s and jsonl.exists() and jsonl.stat().st_size > 0:
-            first_frame_s = wall_s
-        return RunFigures(first_frame_s, peak_kib / 1024, wall_s, process.returncode)
+        if jsonl.exists() and jsonl.stat().st_size > size:  # written after the last poll
+            last_frame_s = wall_s
+            if first_frame_s != first_frame_s:
+                first_frame_s = wall_s
+        return RunFigures(first_frame_s, peak_kib / 1024, wall_s, process.returncode, last_frame_s)
 
 
 def _median(runs: list[RunFigures]) -> tuple[float, float]:
