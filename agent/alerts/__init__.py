@@ -7,10 +7,10 @@ first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agent.alerts.config import AlertsConfig, JsonlSinkConfig, MqttSinkConfig, SinkConfig, WebhookSinkConfig
+from agent.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from agent.alerts.episodes import AlertEvent, AlertEventKind, CloseReason, Episode, EpisodeTracker
@@ -27,11 +27,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'agent.alerts' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

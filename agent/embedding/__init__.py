@@ -9,8 +9,7 @@ on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agent.embedding.config import (
     EmbedderConfig,
@@ -19,6 +18,7 @@ from agent.embedding.config import (
     TensorRTEngineConfig,
     TorchEngineConfig,
 )
+from agent.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from agent.embedding.encoder import ClipEncoder, EncoderError, ModelInfo
@@ -38,11 +38,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'agent.embedding' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [
