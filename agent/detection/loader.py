@@ -38,9 +38,7 @@ class DetectorLoader:
         self.cache_dir = cache_dir
         self._detector: Detector | None = None
         self._error: Exception | None = None
-        self._waited_s = 0.0
         self._thread = threading.Thread(target=self._build, name="detector-load", daemon=True)
-        self._started = time.perf_counter()
         self._thread.start()
 
     def _build(self) -> None:
@@ -49,18 +47,12 @@ class DetectorLoader:
         except Exception as exc:  # handed to the thread that asks for the detector
             self._error = exc
 
-    @property
-    def waited_s(self) -> float:
-        """Seconds :meth:`result` blocked: the part of the build the rest of the start did not hide."""
-        return self._waited_s
-
     def result(self) -> Detector:
         """The built detector (waits for the build); raises the build's error."""
-        if self._thread.is_alive():
+        if self._thread.is_alive():  # the part of the build the rest of the start did not hide
             waiting = time.perf_counter()
             self._thread.join()
-            self._waited_s += time.perf_counter() - waiting
-            log.debug("detector: waited %.2f s for its build", self._waited_s)
+            log.debug("detector: waited %.2f s for its build", time.perf_counter() - waiting)
         if self._error is not None:
             raise self._error
         assert self._detector is not None
