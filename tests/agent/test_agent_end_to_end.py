@@ -62,6 +62,7 @@ def test_live_queries_scores_and_alerts(
     config = parse_config(
         f"""
 site: e2e
+state_dir: {tmp_path}/state
 database: {tmp_path}/queries.db
 cameras:
   - {{id: sample, uri: "{sample_video}", loop: true, analysis_fps: 5}}
@@ -161,6 +162,7 @@ def test_live_candidates_are_reranked_under_budget_with_rationale(
     config = parse_config(
         f"""
 site: e2e
+state_dir: {tmp_path}/state
 database: {tmp_path}/queries.db
 cameras:
   - {{id: sample, uri: "{sample_video}", loop: true, analysis_fps: 5}}
@@ -246,6 +248,7 @@ def test_without_clip_tracking_runs_and_health_and_metrics_report(
 ) -> None:
     config = parse_config(
         f"""
+state_dir: {tmp_path}/state
 database: {tmp_path}/queries.db
 cameras:
   - {{id: sample, uri: "{sample_video}", loop: true}}
@@ -298,6 +301,7 @@ def test_an_lmm_that_cannot_load_stops_the_start_with_its_key(tmp_path: Path, sa
     (tmp_path / "not-a-model").mkdir()  # exists (the config checks that), holds no model
     config = parse_config(
         f"""
+state_dir: {tmp_path}/state
 database: {tmp_path}/queries.db
 cameras: [{{id: sample, uri: "{sample_video}"}}]
 rerank:
