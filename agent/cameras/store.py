@@ -8,11 +8,7 @@ scheme as the query registry) and opens or stops that one camera without a resta
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,6 +17,7 @@ from pydantic import ValidationError
 
 from agent.config import CameraConfig
 from agent.sources.uri import redact_uri
+from agent.sqlite_threads import ThreadLocalSQLite
 
 _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS cameras (
@@ -74,46 +71,25 @@ class CameraStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        with self._transaction() as db:
+        self._sqlite = ThreadLocalSQLite(self.path, ("journal_mode=WAL", "busy_timeout=10000"))
+        with self._sqlite.transaction() as db:
             for statement in _SCHEMA:
                 db.execute(statement)
 
-    def _connect(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA busy_timeout=10000")
-            self._local.db = db
-        return db
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        db = self._connect()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        self._sqlite.close()
 
     def revision(self) -> int:
         """A counter that changes whenever a camera is added, changed or removed."""
-        row = self._connect().execute("SELECT value FROM camera_meta WHERE key = 'revision'").fetchone()
+        row = (
+            self._sqlite.connect().execute("SELECT value FROM camera_meta WHERE key = 'revision'").fetchone()
+        )
         return int(row[0])
 
     def seed(self, cameras: list[CameraConfig]) -> bool:
         """Store ``cameras`` if the database has never held cameras; True if it seeded them."""
         now = time.time()
-        with self._transaction() as db:
+        with self._sqlite.transaction() as db:
             if db.execute("SELECT 1 FROM camera_meta WHERE key = 'seeded'").fetchone() is not None:
                 return False
             for camera in cameras:
@@ -125,11 +101,13 @@ class CameraStore:
             return True
 
     def list_cameras(self) -> list[CameraConfig]:
-        rows = self._connect().execute("SELECT config FROM cameras ORDER BY created_at, id")
+        rows = self._sqlite.connect().execute("SELECT config FROM cameras ORDER BY created_at, id")
         return [CameraConfig.model_validate_json(config) for (config,) in rows]
 
     def get(self, camera_id: str) -> CameraConfig:
-        row = self._connect().execute("SELECT config FROM cameras WHERE id = ?", (camera_id,)).fetchone()
+        row = (
+            self._sqlite.connect().execute("SELECT config FROM cameras WHERE id = ?", (camera_id,)).fetchone()
+        )
         if row is None:
             raise CameraNotFoundError(camera_id)
         return CameraConfig.model_validate_json(row[0])
@@ -137,7 +115,7 @@ class CameraStore:
     def add(self, data: dict[str, Any]) -> CameraConfig:
         camera = parse_camera(data)
         now = time.time()
-        with self._transaction() as db:
+        with self._sqlite.transaction() as db:
             if db.execute("SELECT 1 FROM cameras WHERE id = ?", (camera.id,)).fetchone() is not None:
                 raise CameraError(f"a camera with id {camera.id!r} exists")
             db.execute(
@@ -150,7 +128,7 @@ class CameraStore:
         """Change some fields; the id cannot change. A URI left out keeps the stored credentials."""
         if "id" in changes and changes["id"] != camera_id:
             raise CameraError("a camera's id cannot change; remove it and add a new one")
-        with self._transaction() as db:
+        with self._sqlite.transaction() as db:
             row = db.execute("SELECT config FROM cameras WHERE id = ?", (camera_id,)).fetchone()
             if row is None:
                 raise CameraNotFoundError(camera_id)
@@ -162,6 +140,6 @@ class CameraStore:
         return camera
 
     def remove(self, camera_id: str) -> None:
-        with self._transaction() as db:
+        with self._sqlite.transaction() as db:
             if db.execute("DELETE FROM cameras WHERE id = ?", (camera_id,)).rowcount == 0:
                 raise CameraNotFoundError(camera_id)

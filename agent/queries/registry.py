@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +23,7 @@ from agent.queries.bounds import (
     cooldown_problem,
     refused_char,
 )
+from agent.sqlite_threads import ThreadLocalSQLite
 
 MAX_TEXT_CHARS = 500
 Severity = Literal["info", "warning", "critical"]
@@ -226,7 +225,9 @@ class QueryRegistry:
         except OSError as exc:
             raise QueryError(f"cannot create the folder of the query database {self.path}: {exc}") from exc
         self._clock = clock
-        self._local = threading.local()
+        self._sqlite = ThreadLocalSQLite(
+            self.path, ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=10000"), rows=True
+        )
         if self.path.is_dir():
             raise QueryError(f"the query database {self.path} is a directory, not a SQLite file")
         try:
@@ -237,30 +238,8 @@ class QueryRegistry:
 
     # --- connections and schema ------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA foreign_keys=ON")
-            db.execute("PRAGMA busy_timeout=10000")
-            self._local.db = db
-        return db
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        db = self._connect()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-
     def _migrate(self) -> None:
-        with self._transaction() as db:
+        with self._sqlite.transaction() as db:
             version = int(db.execute("PRAGMA user_version").fetchone()[0])
             if version > SCHEMA_VERSION:
                 raise QueryError(
@@ -272,24 +251,25 @@ class QueryRegistry:
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        self._sqlite.close()
 
     # --- reads -----------------------------------------------------------------------------
 
     def revision(self) -> int:
         """A counter that changes whenever any query is added, changed or removed."""
-        row = self._connect().execute("SELECT value FROM registry_meta WHERE key = 'revision'").fetchone()
+        row = (
+            self._sqlite.connect()
+            .execute("SELECT value FROM registry_meta WHERE key = 'revision'")
+            .fetchone()
+        )
         return int(row[0])
 
     def list_queries(self, *, enabled_only: bool = False) -> list[Query]:
         sql = "SELECT * FROM queries" + (" WHERE enabled = 1" if enabled_only else "") + " ORDER BY id"
-        return [_row_to_query(row) for row in self._connect().execute(sql)]
+        return [_row_to_query(row) for row in self._sqlite.connect().execute(sql)]
 
     def get(self, query_id: int) -> Query:
-        row = self._connect().execute("SELECT * FROM queries WHERE id = ?", (query_id,)).fetchone()
+        row = self._sqlite.connect().execute("SELECT * FROM queries WHERE id = ?", (query_id,)).fetchone()
         if row is None:
             raise QueryNotFoundError(query_id)
         return _row_to_query(row)
@@ -316,7 +296,7 @@ class QueryRegistry:
             raise QueryError(f"severity must be one of {', '.join(SEVERITIES)}, got {severity!r}")
         cooldown = None if cooldown_s is None else _validate_cooldown(cooldown_s)
         now = self._clock()
-        with self._transaction() as db:
+        with self._sqlite.transaction() as db:
             cursor = db.execute(
                 "INSERT INTO queries (text, enabled, cameras, threshold, threshold_source, severity,"
                 " cooldown_s, cooldown_unset, normal_prompts, created_at, updated_at)"
@@ -371,7 +351,7 @@ class QueryRegistry:
             return current
         values["updated_at"] = self._clock()
         assignments = ", ".join(f"{column} = ?" for column in values)
-        with self._transaction() as db:
+        with self._sqlite.transaction() as db:
             db.execute(f"UPDATE queries SET {assignments} WHERE id = ?", (*values.values(), query_id))
         return self.get(query_id)
 
@@ -379,7 +359,7 @@ class QueryRegistry:
         return self.update(query_id, QueryUpdate(enabled=enabled))
 
     def remove(self, query_id: int) -> None:
-        with self._transaction() as db:
+        with self._sqlite.transaction() as db:
             cursor = db.execute("DELETE FROM queries WHERE id = ?", (query_id,))
             if cursor.rowcount == 0:
                 raise QueryNotFoundError(query_id)
@@ -389,7 +369,7 @@ class QueryRegistry:
     def cached_embedding(self, query_id: int, model_hash: str, text_hash: str) -> np.ndarray | None:
         """The stored text embedding of a query for a model, if the text it was made from is unchanged."""
         row = (
-            self._connect()
+            self._sqlite.connect()
             .execute(
                 "SELECT dim, embedding, text_hash FROM query_embeddings"
                 " WHERE query_id = ? AND model_hash = ?",
@@ -403,7 +383,7 @@ class QueryRegistry:
 
     def store_embedding(self, query_id: int, model_hash: str, text_hash: str, embedding: np.ndarray) -> None:
         vector = np.ascontiguousarray(embedding, dtype=np.float32).reshape(-1)
-        with self._transaction() as db:
+        with self._sqlite.transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO query_embeddings (query_id, model_hash, text_hash, dim, embedding)"
                 " VALUES (?, ?, ?, ?, ?)",
