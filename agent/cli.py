@@ -1,6 +1,7 @@
 """The ``watchword`` command line.
 
-Exit status: 0 success, 1 runtime failure, 2 bad usage or bad configuration, 130 interrupted.
+Exit status: 0 success, 1 runtime failure, 2 bad usage or bad configuration (or, for the commands
+that start the agent, an installed dependency outside the supported ranges), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -70,10 +71,25 @@ def _register(subparsers: argparse._SubParsersAction, name: str) -> bool:
     return True
 
 
+def starts_the_agent(args: argparse.Namespace) -> bool:
+    """Whether the parsed command runs the agent's pipeline: ``run``, and ``eval replay --video``
+    (the whole agent over a recording). These check the installed dependencies first."""
+    if args.command == "run":
+        return True
+    return args.command == "eval" and getattr(args, "benchmark", None) == "replay" and args.video is not None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(arguments)
     args = parser.parse_args(arguments)
+    if starts_the_agent(args):
+        from agent.dependencies import unsupported_dependency
+
+        problem = unsupported_dependency()  # a release outside setup.py's ranges: one line, exit 2
+        if problem is not None:
+            print(problem, file=sys.stderr)
+            return EXIT_USAGE
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
