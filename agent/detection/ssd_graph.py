@@ -22,60 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
+from export.tf_graph import GraphFormatError, node_name, wire_fields
+
 logger = logging.getLogger(__name__)
 
 TRIM_FORMAT = 1  # part of the cache key: change it when the trimming changes
-_NODE_FIELD = 1  # GraphDef.node (repeated NodeDef); NodeDef.name is field 1 as well
-_VARINT, _FIXED64, _LENGTH_DELIMITED, _FIXED32 = 0, 1, 2, 5
+_NODE_FIELD = 1  # GraphDef.node (repeated NodeDef)
+_LENGTH_DELIMITED = 2
 
-
-class GraphFormatError(ValueError):
-    """The bytes are not a protobuf ``GraphDef`` this trimming understands."""
-
-
-def _varint(data: bytes, at: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if at >= len(data) or shift > 63:
-            raise GraphFormatError(f"truncated or overlong varint at byte {at}")
-        byte = data[at]
-        at += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            return value, at
-
-
-def _fields(data: bytes) -> list[tuple[int, int, int, int, int]]:
-    """Every top-level field: (number, wire type, start, payload start, end) byte offsets."""
-    fields = []
-    at = 0
-    while at < len(data):
-        start = at
-        key, at = _varint(data, at)
-        number, wire = key >> 3, key & 7
-        if wire == _VARINT:
-            _, end = _varint(data, at)
-            payload = at
-        elif wire == _LENGTH_DELIMITED:
-            length, payload = _varint(data, at)
-            end = payload + length
-        elif wire in (_FIXED64, _FIXED32):
-            payload, end = at, at + (8 if wire == _FIXED64 else 4)
-        else:
-            raise GraphFormatError(f"unsupported wire type {wire} at byte {start}")
-        if end > len(data):
-            raise GraphFormatError(f"field {number} at byte {start} runs past the end")
-        fields.append((number, wire, start, payload, end))
-        at = end
-    return fields
-
-
-def _node_name(node: bytes) -> str:
-    for number, wire, _start, payload, end in _fields(node):
-        if number == 1 and wire == _LENGTH_DELIMITED:
-            return node[payload:end].decode("utf-8")
-    raise GraphFormatError("a node without a name")
+__all__ = ["GraphFormatError", "text_graph_names", "trim_graph", "trimmed_frozen_graph"]
 
 
 def text_graph_names(text_graph: str) -> set[str]:
@@ -94,10 +49,10 @@ def trim_graph(frozen: bytes, keep: set[str]) -> tuple[bytes, int, int]:
     """
     parts = []
     kept = total = 0
-    for number, wire, start, payload, end in _fields(frozen):
+    for number, wire, start, payload, end in wire_fields(frozen):
         if number == _NODE_FIELD and wire == _LENGTH_DELIMITED:
             total += 1
-            if _node_name(frozen[payload:end]) not in keep:
+            if node_name(frozen[payload:end]) not in keep:
                 continue
             kept += 1
         parts.append(frozen[start:end])

@@ -20,16 +20,15 @@ import importlib.util
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from agent.config import YoloDetectorConfig
 from agent.detection.base import Detector, DetectorError
-from agent.embedding.config import OnnxRuntimeEngineConfig, TensorRTEngineConfig, TorchEngineConfig
+from agent.detection.graph_engine import open_graph_engine
+from agent.embedding.config import TensorRTEngineConfig, TorchEngineConfig
 from agent.types import Detections
 from engines import Engine, EngineError, EngineSpec, TensorSpec
-from engines.fallback import open_engine
 from engines.yolo_processing import decode, preprocess
 
 logger = logging.getLogger(__name__)
@@ -83,34 +82,16 @@ def _verify_export(path: Path) -> None:
 def _graph_engine(path: Path, config: YoloDetectorConfig) -> Engine:
     """Open an ``.onnx`` or ``.engine`` graph on the configured engine."""
     engine_config = config.engine
-    dims = {"height": config.imgsz, "width": config.imgsz}
-    fallback = engine_config.allow_cpu_fallback if not isinstance(engine_config, TorchEngineConfig) else False
-    if path.suffix == ".engine" or isinstance(engine_config, TensorRTEngineConfig):
-        trt = (
-            engine_config
-            if isinstance(engine_config, TensorRTEngineConfig)
-            else TensorRTEngineConfig(type="tensorrt")
-        )
-        options: dict[str, Any] = {**trt.engine_options(), "dims": dims}
-        options["max_batch"] = max(options["max_batch"], config.batch_size)
-        options["opt_batch"] = min(max(options["opt_batch"], 1), options["max_batch"])
-        onnx = path if path.suffix == ".onnx" else path.with_suffix(".onnx")
-        return open_engine(
-            "tensorrt",
-            path,
-            options,
-            allow_cpu_fallback=trt.allow_cpu_fallback,
-            onnx_path=onnx if onnx.is_file() else None,
-            cpu_options={"dims": dims},
-        )
     if isinstance(engine_config, TorchEngineConfig):
-        raise DetectorError(
-            f"detector.engine type torch runs ultralytics .pt models; {path.name} is an ONNX graph "
-            "(use the onnxruntime or tensorrt engine)"
-        )
-    ort = engine_config if isinstance(engine_config, OnnxRuntimeEngineConfig) else None
-    options = {**(ort.engine_options() if ort else {}), "dims": dims}
-    return open_engine("onnxruntime", path, options, allow_cpu_fallback=fallback)
+        if path.suffix == ".engine":
+            engine_config = TensorRTEngineConfig(type="tensorrt")
+        else:
+            raise DetectorError(
+                f"detector.engine type torch runs ultralytics .pt models; {path.name} is an ONNX graph "
+                "(use the onnxruntime or tensorrt engine)"
+            )
+    dims = {"height": config.imgsz, "width": config.imgsz}
+    return open_graph_engine(path, engine_config, batch_size=config.batch_size, dims=dims)
 
 
 def _torch_engine(path: Path, config: YoloDetectorConfig) -> Engine:

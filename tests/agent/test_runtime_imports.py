@@ -130,10 +130,12 @@ API = {"starlette", "fastapi", "uvicorn"}
 
 
 @pytest.mark.slow
-def test_the_demo_run_loads_only_what_it_uses(tmp_path: Path, pose_model_dir: Path) -> None:
-    """``configs/demo.yaml`` (SSD, pose cues, no API, no CLIP) with its MoveNet already converted: no
-    other command's module, no web framework, no ``onnx`` package (the pose graph's manifest is
-    verified instead), no CLIP encoder. Each of these cost the start-up 0.02-0.1 s."""
+def test_the_demo_run_loads_only_what_it_uses(
+    tmp_path: Path, pose_model_dir: Path, ssd_model_dir: Path
+) -> None:
+    """``configs/demo.yaml`` (SSD, pose cues, no API, no CLIP) with its SSD and MoveNet already
+    converted: no other command's module, no web framework, no ``onnx`` package (the graphs'
+    manifests are verified instead), no CLIP encoder. Each of these cost the start-up 0.02-0.1 s."""
     if not SAMPLE_VIDEO.is_file():
         pytest.skip(f"{SAMPLE_VIDEO} is missing (Debian package opencv-doc)")
     config = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text(encoding="utf-8"))
@@ -141,6 +143,7 @@ def test_the_demo_run_loads_only_what_it_uses(tmp_path: Path, pose_model_dir: Pa
     config["cameras"][0]["uri"] = str(SAMPLE_VIDEO)
     config["output"] = {"jsonl": str(tmp_path / "out" / "frames.jsonl")}
     config["pose"]["model_dir"] = str(pose_model_dir)
+    config["detector"]["model_dir"] = str(ssd_model_dir)
     path = tmp_path / "demo.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     modules = _run_and_list_modules(path, tmp_path)
@@ -148,5 +151,6 @@ def test_the_demo_run_loads_only_what_it_uses(tmp_path: Path, pose_model_dir: Pa
     assert not modules & OTHER_COMMANDS, f"`run` imported {sorted(modules & OTHER_COMMANDS)}"
     web = _top_level(modules) & API
     assert not web, f"a run without the API imported {sorted(web)}"
-    assert "onnx" not in modules, "the converted pose model was parsed with the onnx package"
+    assert "onnx" not in modules, "a converted model was parsed with the onnx package"
+    assert "export.ssd_onnx" not in modules, "the SSD was converted again"
     assert "agent.embedding.encoder" not in modules, "a run without CLIP loaded the CLIP encoder"

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from agent.config import parse_config
-from agent.detection.ssd import BATCHING_VERDICTS
+from agent.detection.ssd import MODEL_DIR_NAME
 from agent.state_lock import LOCK_NAME
+from engines.manifest import MANIFEST_NAME
 from tests.reliability.agent_process import AgentProcess, digest, watchword
 
 
@@ -51,7 +52,8 @@ def test_a_second_agent_on_the_same_state_exits_2_naming_the_first(tmp_path: Pat
     first = AgentProcess(config, tmp_path)
     try:
         first.wait_for("alerts: started")
-        _wait_for_file(state / "cache" / BATCHING_VERDICTS)  # the first's detector wrote its start-up check
+        # the first's detector converted the SSD on its first start
+        _wait_for_file(state / "models" / MODEL_DIR_NAME / MANIFEST_NAME)
         assert (state / LOCK_NAME).read_text().strip() == str(first.pid)
         before = digest(state, skip=frozenset({LOCK_NAME}))
         assert "alerts.db" in before

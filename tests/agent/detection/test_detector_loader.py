@@ -11,14 +11,15 @@ import pytest
 from agent.config import SSDDetectorConfig
 from agent.detection import DetectorError
 from agent.detection.loader import DetectorLoader
-from agent.detection.ssd import packaged_model_files
+from export.errors import SourceModelError
+from export.ssd import packaged_ssd_files
 
 
 @pytest.fixture(autouse=True)
 def _packaged_model() -> None:
     try:
-        packaged_model_files()
-    except DetectorError as exc:
+        packaged_ssd_files()
+    except SourceModelError as exc:
         pytest.skip(str(exc))
 
 
@@ -29,7 +30,7 @@ def _config(**values: object) -> SSDDetectorConfig:
 def test_the_build_runs_on_its_own_thread_and_hands_over_a_working_detector(
     sample_frames: list[np.ndarray], tmp_path: Path
 ) -> None:
-    loader = DetectorLoader(_config(), tmp_path / "cache")
+    loader = DetectorLoader(_config())  # converted into the user cache once
     assert loader._thread.name == "detector-load" and loader._thread is not threading.current_thread()
     detector = loader.result()
     assert loader.result() is detector
@@ -52,7 +53,7 @@ def test_a_corrupt_model_fails_in_result_not_in_the_constructor(tmp_path: Path) 
 
 
 def test_close_during_the_build_waits_for_it_and_closes_the_detector(tmp_path: Path) -> None:
-    loader = DetectorLoader(_config(), tmp_path / "cache")
+    loader = DetectorLoader(_config())  # converted into the user cache once
     loader.close()  # right away: the build is still reading the model
     assert not loader._thread.is_alive()
     with pytest.raises(DetectorError, match="closed"):

@@ -1,4 +1,4 @@
-"""The SSD's batching check runs once per OpenCV build and model; later starts read its verdict."""
+"""The opencv-dnn SSD's batching check runs once per OpenCV build and model; later starts read its verdict."""
 
 from __future__ import annotations
 
@@ -12,8 +12,14 @@ import numpy as np
 import pytest
 
 from agent.config import SSDDetectorConfig
-from agent.detection import DetectorError, build_detector
-from agent.detection.ssd import BATCHING_VERDICTS, SSDMobileNetDetector, packaged_model_files
+from agent.detection.ssd_opencv import BATCHING_VERDICTS, OpenCvSSDDetector
+from export.errors import SourceModelError
+from export.ssd import opencv_reads_tensorflow, packaged_ssd_files
+
+pytestmark = pytest.mark.skipif(
+    not opencv_reads_tensorflow(),
+    reason="the opencv-dnn engine needs OpenCV 4 (OpenCV 5 has no TensorFlow importer)",
+)
 
 CHECK_FORWARDS = 5  # four images alone, then the four in one batch
 
@@ -22,17 +28,20 @@ CHECK_FORWARDS = 5  # four images alone, then the four in one batch
 def graph_copy(tmp_path: Path) -> Path:
     """The packaged text graph copied where a test may touch it (the model stays the packaged one)."""
     try:
-        _model, graph = packaged_model_files()
-    except DetectorError as exc:
+        _model, graph = packaged_ssd_files()
+    except SourceModelError as exc:
         pytest.skip(str(exc))
     return Path(shutil.copy(graph, tmp_path / graph.name))
 
 
-def _build(graph: Path, cache_dir: Path | None, batch_size: int = 4) -> SSDMobileNetDetector:
-    config = {"type": "ssd-mobilenet", "graph": graph, "batch_size": batch_size}
-    detector = build_detector(SSDDetectorConfig.model_validate(config), cache_dir)
-    assert isinstance(detector, SSDMobileNetDetector)
-    return detector
+def _build(graph: Path, cache_dir: Path | None, batch_size: int = 4) -> OpenCvSSDDetector:
+    config = {
+        "type": "ssd-mobilenet",
+        "graph": graph,
+        "batch_size": batch_size,
+        "engine": {"type": "opencv-dnn"},
+    }
+    return OpenCvSSDDetector(SSDDetectorConfig.model_validate(config), cache_dir)
 
 
 def test_second_start_reads_the_verdict_instead_of_checking(graph_copy: Path, tmp_path: Path) -> None:
