@@ -159,13 +159,14 @@ def latest_report(lock: Path, venv: Path) -> str:
     """What ``make test-latest`` found: versions that differ from ``lock``, and failing tests."""
     pins, _ = parse_lock(lock.read_text(encoding="utf-8"))
     installed = _installed(venv)
+    installed.pop("watchword", None)  # the project itself
     rows = [
         (name, pin.version, installed.get(name, "-"))
         for name, pin in sorted(pins.items())
         if installed.get(name) != pin.version
     ]
     rows += [(name, "-", version) for name, version in sorted(installed.items()) if name not in pins]
-    lines = [f"Newest releases the ranges allow, against {lock.relative_to(REPO)}:"]
+    lines = [f"Newest releases the ranges allow, against {lock.relative_to(REPO)} (-: not installed):"]
     if rows:
         width = max(len(name) for name, _, _ in rows)
         lines.append(f"  {'package':<{width}}  {'locked':<16} newest")
@@ -177,7 +178,7 @@ def latest_report(lock: Path, venv: Path) -> str:
         [
             line
             for line in log.read_text(errors="replace").splitlines()
-            if line.startswith(("FAILED ", "ERROR "))
+            if re.match(r"(FAILED|ERROR) tests/", line)
         ]
         if log.is_file()
         else ["(no pytest log)"]
