@@ -9,9 +9,10 @@ shared with a large parent between ``fork`` and ``exec``.
     python -m bench.run_figures [configs/demo.yaml] [--runs 3] [--frames N] [--before TREE]
 
 ``--before TREE`` (a checkout of another revision, e.g. ``git worktree add /tmp/old REV``) measures
-that tree and this one alternately, after one discarded start of each (it makes their first-start
-caches and conversions), and prints both medians and their ratio: on a shared machine only figures
-taken side by side compare.
+that tree and this one alternately, after one opening start of each (it makes their first-start
+caches and conversions, and is shown as "first start"), and prints both medians and their ratio:
+on a shared machine only figures taken side by side compare. frames/s counts the analysed frames
+from the first to the last (give ``--frames`` or let the file end).
 """
 
 from __future__ import annotations
@@ -41,6 +42,13 @@ class RunFigures:
     wall_s: float
     exit_code: int
     last_frame_s: float = float("nan")
+    frames: int = 0
+
+    @property
+    def frames_per_s(self) -> float:
+        """Analysed frames per second from the first to the last frame (start-up and exit left out)."""
+        span = self.last_frame_s - self.first_frame_s
+        return (self.frames - 1) / span if self.frames > 1 and span > 0 else float("nan")
 
 
 def _vm_hwm_kib(pid: int) -> int | None:
@@ -104,11 +112,18 @@ def measure_run(
             last_frame_s = wall_s
             if first_frame_s != first_frame_s:
                 first_frame_s = wall_s
-        return RunFigures(first_frame_s, peak_kib / 1024, wall_s, process.returncode, last_frame_s)
+        frames_seen = len(jsonl.read_bytes().splitlines()) if jsonl.exists() else 0
+        return RunFigures(
+            first_frame_s, peak_kib / 1024, wall_s, process.returncode, last_frame_s, frames_seen
+        )
 
 
-def _median(runs: list[RunFigures]) -> tuple[float, float]:
-    return statistics.median(r.first_frame_s for r in runs), statistics.median(r.peak_rss_mib for r in runs)
+def _median(runs: list[RunFigures]) -> tuple[float, float, float]:
+    return (
+        statistics.median(r.first_frame_s for r in runs),
+        statistics.median(r.peak_rss_mib for r in runs),
+        statistics.median(r.frames_per_s for r in runs),
+    )
 
 
 def main() -> None:
@@ -123,26 +138,40 @@ def main() -> None:
         for i, run in enumerate(runs):
             print(
                 f"run {i}: first frame {run.first_frame_s:.2f} s, peak RSS {run.peak_rss_mib:.0f} MiB, "
-                f"wall {run.wall_s:.1f} s, exit {run.exit_code}"
+                f"{run.frames} frames at {run.frames_per_s:.1f} f/s, wall {run.wall_s:.1f} s, "
+                f"exit {run.exit_code}"
             )
-        first, rss = _median(runs)
-        print(f"median: first frame {first:.2f} s, peak RSS {rss:.0f} MiB")
+        first, rss, fps = _median(runs)
+        print(f"median: first frame {first:.2f} s, peak RSS {rss:.0f} MiB, {fps:.1f} frames/s")
         return
     trees = {"before": args.before.resolve(), "this tree": ROOT}
-    for tree in trees.values():
-        measure_run(args.config, args.frames, tree=tree)  # first start: caches, conversions
+    opening = {name: measure_run(args.config, args.frames, tree=tree) for name, tree in trees.items()}
     measured: dict[str, list[RunFigures]] = {name: [] for name in trees}
     for _ in range(args.runs):
         for name, tree in trees.items():
             measured[name].append(measure_run(args.config, args.frames, tree=tree))
     print(f"{args.config.name}, {args.runs} alternating runs each (median; all runs in brackets)")
-    print(f"{'tree':<10} {'first frame (s)':>16} {'peak RSS (MiB)':>15}   runs (s)")
+    print(
+        f"{'tree':<10} {'first start (s)':>16} {'first frame (s)':>16} {'peak RSS (MiB)':>15} "
+        f"{'frames/s':>9}   runs (s)"
+    )
     for name, runs in measured.items():
-        first, rss = _median(runs)
+        first, rss, fps = _median(runs)
         each = " ".join(f"{r.first_frame_s:.2f}" for r in runs)
-        print(f"{name:<10} {first:>16.2f} {rss:>15.0f}   [{each}]")
-    (before, before_rss), (after, after_rss) = (_median(runs) for runs in measured.values())
-    print(f"{'ratio':<10} {after / before:>16.2f} {after_rss / before_rss:>15.2f}")
+        print(
+            f"{name:<10} {opening[name].first_frame_s:>16.2f} {first:>16.2f} {rss:>15.0f} {fps:>9.1f}"
+            f"   [{each}]"
+        )
+    (before, before_rss, before_fps), (after, after_rss, after_fps) = (
+        _median(runs) for runs in measured.values()
+    )
+    cold = opening["this tree"].first_frame_s / opening["before"].first_frame_s
+    print(
+        f"{'ratio':<10} {cold:>16.2f} {after / before:>16.2f} {after_rss / before_rss:>15.2f} "
+        f"{after_fps / before_fps:>9.2f}"
+    )
+    print("first start: the run before the measured ones (it makes the state folder's caches and converted")
+    print("models when they are absent, e.g. after `rm -rf data` in each tree)")
 
 
 if __name__ == "__main__":
