@@ -64,11 +64,10 @@ class _Builder:
         self.initializers: list[Any] = []
         self.values: dict[str, str] = {}  # TF node -> ONNX value name
         self.shapes: dict[str, tuple[int, int, int]] = {}  # TF node -> (channels, height, width), NCHW
-        self.consumers: dict[str, int] = {}
+        self.consumers: dict[str, list[TextNode]] = {}  # TF node -> the nodes that take it as an input
         for node in nodes:
             for source in node.inputs:
-                name = source.split(":")[0].lstrip("^")
-                self.consumers[name] = self.consumers.get(name, 0) + 1
+                self.consumers.setdefault(source.split(":")[0].lstrip("^"), []).append(node)
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -161,8 +160,8 @@ class _Builder:
 
         Returns the folded weights and bias and the TF node whose value the convolution now is.
         """
-        followers = [n for n in self.by_name.values() if any(i.split(":")[0] == node.name for i in n.inputs)]
-        if len(followers) != 1 or self.consumers.get(node.name, 0) != 1:
+        followers = self.consumers.get(node.name, [])
+        if len(followers) != 1:
             return weights, bias, node.name
         follower = followers[0]
         if follower.op == "FusedBatchNorm":
