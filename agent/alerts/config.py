@@ -90,7 +90,8 @@ class WebhookSinkConfig(_SinkBase):
     """POSTs each alert event as JSON; any 2xx answer is the acknowledgement.
 
     With a ``secret``, the header ``X-Watchword-Signature: sha256=<hex>`` carries the HMAC-SHA256 of
-    the exact request body under that secret.
+    the exact request body under that secret. A ``user:password@`` in the URL is sent as HTTP basic
+    authentication (``Authorization: Basic``), so ``headers`` may not set ``Authorization`` as well.
     """
 
     type: Literal["webhook"]
@@ -107,6 +108,23 @@ class WebhookSinkConfig(_SinkBase):
         if bad:
             raise ValueError(f"headers set by the sink itself cannot be overridden: {', '.join(bad)}")
         return headers
+
+    @field_validator("url")
+    @classmethod
+    def _no_control_characters(cls, url: str) -> str:
+        if any(ord(c) < 32 or ord(c) == 127 for c in url):
+            raise ValueError("the URL has control characters (percent-encode them)")
+        return url
+
+    @model_validator(mode="after")
+    def _one_authorization(self) -> WebhookSinkConfig:
+        userinfo = self.url.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+        if "@" in userinfo and any(key.lower() == "authorization" for key in self.headers):
+            raise ValueError(
+                "url has user:password@ (sent as basic authentication) and headers has Authorization; "
+                "keep one"
+            )
+        return self
 
 
 class MqttSinkConfig(_SinkBase):

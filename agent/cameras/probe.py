@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import cv2
 
 from agent.config import CameraConfig
+from agent.redact import redact_text
 from agent.sources import SourceError, open_source
 from agent.sources.uri import redact_uri
 
@@ -57,4 +58,5 @@ def probe_camera(camera: CameraConfig, timeout_s: float = 8.0) -> ProbeResult:
 
 
 def _clean(message: str, uri: str) -> str:
-    return message.replace(uri, redact_uri(uri))
+    """``message`` without the URI's credentials, also where it quotes them apart from the URI."""
+    return redact_text(message.replace(uri, redact_uri(uri)))

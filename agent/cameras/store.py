@@ -11,11 +11,11 @@ import json
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
 from agent.config import CameraConfig
+from agent.redact import has_credentials
 from agent.sources.uri import redact_uri
 from agent.sqlite_threads import ThreadLocalSQLite
 
@@ -51,7 +51,7 @@ def redacted(camera: CameraConfig) -> dict[str, Any]:
     """The camera as JSON for the API and CLI: credentials in the URI are never shown back."""
     data = camera.model_dump(mode="json")
     data["uri"] = redact_uri(camera.uri)
-    data["has_credentials"] = urlsplit(camera.uri).password is not None
+    data["has_credentials"] = has_credentials(camera.uri)
     return data
 
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
+from agent.redact import redact_text
 from agent.sources.base import SourceError
 
 SourceKind = Literal["file", "rtsp", "http", "v4l2", "test"]
@@ -65,18 +66,9 @@ class SourceSpec:
 
 
 def redact_uri(uri: str) -> str:
-    """``uri`` with any password replaced by ``***``, for logs and error messages."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return uri
-    if parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username or ''}:***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """``uri`` with its password (user info or a secret query parameter) replaced by ``***``, for
+    logs and error messages (:func:`agent.redact.redact_text`)."""
+    return redact_text(uri)
 
 
 def _positive(value: str, key: str, uri: str, kind: type[int] | type[Fraction]) -> int | Fraction:

@@ -8,21 +8,29 @@ header's digits, one ``.`` byte, then the exact body bytes. A receiver recompute
 constant time, and refuses a timestamp too far from its clock (a replay); see
 :func:`verify_signature`. Retries with backoff are the outbox's job; an HTTP 4xx other than 408 and
 429 is a permanent refusal (the event goes to the dead letters after a few tries).
+
+The URL is a secret as a whole (Slack, Teams and Discord webhooks carry their key in the path):
+errors, logs and /health show only its scheme, host and port (:func:`agent.redact.shown_endpoint`).
+A URL with ``user:password@`` is sent to without them, with HTTP basic authentication instead
+(urllib would take the whole ``user:password@host`` for the host name).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import http.client
 import logging
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from agent.alerts.sinks.base import Sink, SinkError, encode_payload
-from agent.redact import redact_text
+from agent.redact import REDACTED, redact_text, shown_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +73,19 @@ def verify_signature(
     return hmac.compare_digest(signature(secret, body, timestamp), header)
 
 
+def split_basic_auth(url: str) -> tuple[str, str | None]:
+    """``url`` without its ``user:password@``, and the ``Authorization: Basic`` value for them
+    (None when the URL has no user info). Percent-escapes in the user and password are decoded."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + ("" if parts.port is None else f":{parts.port}")
+    pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    credentials = base64.b64encode(pair.encode("utf-8")).decode("ascii")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)), f"Basic {credentials}"
+
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """Redirects are not followed: urllib would turn the POST into a bodyless GET and call it an ack."""
 
@@ -77,10 +98,13 @@ class WebhookSink(Sink):
 
     Args:
         name: the sink's outbox name.
-        url: http(s) endpoint.
+        url: http(s) endpoint; ``user:password@`` in it is sent as HTTP basic authentication.
         secret: HMAC key; None sends no signature.
         timeout_s: connect + read timeout of one request, seconds.
         headers: extra request headers (for example an Authorization token).
+
+    Raises:
+        ValueError: the URL has ``user:password@`` and ``headers`` an ``Authorization`` too.
     """
 
     def __init__(
@@ -93,11 +117,22 @@ class WebhookSink(Sink):
         headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(name)
-        self.url = url
-        self._shown_url = redact_text(url)
+        self.url, basic = split_basic_auth(url)
+        self._shown_url = shown_endpoint(url)
+        parts = urlsplit(self.url)
+        # What of the URL an error text may quote (http.client and proxies do), longest first.
+        self._hidden = sorted(
+            {self.url, url, parts.path + (f"?{parts.query}" if parts.query else ""), parts.path} - {"", "/"},
+            key=len,
+            reverse=True,
+        )
         self._secret = secret
         self.timeout_s = timeout_s
         self.headers = dict(headers or {})
+        if basic is not None:
+            if any(key.lower() == "authorization" for key in self.headers):
+                raise ValueError("the webhook URL has user:password@ and an Authorization header; keep one")
+            self.headers["Authorization"] = basic
         # Proxies from the environment are ignored: a webhook on the site network is addressed directly.
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
 
@@ -125,9 +160,15 @@ class WebhookSink(Sink):
             raise SinkError(
                 f"{self._shown_url} answered HTTP {exc.code} {exc.reason}", permanent=permanent
             ) from exc
-        except (urllib.error.URLError, OSError) as exc:
+        except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
             reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-            raise SinkError(f"POST {self._shown_url} failed: {redact_text(str(reason))}") from exc
+            raise SinkError(f"POST {self._shown_url} failed: {self._scrub(str(reason))}") from exc
         if not 200 <= status < 300:
             raise SinkError(f"{self._shown_url} answered HTTP {status}, not a 2xx acknowledgement")
         log.debug("webhook %s: delivered %s", self.name, payload.get("event_id"))
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without the URL, its path or its query (an error may quote them)."""
+        for secret in self._hidden:
+            text = text.replace(secret, f"/{REDACTED}" if secret.startswith("/") else self._shown_url)
+        return redact_text(text)

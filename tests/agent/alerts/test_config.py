@@ -49,6 +49,15 @@ def test_defaults_and_sink_names_default_to_type() -> None:
             {"sinks": [{"type": "webhook", "url": "http://x", "headers": {"X-Watchword-Signature": "x"}}]},
             "cannot",
         ),
+        (
+            {
+                "sinks": [
+                    {"type": "webhook", "url": "https://u:p@x/hook", "headers": {"authorization": "Bearer t"}}
+                ]
+            },
+            "url has user:password@",
+        ),
+        ({"sinks": [{"type": "webhook", "url": "http://x/a\x01b"}]}, "control characters"),
         ({"sinks": [{"type": "mqtt", "host": "h", "qos": 0}]}, "qos"),
         ({"sinks": [{"type": "mqtt", "host": "h", "topic_prefix": "a/b"}]}, "should match pattern"),
         ({"sinks": [{"type": "mqtt", "host": "h", "password": "p"}]}, "password needs a username"),

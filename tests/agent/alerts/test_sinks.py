@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import threading
@@ -94,6 +95,34 @@ def test_webhook_non_2xx_timeout_and_refused_are_not_acks(webhook_receiver: Webh
     assert time.monotonic() - started < 0.9
     with pytest.raises(SinkError, match="refused"):
         WebhookSink("hook", f"http://127.0.0.1:{free_port()}/").send(_payload(3))
+
+
+def test_webhook_user_and_password_in_the_url_are_sent_as_basic_auth(
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    host = webhook_receiver.url.split("://", 1)[1]
+    sink = WebhookSink("hook", f"http://alert%40site:p%3Ass@{host}", secret=WEBHOOK_SECRET)
+    sink.send(_payload(1))
+    (request,) = webhook_receiver.requests
+    assert request.signature_ok
+    assert request.headers["authorization"] == "Basic " + base64.b64encode(b"alert@site:p:ss").decode()
+    with pytest.raises(ValueError, match="user:password@ and an Authorization header"):
+        WebhookSink("hook", f"http://u:p@{host}", headers={"Authorization": "Bearer t"})
+
+
+def test_webhook_errors_show_the_host_but_not_the_url_path(webhook_receiver: WebhookReceiver) -> None:
+    secret_url = webhook_receiver.url + "/services/T0/B0/SlackKey0123?token=SlackKey0123"
+    webhook_receiver.fail_next = 1
+    with pytest.raises(SinkError) as answered:
+        WebhookSink("hook", secret_url).send(_payload(1))
+    closed = f"http://u:p@127.0.0.1:{free_port()}/services/T0/B0/SlackKey0123"
+    with pytest.raises(SinkError) as refused:
+        WebhookSink("hook", closed).send(_payload(2))
+    port = webhook_receiver.url.split(":")[2].split("/")[0]
+    assert str(answered.value) == f"http://127.0.0.1:{port}/*** answered HTTP 500 Internal Server Error"
+    assert "refused" in str(refused.value)
+    for error in (answered.value, refused.value):
+        assert "SlackKey0123" not in str(error) and "services" not in str(error)
 
 
 def test_webhook_redirect_is_not_an_ack() -> None:
