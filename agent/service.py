@@ -24,6 +24,7 @@ from agent.queries.startup import register_startup_queries
 from agent.state_lock import StateLock, StateLockError, lock_agent_state
 
 if TYPE_CHECKING:
+    from agent.api.lockout import AuthLockout
     from agent.api.server import ApiServer
     from agent.embedding import ClipEncoder
     from agent.matching.matcher import Matcher
@@ -128,6 +129,7 @@ class Agent:
         self.matcher: Matcher | None = None
         self.rerank: RerankService | None = None
         self.api: ApiServer | None = None
+        self.auth_lockout: AuthLockout | None = None
         self.candidates = CandidateQueue(config.matching.candidate_queue, config.matching.top_k)
         self.dispatcher: DecisionDispatcher | None = None
         self.digest: list[str] = []
@@ -239,6 +241,7 @@ class Agent:
             return
         from agent.api.app import ApiContext, create_app
         from agent.api.config import is_loopback
+        from agent.api.lockout import AuthLockout
         from agent.api.server import ApiServer
 
         token = self.config.api.resolved_token()
@@ -257,8 +260,10 @@ class Agent:
             loopback_only=is_loopback(self.config.api.host),
             cue_mapping=None if self.pose is None else self.pose.mapping_view,
             console=self.console.services(token),
+            auth_lockout=AuthLockout(self.config.api.auth_lockout),
         )
-        self.api = ApiServer(create_app(context), self.config.api.host, self.config.api.port)
+        self.auth_lockout = context.auth_lockout
+        self.api = ApiServer(create_app(context), self.config.api.host, self.config.api.port, self.config.api)
         try:
             self.api.start()
         except RuntimeError as exc:
@@ -442,6 +447,7 @@ class Agent:
         # --- end reliability
         queries = Metric("watchword_queries_enabled", "gauge", "Standing queries evaluated")
         queries.add(len(self.registry.list_queries(enabled_only=True)))
+        api = self.auth_lockout.metrics() if self.auth_lockout is not None else []
         return render(
             [
                 frames,
@@ -465,5 +471,6 @@ class Agent:
                 lost,
                 errors,
                 queries,
+                *api,
             ]
         )

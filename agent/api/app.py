@@ -30,6 +30,7 @@ from agent.api.guard import (
     bearer_authenticator,
     require_auth,
 )
+from agent.api.lockout import AuthLockout, AuthLockoutConfig
 from agent.queries import Query as StandingQuery
 from agent.queries import QueryError, QueryNotFoundError, QueryRegistry, QueryUpdate
 from agent.queries.bounds import (
@@ -87,6 +88,8 @@ class ApiContext:
         cue_mapping: a query text -> its behaviour-cue mapping (``cue``, ``confidence``, ``reason``...),
             shown as ``cue`` in every query the API returns; None when pose cues are off.
         console: the operator console's parts (``agent.console.services.ConsoleServices``), or None.
+        auth_lockout: failed authentications per client (bearer and sign-in); None: a lockout with
+            the default thresholds.
     """
 
     registry: QueryRegistry
@@ -101,6 +104,7 @@ class ApiContext:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     loopback_only: bool = True
     cue_mapping: Callable[[str], dict[str, Any]] | None = None
+    auth_lockout: AuthLockout | None = None
 
     def query_view(self, query: StandingQuery) -> dict[str, Any]:
         """A query as the API returns it, with its cue mapping when pose cues are on."""
@@ -168,6 +172,7 @@ def _error(description: str) -> dict[str, Any]:
 GUARDED_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: _error("missing or wrong bearer token"),
     413: _error("request body too large"),
+    429: _error("too many failed authentications from this address (see Retry-After)"),
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _error("no such item")}
 
@@ -198,12 +203,14 @@ def create_app(context: ApiContext) -> FastAPI:
         authenticators += console_authenticators(context.console)
         public_paths = public_paths | console_public_paths(context.console)
     app.state.auth_required = bool(authenticators)
+    lockout = context.auth_lockout if context.auth_lockout is not None else AuthLockout(AuthLockoutConfig())
     app.add_middleware(
         ApiGuard,
         authenticators=authenticators,
         allowed_hosts=LOOPBACK_HOSTS if context.loopback_only and context.token is None else None,
         max_body_bytes=context.max_body_bytes,
         public_paths=public_paths,
+        lockout=lockout,
     )
 
     @app.exception_handler(RequestValidationError)
@@ -393,5 +400,5 @@ def create_app(context: ApiContext) -> FastAPI:
     if context.console is not None:
         from agent.console.wiring import add_routes
 
-        add_routes(app, context, guarded)
+        add_routes(app, context, guarded, lockout)
     return app

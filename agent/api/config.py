@@ -6,8 +6,9 @@ import ipaddress
 import logging
 import os
 
-from pydantic import Field, model_validator
+from pydantic import Field, IPvAnyNetwork, model_validator
 
+from agent.api.lockout import AuthLockoutConfig
 from agent.config_rules import StrictConfigModel
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,9 @@ class ApiConfig(StrictConfigModel):
 
     ``token`` (or the environment variable ``WATCHWORD_API_TOKEN``) is the bearer token every
     endpoint but ``/health`` requires. Without one the API may only bind a loopback address.
+
+    ``auth_lockout`` limits guessing the token, per client (:mod:`agent.api.lockout`).
+    ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are believed only from ``trusted_proxies``.
     """
 
     enabled: bool = False
@@ -63,6 +67,15 @@ class ApiConfig(StrictConfigModel):
     )
 
     console: bool = Field(True, description="serve the operator console at / (needs enabled)")
+
+    auth_lockout: AuthLockoutConfig = Field(
+        default_factory=lambda: AuthLockoutConfig(), description="per-client lockout after wrong tokens"
+    )
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        max_length=256,
+        description="reverse proxies (addresses or networks) whose X-Forwarded-For names the client",
+    )
 
     def resolved_token(self) -> str | None:
         """``token``, else a usable ``$WATCHWORD_API_TOKEN``, else None."""

@@ -7,6 +7,8 @@ decided from the request line and headers, before any route reads (or parses) a 
   :data:`Authenticator` callables to accept the request (401 otherwise, with ``WWW-Authenticate``).
   The bearer token is one; others (a console session cookie) join through ``authenticators``.
   The accepted method is put in ``scope["state"]["auth"]`` for the routes' :func:`require_auth`.
+  A wrong ``Authorization`` header counts against the client in :class:`AuthLockout`; a locked-out
+  client's requests that carry one are answered 429 with ``Retry-After``, the header unread.
 - **Body limit**: a declared ``Content-Length`` over ``max_body_bytes`` is refused with 413 before
   reading; a chunked body is counted as it streams and cut off with 413 at the limit.
 """
@@ -20,6 +22,8 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMap
 from typing import Any
 
 from fastapi import HTTPException, Request, status
+
+from agent.api.lockout import AuthLockout, client_key, retry_after
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,7 @@ class ApiGuard:
         allowed_hosts: host names accepted in ``Host``; None accepts any.
         max_body_bytes: the largest request body read.
         public_paths: paths that need no authentication.
+        lockout: failed authentications per client; None counts nothing and locks no one out.
     """
 
     def __init__(
@@ -77,8 +82,10 @@ class ApiGuard:
         allowed_hosts: Collection[str] | None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         public_paths: Collection[str] = PUBLIC_PATHS,
+        lockout: AuthLockout | None = None,
     ) -> None:
         self.app = app
+        self.lockout = lockout
         self.authenticators = authenticators
         self.allowed_hosts = None if allowed_hosts is None else {h.lower() for h in allowed_hosts}
         self.max_body_bytes = max_body_bytes
@@ -93,10 +100,22 @@ class ApiGuard:
             await _answer(send, 400, "this API answers only loopback host names (no token is set)")
             return
         if scope.get("path") not in self.public_paths and self.authenticators:
+            client = client_key(scope)
+            token_sent = "authorization" in headers
+            locked_s = self.lockout.locked_for(client) if token_sent and self.lockout is not None else 0.0
+            if locked_s > 0:
+                wait = retry_after(locked_s)
+                detail = f"too many failed authentications from this address; try again in {wait} s"
+                await _answer(send, 429, detail, {"retry-after": wait})
+                return
             method = next((m for m in (a(headers) for a in self.authenticators) if m), None)
             if method is None:
+                if token_sent and self.lockout is not None:
+                    self.lockout.failed(client, "bearer")
                 await _answer(send, 401, "missing or wrong bearer token", {"www-authenticate": "Bearer"})
                 return
+            if method == "bearer" and self.lockout is not None:
+                self.lockout.succeeded(client)
             scope.setdefault("state", {})[AUTH_STATE_KEY] = method
         declared = headers.get("content-length")
         if declared is not None:

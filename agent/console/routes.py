@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.api.lockout import AuthLockout, client_key, retry_after
 from agent.console.live import MJPEG_BOUNDARY, mjpeg_stream
 from agent.console.reviews import Action, ReviewError
 from agent.console.services import ERROR_RESPONSES, ConsoleServices
@@ -38,8 +39,10 @@ def add_console_routes(
     guarded: list[Any],
     alert_events: Callable[[str], list[dict[str, Any]]] | None,
     evidence_dir: Path | None,
+    lockout: AuthLockout,
 ) -> None:
-    """Add the console's routes to ``app``; ``guarded`` are the API's auth dependencies."""
+    """Add the console's routes to ``app``; ``guarded`` are the API's auth dependencies; a wrong
+    sign-in counts against the client in ``lockout`` (shared with the bearer token's check)."""
     router = APIRouter(responses=ERROR_RESPONSES)
 
     if console.pages:
@@ -64,8 +67,18 @@ def add_console_routes(
         sessions = console.sessions
         if sessions is None:
             return {"signed_in": True, "token_required": False}
+        client = client_key(request.scope)
+        locked_s = lockout.locked_for(client)
+        if locked_s > 0:  # refused without looking at the token: a right guess looks like a wrong one
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                detail=f"too many failed sign-ins from this address; try again in {retry_after(locked_s)} s",
+                headers={"Retry-After": retry_after(locked_s)},
+            )
         if not sessions.token_matches(body.token):
+            lockout.failed(client, "sign_in")
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="wrong token")
+        lockout.succeeded(client)
         sessions.open(response, secure=request.url.scheme == "https")
         return {"signed_in": True, "token_required": True}
 

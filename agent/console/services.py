@@ -37,6 +37,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     },
     404: {"description": "no such item, or the part is off", "model": ErrorBody},
     413: {"description": "request body too large", "model": ErrorBody},
+    429: {
+        "description": "too many failed authentications from this address (see Retry-After)",
+        "model": ErrorBody,
+    },
 }
 
 

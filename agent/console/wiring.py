@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from agent.alerts import AlertManager
+    from agent.api.lockout import AuthLockout
     from agent.console.events import EventHub
     from agent.console.live import LiveFrames
     from agent.console.reviews import ReviewStore
@@ -236,8 +237,9 @@ def console_public_paths(console: ConsoleServices) -> frozenset[str]:
     return frozenset({"/", "/session", *assets})
 
 
-def add_routes(app: FastAPI, context: Any, guarded: list[Any]) -> None:
-    """Add the console's routes (and its CSRF check) to the API app; called by ``create_app``."""
+def add_routes(app: FastAPI, context: Any, guarded: list[Any], lockout: AuthLockout) -> None:
+    """Add the console's routes (and its CSRF check) to the API app; called by ``create_app``;
+    sign-ins count against ``lockout`` like bearer tokens."""
     from agent.console.routes import add_console_routes
     from agent.console.routes_data import add_data_routes
     from agent.console.session import CsrfGuard
@@ -246,7 +248,7 @@ def add_routes(app: FastAPI, context: Any, guarded: list[Any]) -> None:
     if console.sessions is not None:
         app.add_middleware(CsrfGuard, sessions=console.sessions)  # outermost: before the API guard
     alerts = context.alerts
-    add_console_routes(app, console, guarded, getattr(alerts, "get", None), context.evidence_dir)
+    add_console_routes(app, console, guarded, getattr(alerts, "get", None), context.evidence_dir, lockout)
 
     def camera_status() -> dict[str, Any]:
         cameras: dict[str, Any] = context.health().get("cameras", {})

@@ -16,11 +16,15 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from agent.alerts.config import AlertsConfig
 from agent.alerts.manager import AlertManager
 from agent.api.app import ApiContext, create_app
+from agent.api.lockout import AuthLockout, AuthLockoutConfig
 from agent.api.server import ApiServer
 from agent.queries import QueryRegistry
 
 TOKEN = "fuzz-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+# schemathesis checks each operation with a missing and a wrong token too (hundreds in a run, from
+# 127.0.0.1); with the default lockout it would soon get 429 for everything, and fuzz nothing.
+NEVER_LOCKED_OUT = AuthLockoutConfig(max_failures=100_000)
 EXAMPLES_PER_OPERATION = 40
 
 
@@ -32,6 +36,7 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     )
     alerts.start()
     registry = QueryRegistry(root / "queries.db")
+    lockout = AuthLockout(NEVER_LOCKED_OUT)
     context = ApiContext(
         registry=registry,
         token=TOKEN,
@@ -40,11 +45,13 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
         alerts=alerts,
         evidence_dir=root / "evidence",
         cameras=lambda: {"gate", "dock-1"},
+        auth_lockout=lockout,
     )
     server = ApiServer(create_app(context), "127.0.0.1", 0)
     server.start()
     yield server
     server.stop()
+    assert lockout.lockouts == 0, "the fuzzer was locked out: its requests were answered 429 unread"
     alerts.close()
     registry.close()
 

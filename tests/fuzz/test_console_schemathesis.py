@@ -17,6 +17,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from agent.alerts.config import AlertsConfig
 from agent.alerts.manager import AlertManager
 from agent.api.app import ApiContext, create_app
+from agent.api.lockout import AuthLockout, AuthLockoutConfig
 from agent.api.server import ApiServer
 from agent.cameras import CameraStore
 from agent.console.reviews import ReviewStore
@@ -26,6 +27,9 @@ from agent.queries import QueryRegistry
 
 TOKEN = "fuzz-console-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+# schemathesis checks each operation with a missing and a wrong token too (hundreds in a run, from
+# 127.0.0.1); with the default lockout it would soon get 429 for everything, and fuzz nothing.
+NEVER_LOCKED_OUT = AuthLockoutConfig(max_failures=100_000)
 EXAMPLES_PER_OPERATION = 25
 CONSOLE_PATHS = ("/session", "/events", "/cameras", "/alerts/{alert_id}", "/search", "/queries/try")
 
@@ -45,6 +49,7 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     cameras = CameraStore(root / "state.db")
     reviews = ReviewStore(root / "alerts.db", root / "evidence")
     console = ConsoleServices(sessions=SessionStore(TOKEN), reviews=reviews, cameras=cameras, pages=True)
+    lockout = AuthLockout(NEVER_LOCKED_OUT)
     context = ApiContext(
         registry=registry,
         token=TOKEN,
@@ -53,11 +58,13 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
         alerts=alerts,
         evidence_dir=root / "evidence",
         console=console,
+        auth_lockout=lockout,
     )
     server = ApiServer(create_app(context), "127.0.0.1", 0)
     server.start()
     yield server
     server.stop()
+    assert lockout.lockouts == 0, "the fuzzer was locked out: its requests were answered 429 unread"
     reviews.close()
     cameras.close()
     alerts.close()
