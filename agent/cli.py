@@ -96,9 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
+    from agent.log_limits import install_log_limits
     from agent.redact import install_log_redaction
 
     install_log_redaction()  # no URI password reaches a log line, whoever logs it
+    install_log_limits()  # a warning repeated thousands of times a second costs a few lines a minute
     try:
         code = int(args.func(args))
     except KeyboardInterrupt:

@@ -447,7 +447,10 @@ class Agent:
         # --- end reliability
         queries = Metric("watchword_queries_enabled", "gauge", "Standing queries evaluated")
         queries.add(len(self.registry.list_queries(enabled_only=True)))
-        api = self.auth_lockout.metrics() if self.auth_lockout is not None else []
+        api = [
+            *(self.api.metrics() if self.api is not None else []),
+            *(self.auth_lockout.metrics() if self.auth_lockout is not None else []),
+        ]
         return render(
             [
                 frames,

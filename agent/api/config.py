@@ -51,8 +51,10 @@ class ApiConfig(StrictConfigModel):
     ``token`` (or the environment variable ``WATCHWORD_API_TOKEN``) is the bearer token every
     endpoint but ``/health`` requires. Without one the API may only bind a loopback address.
 
-    ``auth_lockout`` limits guessing the token, per client (:mod:`agent.api.lockout`).
-    ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are believed only from ``trusted_proxies``.
+    Limits against guessing and against connections that hold descriptors: ``auth_lockout`` (per
+    client, :mod:`agent.api.lockout`), ``request_timeout_s``, ``max_connections`` and
+    ``reserved_files`` (:mod:`agent.api.connections`). ``X-Forwarded-For`` and
+    ``X-Forwarded-Proto`` are believed only from ``trusted_proxies``.
     """
 
     enabled: bool = False
@@ -75,6 +77,13 @@ class ApiConfig(StrictConfigModel):
         default_factory=list,
         max_length=256,
         description="reverse proxies (addresses or networks) whose X-Forwarded-For names the client",
+    )
+    request_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="a request (head and body) must arrive whole within this, seconds"
+    )
+    max_connections: int = Field(256, ge=8, le=100_000, description="most API connections open at once")
+    reserved_files: int = Field(
+        128, ge=16, le=100_000, description="file descriptors the API leaves for the rest of the agent"
     )
 
     def resolved_token(self) -> str | None:

@@ -61,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
     except StateLockError as exc:
         print(f"watchword run: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from agent.file_limits import raise_open_file_limit
+
+    raise_open_file_limit()  # cameras, databases, evidence and API connections share one limit
     # The detector's model loads from here on, while the rest of the agent is imported and starts.
     detector = DetectorLoader(config.detector, config.state_dir)
     from agent.service import Agent, StartupError

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -31,11 +32,19 @@ def watchword(*args: str, cwd: Path, timeout_s: float = 120) -> subprocess.Compl
 
 
 class AgentProcess:
-    """``watchword run CONFIG`` with stdout and stderr going to files in ``cwd``."""
+    """``watchword run CONFIG`` with stdout and stderr going to files in ``cwd``.
 
-    def __init__(self, config: Path, cwd: Path, *args: str) -> None:
+    ``file_limit`` sets the child's soft and hard ``RLIMIT_NOFILE`` (open files) before it starts.
+    """
+
+    def __init__(self, config: Path, cwd: Path, *args: str, file_limit: int | None = None) -> None:
         self.log_path = cwd / f"agent-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("w")
+
+        def limit_files() -> None:
+            if file_limit is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (file_limit, file_limit))
+
         self.process = subprocess.Popen(
             [sys.executable, "-m", "agent.cli", "run", str(config), *args],
             stdout=self._log,
@@ -43,6 +52,7 @@ class AgentProcess:
             text=True,
             cwd=cwd,
             env=env(),
+            preexec_fn=limit_files if file_limit is not None else None,
         )
 
     @property
