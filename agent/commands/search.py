@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.limit <= 500:
         print("watchword search: --limit must be between 1 and 500", file=sys.stderr)
         return EXIT_USAGE
-    directory = config.search.directory or config.database.parent / "search"
+    directory = config.search.index_directory(config.database)
     if not (directory / "tracks.db").is_file():
         print(
             f"watchword search: no search index at {directory} (has the agent run with a CLIP model?)",

@@ -83,7 +83,7 @@ class ConsoleRuntime:
         return self.console_enabled
 
     def search_directory(self) -> Path:
-        return self.search_config.directory or self.config.database.parent / "search"
+        return self.search_config.index_directory(self.config.database)
 
     def attach_matching(self, encoder: TextEncoder, registry: Any) -> None:
         """Called once a CLIP model is loaded: search over recent tracks needs its embeddings."""

@@ -24,3 +24,7 @@ class SearchConfig(BaseModel):
     )
     thumbnail_height: int = Field(128, ge=32, le=512, description="pixels")
     flush_interval_s: float = Field(2.0, gt=0, le=60, description="how often new samples are written")
+
+    def index_directory(self, database: Path) -> Path:
+        """Where the index lives: ``directory``, else ``search/`` beside the state ``database``."""
+        return self.directory or database.parent / "search"

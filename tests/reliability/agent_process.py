@@ -100,3 +100,49 @@ def digest(folder: Path, skip: frozenset[str] = frozenset()) -> dict[str, str]:
         for path in sorted(folder.rglob("*"))
         if path.is_file() and path.name not in skip
     }
+
+
+_HOLD_LOCK = """
+import sys
+from agent.config import load_config
+from agent.state_lock import lock_agent_state
+lock = lock_agent_state(load_config(sys.argv[1]))
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+class LockHolder:
+    """A second process that takes the state lock of ``config`` (as ``watchword run`` does) and holds
+    it until :meth:`close`; a test that starts no pipeline meets a real lock held by another pid."""
+
+    def __init__(self, config: Path, cwd: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _HOLD_LOCK, str(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=cwd,
+            env=env(),
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if line.strip() != "locked":
+            self.close()
+            raise AssertionError(f"the lock holder did not lock: {line}{self.process.communicate()[1]}")
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.communicate(input="", timeout=30)  # end of stdin: it exits, the kernel unlocks
+        self.process.wait(10)
+
+    def __enter__(self) -> LockHolder:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
