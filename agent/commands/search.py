@@ -48,12 +48,18 @@ def run(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
 
+    import sqlite3
+
     from agent.embedding import ClipEncoder
     from agent.search.index import TrackIndex
     from agent.search.scorer import TextScorer
 
+    try:  # read-only: the running agent owns the index (and replaces it when it is corrupt)
+        index = TrackIndex(directory, config.search, read_only=True)
+    except sqlite3.Error as exc:
+        print(f"watchword search: cannot read the search index {directory}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     encoder = ClipEncoder.from_config(config.matching.embedder)
-    index = TrackIndex(directory, config.search)
     try:
         scorer = TextScorer(encoder, config.matching)
         hits = index.search(
@@ -63,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
             since=since,
             limit=args.limit,
         )
+    except sqlite3.Error as exc:
+        print(f"watchword search: cannot read the search index {directory}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     finally:
         index.close()
         encoder.close()

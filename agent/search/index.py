@@ -4,6 +4,12 @@ Each track keeps its ``samples_per_track`` crop embeddings with the largest boxe
 and one thumbnail. The matcher hands samples over on its thread (:meth:`observe`, memory only);
 a background thread writes them every ``flush_interval_s`` and applies retention. SQLite is the
 record; the usearch HNSW index over the sample embeddings is rebuilt from it at start.
+
+The index is derived data: it never stops the agent. A write the disk refuses (full, read-only,
+locked) is logged once as a warning, the samples stay in memory and are written once the disk takes
+them again (tracks unseen for :data:`FORGET_AFTER_S` meanwhile are let go). A file that is not, or no
+longer, a database is replaced by a new, empty index with one warning. Reads that fail return
+nothing. Only :class:`TrackIndex` opened ``read_only`` (the ``watchword search`` command) raises.
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +29,7 @@ import numpy as np
 
 from agent.matching.samples import TrackSample
 from agent.search.config import SearchConfig
+from agent.sqlite_threads import connect_read_only
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +55,16 @@ _SCHEMA = [
     "CREATE INDEX IF NOT EXISTS samples_track ON samples (track_key)",
 ]
 FORGET_AFTER_S = 30.0  # a flushed track unseen this long leaves memory (it stays in the database)
+BUSY_TIMEOUT_S = 1.0  # a write waits this long for another process's lock (the matcher may wait on it)
+REPLACE_AFTER_S = 60.0  # a database found corrupt again this soon after a replacement is left alone
+# sqlite3 result codes (``sqlite3.Error.sqlite_errorcode``) of a file that is not, or no longer, a database
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
+
+
+def _corrupt(exc: BaseException) -> bool:
+    primary = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF  # extended codes keep it in the low byte
+    return primary in {_SQLITE_CORRUPT, _SQLITE_NOTADB}
 
 
 @dataclass
@@ -88,23 +106,33 @@ ScoreFn = Callable[[np.ndarray], np.ndarray]
 
 
 class TrackIndex:
-    """Recent tracks of all cameras. Thread-safe."""
+    """Recent tracks of all cameras. Thread-safe.
+
+    Args:
+        directory: the folder of ``tracks.db`` (created).
+        config: the ``search`` section.
+        clock: UNIX seconds (retention).
+        read_only: open an existing index without writing anything (``watchword search``, beside a
+            running agent or on a read-only folder); errors raise instead of being logged.
+    """
 
     def __init__(
-        self, directory: Path, config: SearchConfig, *, clock: Callable[[], float] = time.time
+        self,
+        directory: Path,
+        config: SearchConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        read_only: bool = False,
     ) -> None:
         self.config = config
         self.clock = clock
-        directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / "tracks.db"
+        self.read_only = read_only
         self.run = int(clock() * 1000)
+        self.faults = 0  # failed reads and writes (each counts; only the first of a series is a warning)
+        self._failing = False
+        self._replaced_at = -float("inf")
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        for statement in _SCHEMA:
-            self._db.execute(statement)
         self._pending: dict[tuple[str, int], _Pending] = {}
         self._keys: dict[tuple[str, int], int] = {}
         self._ann: Any = None  # usearch.index.Index, made when the first embedding's size is known
@@ -112,7 +140,101 @@ class TrackIndex:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_prune = -float("inf")
-        self._rebuild_ann()
+        self._db: sqlite3.Connection | None = None
+        if read_only:
+            self._db = connect_read_only(self.path, check_same_thread=False)
+            self._rebuild_ann()
+        else:
+            self._open()
+
+    # --- the database ------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            for statement in _SCHEMA:
+                db.execute(statement)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _open(self) -> bool:
+        """Open (or create) the database and rebuild the neighbours from it; False when it cannot."""
+        with self._lock:
+            if self._db is not None:
+                return True
+            try:
+                self._db = self._connect()
+                self._rebuild_ann()
+            except (sqlite3.Error, OSError) as exc:
+                self._fault("open", exc)
+                return self._db is not None
+            return True
+
+    def _close_db(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            try:
+                db.close()
+            except sqlite3.Error as exc:
+                log.debug("search index: closing %s failed: %s", self.path, exc)
+
+    def _fault(self, action: str, exc: BaseException) -> None:
+        """A read or write failed: replace a corrupt file (then reopen), else log and go on.
+
+        The first fault of a series is a warning, later ones are debug lines until a write works.
+        """
+        if self.read_only:
+            raise exc
+        self.faults += 1
+        level = logging.DEBUG if self._failing else logging.WARNING
+        self._failing = True
+        now = time.monotonic()
+        if _corrupt(exc) and now - self._replaced_at >= REPLACE_AFTER_S:
+            self._replaced_at = now
+            self._close_db()
+            try:
+                for suffix in ("", "-journal", "-wal", "-shm"):
+                    self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
+                self._db = self._connect()
+            except (sqlite3.Error, OSError) as error:
+                log.log(
+                    level,
+                    "search index %s was corrupt (%s) and cannot be replaced: %s",
+                    self.path,
+                    exc,
+                    error,
+                )
+                return
+            # Everything known in memory goes into the new file; the neighbours start over.
+            self._keys.clear()
+            self._ann, self._dim = None, None
+            for pending in self._pending.values():
+                pending.dirty = True
+            log.log(level, "search index %s was corrupt (%s): replaced by a new, empty one", self.path, exc)
+            self._failing = False
+            return
+        log.log(
+            level,
+            "search index %s: cannot %s (%s: %s); the agent goes on without it and retries",
+            self.path,
+            action,
+            type(exc).__name__,
+            exc,
+        )
+
+    @contextmanager
+    def _reading(self, action: str) -> Iterator[sqlite3.Connection | None]:
+        """The connection for a read, or None (nothing to read); a failed read is a fault, not an error."""
+        with self._lock:
+            try:
+                yield self._db
+            except (sqlite3.Error, OSError) as exc:
+                self._fault(action, exc)
 
     # --- life cycle --------------------------------------------------------------------------
 
@@ -121,23 +243,20 @@ class TrackIndex:
         self._thread.start()
 
     def close(self) -> None:
+        """Stop the writer, write what is left if the disk takes it, close; never raises."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(2.0)
         with self._lock:
-            try:
+            if not self.read_only:
                 self.flush()
-            finally:
-                self._db.close()
+            self._close_db()
 
     def _run(self) -> None:
         while not self._stop.wait(self.config.flush_interval_s):
-            try:
-                self.flush()
-                if self.clock() - self._last_prune >= 60.0:
-                    self.prune()
-            except (sqlite3.Error, OSError):
-                log.exception("search index: write failed; retrying")
+            self.flush()
+            if self.clock() - self._last_prune >= 60.0:
+                self.prune()
 
     # --- input -------------------------------------------------------------------------------
 
@@ -176,32 +295,61 @@ class TrackIndex:
         ok, encoded = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 80])
         return encoded.tobytes() if ok else None
 
-    def flush(self) -> None:
-        """Write the tracks that changed since the last flush; forget long-unseen ones from memory."""
+    def flush(self) -> bool:
+        """Write the tracks that changed since the last flush; forget long-unseen ones from memory.
+
+        Returns whether the changes are written. A write that fails leaves them in memory for the
+        next flush (the first failure is a warning); tracks unseen for :data:`FORGET_AFTER_S` are
+        then forgotten all the same, so a long outage does not grow memory.
+        """
         now = self.clock()
         with self._lock:
             dirty = [p for p in self._pending.values() if p.dirty]
-            if dirty:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    written = [(p, self._write(p)) for p in dirty]
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
-                for pending, (removed, added) in written:
-                    pending.dirty = False
-                    self._ann_update(removed, added)
+            written = not dirty or self.read_only
+            if not written and (self._db is not None or self._open()):
+                written = self._write_all(dirty)
             for key, pending in list(self._pending.items()):
-                if not pending.dirty and now - pending.last_seen > FORGET_AFTER_S:
+                if (not pending.dirty or not written) and now - pending.last_seen > FORGET_AFTER_S:
                     del self._pending[key]
                     self._keys.pop(key, None)
+            return written
 
-    def _write(self, pending: _Pending) -> tuple[list[int], list[tuple[int, np.ndarray]]]:
+    def _write_all(self, dirty: list[_Pending]) -> bool:
+        """One transaction for the ``dirty`` tracks; True once committed."""
+        db = self._db
+        assert db is not None
+        new_keys: dict[tuple[str, int], int] = {}
+        try:
+            if db.in_transaction:  # a COMMIT that failed (disk full) leaves the transaction open
+                db.execute("ROLLBACK")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                written = [(p, self._write(db, p, new_keys)) for p in dirty]
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except (sqlite3.Error, OSError) as exc:
+            self._fault("write", exc)
+            return False
+        # Only a committed row's key is remembered: a rolled-back one would be referenced later.
+        self._keys.update(new_keys)
+        for pending, (removed, added) in written:
+            pending.dirty = False
+            self._ann_update(removed, added)
+        if self._failing:
+            self._failing = False
+            log.info("search index %s: writing works again", self.path)
+        return True
+
+    def _write(
+        self, db: sqlite3.Connection, pending: _Pending, new_keys: dict[tuple[str, int], int]
+    ) -> tuple[list[int], list[tuple[int, np.ndarray]]]:
         ident = (pending.camera, pending.track_id)
         key = self._keys.get(ident)
         if key is None:
-            cursor = self._db.execute(
+            cursor = db.execute(
                 "INSERT INTO tracks (run, camera, track_id, first_seen, last_seen, thumbnail)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (
@@ -213,17 +361,17 @@ class TrackIndex:
                     pending.thumbnail,
                 ),
             )
-            key = self._keys[ident] = int(cursor.lastrowid or 0)
+            key = new_keys[ident] = int(cursor.lastrowid or 0)
         else:
-            self._db.execute(
+            db.execute(
                 "UPDATE tracks SET last_seen = ?, thumbnail = ? WHERE key = ?",
                 (pending.last_seen, pending.thumbnail, key),
             )
-        removed = [int(r[0]) for r in self._db.execute("SELECT id FROM samples WHERE track_key = ?", (key,))]
-        self._db.execute("DELETE FROM samples WHERE track_key = ?", (key,))
+        removed = [int(r[0]) for r in db.execute("SELECT id FROM samples WHERE track_key = ?", (key,))]
+        db.execute("DELETE FROM samples WHERE track_key = ?", (key,))
         added = []
         for area, time_s, embedding in pending.best:
-            cursor = self._db.execute(
+            cursor = db.execute(
                 "INSERT INTO samples (track_key, time, area, embedding) VALUES (?, ?, ?, ?)",
                 (key, time_s, area, embedding.tobytes()),
             )
@@ -231,26 +379,34 @@ class TrackIndex:
         return removed, added
 
     def prune(self) -> int:
-        """Delete tracks past ``retention_hours`` and beyond ``max_tracks`` (oldest first)."""
+        """Delete tracks past ``retention_hours`` and beyond ``max_tracks`` (oldest first); 0 when the
+        database cannot be written."""
         with self._lock:
             self._last_prune = now = self.clock()
-            cutoff = now - self.config.retention_hours * 3600.0
-            doomed = [
-                int(r[0])
-                for r in self._db.execute(
-                    """SELECT key FROM tracks WHERE last_seen < ? OR key IN
-                       (SELECT key FROM tracks ORDER BY last_seen DESC LIMIT -1 OFFSET ?)""",
-                    (cutoff, self.config.max_tracks),
-                )
-            ]
-            if not doomed:
+            db = self._db
+            if db is None or self.read_only:
                 return 0
-            marks = ",".join("?" * len(doomed))
-            samples = [
-                int(r[0])
-                for r in self._db.execute(f"SELECT id FROM samples WHERE track_key IN ({marks})", doomed)
-            ]
-            self._db.execute(f"DELETE FROM tracks WHERE key IN ({marks})", doomed)
+            cutoff = now - self.config.retention_hours * 3600.0
+            try:
+                doomed = [
+                    int(r[0])
+                    for r in db.execute(
+                        """SELECT key FROM tracks WHERE last_seen < ? OR key IN
+                           (SELECT key FROM tracks ORDER BY last_seen DESC LIMIT -1 OFFSET ?)""",
+                        (cutoff, self.config.max_tracks),
+                    )
+                ]
+                if not doomed:
+                    return 0
+                marks = ",".join("?" * len(doomed))
+                samples = [
+                    int(r[0])
+                    for r in db.execute(f"SELECT id FROM samples WHERE track_key IN ({marks})", doomed)
+                ]
+                db.execute(f"DELETE FROM tracks WHERE key IN ({marks})", doomed)
+            except (sqlite3.Error, OSError) as exc:
+                self._fault("prune", exc)
+                return 0
             self._ann_update(samples, [])
             gone = set(doomed)
             for ident, key in list(self._keys.items()):
@@ -262,6 +418,7 @@ class TrackIndex:
     # --- nearest neighbours ------------------------------------------------------------------
 
     def _rebuild_ann(self) -> None:
+        assert self._db is not None
         rows = list(self._db.execute("SELECT id, embedding FROM samples"))
         if rows:
             self._ann_update([], [(int(i), np.frombuffer(blob, np.float32)) for i, blob in rows])
@@ -284,24 +441,28 @@ class TrackIndex:
     # --- reads -------------------------------------------------------------------------------
 
     def count(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM tracks").fetchone()[0])
+        with self._reading("count") as db:
+            return 0 if db is None else int(db.execute("SELECT COUNT(*) FROM tracks").fetchone()[0])
+        return 0
 
     def thumbnail(self, key: int) -> bytes | None:
-        with self._lock:
-            row = self._db.execute("SELECT thumbnail FROM tracks WHERE key = ?", (key,)).fetchone()
+        row = None
+        with self._reading("read a thumbnail") as db:
+            if db is not None:
+                row = db.execute("SELECT thumbnail FROM tracks WHERE key = ?", (key,)).fetchone()
         return None if row is None or row[0] is None else bytes(row[0])
 
     def track_embeddings(self, camera: str, track_id: int) -> np.ndarray | None:
         """The kept embeddings of this run's track (memory first), else None."""
-        with self._lock:
+        rows: list[Any] = []
+        with self._reading("read a track") as db:
             pending = self._pending.get((camera, track_id))
             if pending is not None and pending.best:
                 return np.stack([e for _, _, e in pending.best])
             key = self._keys.get((camera, track_id))
-            if key is None:
+            if key is None or db is None:
                 return None
-            rows = list(self._db.execute("SELECT embedding FROM samples WHERE track_key = ?", (key,)))
+            rows = list(db.execute("SELECT embedding FROM samples WHERE track_key = ?", (key,)))
         return np.stack([np.frombuffer(b, np.float32) for (b,) in rows]) if rows else None
 
     def search(
@@ -319,9 +480,13 @@ class TrackIndex:
 
         The usearch index proposes the nearest samples by cosine (over-fetched); with ``exhaustive``
         every sample in the time range is scored (used for one hour of footage when trying a query).
+        Tracks the database does not hold (it refused them, or it cannot be read) are not found.
         """
         self.flush()
-        with self._lock:
+        rows: list[Any] = []
+        with self._reading("search") as db:
+            if db is None:
+                return []
             where, args = ["1"], []
             for clause, value in (
                 ("t.camera = ?", camera),
@@ -340,7 +505,7 @@ class TrackIndex:
                 where.append(f"s.id IN ({','.join('?' * len(ids))})")
                 args.extend(ids)
             rows = list(
-                self._db.execute(
+                db.execute(
                     f"""SELECT t.key, t.camera, t.track_id, t.first_seen, t.last_seen, s.embedding
                         FROM samples s JOIN tracks t ON t.key = s.track_key WHERE {" AND ".join(where)}""",
                     args,

@@ -1,17 +1,22 @@
 """The recent-track index on its real parts (SQLite file, usearch HNSW): best samples per track,
 thumbnails, nearest-neighbour search with a score function, retention by age and by count, and a
-rebuild from SQLite after a restart."""
+rebuild from SQLite after a restart. Derived data: a full disk (a real tmpfs) or a corrupt file
+never raises; the index writes again once it can, or starts over with one warning."""
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from agent.matching.samples import TrackSample
 from agent.search.config import SearchConfig
-from agent.search.index import TrackIndex
+from agent.search.index import FORGET_AFTER_S, TrackIndex
+from tests.fixtures.small_fs import fill, small_tmpfs
 
 DIM = 16
 IMAGE = np.full((240, 320, 3), 90, np.uint8)
@@ -75,3 +80,96 @@ def test_index_keeps_the_largest_views_finds_by_score_and_prunes(tmp_path: Path)
     assert index.search(target, score) == []
     index.close()
     assert (tmp_path / "search" / "tracks.db").stat().st_size < 1_000_000
+
+
+def _search_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "agent.search.index" and r.levelno >= logging.WARNING
+    ]
+
+
+def test_a_full_disk_keeps_samples_in_memory_until_space_returns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="agent.search.index")
+    clock = Clock(1_000_000.0)
+    with small_tmpfs(tmp_path / "small", "1m") as root:
+        index = TrackIndex(root / "search", SearchConfig(), clock=clock)
+        index.observe([_sample(1, clock.now, 40, seed=1)])
+        assert index.flush()
+        filler = root / "filler.bin"
+        fill(filler)
+        # Writes fail while the disk is full (new tracks and a longer-known one), with one warning.
+        for track in range(2, 40):
+            index.observe([_sample(track, clock.now + track, 40, seed=track)])
+            index.observe([_sample(1, clock.now + track, 60 + track, seed=1000 + track)])
+            assert not index.flush()
+        assert index.faults > 1
+        assert len(_search_warnings(caplog)) == 1, _search_warnings(caplog)
+        assert "disk is full" in _search_warnings(caplog)[0]
+        assert index.count() <= 1  # reads go on with what is stored
+
+        filler.unlink()
+        assert index.flush()  # what was held in memory is written now
+        assert index.count() == 39
+        target = _unit(20)
+        hits = index.search(target, lambda e: np.clip(e @ target, 0, 1), limit=1)
+        assert hits[0].track_id == 20 and hits[0].score > 0.99
+        assert any("writing works again" in r.getMessage() for r in caplog.records)
+
+        # Full again at the end: closing neither raises nor hangs; the stored tracks stay.
+        index.observe([_sample(99, clock.now + 99, 40, seed=99)])
+        fill(filler)
+        index.close()
+        filler.unlink()
+        reopened = TrackIndex(root / "search", SearchConfig(), clock=clock)
+        assert reopened.count() == 39
+        reopened.close()
+
+
+def test_tracks_not_written_during_a_long_outage_leave_memory(tmp_path: Path) -> None:
+    clock = Clock(1_000_000.0)
+    with small_tmpfs(tmp_path / "small", "1m") as root:
+        index = TrackIndex(root / "search", SearchConfig(), clock=clock)
+        fill(root / "filler.bin")
+        index.observe([_sample(track, clock.now, 40, seed=track) for track in range(5)])
+        assert not index.flush()
+        assert index.track_embeddings("cam", 3) is not None  # still in memory
+        clock.now += FORGET_AFTER_S + 1
+        assert not index.flush()
+        assert index.track_embeddings("cam", 3) is None  # let go: memory does not grow with the outage
+        index.close()
+
+
+@pytest.mark.parametrize("damage", ["not a database", "garbage pages", "garbage pages and a stale log"])
+def test_a_corrupt_index_is_replaced_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="agent.search.index")
+    clock = Clock(1_000_000.0)
+    directory = tmp_path / "search"
+    index = TrackIndex(directory, SearchConfig(), clock=clock)
+    index.observe([_sample(track, clock.now, 40, seed=track) for track in range(200)])
+    index.flush()
+    index.close()
+    path = directory / "tracks.db"
+    data = bytearray(path.read_bytes())
+    if damage == "not a database":
+        data = bytearray(b"this is not SQLite" * 300)
+    else:  # a valid header and first page, random pages after it
+        data[4096:] = np.random.default_rng(0).integers(0, 256, len(data) - 4096, np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    if damage == "garbage pages and a stale log":
+        (directory / "tracks.db-wal").write_bytes(b"")
+
+    index = TrackIndex(directory, SearchConfig(), clock=clock)
+    assert index.count() == 0
+    warnings = _search_warnings(caplog)
+    assert len(warnings) == 1 and "replaced by a new, empty one" in warnings[0], warnings
+    index.observe([_sample(7, clock.now + 1, 40, seed=7)])
+    assert index.flush() and index.count() == 1
+    index.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
