@@ -7,6 +7,11 @@ duplicates by ``event_id``). The alerts table is also the alert history behind `
 
 Each thread uses its own connection (WAL mode, ``synchronous=FULL``); the schema version is kept in
 ``PRAGMA user_version`` and upgraded by :data:`MIGRATIONS` on open.
+
+The outbox is the source of truth for undelivered events, so an existing file that is empty or
+damaged is refused before anything is written (:func:`agent.sqlite_files.database_problem`): SQLite
+would take an empty file for a new database and drop the events silently, and would report a damaged
+page only when a statement reached it, mid-run.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.sqlite_files import connect_read_only, database_problem
+
 log = logging.getLogger(__name__)
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
@@ -31,7 +38,7 @@ WAL_SIZE_LIMIT_BYTES = 1024 * 1024
 
 
 class OutboxError(Exception):
-    """The outbox database cannot be used (for example, written by a newer Watchword)."""
+    """The outbox database cannot be used (empty, damaged, written by a newer Watchword)."""
 
 
 def _schema_v1(conn: sqlite3.Connection) -> None:
@@ -85,6 +92,26 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_schema_v1, _schema_v2
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def _newer_schema(version: int) -> OutboxError:
+    return OutboxError(
+        f"the alerts database has schema version {version}, newer than this Watchword's "
+        f"{SCHEMA_VERSION}; upgrade Watchword or use another database file"
+    )
+
+
+def check_schema(conn: sqlite3.Connection) -> int:
+    """The schema version of a database opened read-only; :class:`OutboxError` unless it is current."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise _newer_schema(version)
+    if version < SCHEMA_VERSION:
+        raise OutboxError(
+            f"the alerts database has schema version {version}, older than this Watchword's "
+            f"{SCHEMA_VERSION}; it is upgraded when it is opened where its folder is writable"
+        )
+    return version
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Upgrade the schema to :data:`SCHEMA_VERSION`, one transaction per step; return the version."""
     while True:
@@ -92,10 +119,7 @@ def migrate(conn: sqlite3.Connection) -> int:
         try:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
             if version > SCHEMA_VERSION:
-                raise OutboxError(
-                    f"the alerts database has schema version {version}, newer than this Watchword's "
-                    f"{SCHEMA_VERSION}; upgrade Watchword or use another database file"
-                )
+                raise _newer_schema(version)
             if version == SCHEMA_VERSION:
                 conn.execute("COMMIT")
                 return version
@@ -124,16 +148,33 @@ class Outbox:
 
     Args:
         path: the database file (its folder is created).
+        read_only: open an existing database without writing anything, neither the file nor its
+            folder (commands that only read, on a read-only mount too); writes then fail.
+
+    Raises:
+        OutboxError: the file exists but is empty or damaged (nothing is written then), or its
+            schema is newer than this Watchword's.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
+        problem = database_problem(self.path)
+        if problem is not None:
+            raise OutboxError(
+                f"the alerts database {problem}; nothing was changed: restore it from a backup, or move "
+                "it (with any -wal file beside it) away to start a new alert history"
+            )
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
-        migrate(self._conn())
+        if read_only:
+            check_schema(self._conn())
+        else:
+            migrate(self._conn())
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -142,13 +183,18 @@ class Outbox:
         if self._closed:
             raise OutboxError("the outbox is closed")
         # check_same_thread=False only so close() may close every thread's connection at the end.
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
-        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
-        conn.execute("PRAGMA foreign_keys = ON")
+        if self.read_only:
+            conn = connect_read_only(self.path, timeout_s=30, check_same_thread=False)
+            conn.isolation_level = None
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        else:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
+            conn.execute("PRAGMA foreign_keys = ON")
         self._local.conn = conn
         with self._lock:
             self._connections.append(conn)

@@ -51,15 +51,22 @@ def run(args: argparse.Namespace) -> int:
     from agent.alerts.outbox import Outbox, OutboxError
     from agent.commands import EXIT_OK, EXIT_USAGE
     from agent.config import ConfigError
+    from agent.sqlite_files import writable_beside
 
     try:
         path = _database(args)
+    except ConfigError as exc:
+        print(f"watchword alerts: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
         if not path.is_file():
             print(f"watchword alerts: no alerts database at {path}", file=sys.stderr)
             return EXIT_USAGE
-        outbox = Outbox(path)
-    except (ConfigError, OutboxError, sqlite3.Error, OSError) as exc:
-        print(f"watchword alerts: {exc}", file=sys.stderr)
+        # Listing needs no write: where the folder cannot be written (a read-only mount) it reads only.
+        read_only = args.alerts_command == "dead-letters" and not writable_beside(path)
+        outbox = Outbox(path, read_only=read_only)
+    except (OutboxError, sqlite3.Error, OSError) as exc:
+        print(f"watchword alerts: {path}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
         if args.alerts_command == "dead-letters":
@@ -80,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             count = outbox.retry_dead_letters(sink=args.sink, event_row=args.event_row)
             print(f"queued {count} dead letters for delivery again")
     except sqlite3.Error as exc:
-        print(f"watchword alerts: {exc}", file=sys.stderr)
+        print(f"watchword alerts: {path}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     finally:
         outbox.close()

@@ -23,6 +23,7 @@ from agent.queries.bounds import (
     cooldown_problem,
     refused_char,
 )
+from agent.sqlite_files import database_problem
 from agent.sqlite_threads import ThreadLocalSQLite
 
 MAX_TEXT_CHARS = 500
@@ -216,22 +217,51 @@ def _row_to_query(row: sqlite3.Row) -> Query:
 
 
 class QueryRegistry:
-    """CRUD over the queries table. Thread-safe: one connection per thread, short transactions."""
+    """CRUD over the queries table. Thread-safe: one connection per thread, short transactions.
 
-    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
+    Args:
+        path: the SQLite file (created, with its folder, unless ``read_only``).
+        clock: UNIX seconds for created/updated times.
+        read_only: read an existing database without writing anything (``query list`` and ``show``
+            where the folder cannot be written, a read-only mount for example); edits then fail.
+
+    Raises:
+        QueryError: the file cannot be used: a folder, not SQLite, empty or damaged (nothing is
+            written then), or of a newer schema.
+    """
+
+    def __init__(
+        self, path: str | Path, *, clock: Callable[[], float] = time.time, read_only: bool = False
+    ) -> None:
         self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise QueryError(f"cannot create the folder of the query database {self.path}: {exc}") from exc
-        self._clock = clock
-        self._sqlite = ThreadLocalSQLite(
-            self.path, ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=10000"), rows=True
-        )
+        self.read_only = read_only
         if self.path.is_dir():
             raise QueryError(f"the query database {self.path} is a directory, not a SQLite file")
+        problem = database_problem(self.path)
+        if problem is not None:
+            raise QueryError(
+                f"cannot use {self.path} as the query database: it {problem}; nothing was changed: "
+                "restore it from a backup, or move it (with any -wal file beside it) away to start anew"
+            )
+        if not read_only:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise QueryError(
+                    f"cannot create the folder of the query database {self.path}: {exc}"
+                ) from exc
+        self._clock = clock
+        self._sqlite = ThreadLocalSQLite(
+            self.path,
+            ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=10000"),
+            rows=True,
+            read_only=read_only,
+        )
         try:
-            self._migrate()
+            if read_only:
+                self._check_schema()
+            else:
+                self._migrate()
         except sqlite3.DatabaseError as exc:  # not a database, encrypted, read-only, disk I/O
             self.close()
             raise QueryError(f"cannot use {self.path} as the query database: {exc}") from exc
@@ -249,6 +279,16 @@ class QueryRegistry:
             for step in MIGRATIONS[version:]:
                 step(db)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _check_schema(self) -> None:
+        version = int(self._sqlite.connect().execute("PRAGMA user_version").fetchone()[0])
+        if version != SCHEMA_VERSION:
+            self.close()
+            which = "newer" if version > SCHEMA_VERSION else "older"
+            raise QueryError(
+                f"{self.path} has query schema version {version}, {which} than this watchword's "
+                f"({SCHEMA_VERSION}); it cannot be read in a folder this process cannot write"
+            )
 
     def close(self) -> None:
         self._sqlite.close()

@@ -29,7 +29,7 @@ import numpy as np
 
 from agent.matching.samples import TrackSample
 from agent.search.config import SearchConfig
-from agent.sqlite_threads import connect_read_only
+from agent.sqlite_files import connect_read_only, is_corrupt
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +57,6 @@ _SCHEMA = [
 FORGET_AFTER_S = 30.0  # a flushed track unseen this long leaves memory (it stays in the database)
 BUSY_TIMEOUT_S = 1.0  # a write waits this long for another process's lock (the matcher may wait on it)
 REPLACE_AFTER_S = 60.0  # a database found corrupt again this soon after a replacement is left alone
-# sqlite3 result codes (``sqlite3.Error.sqlite_errorcode``) of a file that is not, or no longer, a database
-_SQLITE_CORRUPT = 11
-_SQLITE_NOTADB = 26
-
-
-def _corrupt(exc: BaseException) -> bool:
-    primary = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF  # extended codes keep it in the low byte
-    return primary in {_SQLITE_CORRUPT, _SQLITE_NOTADB}
 
 
 @dataclass
@@ -194,7 +186,7 @@ class TrackIndex:
         level = logging.DEBUG if self._failing else logging.WARNING
         self._failing = True
         now = time.monotonic()
-        if _corrupt(exc) and now - self._replaced_at >= REPLACE_AFTER_S:
+        if is_corrupt(exc) and now - self._replaced_at >= REPLACE_AFTER_S:
             self._replaced_at = now
             self._close_db()
             try:
