@@ -4,7 +4,8 @@
 works, ``degraded`` when any does not (the API answers 503 then), with one line per problem in
 ``problems``. Parts: cameras (a recovered camera shows no old error), the alert sinks (backlog,
 dead letters, failures in a row), storage (events held in memory because the disk refused them,
-events lost, free bytes of the state directory), the re-ranker's LMM and the models' engines (a
+events lost, the free bytes of each filesystem that holds state: the alerts database's, the
+evidence's and the state directory's), the re-ranker's LMM and the models' engines (a
 model on the CPU because ``allow_cpu_fallback`` let it start without its GPU is degraded).
 Every text is redacted.
 ``GET /livez`` is the separate liveness answer for container probes: the process serves requests.
@@ -12,8 +13,10 @@ Every text is redacted.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +74,22 @@ def rerank_health(rerank: RerankService | None, queued: int = 0) -> tuple[dict[s
     return entry, problems
 
 
+def storage_filesystems(folders: Mapping[str, Path]) -> list[dict[str, Any]]:
+    """Free and total bytes of each filesystem that holds one of ``folders`` (named by config key),
+    one entry per filesystem with the names it holds; None where it cannot be measured."""
+    entries: dict[object, dict[str, Any]] = {}
+    for name, folder in folders.items():
+        try:
+            device: object = os.stat(folder).st_dev
+            usage = shutil.disk_usage(folder)
+            free, total = usage.free, usage.total
+        except OSError:
+            device, free, total = ("unmeasured", name), None, None
+        entry = entries.setdefault(device, {"holds": [], "free_bytes": free, "total_bytes": total})
+        entry["holds"].append(name)
+    return list(entries.values())
+
+
 def build_health(
     *,
     site: str,
@@ -79,11 +98,16 @@ def build_health(
     cameras: list[CameraStatus],
     alerts: AlertManager,
     rerank: RerankService | None,
-    state_dir: Path,
+    storage_folders: Mapping[str, Path],
     candidates_queued: int = 0,
     engines: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The ``/health`` document (see the module docstring)."""
+    """The ``/health`` document (see the module docstring).
+
+    ``storage_folders``: the folders that hold state by config key (``alerts.database`` -> its
+    folder, ``alerts.evidence_dir``, ``state_dir``); ``storage.free_bytes`` is the least free of
+    their filesystems (the first to refuse a write), ``storage.filesystems`` has each one.
+    """
     camera_entries, problems, starting = camera_health(cameras)
     engine_entries = list(engines or [])
     # A model running off the device its config asks for (allow_cpu_fallback) is degraded.
@@ -95,10 +119,10 @@ def build_health(
     lmm, lmm_problems = rerank_health(rerank, candidates_queued)
     problems.extend(lmm_problems)
     storage = dict(alerts_health["storage"])
-    try:
-        storage["free_bytes"] = shutil.disk_usage(state_dir).free
-    except OSError:
-        storage["free_bytes"] = None
+    filesystems = storage_filesystems(storage_folders)
+    measured = [fs["free_bytes"] for fs in filesystems if fs["free_bytes"] is not None]
+    storage["free_bytes"] = min(measured) if measured else None
+    storage["filesystems"] = filesystems
     status = "degraded" if problems else ("starting" if starting else "ok")
     return redact_value(
         {

@@ -292,17 +292,17 @@ class Agent:
             self.close()
 
     def _alert_digest(self) -> list[str]:
-        """End-of-run lines: alerts raised per query and where their evidence is (the run summary)."""
+        """End-of-run lines: alerts this run raised per query, where their evidence is (the run summary)."""
         from agent.alerts.digest import alert_digest
 
         unevaluated = []
         if self.matcher is None and self.pose is not None:
             unevaluated = [f"{q.id} {q.text!r}" for q, _ in self.pose.cues.unmapped()]
         try:
-            payloads = self.alerts.recent(limit=1000)
+            opened, latest = self.alerts.opened_this_run()
         except Exception as exc:  # the summary never hides the run's own outcome
             return [f"alerts: cannot list them: {exc}"]
-        return alert_digest(payloads, self.config.alerts.evidence_dir, unevaluated)
+        return alert_digest(opened, latest, self.config.alerts.evidence_dir, unevaluated)
 
     def close(self, budget_s: float = CLOSE_BUDGET_S) -> None:
         """Stop in dependency order within ``budget_s`` seconds: candidates, re-ranker, API, alerts, models.
@@ -345,7 +345,11 @@ class Agent:
             cameras=self.pipeline.status(),
             alerts=self.alerts,
             rerank=self.rerank,
-            state_dir=self.config.state_dir,
+            storage_folders={
+                "alerts.database": self.config.alerts.database.parent,
+                "alerts.evidence_dir": self.config.alerts.evidence_dir,
+                "state_dir": self.config.state_dir,
+            },
             candidates_queued=self.candidates.snapshot_stats().queued,
             engines=self.engine_health(),
         )

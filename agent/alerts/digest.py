@@ -1,24 +1,35 @@
-"""The end-of-run lines about alerts: how many were raised for which query, and where the evidence is."""
+"""The end-of-run lines about alerts: how many this run raised for which query, and where the evidence is."""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 
-def alert_digest(payloads: list[dict[str, Any]], evidence_dir: Path, unevaluated: list[str]) -> list[str]:
-    """Lines for the run summary from each alert's latest payload (newest first)."""
+def alert_digest(
+    opened: Sequence[tuple[int, str, int]],
+    latest: dict[str, Any] | None,
+    evidence_dir: Path,
+    unevaluated: list[str],
+) -> list[str]:
+    """Lines for the run summary.
+
+    Args:
+        opened: this run's alerts per query: (query id, query text, alerts).
+        latest: the latest payload of this run's newest alert.
+        evidence_dir: where the evidence bundles are.
+        unevaluated: queries nothing evaluated (no CLIP model and no behaviour cue).
+    """
     lines = []
-    if payloads:
-        by_query = Counter(f"{p.get('query_id')} {p.get('query')!r}" for p in payloads)
-        detail = "; ".join(f"query {name}: {count}" for name, count in sorted(by_query.items()))
-        lines.append(f"alerts: {len(payloads)} raised ({detail}); evidence in {evidence_dir}")
-        newest = payloads[0]
-        evidence = newest.get("evidence") or {}
-        if evidence.get("frame"):
+    total = sum(count for _, _, count in opened)
+    if total:
+        detail = "; ".join(f"query {query_id} {text!r}: {count}" for query_id, text, count in opened)
+        lines.append(f"alerts: {total} raised ({detail}); evidence in {evidence_dir}")
+        evidence = (latest or {}).get("evidence") or {}
+        if latest is not None and evidence.get("frame"):
             where = evidence_dir / evidence["frame"]
-            lines.append(f"latest: {newest.get('query')!r} on track {newest.get('track_id')}: {where}")
+            lines.append(f"latest: {latest.get('query')!r} on track {latest.get('track_id')}: {where}")
     else:
         lines.append("alerts: none raised")
     if unevaluated:

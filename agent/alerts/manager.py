@@ -112,6 +112,7 @@ class AlertManager:
         self._last_prune = float("-inf")
         self._started = False
         self._closed = False
+        self._run_after_row: int | None = None  # the outbox's last row before this run's events
 
     # --- life cycle --------------------------------------------------------------------------
 
@@ -128,6 +129,7 @@ class AlertManager:
             if self._started:
                 return
             self._started = True
+            self._run_after_row = self.outbox.last_row()
             for last in self.outbox.unclosed():
                 payload = closed_after_restart(last)
                 log.info("alert %s: left open by the previous run; closing it", last["alert_id"])
@@ -378,6 +380,14 @@ class AlertManager:
         return self.outbox.recent(
             limit=limit, offset=offset, camera=camera, query_id=query_id, since=since, until=until
         )
+
+    def opened_this_run(self) -> tuple[list[tuple[int, str, int]], dict[str, Any] | None]:
+        """Alerts this manager opened since :meth:`start` and stored: per query (query id, query text,
+        alerts), and the newest one's latest payload. Not the alerts of earlier runs in the history."""
+        if self._run_after_row is None:
+            return [], None
+        row = self._run_after_row
+        return self.outbox.opened_after(row), self.outbox.latest_opened_after(row)
 
     def get(self, alert_id: str) -> list[dict[str, Any]]:
         """Every event of one alert, in order; empty if unknown."""

@@ -403,6 +403,34 @@ class Outbox:
         )
         return [json.loads(payload) for payload, _ in rows]
 
+    def last_row(self) -> int:
+        """The newest event's row id (0 when none): events stored later get larger ones (AUTOINCREMENT)."""
+        return int(self._conn().execute("SELECT COALESCE(MAX(id), 0) FROM alerts").fetchone()[0])
+
+    def opened_after(self, row: int) -> list[tuple[int, str, int]]:
+        """Alerts whose opening event was stored after ``row`` (see :meth:`last_row`), counted per
+        query: (query id, query text, alerts), by query id. A range of the primary key: cheap."""
+        rows = self._conn().execute(
+            """SELECT query_id, json_extract(payload, '$.query'), COUNT(*) FROM alerts
+               WHERE id > ? AND seq = 0 GROUP BY query_id ORDER BY query_id""",
+            (int(row),),
+        )
+        return [(int(query_id), str(text), int(count)) for query_id, text, count in rows]
+
+    def latest_opened_after(self, row: int) -> dict[str, Any] | None:
+        """The latest event of the newest alert opened after ``row``, or None."""
+        found = (
+            self._conn()
+            .execute(
+                """SELECT payload FROM alerts WHERE alert_id =
+                       (SELECT alert_id FROM alerts WHERE id > ? AND seq = 0 ORDER BY id DESC LIMIT 1)
+                   ORDER BY seq DESC LIMIT 1""",
+                (int(row),),
+            )
+            .fetchone()
+        )
+        return None if found is None else dict(json.loads(found[0]))
+
     def events(self, alert_id: str) -> list[dict[str, Any]]:
         """Every stored event of one alert, in sequence order (empty if unknown)."""
         rows = self._conn().execute("SELECT payload FROM alerts WHERE alert_id = ? ORDER BY seq", (alert_id,))

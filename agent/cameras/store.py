@@ -66,12 +66,25 @@ def parse_camera(data: dict[str, Any]) -> CameraConfig:
 
 
 class CameraStore:
-    """CRUD over the cameras table. Thread-safe: one connection per thread, short transactions."""
+    """CRUD over the cameras table. Thread-safe: one connection per thread, short transactions.
 
-    def __init__(self, path: str | Path) -> None:
+    Args:
+        path: the state database (created, with its folder, unless ``read_only``).
+        read_only: read an existing database without writing anything (``camera list`` where the
+            folder cannot be written); edits then fail.
+    """
+
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._sqlite = ThreadLocalSQLite(self.path, ("journal_mode=WAL", "busy_timeout=10000"))
+        self.read_only = read_only
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._sqlite = ThreadLocalSQLite(
+            self.path, ("journal_mode=WAL", "busy_timeout=10000"), read_only=read_only
+        )
+        if read_only:
+            self._sqlite.connect()  # fails here, not in the first read, when the file cannot be read
+            return
         with self._sqlite.transaction() as db:
             for statement in _SCHEMA:
                 db.execute(statement)
@@ -101,7 +114,10 @@ class CameraStore:
             return True
 
     def list_cameras(self) -> list[CameraConfig]:
-        rows = self._sqlite.connect().execute("SELECT config FROM cameras ORDER BY created_at, id")
+        db = self._sqlite.connect()
+        if self.read_only and not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'cameras'").fetchone():
+            return []  # no agent has stored cameras in it yet
+        rows = db.execute("SELECT config FROM cameras ORDER BY created_at, id")
         return [CameraConfig.model_validate_json(config) for (config,) in rows]
 
     def get(self, camera_id: str) -> CameraConfig:

@@ -57,10 +57,20 @@ def _fields(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sqlite3
+
     from agent.cameras import CameraError, CameraNotFoundError, CameraStore, redacted
     from agent.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+    from agent.sqlite_files import writable_beside
 
-    store = CameraStore(resolve_database(args))
+    path = resolve_database(args)
+    # Listing needs no write: where the folder cannot be written (a read-only mount) it reads only.
+    read_only = args.camera_command == "list" and not writable_beside(path)
+    try:
+        store = CameraStore(path, read_only=read_only)
+    except (sqlite3.Error, OSError) as exc:
+        print(f"watchword camera {args.camera_command}: cannot use {path}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         command = args.camera_command
         if command == "list":
@@ -93,5 +103,8 @@ def run(args: argparse.Namespace) -> int:
     except CameraNotFoundError as exc:
         print(f"watchword camera {args.camera_command}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    except sqlite3.Error as exc:
+        print(f"watchword camera {args.camera_command}: {path}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     finally:
         store.close()

@@ -79,9 +79,14 @@ def run(args: argparse.Namespace) -> int:
     from agent.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
     from agent.config import ConfigError
     from agent.queries import QueryError, QueryNotFoundError, QueryRegistry
+    from agent.sqlite_files import writable_beside
 
     try:
-        registry = QueryRegistry(resolve_database(args))
+        path = resolve_database(args)
+        # Listing and showing need no write: where the folder cannot be written (a read-only mount)
+        # they read only.
+        read_only = args.query_command in {"list", "show"} and not writable_beside(path)
+        registry = QueryRegistry(path, read_only=read_only)
     except (ConfigError, QueryError) as exc:
         print(f"watchword query: {exc}", file=sys.stderr)
         return EXIT_USAGE

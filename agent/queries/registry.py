@@ -23,7 +23,7 @@ from agent.queries.bounds import (
     cooldown_problem,
     refused_char,
 )
-from agent.sqlite_files import database_problem
+from agent.sqlite_files import database_problem, writable_beside
 from agent.sqlite_threads import ThreadLocalSQLite
 
 MAX_TEXT_CHARS = 500
@@ -264,7 +264,8 @@ class QueryRegistry:
                 self._migrate()
         except sqlite3.DatabaseError as exc:  # not a database, encrypted, read-only, disk I/O
             self.close()
-            raise QueryError(f"cannot use {self.path} as the query database: {exc}") from exc
+            hint = "" if read_only or writable_beside(self.path) else " (its folder cannot be written)"
+            raise QueryError(f"cannot use {self.path} as the query database: {exc}{hint}") from exc
 
     # --- connections and schema ------------------------------------------------------------
 

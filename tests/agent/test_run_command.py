@@ -74,6 +74,29 @@ def test_missing_config_file_exits_2(tmp_path: Path) -> None:
     assert "cannot read config" in result.stderr
 
 
+def test_the_summary_counts_this_runs_alerts_not_the_history(tmp_path: Path, ssd_model_dir: Path) -> None:
+    from agent.alerts.manager import AlertManager
+    from agent.config import load_config
+    from tests.agent.alerts.helpers import make_candidate
+
+    config = _write(
+        tmp_path / "site.yaml",
+        f"state_dir: {tmp_path / 'state'}\n"
+        "cameras:\n  - {id: gate, uri: 'test://?fps=5&width=160&height=120'}\n"
+        f"detector: {{type: ssd-mobilenet, model_dir: '{ssd_model_dir}'}}\n",
+    )
+    earlier = AlertManager(load_config(config).alerts, "site")  # the history: an earlier run's alerts
+    earlier.start()
+    for track in range(1, 6):
+        earlier.submit(make_candidate(track=track, query=1, t=1_000.0 + track))
+    earlier.close()
+    # No CLIP model, no behaviour cues: this run cannot raise an alert.
+    result = _watchword("run", str(config), "--duration", "3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "alerts: none raised" in result.stdout, result.stdout
+    assert "5 raised" not in result.stdout
+
+
 @pytest.mark.slow
 def test_bad_camera_does_not_stop_the_others(tmp_path: Path) -> None:
     config = _write(
