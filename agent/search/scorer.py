@@ -21,25 +21,38 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
 
 
 class TextScorer:
-    """Scores crop embeddings against a text the way the matcher scores a standing query."""
+    """Scores crop embeddings against a text the way the matcher scores a standing query.
 
-    def __init__(self, encoder: TextEncoder, config: MatchingConfig) -> None:
+    Text embeddings are cached (``cache_size`` texts, least recently used out first), shared by the
+    API's request threads: a call takes what it needs from the cache under the lock and works on its
+    own copies, so another request's eviction cannot take a text it is using.
+    """
+
+    def __init__(self, encoder: TextEncoder, config: MatchingConfig, cache_size: int = CACHE_SIZE) -> None:
         self.encoder = encoder
         self.config = config
+        self.cache_size = cache_size
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
     def _texts(self, texts: list[str]) -> np.ndarray:
-        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
-        if missing:
+        """The normalised embeddings of ``texts``, one row each, in order."""
+        wanted = list(dict.fromkeys(texts))
+        with self._lock:
+            found = {text: self._cache[text] for text in wanted if text in self._cache}
+            for text in found:
+                self._cache.move_to_end(text)  # the normal prompts, used by every call, stay
+        missing = [text for text in wanted if text not in found]
+        if missing:  # encoded outside the lock: other requests go on meanwhile
             vectors = _normalise(np.asarray(self.encoder.embed_texts(missing), np.float32))
+            found.update(zip(missing, vectors, strict=True))
             with self._lock:
                 for text, vector in zip(missing, vectors, strict=True):
                     self._cache[text] = vector
-                while len(self._cache) > CACHE_SIZE:
+                    self._cache.move_to_end(text)
+                while len(self._cache) > self.cache_size:
                     self._cache.popitem(last=False)
-        with self._lock:
-            return np.stack([self._cache[t] for t in texts])
+        return np.stack([found[text] for text in texts])
 
     def query_vector(self, text: str) -> np.ndarray:
         """The query's embedding: the normalised mean of the text in every template."""
