@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+from pathlib import Path
 
 from pydantic import Field, IPvAnyNetwork, model_validator
 
@@ -69,6 +70,11 @@ class ApiConfig(StrictConfigModel):
     )
 
     console: bool = Field(True, description="serve the operator console at / (needs enabled)")
+    media_dirs: list[Path] | None = Field(
+        None,
+        description="folders whose video files a camera added or tested through the API may read; "
+        "None: the folder of each file camera and <state_dir>/media",
+    )
 
     auth_lockout: AuthLockoutConfig = Field(
         default_factory=lambda: AuthLockoutConfig(), description="per-client lockout after wrong tokens"

@@ -11,9 +11,10 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.cameras.store import CameraError, CameraNotFoundError, redacted
+from agent.cameras.store import CameraError, CameraNotFoundError, parse_camera, redacted
 from agent.console.services import ERROR_RESPONSES, ConsoleServices, unprocessable
 from agent.search.scorer import threshold_for_rate
+from agent.uri_rules import camera_uri_problem
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -77,6 +78,15 @@ def add_data_routes(
         )
         return camera
 
+    def check_media(body: dict[str, Any]) -> None:
+        """A URI given through the API reads local files only under the media folders (422)."""
+        uri = body.get("uri")
+        if not isinstance(uri, str) or camera_uri_problem(uri) is not None:
+            return  # not a usable URI: the camera's own validation answers (422)
+        problem = console.media.problem(uri)
+        if problem is not None:
+            raise unprocessable(f"uri: {problem}")
+
     @router.get("/cameras", tags=["cameras"], dependencies=guarded)
     def list_cameras() -> list[dict[str, Any]]:
         """Every camera (credentials redacted) with its live status."""
@@ -87,6 +97,7 @@ def add_data_routes(
     def add_camera(body: dict[str, Any]) -> dict[str, Any]:
         """Add a camera (the fields of a YAML camera entry); it starts within a second."""
         try:
+            check_media(body)
             return redacted(store().add(body))
         except CameraError as exc:
             raise unprocessable(str(exc)) from exc
@@ -102,6 +113,7 @@ def add_data_routes(
     def update_camera(camera_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """Change fields; a URI left out keeps the stored one (with its credentials)."""
         try:
+            check_media(body)
             return redacted(store().update(camera_id, body))
         except CameraNotFoundError as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
@@ -122,14 +134,19 @@ def add_data_routes(
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="testing cameras is not available")
         if body.id is not None:
             try:
-                data = store().get(body.id).model_dump()
+                camera = store().get(body.id)  # stored: checked when it was added
             except CameraNotFoundError as exc:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
         elif body.uri:
             data = {"id": "probe", "uri": body.uri}
+            try:  # the same rules as adding a camera
+                camera = parse_camera(data)
+            except CameraError as exc:
+                raise unprocessable(str(exc)) from exc
+            check_media(data)
         else:
             raise unprocessable("give a camera id or a uri")
-        result = console.probe(data)
+        result = console.probe(camera)
         jpeg = result.pop("jpeg", None)
         result["snapshot"] = (
             None if jpeg is None else "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
 
+from agent.cameras.media import MediaFolders
 from agent.cameras.store import CameraStore
+from agent.config import CameraConfig
 from agent.console.events import EventHub
 from agent.console.live import LiveFrames
 from agent.console.reviews import ReviewStore
@@ -56,7 +58,9 @@ class ConsoleServices:
         cameras: the camera table; None when cameras are not kept in the database.
         index: recent tracks for search; None without a CLIP model.
         scorer: the live matcher's calibrated score for any text; None without a CLIP model.
-        probe: opens a camera config once: returns (jpeg or None, error or None).
+        probe: opens a camera once: ``ok``, ``jpeg`` (bytes or None), ``width``, ``height``,
+            ``error`` (None or why, credentials redacted), ``seconds``.
+        media: the folders whose video files a camera given through the API may read.
         pages: whether to serve the HTML console at ``/``.
     """
 
@@ -67,6 +71,7 @@ class ConsoleServices:
     cameras: CameraStore | None = None
     index: TrackIndex | None = None
     scorer: TextScorer | None = None
-    probe: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    probe: Callable[[CameraConfig], dict[str, Any]] | None = None
+    media: MediaFolders = field(default_factory=lambda: MediaFolders(()))
     pages: bool = True
     default_threshold: float = 0.6

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent.cameras.media import MediaFolders
 from agent.cameras.store import CameraStore
 from agent.cameras.sync import CameraSync
 from agent.config import AgentConfig, CameraConfig
@@ -59,6 +60,7 @@ class ConsoleRuntime:
                 config.database,
                 ", ".join(changed),
             )
+        self._yaml_cameras = list(config.cameras)
         self.config = config.model_copy(update={"cameras": stored})
         self.console_enabled = config.api.enabled and getattr(config.api, "console", True)
         feedback: FeedbackConfig = getattr(config, "feedback", FeedbackConfig())
@@ -81,6 +83,14 @@ class ConsoleRuntime:
     def keep_running(self) -> bool:
         """With the console on, the agent runs on when every camera has ended (one may be added)."""
         return self.console_enabled
+
+    def media_folders(self) -> MediaFolders:
+        """``api.media_dirs``, else the folder of each file camera (YAML and database) and
+        ``<state_dir>/media``."""
+        configured = self.config.api.media_dirs
+        if configured is not None:
+            return MediaFolders(configured)
+        return MediaFolders.default([*self._yaml_cameras, *self.config.cameras], self.config.state_dir)
 
     def search_directory(self) -> Path:
         return self.search_config.index_directory(self.config.database)
@@ -189,13 +199,12 @@ class ConsoleRuntime:
         # Here, not at the top: the services load starlette and asyncio, which a run without the
         # API (and so without the console) never needs.
         from agent.cameras.probe import probe_camera
-        from agent.cameras.store import parse_camera
         from agent.console.services import ConsoleServices
         from agent.console.session import SessionStore
         from agent.search.scorer import TextScorer
 
-        def probe(data: dict[str, Any]) -> dict[str, Any]:
-            result = probe_camera(parse_camera(data))
+        def probe(camera: CameraConfig) -> dict[str, Any]:
+            result = probe_camera(camera)
             return {
                 "ok": result.ok,
                 "jpeg": result.jpeg,
@@ -217,6 +226,7 @@ class ConsoleRuntime:
             index=self.index,
             scorer=scorer,
             probe=probe,
+            media=self.media_folders(),
             pages=self.console_enabled,
             default_threshold=self.config.matching.default_threshold,
         )

@@ -175,8 +175,10 @@ def test_camera_credentials_are_stored_but_never_shown(live: RunningAgent) -> No
 def test_test_connection_returns_a_snapshot_or_the_error(live: RunningAgent) -> None:
     ok = live.request("POST", "/cameras/test", {"uri": str(live.video)})[1]
     assert ok["ok"] and ok["snapshot"].startswith("data:image/jpeg;base64,") and ok["width"] > 0
-    missing = live.request("POST", "/cameras/test", {"uri": "/no/such/video.mp4"})[1]
-    assert not missing["ok"] and "no/such/video.mp4" in missing["error"]
+    missing = live.request("POST", "/cameras/test", {"uri": str(live.video.parent / "no-such.mp4")})[1]
+    assert not missing["ok"] and "no-such.mp4" in missing["error"]
+    # outside the media folders (the camera's folder and <state_dir>/media): refused unread
+    assert live.request("POST", "/cameras/test", {"uri": "/no/such/video.mp4"})[0] == 422
     stored = live.request("POST", "/cameras/test", {"id": "sample"})[1]
     assert stored["ok"]
 
