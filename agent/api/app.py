@@ -30,6 +30,7 @@ from agent.api.guard import (
     bearer_authenticator,
     require_auth,
 )
+from agent.api.headers import SecurityHeaders
 from agent.api.lockout import AuthLockout, AuthLockoutConfig
 from agent.queries import Query as StandingQuery
 from agent.queries import QueryError, QueryNotFoundError, QueryRegistry, QueryUpdate
@@ -401,4 +402,5 @@ def create_app(context: ApiContext) -> FastAPI:
         from agent.console.wiring import add_routes
 
         add_routes(app, context, guarded, lockout)
+    app.add_middleware(SecurityHeaders)  # added last: outermost, so every refusal carries them too
     return app

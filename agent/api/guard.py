@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping, Sequence
 from typing import Any
 
@@ -54,12 +55,15 @@ def bearer_authenticator(token: str) -> Authenticator:
     return check
 
 
-def host_name(host_header: str) -> str:
-    """The host part of a ``Host`` header (``[::1]:8080`` -> ``[::1]``, ``a:80`` -> ``a``)."""
-    host = host_header.strip().lower()
-    if host.startswith("["):
-        return host[: host.find("]") + 1] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+# RFC 9110 Host: a name, an IPv4 address or a bracketed IPv6 address, then at most ":" and a port.
+_HOST = re.compile(r"(?P<host>\[[0-9a-f:.]+\]|[a-z0-9._-]+)(?::[0-9]{1,5})?", re.ASCII)
+
+
+def host_name(host_header: str) -> str | None:
+    """The host part of a ``Host`` header (``[::1]:8080`` -> ``[::1]``, ``a:80`` -> ``a``); None for
+    anything else (``localhost:1@evil``), so that no other parser can read another host in it."""
+    match = _HOST.fullmatch(host_header.strip().lower())
+    return match.group("host") if match else None
 
 
 class ApiGuard:

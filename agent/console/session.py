@@ -1,10 +1,12 @@
 """Console sessions: sign in with the API token once, then an HttpOnly, SameSite=Strict cookie.
 
-The API accepts the session cookie wherever it accepts the bearer token (one auth dependency). A
-request that changes something with a cookie must also carry the session's CSRF token in the
-``X-CSRF-Token`` header; the console's script reads it from a separate, non-HttpOnly cookie
-(double submit). A bearer-token request needs no CSRF token: a browser never adds that header itself.
-Sessions live in memory: a restart signs everyone out.
+The API accepts the session cookie wherever it accepts the bearer token (one auth dependency), but a
+request authenticates by one means only: a request with an ``Authorization`` header by that header
+(a wrong one is a 401, whatever cookie comes with it), any other by its cookie. A request that
+changes something and carries a live session cookie must also carry the session's CSRF token in the
+``X-CSRF-Token`` header, unless it holds the right bearer token; the console's script reads the CSRF
+token from a separate, non-HttpOnly cookie (double submit). Sessions live in memory: a restart signs
+everyone out.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
+
+from agent.api.guard import bearer_authenticator
 
 SESSION_COOKIE = "watchword_session"
 CSRF_COOKIE = "watchword_csrf"
@@ -45,6 +49,7 @@ class SessionStore:
 
     def __init__(self, token: str, ttl_s: float = 12 * 3600.0) -> None:
         self._token = token
+        self._bearer = bearer_authenticator(token)
         self.ttl_s = ttl_s
         self._sessions: dict[str, _Session] = {}
         self._lock = threading.Lock()
@@ -117,13 +122,17 @@ class SessionStore:
         return self._lookup(morsel.value if morsel is not None else None)
 
     def authenticator(self, headers: Mapping[str, str]) -> str | None:
-        """The API guard's authenticator: "session" for a live session cookie (CSRF is checked by
-        :class:`CsrfGuard` before the guard runs)."""
+        """The API guard's authenticator: "session" for a live session cookie on a request without an
+        ``Authorization`` header (such a request authenticates by its header alone). The CSRF token
+        is checked by :class:`CsrfGuard`, before the guard runs."""
+        if "authorization" in headers:
+            return None
         return "session" if self._from_headers(headers) is not None else None
 
     def csrf_refused(self, method: str, headers: Mapping[str, str]) -> bool:
-        """A state-changing request that rides on a live session cookie without its CSRF token."""
-        if method in SAFE_METHODS or "authorization" in headers:
+        """A state-changing request with a live session cookie and without its CSRF token (a request
+        that holds the right bearer token needs none: a browser never adds that header by itself)."""
+        if method in SAFE_METHODS or self._bearer(headers) is not None:
             return False
         session = self._from_headers(headers)
         if session is None:

@@ -177,6 +177,21 @@ def test_tokenless_loopback_api_answers_only_loopback_host_names(tmp_path: Path)
         # A page on attacker.example whose DNS name was rebound to 127.0.0.1 sends its own Host.
         status, body = _get(api, "/queries", token=None, host=f"attacker.example:{api.port}")
         assert status == 400 and b"loopback" in body
+        # Host is parsed strictly (RFC 9110: a name or address, then at most ":" and digits), so no
+        # spelling that another parser reads as some other host passes as a loopback name.
+        for host in (
+            "localhost:1@evil.example",
+            "localhost@evil.example",
+            "127.0.0.1:80@evil.example:80",
+            "localhost:80:80",
+            "localhost:http",
+            "localhost:",
+            "[::1]@evil.example",
+            "[::1]:80x",
+            "localhost/evil",
+            "user@localhost",
+        ):
+            assert _get(api, "/queries", token=None, host=host)[0] == 400, host
     finally:
         api.stop()
 

@@ -43,7 +43,14 @@ def live(
 
 
 @pytest.fixture(scope="module")
-def page(live: RunningAgent) -> Iterator[Any]:
+def console_errors() -> list[str]:
+    """What the browser reported as errors on the console's pages (a blocked script, style or image
+    shows here as a Content-Security-Policy violation)."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def page(live: RunningAgent, console_errors: list[str]) -> Iterator[Any]:
     if not CHROMIUM.is_file() or shutil.which("chromium") is None:
         pytest.skip("needs Debian's chromium (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (the dev extra)")
@@ -52,10 +59,21 @@ def page(live: RunningAgent) -> Iterator[Any]:
         context = browser.new_context(viewport={"width": 1280, "height": 800})
         context.set_default_timeout(30_000)
         tab = context.new_page()
+        tab.on(
+            "console",
+            lambda message: console_errors.append(message.text) if message.type == "error" else None,
+        )
         tab.goto(live.url + "/")
         yield tab
         context.close()
         browser.close()
+
+
+def wait_in_page(page: Any, expression: str, arg: Any = None, timeout_s: float = 30.0) -> Any:
+    """Evaluate ``expression`` in the page until it is truthy. Playwright's ``wait_for_function``
+    compiles its predicate from a string inside the page, which the console's Content-Security-Policy
+    (no ``'unsafe-eval'``) forbids, as it should; ``evaluate`` runs through the DevTools protocol."""
+    return wait_for(lambda: page.evaluate(expression, arg), timeout_s, expression, interval_s=0.1)
 
 
 def _screenshot(page: Any, name: str) -> None:
@@ -96,10 +114,10 @@ def test_camera_tile_image_changes(page: Any, live: RunningAgent) -> None:
     tile = page.locator(".tile[data-camera=sample]")
     tile.wait_for()
     assert "live.mjpg" in (tile.locator("img").get_attribute("src") or "")
-    page.wait_for_function(f"({TILE_PIXELS})() !== null")
+    wait_in_page(page, f"({TILE_PIXELS})() !== null")
     first = page.evaluate(TILE_PIXELS)
-    page.wait_for_function(
-        f"(first) => {{ const now = ({TILE_PIXELS})(); return now !== null && now !== first; }}", arg=first
+    wait_in_page(
+        page, f"(first) => {{ const now = ({TILE_PIXELS})(); return now !== null && now !== first; }}", first
     )
     page.wait_for_selector(".tile .state.state-running")
     assert "fps" in tile.locator(".fps").inner_text()
@@ -122,9 +140,9 @@ def test_alert_appears_without_reload_and_its_evidence_opens(page: Any, live: Ru
     # by id: `row` is a live locator, and a newer alert may take the first row meanwhile
     page.locator(f'#alert-rows tr[data-alert="{alert_id}"] a').click()
     page.wait_for_selector("#page-alert", state="visible")
-    page.wait_for_function("document.getElementById('alert-crop').naturalWidth > 0")
-    page.wait_for_function("document.getElementById('alert-frame').naturalWidth > 0")
-    page.wait_for_function("Number(document.getElementById('alert-chart').dataset.points || 0) > 0")
+    wait_in_page(page, "document.getElementById('alert-crop').naturalWidth > 0")
+    wait_in_page(page, "document.getElementById('alert-frame').naturalWidth > 0")
+    wait_in_page(page, "Number(document.getElementById('alert-chart').dataset.points || 0) > 0")
     # the chart drew its line: blue pixels on the canvas
     blue = page.evaluate(
         """() => { const c = document.getElementById('alert-chart');
@@ -150,7 +168,7 @@ def test_query_added_in_the_ui_is_registered_and_scored(page: Any, live: Running
     page.fill("#query-form input[name=text]", text)
     # try before you save: the tracks of the last hour it would have matched, with thumbnails
     page.wait_for_selector("#try-results .thumb img", timeout=60_000)
-    page.wait_for_function("document.querySelector('#try-results .thumb img').naturalWidth > 0")
+    wait_in_page(page, "document.querySelector('#try-results .thumb img').naturalWidth > 0")
     assert page.get_attribute("#try-summary", "data-suggested")
     _screenshot(page, "console-queries.png")
     page.fill("#query-form input[name=threshold]", "0.3")
@@ -175,7 +193,7 @@ def test_query_added_in_the_ui_is_registered_and_scored(page: Any, live: Running
     wait_for(scored, 30, "a score for the query added in the browser")
     # the live tiles now label each track with its best query and score
     page.goto(live.url + "/#/live")
-    page.wait_for_function(f"({TILE_PIXELS})() !== null")
+    wait_in_page(page, f"({TILE_PIXELS})() !== null")
     page.wait_for_timeout(1000)
     _screenshot(page, "console-live.png")
 
@@ -205,3 +223,13 @@ def test_sign_out_locks_the_pages_again(page: Any, live: RunningAgent) -> None:
     page.goto(live.url + "/#/alerts")
     page.wait_for_selector("#signin-form", state="visible")
     assert page.is_hidden("#page-alerts")
+
+
+def test_no_page_broke_the_content_security_policy(
+    page: Any, live: RunningAgent, console_errors: list[str]
+) -> None:
+    response = page.reload()
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert response.headers["x-content-type-options"] == "nosniff"
+    violations = [error for error in console_errors if "Content Security Policy" in error]
+    assert violations == []
