@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi import Path as PathParameter
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
@@ -32,6 +33,7 @@ from agent.api.guard import (
 )
 from agent.api.headers import SecurityHeaders
 from agent.api.lockout import AuthLockout, AuthLockoutConfig
+from agent.api.responses import AlertsPage, DeadLettersPage, QueryOut, Queued, binary
 from agent.queries import Query as StandingQuery
 from agent.queries import QueryError, QueryNotFoundError, QueryRegistry, QueryUpdate
 from agent.queries.bounds import (
@@ -41,6 +43,7 @@ from agent.queries.bounds import (
     MAX_NORMAL_PROMPTS,
     unknown_cameras,
 )
+from agent.queries.registry import MAX_TEXT_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -124,12 +127,18 @@ _bearer = HTTPBearer(auto_error=False)
 CameraId = Annotated[str, Field(pattern=CAMERA_ID)]
 Prompt = Annotated[str, Field(min_length=1, max_length=500)]
 DbId = Annotated[int, Field(ge=0, le=SQLITE_MAX_INT)]
+# An alert id (a UUID) or a file name in a path: bounded, so that a longer one is a 422.
+PathPart = Annotated[str, PathParameter(min_length=1, max_length=128)]
 
 
 class QueryIn(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    text: str = Field(max_length=2000, description="what to watch for, 1 to 500 characters")
+    text: str = Field(
+        min_length=1,
+        max_length=MAX_TEXT_CHARS,
+        description="what to watch for (trimmed; no control characters)",
+    )
     enabled: bool = True
     cameras: list[CameraId] | None = Field(
         None, max_length=MAX_CAMERAS_PER_QUERY, description="camera ids; null means every camera"
@@ -145,7 +154,7 @@ class QueryIn(BaseModel):
 class QueryPatch(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    text: str | None = Field(None, max_length=2000)
+    text: str | None = Field(None, min_length=1, max_length=MAX_TEXT_CHARS)
     enabled: bool | None = None
     cameras: list[CameraId] | None = Field(None, max_length=MAX_CAMERAS_PER_QUERY)
     threshold: float | None = Field(None, gt=0, lt=1)
@@ -170,7 +179,14 @@ def _error(description: str) -> dict[str, Any]:
 
 
 # What the guard and the routes answer besides success; documented so the schema matches the server.
+BAD_REQUEST: dict[int | str, dict[str, Any]] = {
+    400: _error(
+        "a malformed request: a body that is not UTF-8, a Content-Length that is not a number, or "
+        "(an API without a token) a Host that is not a loopback name"
+    )
+}
 GUARDED_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **BAD_REQUEST,
     401: _error("missing or wrong bearer token"),
     413: _error("request body too large"),
     429: _error("too many failed authentications from this address (see Retry-After)"),
@@ -238,7 +254,7 @@ def create_app(context: ApiContext) -> FastAPI:
     @app.get(
         "/health",
         tags=["status"],
-        responses={503: {"description": "degraded: see problems"}},
+        responses={**BAD_REQUEST, 503: {"description": "degraded: see problems"}},
         summary="Health of cameras, sinks, storage and LMM; 503 when degraded",
     )
     def health() -> JSONResponse:
@@ -246,7 +262,9 @@ def create_app(context: ApiContext) -> FastAPI:
         code = 503 if body.get("status") == "degraded" else 200
         return JSONResponse(status_code=code, content=jsonable_encoder(body))
 
-    @app.get("/livez", tags=["status"], summary="Liveness: the process answers requests")
+    @app.get(
+        "/livez", tags=["status"], responses=BAD_REQUEST, summary="Liveness: the process answers requests"
+    )
     def livez() -> dict[str, str]:
         return {"status": "alive"}
 
@@ -260,7 +278,14 @@ def create_app(context: ApiContext) -> FastAPI:
     def metrics() -> PlainTextResponse:
         return PlainTextResponse(context.metrics(), media_type="text/plain; version=0.0.4")
 
-    @app.get("/queries", tags=["queries"], dependencies=guarded, responses=GUARDED_RESPONSES)
+    @app.get(
+        "/queries",
+        tags=["queries"],
+        dependencies=guarded,
+        responses=GUARDED_RESPONSES,
+        response_model=list[QueryOut],
+        response_model_exclude_unset=True,
+    )
     def list_queries() -> list[dict[str, Any]]:
         return [context.query_view(q) for q in context.registry.list_queries()]
 
@@ -270,6 +295,8 @@ def create_app(context: ApiContext) -> FastAPI:
         dependencies=guarded,
         responses=GUARDED_RESPONSES,
         status_code=status.HTTP_201_CREATED,
+        response_model=QueryOut,
+        response_model_exclude_unset=True,
     )
     def add_query(body: QueryIn) -> dict[str, Any]:
         check_cameras(body.cameras)
@@ -292,6 +319,8 @@ def create_app(context: ApiContext) -> FastAPI:
         tags=["queries"],
         dependencies=guarded,
         responses={**GUARDED_RESPONSES, **NOT_FOUND},
+        response_model=QueryOut,
+        response_model_exclude_unset=True,
     )
     def get_query(query_id: DbId) -> dict[str, Any]:
         try:
@@ -304,6 +333,8 @@ def create_app(context: ApiContext) -> FastAPI:
         tags=["queries"],
         dependencies=guarded,
         responses={**GUARDED_RESPONSES, **NOT_FOUND},
+        response_model=QueryOut,
+        response_model_exclude_unset=True,
     )
     def patch_query(query_id: DbId, body: QueryPatch) -> dict[str, Any]:
         sent = body.model_fields_set
@@ -340,7 +371,13 @@ def create_app(context: ApiContext) -> FastAPI:
         except QueryNotFoundError as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
 
-    @app.get("/alerts", tags=["alerts"], dependencies=guarded, responses=GUARDED_RESPONSES)
+    @app.get(
+        "/alerts",
+        tags=["alerts"],
+        dependencies=guarded,
+        responses=GUARDED_RESPONSES,
+        response_model=AlertsPage,
+    )
     def list_alerts(
         limit: int = Query(100, ge=1, le=SQLITE_MAX_INT),
         offset: int = Query(0, ge=0, le=SQLITE_MAX_INT),
@@ -363,9 +400,14 @@ def create_app(context: ApiContext) -> FastAPI:
         "/alerts/{alert_id}/evidence/{name}",
         tags=["alerts"],
         dependencies=guarded,
-        responses={**GUARDED_RESPONSES, **NOT_FOUND},
+        responses={
+            **GUARDED_RESPONSES,
+            **NOT_FOUND,
+            **binary("the file: crop, frame, evidence record", "image/jpeg", "application/json", "video/mp4"),
+        },
+        response_class=FileResponse,
     )
-    def evidence(alert_id: str, name: str) -> FileResponse:
+    def evidence(alert_id: PathPart, name: PathPart) -> FileResponse:
         if context.evidence_dir is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="alerts are not configured")
         root = context.evidence_dir.resolve()
@@ -378,7 +420,13 @@ def create_app(context: ApiContext) -> FastAPI:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such evidence file")
         return FileResponse(path)
 
-    @app.get("/dead-letters", tags=["alerts"], dependencies=guarded, responses=GUARDED_RESPONSES)
+    @app.get(
+        "/dead-letters",
+        tags=["alerts"],
+        dependencies=guarded,
+        responses=GUARDED_RESPONSES,
+        response_model=DeadLettersPage,
+    )
     def list_dead_letters(
         sink: str | None = Query(None, max_length=64),
         limit: int = Query(100, ge=1, le=SQLITE_MAX_INT),
@@ -391,7 +439,13 @@ def create_app(context: ApiContext) -> FastAPI:
         items = context.alerts.dead_letters(sink=sink, limit=limit, offset=offset)
         return {"dead_letters": items, "limit": limit, "offset": offset}
 
-    @app.post("/dead-letters/retry", tags=["alerts"], dependencies=guarded, responses=GUARDED_RESPONSES)
+    @app.post(
+        "/dead-letters/retry",
+        tags=["alerts"],
+        dependencies=guarded,
+        responses=GUARDED_RESPONSES,
+        response_model=Queued,
+    )
     def retry_dead_letters(body: RetryIn) -> dict[str, int]:
         """Queue dead letters for delivery again (all, one sink's, or one event of one sink)."""
         if context.alerts is None:

@@ -7,14 +7,23 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response, status
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.api.lockout import AuthLockout, client_key, retry_after
+from agent.api.responses import binary
 from agent.console.live import MJPEG_BOUNDARY, mjpeg_stream
 from agent.console.reviews import Action, ReviewError
-from agent.console.services import ERROR_RESPONSES, ConsoleServices
+from agent.console.services import (
+    ERROR_RESPONSES,
+    AlertId,
+    CameraId,
+    ConsoleServices,
+    ReviewOut,
+    SessionState,
+    SignedOut,
+)
 
 STATIC = Path(__file__).parent / "static"
 NO_STORE = {"Cache-Control": "no-store"}
@@ -52,7 +61,7 @@ def add_console_routes(
         def index() -> FileResponse:
             return FileResponse(STATIC / "index.html", headers=NO_STORE)
 
-    @router.get("/session", tags=["console"])
+    @router.get("/session", tags=["console"], response_model=SessionState)
     def session_state(request: Request) -> dict[str, Any]:
         """Whether this browser is signed in, and whether signing in is needed at all."""
         sessions = console.sessions
@@ -61,7 +70,7 @@ def add_console_routes(
             "signed_in": sessions is None or sessions.signed_in(request),
         }
 
-    @router.post("/session", tags=["console"])
+    @router.post("/session", tags=["console"], response_model=SessionState)
     def sign_in(body: SignIn, request: Request, response: Response) -> dict[str, Any]:
         """Exchange the API token for an HttpOnly session cookie (the token never goes in a URL)."""
         sessions = console.sessions
@@ -82,14 +91,20 @@ def add_console_routes(
         sessions.open(response, secure=request.url.scheme == "https")
         return {"signed_in": True, "token_required": True}
 
-    @router.delete("/session", tags=["console"])
+    @router.delete("/session", tags=["console"], response_model=SignedOut)
     def sign_out(request: Request, response: Response) -> dict[str, Any]:
         """End this browser's session (public, like sign-in: the CSRF check still applies)."""
         if console.sessions is not None:
             console.sessions.close(request, response)
         return {"signed_in": False}
 
-    @router.get("/events", tags=["console"], dependencies=guarded)
+    @router.get(
+        "/events",
+        tags=["console"],
+        dependencies=guarded,
+        response_class=StreamingResponse,
+        responses={200: {"description": "an endless event stream", "content": {"text/event-stream": {}}}},
+    )
     def events(request: Request) -> StreamingResponse:
         """Server-Sent Events: ``alert`` (every stored alert event, with ids for resume) and ``status``."""
         if console.hub is None:
@@ -98,9 +113,15 @@ def add_console_routes(
         headers = {**NO_STORE, "X-Accel-Buffering": "no"}
         return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
 
-    @router.get("/cameras/{camera_id}/live.mjpg", tags=["cameras"], dependencies=guarded)
+    @router.get(
+        "/cameras/{camera_id}/live.mjpg",
+        tags=["cameras"],
+        dependencies=guarded,
+        response_class=StreamingResponse,
+        responses=binary("an endless stream of JPEG frames", "multipart/x-mixed-replace"),
+    )
     def live_stream(
-        camera_id: str, request: Request, fps: float = Query(3.0, gt=0, le=15)
+        camera_id: CameraId, request: Request, fps: float = Query(3.0, gt=0, le=15)
     ) -> StreamingResponse:
         """MJPEG: the camera's analysed frames with boxes, track ids and best query scores, pushed as
         they come (at most ``fps`` a second); frames are drawn only while someone watches."""
@@ -114,8 +135,14 @@ def add_console_routes(
         media_type = f"multipart/x-mixed-replace; boundary={MJPEG_BOUNDARY}"
         return StreamingResponse(stream, media_type=media_type, headers=NO_STORE)
 
-    @router.get("/cameras/{camera_id}/live.jpg", tags=["cameras"], dependencies=guarded)
-    def live_frame(camera_id: str) -> Response:
+    @router.get(
+        "/cameras/{camera_id}/live.jpg",
+        tags=["cameras"],
+        dependencies=guarded,
+        response_class=Response,
+        responses=binary("the latest analysed frame", "image/jpeg"),
+    )
+    def live_frame(camera_id: CameraId) -> Response:
         """The camera's latest analysed frame with boxes, track ids and best query scores."""
         frame = console.live.jpeg(camera_id) if console.live is not None else None
         if frame is None:
@@ -124,7 +151,7 @@ def add_console_routes(
         return Response(frame.jpeg, media_type="image/jpeg", headers=headers)
 
     @router.get("/alerts/{alert_id}", tags=["alerts"], dependencies=guarded)
-    def alert_detail(alert_id: str) -> dict[str, Any]:
+    def alert_detail(alert_id: AlertId) -> dict[str, Any]:
         """Every event of the alert, its evidence record, review marks and delivery per sink."""
         events = alert_events(alert_id) if alert_events is not None else []
         if not events:
@@ -146,8 +173,8 @@ def add_console_routes(
             "deliveries": reviews.deliveries(alert_id) if reviews is not None else [],
         }
 
-    @router.post("/alerts/{alert_id}/review", tags=["alerts"], dependencies=guarded)
-    def review(alert_id: str, body: ReviewIn) -> JSONResponse:
+    @router.post("/alerts/{alert_id}/review", tags=["alerts"], dependencies=guarded, response_model=ReviewOut)
+    def review(alert_id: AlertId, body: ReviewIn) -> dict[str, Any]:
         """Acknowledge, resolve, reopen, or mark a true / false alarm (a false alarm teaches the matcher)."""
         if console.reviews is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="alerts are not configured")
@@ -155,6 +182,6 @@ def add_console_routes(
             result = console.reviews.mark(alert_id, body.action, body.note)
         except ReviewError as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
-        return JSONResponse(result)
+        return result
 
     app.include_router(router)

@@ -6,13 +6,25 @@ import base64
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.cameras.store import CameraError, CameraNotFoundError, parse_camera, redacted
-from agent.console.services import ERROR_RESPONSES, ConsoleServices, unprocessable
+from agent.api.responses import binary
+from agent.cameras.store import CameraError, CameraNotFoundError, redacted
+from agent.config import CameraConfig
+from agent.console.services import (
+    ERROR_RESPONSES,
+    CameraId,
+    CameraOut,
+    ConsoleServices,
+    ProbeOut,
+    SearchOut,
+    TryOut,
+    unprocessable,
+)
 from agent.search.scorer import threshold_for_rate
 from agent.uri_rules import camera_uri_problem
 
@@ -42,7 +54,9 @@ class TryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: str = Field(min_length=1, max_length=MAX_SEARCH_TEXT)
-    normal_prompts: list[str] | None = Field(None, max_length=64)
+    normal_prompts: list[Annotated[str, Field(min_length=1, max_length=MAX_SEARCH_TEXT)]] | None = Field(
+        None, max_length=64
+    )
     cameras: list[str] | None = Field(None, max_length=256)
     threshold: float | None = Field(None, gt=0, lt=1)
     alerts_per_hour: float = Field(2.0, gt=0, le=3600)
@@ -78,42 +92,60 @@ def add_data_routes(
         )
         return camera
 
-    def check_media(body: dict[str, Any]) -> None:
+    def check_media(uri: Any) -> None:
         """A URI given through the API reads local files only under the media folders (422)."""
-        uri = body.get("uri")
         if not isinstance(uri, str) or camera_uri_problem(uri) is not None:
             return  # not a usable URI: the camera's own validation answers (422)
         problem = console.media.problem(uri)
         if problem is not None:
             raise unprocessable(f"uri: {problem}")
 
-    @router.get("/cameras", tags=["cameras"], dependencies=guarded)
+    @router.get("/cameras", tags=["cameras"], dependencies=guarded, response_model=list[CameraOut])
     def list_cameras() -> list[dict[str, Any]]:
         """Every camera (credentials redacted) with its live status."""
         statuses = camera_status()
         return [with_status(redacted(c), statuses) for c in store().list_cameras()]
 
-    @router.post("/cameras", tags=["cameras"], dependencies=guarded, status_code=status.HTTP_201_CREATED)
-    def add_camera(body: dict[str, Any]) -> dict[str, Any]:
+    @router.post(
+        "/cameras",
+        tags=["cameras"],
+        dependencies=guarded,
+        status_code=status.HTTP_201_CREATED,
+        response_model=CameraOut,
+        response_model_exclude_unset=True,
+    )
+    def add_camera(body: CameraConfig) -> dict[str, Any]:
         """Add a camera (the fields of a YAML camera entry); it starts within a second."""
         try:
-            check_media(body)
-            return redacted(store().add(body))
+            check_media(body.uri)
+            return redacted(store().add(body.model_dump()))
         except CameraError as exc:
             raise unprocessable(str(exc)) from exc
 
-    @router.get("/cameras/{camera_id}", tags=["cameras"], dependencies=guarded)
-    def get_camera(camera_id: str) -> dict[str, Any]:
+    @router.get(
+        "/cameras/{camera_id}",
+        tags=["cameras"],
+        dependencies=guarded,
+        response_model=CameraOut,
+        response_model_exclude_unset=True,
+    )
+    def get_camera(camera_id: CameraId) -> dict[str, Any]:
         try:
             return with_status(redacted(store().get(camera_id)), camera_status())
         except CameraNotFoundError as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
 
-    @router.patch("/cameras/{camera_id}", tags=["cameras"], dependencies=guarded)
-    def update_camera(camera_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    @router.patch(
+        "/cameras/{camera_id}",
+        tags=["cameras"],
+        dependencies=guarded,
+        response_model=CameraOut,
+        response_model_exclude_unset=True,
+    )
+    def update_camera(camera_id: CameraId, body: dict[str, Any]) -> dict[str, Any]:
         """Change fields; a URI left out keeps the stored one (with its credentials)."""
         try:
-            check_media(body)
+            check_media(body.get("uri"))
             return redacted(store().update(camera_id, body))
         except CameraNotFoundError as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
@@ -121,13 +153,13 @@ def add_data_routes(
             raise unprocessable(str(exc)) from exc
 
     @router.delete("/cameras/{camera_id}", tags=["cameras"], dependencies=guarded, status_code=204)
-    def delete_camera(camera_id: str) -> None:
+    def delete_camera(camera_id: CameraId) -> None:
         try:
             store().remove(camera_id)
         except CameraNotFoundError as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
 
-    @router.post("/cameras/test", tags=["cameras"], dependencies=guarded)
+    @router.post("/cameras/test", tags=["cameras"], dependencies=guarded, response_model=ProbeOut)
     def test_camera(body: CameraTest) -> dict[str, Any]:
         """Open the URI once: a snapshot (base64 JPEG) or the error, credentials redacted."""
         if console.probe is None:
@@ -138,12 +170,13 @@ def add_data_routes(
             except CameraNotFoundError as exc:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
         elif body.uri:
-            data = {"id": "probe", "uri": body.uri}
-            try:  # the same rules as adding a camera
-                camera = parse_camera(data)
-            except CameraError as exc:
-                raise unprocessable(str(exc)) from exc
-            check_media(data)
+            try:  # the same rules, and the same answer, as adding a camera
+                camera = CameraConfig.model_validate({"id": "probe", "uri": body.uri})
+            except ValidationError as exc:
+                raise RequestValidationError(
+                    [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+                ) from exc
+            check_media(body.uri)
         else:
             raise unprocessable("give a camera id or a uri")
         result = console.probe(camera)
@@ -160,7 +193,7 @@ def add_data_routes(
             )
         return console.index, console.scorer
 
-    @router.get("/search", tags=["search"], dependencies=guarded)
+    @router.get("/search", tags=["search"], dependencies=guarded, response_model=SearchOut)
     def search(
         text: str = Query(min_length=1, max_length=MAX_SEARCH_TEXT),
         camera: str | None = None,
@@ -180,7 +213,13 @@ def add_data_routes(
         )
         return {"text": text, "results": [hit.as_dict() for hit in hits]}
 
-    @router.get("/search/thumbnails/{key}.jpg", tags=["search"], dependencies=guarded)
+    @router.get(
+        "/search/thumbnails/{key}.jpg",
+        tags=["search"],
+        dependencies=guarded,
+        response_class=Response,
+        responses=binary("the track's thumbnail", "image/jpeg"),
+    )
     def thumbnail(key: int) -> Response:
         if console.index is None or not 0 <= key < 2**62:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="search is off")
@@ -189,7 +228,7 @@ def add_data_routes(
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such track")
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
-    @router.post("/queries/try", tags=["queries"], dependencies=guarded)
+    @router.post("/queries/try", tags=["queries"], dependencies=guarded, response_model=TryOut)
     def try_query(body: TryIn) -> dict[str, Any]:
         """What a draft query would have matched over the last ``hours``: per camera the best tracks,
         and the threshold that would have given ``alerts_per_hour`` on that footage."""

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel
+from fastapi import Path as PathParameter
+from pydantic import BaseModel, ConfigDict, Field
 
 from agent.cameras.media import MediaFolders
 from agent.cameras.store import CameraStore
@@ -15,12 +16,92 @@ from agent.console.events import EventHub
 from agent.console.live import LiveFrames
 from agent.console.reviews import ReviewStore
 from agent.console.session import SessionStore
+from agent.queries.bounds import CAMERA_ID
 from agent.search.index import TrackIndex
 from agent.search.scorer import TextScorer
+
+# Path parts, bounded so that a malformed one is a 422 (the schema says so) rather than a lookup.
+CameraId = Annotated[str, PathParameter(pattern=CAMERA_ID)]
+AlertId = Annotated[str, PathParameter(min_length=1, max_length=128, description="an alert id (a UUID)")]
 
 
 class ErrorBody(BaseModel):
     detail: Any
+
+
+# --- what the routes answer, as response models (see agent.api.responses) -----------------------
+
+
+class SessionState(BaseModel):
+    token_required: bool = Field(description="whether signing in is needed at all")
+    signed_in: bool
+
+
+class SignedOut(BaseModel):
+    signed_in: bool
+
+
+class ReviewOut(BaseModel):
+    """An alert's review marks."""
+
+    model_config = ConfigDict(extra="allow")
+
+    state: str = Field(description="new, acknowledged or resolved")
+    verdict: str | None = Field(description="true, false or null")
+    note: str | None
+    history: list[dict[str, Any]]
+    updated_at: float | None = Field(description="UNIX seconds")
+
+
+class CameraOut(BaseModel):
+    """A camera as the API shows it: the fields of a YAML camera entry, the URI without its password."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    uri: str = Field(description="credentials redacted (rtsp://user:***@host/...)")
+    enabled: bool
+    has_credentials: bool
+    status: dict[str, Any] | None = Field(None, description="the live state; in lists and GET only")
+
+
+class ProbeOut(BaseModel):
+    ok: bool
+    snapshot: str | None = Field(description="a data:image/jpeg;base64 URL, or null")
+    width: int | None = Field(description="pixels")
+    height: int | None = Field(description="pixels")
+    error: str | None = Field(description="why there is no snapshot, credentials redacted")
+    seconds: float
+
+
+class TrackHitOut(BaseModel):
+    key: int
+    camera: str
+    track_id: int
+    first_seen: float = Field(description="UNIX seconds")
+    last_seen: float = Field(description="UNIX seconds")
+    score: float = Field(description="the live matcher's calibrated probability")
+    thumbnail: str = Field(description="the path of the track's JPEG thumbnail")
+
+
+class SearchOut(BaseModel):
+    text: str
+    results: list[TrackHitOut]
+
+
+class TriedTrack(TrackHitOut):
+    would_alert: bool
+
+
+class TryOut(BaseModel):
+    text: str
+    tracks: int
+    footage_hours: float
+    threshold: float
+    would_alert: int
+    suggested_threshold: float | None
+    alerts_per_hour: float
+    cameras: dict[str, list[TriedTrack]]
 
 
 def unprocessable(message: str) -> Any:
@@ -32,6 +113,11 @@ def unprocessable(message: str) -> Any:
 
 # What the console's routes may answer besides success, documented so the schema matches the server.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {
+        "description": "a malformed request: a body that is not UTF-8 or a Content-Length that is "
+        "not a number",
+        "model": ErrorBody,
+    },
     401: {"description": "missing or wrong bearer token or session", "model": ErrorBody},
     403: {
         "description": "a session request that changes something without its CSRF token",

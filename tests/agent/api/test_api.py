@@ -119,9 +119,10 @@ def test_queries_crud(api: Any) -> None:
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
-        ({"text": ""}, "empty"),
+        ({"text": ""}, "at least 1 character"),  # the schema says so (minLength)
+        ({"text": "   "}, "empty"),  # blank once trimmed: the registry says so
         ({"text": "a\x00b"}, "control character"),
-        ({"text": "x" * 501}, "limit is 500"),
+        ({"text": "x" * 501}, "at most 500 characters"),
         ({"text": "ok", "threshold": 2}, "less than 1"),
         ({"text": "ok", "severity": "urgent"}, "pattern"),
         ({"text": "ok", "colour": "red"}, "Extra inputs are not permitted"),
