@@ -11,15 +11,14 @@ import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Any, Protocol
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
-from fastapi import Path as PathParameter
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.security import HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from agent import __version__
 from agent.api.guard import (
@@ -33,22 +32,24 @@ from agent.api.guard import (
 )
 from agent.api.headers import SecurityHeaders
 from agent.api.lockout import AuthLockout, AuthLockoutConfig
-from agent.api.responses import AlertsPage, DeadLettersPage, QueryOut, Queued, binary
+from agent.api.models import (
+    SQLITE_MAX_INT,
+    AlertsPage,
+    DbId,
+    DeadLettersPage,
+    PathPart,
+    QueryIn,
+    QueryOut,
+    QueryPatch,
+    Queued,
+    RetryIn,
+    binary,
+)
 from agent.queries import Query as StandingQuery
 from agent.queries import QueryError, QueryNotFoundError, QueryRegistry, QueryUpdate
-from agent.queries.bounds import (
-    CAMERA_ID,
-    MAX_CAMERAS_PER_QUERY,
-    MAX_COOLDOWN_S,
-    MAX_NORMAL_PROMPTS,
-    unknown_cameras,
-)
-from agent.queries.registry import MAX_TEXT_CHARS
+from agent.queries.bounds import unknown_cameras
 
 log = logging.getLogger(__name__)
-
-# SQLite integers are signed 64-bit: a larger id or offset is a 422, not an overflow inside the driver.
-SQLITE_MAX_INT = 2**63 - 1
 
 
 class AlertStore(Protocol):
@@ -122,52 +123,6 @@ class ApiContext:
 
 # Module level: with postponed annotations FastAPI resolves dependency annotations in module globals.
 _bearer = HTTPBearer(auto_error=False)
-
-
-CameraId = Annotated[str, Field(pattern=CAMERA_ID)]
-Prompt = Annotated[str, Field(min_length=1, max_length=500)]
-DbId = Annotated[int, Field(ge=0, le=SQLITE_MAX_INT)]
-# An alert id (a UUID) or a file name in a path: bounded, so that a longer one is a 422.
-PathPart = Annotated[str, PathParameter(min_length=1, max_length=128)]
-
-
-class QueryIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    text: str = Field(
-        min_length=1,
-        max_length=MAX_TEXT_CHARS,
-        description="what to watch for (trimmed; no control characters)",
-    )
-    enabled: bool = True
-    cameras: list[CameraId] | None = Field(
-        None, max_length=MAX_CAMERAS_PER_QUERY, description="camera ids; null means every camera"
-    )
-    threshold: float | None = Field(None, gt=0, lt=1, description="null means automatic")
-    severity: str = Field("warning", pattern="^(info|warning|critical)$")
-    cooldown_s: float | None = Field(
-        None, ge=0, le=MAX_COOLDOWN_S, description="seconds; null uses the agent's alerts.cooldown_s"
-    )
-    normal_prompts: list[Prompt] | None = Field(None, max_length=MAX_NORMAL_PROMPTS)
-
-
-class QueryPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    text: str | None = Field(None, min_length=1, max_length=MAX_TEXT_CHARS)
-    enabled: bool | None = None
-    cameras: list[CameraId] | None = Field(None, max_length=MAX_CAMERAS_PER_QUERY)
-    threshold: float | None = Field(None, gt=0, lt=1)
-    severity: str | None = Field(None, pattern="^(info|warning|critical)$")
-    cooldown_s: float | None = Field(None, ge=0, le=MAX_COOLDOWN_S)
-    normal_prompts: list[Prompt] | None = Field(None, max_length=MAX_NORMAL_PROMPTS)
-
-
-class RetryIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    sink: str | None = Field(None, max_length=64, description="only this sink's dead letters")
-    event_row: DbId | None = Field(None, description="only this event (with sink)")
 
 
 class ErrorBody(BaseModel):

@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.api.lockout import AuthLockout, client_key, retry_after
-from agent.api.responses import binary
+from agent.api.models import binary
 from agent.console.live import MJPEG_BOUNDARY, mjpeg_stream
 from agent.console.reviews import Action, ReviewError
 from agent.console.services import (

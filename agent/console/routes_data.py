@@ -12,7 +12,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.api.responses import binary
+from agent.api.models import binary
 from agent.cameras.store import CameraError, CameraNotFoundError, redacted
 from agent.config import CameraConfig
 from agent.console.services import (

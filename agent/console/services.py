@@ -29,7 +29,7 @@ class ErrorBody(BaseModel):
     detail: Any
 
 
-# --- what the routes answer, as response models (see agent.api.responses) -----------------------
+# --- what the routes answer, as response models (see agent.api.models) -----------------------
 
 
 class SessionState(BaseModel):
