@@ -7,13 +7,16 @@ key (``cameras[1].uri``), its line in the file, and why it is wrong.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+import types
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from agent.alerts.config import AlertsConfig
 from agent.api.config import ApiConfig
@@ -25,7 +28,7 @@ from agent.pose.config import PoseConfig
 from agent.queries.startup import StartupQuery
 from agent.rerank.config import RerankConfig
 from agent.search.config import SearchConfig
-from agent.uri_rules import camera_uri_problem
+from agent.uri_rules import camera_uri_problem, missing_file_problem
 
 CAMERA_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -82,8 +85,13 @@ class CameraConfig(StrictModel):
 
     @field_validator("uri")
     @classmethod
-    def _usable_uri(cls, uri: str) -> str:
+    def _usable_uri(cls, uri: str, info: ValidationInfo) -> str:
         problem = camera_uri_problem(uri)
+        # A file camera's file must exist when the camera is configured (the YAML, `camera add`, the
+        # API), so that a missing file stops the start at once with this key; a camera read back
+        # from the state database is not refused for it (``context={"check_files": False}``).
+        if problem is None and (info.context or {}).get("check_files", True):
+            problem = missing_file_problem(uri)
         if problem is not None:
             raise ValueError(problem)
         return uri
@@ -370,6 +378,54 @@ def _line_of(root: yaml.Node | None, path: tuple[Any, ...]) -> int | None:
     return line
 
 
+def _members(annotation: Any) -> list[Any]:
+    """The types an annotation allows: ``Annotated`` unwrapped, unions split, ``None`` left out."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _members(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [m for arg in typing.get_args(annotation) if arg is not type(None) for m in _members(arg)]
+    return [annotation]
+
+
+def _model_for(annotation: Any, node: Any) -> type[BaseModel] | None:
+    """The model ``node`` (a YAML mapping) is validated as: a union's member chosen by its ``type``."""
+    models = [m for m in _members(annotation) if isinstance(m, type) and issubclass(m, BaseModel)]
+    if len(models) > 1 and isinstance(node, dict):
+        for model in models:
+            tag = model.model_fields.get("type")
+            if tag is not None and node.get("type") in typing.get_args(tag.annotation):
+                return model
+    return models[0] if len(models) == 1 else None
+
+
+def _known_keys(model: type[BaseModel], path: tuple[Any, ...], data: Any) -> list[str]:
+    """The keys allowed at the mapping holding the last key of ``path`` (a YAML path into ``data``)."""
+    annotation: Any = model
+    node = data
+    for part in path[:-1]:
+        current = _model_for(annotation, node)
+        if current is not None and isinstance(part, str) and part in current.model_fields:
+            annotation = current.model_fields[part].annotation
+        else:
+            containers = [m for m in _members(annotation) if typing.get_origin(m) in (list, dict, tuple)]
+            if not containers:
+                return []
+            annotation = typing.get_args(containers[0])[-1]
+        node = node[part] if isinstance(node, dict | list) else None
+    current = _model_for(annotation, node)
+    return list(current.model_fields) if current is not None else []
+
+
+def _unknown_key_message(model: type[BaseModel], path: tuple[Any, ...], data: Any) -> str:
+    """``unknown key``, with the allowed key it most resembles (``did you mean 'uri'?``)."""
+    key = path[-1] if path else None
+    if not isinstance(key, str):
+        return "unknown key"
+    close = difflib.get_close_matches(key, _known_keys(model, path, data), n=1, cutoff=0.6)
+    return f"unknown key {key!r}; did you mean {close[0]!r}?" if close else f"unknown key {key!r}"
+
+
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
@@ -380,11 +436,12 @@ def parse_yaml_model(
     *,
     section: str | None = None,
     what: str = "configuration",
+    context: dict[str, Any] | None = None,
 ) -> ModelT:
     """Validate a YAML document (or its top-level ``section``, when present) as ``model``.
 
     ``${VAR}`` references are expanded first. Raises :class:`ConfigError` naming, for each problem,
-    the file and line, the key path and the reason.
+    the file and line, the key path and the reason. ``context`` goes to the validators.
     """
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -402,15 +459,16 @@ def parse_yaml_model(
     data = _interpolate(data, prefix, problems)
     if not problems:
         try:
-            return model.model_validate(data)
+            return model.model_validate(data, context=context)
         except ValidationError as exc:
             for error in exc.errors():
                 message = error["msg"].removeprefix("Value error, ")
+                path = _data_path(tuple(error["loc"]), data)
                 if error["type"] == "extra_forbidden":
-                    message = "unknown key"
+                    message = _unknown_key_message(model, path, data)
                 elif error["type"] == "missing":
                     message = "required key is missing"
-                problems.append(((*prefix, *_data_path(tuple(error["loc"]), data)), message))
+                problems.append(((*prefix, *path), message))
     lines = []
     for path, message in problems:
         line = _line_of(root, path)
@@ -419,9 +477,12 @@ def parse_yaml_model(
     raise ConfigError(f"invalid {what}\n  " + "\n  ".join(lines))
 
 
-def parse_config(text: str, source: str = "<config>") -> AgentConfig:
-    """Validate an agent config YAML document; raise :class:`ConfigError` naming each bad key."""
-    return parse_yaml_model(AgentConfig, text, source)
+def parse_config(text: str, source: str = "<config>", *, check_files: bool = True) -> AgentConfig:
+    """Validate an agent config YAML document; raise :class:`ConfigError` naming each bad key.
+
+    ``check_files=False`` accepts file cameras whose file is missing (a replay that never opens them).
+    """
+    return parse_yaml_model(AgentConfig, text, source, context={"check_files": check_files})
 
 
 def load_config(path: str | Path) -> AgentConfig:

@@ -9,7 +9,7 @@ YAML line of the key. Error texts never show a password.
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from agent.redact import redact_text
 
@@ -69,6 +69,29 @@ def camera_uri_problem(uri: str) -> str | None:
                 return f"{shown}: {key}={value!r} is not a positive number"
     del port
     return None
+
+
+def missing_file_problem(uri: str) -> str | None:
+    """For a file camera (a path or ``file://``) whose file does not exist: why; else None.
+
+    Device paths (``/dev/video0``) are not checked: a USB camera may be plugged in later, and a live
+    source keeps trying.
+    """
+    if "://" not in uri:
+        try:
+            path = Path(uri).expanduser()
+        except RuntimeError:
+            return None  # camera_uri_problem says why
+        if str(path.absolute()).startswith("/dev/video"):
+            return None
+    elif uri.split("://", 1)[0].lower() == "file":
+        path = Path(unquote(urlsplit(uri).path))
+    else:
+        return None
+    if path.is_file():
+        return None
+    what = "is not a file" if path.exists() else "not found"
+    return f"file camera: video file {what}: {redact_text(str(path))}"
 
 
 def _positive_number(text: str) -> bool:

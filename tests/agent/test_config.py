@@ -40,11 +40,11 @@ def test_site_example_loads_with_env_and_model(tmp_path: Path, monkeypatch: pyte
 
 def test_state_dir_default_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WATCHWORD_STATE_DIR", "/data")
-    config = parse_config("cameras:\n  - id: a\n    uri: x.avi\n")
+    config = parse_config("cameras:\n  - id: a\n    uri: 'test://'\n")
     assert config.state_dir == Path("/data") and config.database == Path("/data/watchword.db")
     assert config.alerts.evidence_dir == Path("/data/evidence")
     monkeypatch.delenv("WATCHWORD_STATE_DIR")
-    assert parse_config("cameras:\n  - id: a\n    uri: x.avi\n").database == Path("data/watchword.db")
+    assert parse_config("cameras:\n  - id: a\n    uri: 'test://'\n").database == Path("data/watchword.db")
 
 
 def _error(text: str) -> str:
@@ -54,31 +54,62 @@ def _error(text: str) -> str:
 
 
 def test_unknown_key_named_with_line() -> None:
-    message = _error("cameras:\n  - id: a\n    uri: x.avi\n    fsp: 5\n")
+    message = _error("cameras:\n  - id: a\n    uri: 'test://'\n    fsp: 5\n")
     assert "site.yaml:4: cameras[0].fsp: unknown key" in message
 
 
+def test_unknown_key_suggests_the_key_it_resembles_where_it_stands() -> None:
+    message = _error(
+        "cameras:\n  - id: a\n    urii: test://\n"
+        "detector: {type: yolo, modle: x.onnx}\n"  # inside a union, chosen by its type
+        "alerts: {sinks: [{type: webhook, url: 'http://h/x', timout_s: 5}]}\n"
+        "pose: {intervl_s: 1}\n"
+        "matching: {zzz: 1}\n"
+    )
+    assert "site.yaml:3: cameras[0].urii: unknown key 'urii'; did you mean 'uri'?" in message
+    assert "detector.modle: unknown key 'modle'; did you mean 'model'?" in message
+    assert "alerts.sinks[0].timout_s: unknown key 'timout_s'; did you mean 'timeout_s'?" in message
+    assert "pose.intervl_s: unknown key 'intervl_s'; did you mean 'interval_s'?" in message
+    assert "matching.zzz: unknown key 'zzz'\n" in message + "\n"  # nothing close: no guess
+
+
+def test_a_file_camera_whose_file_is_missing_fails_at_load(tmp_path: Path) -> None:
+    (tmp_path / "day.mp4").write_bytes(b"x")
+    ok = parse_config(f"cameras:\n  - {{id: a, uri: '{tmp_path}/day.mp4'}}\n  - {{id: b, uri: 'test://'}}\n")
+    assert [c.id for c in ok.cameras] == ["a", "b"]
+    message = _error(f"cameras:\n  - id: a\n    uri: file://{tmp_path}/gone.mp4\n")
+    assert f"site.yaml:3: cameras[0].uri: file camera: video file not found: {tmp_path}/gone.mp4" in message
+    message = _error(f"cameras:\n  - id: a\n    uri: {tmp_path}\n")
+    assert f"cameras[0].uri: file camera: video file is not a file: {tmp_path}" in message
+    # a device path is not a file camera: a USB camera may be plugged in later
+    assert parse_config("cameras:\n  - {id: a, uri: /dev/video7}\n").cameras[0].uri == "/dev/video7"
+    # a replay that never opens the cameras accepts them
+    assert parse_config(f"cameras:\n  - {{id: a, uri: {tmp_path}/gone.mp4}}\n", check_files=False).cameras
+
+
 def test_wrong_type_named() -> None:
-    message = _error("cameras:\n  - id: a\n    uri: x.avi\n    analysis_fps: fast\n")
+    message = _error("cameras:\n  - id: a\n    uri: 'test://'\n    analysis_fps: fast\n")
     assert "cameras[0].analysis_fps" in message
     assert "number" in message
 
 
 def test_missing_model_file_named_inside_union(tmp_path: Path) -> None:
     missing = tmp_path / "nope.pt"
-    message = _error(f"cameras:\n  - id: a\n    uri: x.avi\ndetector:\n  type: yolo\n  model: {missing}\n")
+    message = _error(
+        f"cameras:\n  - id: a\n    uri: 'test://'\ndetector:\n  type: yolo\n  model: {missing}\n"
+    )
     assert f"site.yaml:6: detector.model: file not found: {missing}" in message
 
 
 def test_unknown_detector_type() -> None:
-    message = _error("cameras:\n  - id: a\n    uri: x.avi\ndetector:\n  type: magic\n")
+    message = _error("cameras:\n  - id: a\n    uri: 'test://'\ndetector:\n  type: magic\n")
     assert "detector" in message
     assert "ssd-mobilenet" in message and "yolo" in message
 
 
 def test_missing_required_key_and_duplicate_ids() -> None:
     assert "cameras[0].uri: required key is missing" in _error("cameras:\n  - id: a\n")
-    message = _error("cameras:\n  - {id: a, uri: x}\n  - {id: a, uri: y}\n")
+    message = _error("cameras:\n  - {id: a, uri: 'test://'}\n  - {id: a, uri: 'test://?fps=5'}\n")
     assert "camera id 'a' is used twice" in message
 
 

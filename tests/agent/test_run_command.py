@@ -46,7 +46,10 @@ def _write(path: Path, text: str) -> Path:
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ("    analysis_fsp: 5\n", "cameras[0].analysis_fsp: unknown key"),
+        (
+            "    analysis_fsp: 5\n",
+            "cameras[0].analysis_fsp: unknown key 'analysis_fsp'; did you mean 'analysis_fps'?",
+        ),
         ("    analysis_fps: fast\n", "cameras[0].analysis_fps: Input should be a valid number"),
         ("    max_width: -3\n", "cameras[0].max_width: Input should be greater than or equal to 16"),
     ],
@@ -97,11 +100,29 @@ def test_the_summary_counts_this_runs_alerts_not_the_history(tmp_path: Path, ssd
     assert "5 raised" not in result.stdout
 
 
-@pytest.mark.slow
-def test_bad_camera_does_not_stop_the_others(tmp_path: Path) -> None:
+def test_missing_video_file_exits_2_at_load_naming_the_key(tmp_path: Path) -> None:
     config = _write(
         tmp_path / "site.yaml",
         f"cameras:\n  - id: good\n    uri: {SAMPLE}\n  - id: gone\n    uri: {tmp_path}/no-such-video.mp4\n",
+    )
+    started = time.monotonic()
+    result = _watchword("run", str(config), cwd=tmp_path)
+    assert result.returncode == 2
+    assert (
+        f"site.yaml:5: cameras[1].uri: file camera: video file not found: {tmp_path}/no-such-video.mp4"
+        in (result.stderr)
+    )
+    assert "detector" not in result.stderr, "refused before anything loads"
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.slow
+def test_bad_camera_does_not_stop_the_others(tmp_path: Path) -> None:
+    broken = tmp_path / "no-such-video.mp4"
+    broken.write_bytes(b"not a video" * 100)  # a file no decoder reads: this camera fails at run time
+    config = _write(
+        tmp_path / "site.yaml",
+        f"cameras:\n  - id: good\n    uri: {SAMPLE}\n  - id: gone\n    uri: {broken}\n",
     )
     out = tmp_path / "frames.jsonl"
     result = _watchword("run", str(config), "--max-frames", "20", "--jsonl", str(out), cwd=tmp_path)
