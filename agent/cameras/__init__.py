@@ -1,5 +1,21 @@
-"""Cameras kept in the state database and changed while the agent runs."""
+"""Cameras: the YAML's applied to the state database at every start, others added while the agent runs."""
 
-from agent.cameras.store import CameraError, CameraNotFoundError, CameraStore, parse_camera, redacted
+from agent.cameras.store import (
+    CameraError,
+    CameraNotFoundError,
+    CameraStore,
+    parse_camera,
+    read_stored_cameras,
+    redacted,
+    site_cameras,
+)
 
-__all__ = ["CameraError", "CameraNotFoundError", "CameraStore", "parse_camera", "redacted"]
+__all__ = [
+    "CameraError",
+    "CameraNotFoundError",
+    "CameraStore",
+    "parse_camera",
+    "read_stored_cameras",
+    "redacted",
+    "site_cameras",
+]

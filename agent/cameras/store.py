@@ -1,4 +1,11 @@
-"""Cameras in the state database: seeded from the YAML on first start, then edited while the agent runs.
+"""Cameras in the state database: the YAML's applied at every start, others added while the agent runs.
+
+The rule (README "Your cameras"): the YAML's ``cameras:`` win for the ids they list. Each start
+applies them to this table (added, or replaced by the YAML's entry); a camera that came from the
+YAML and left it is removed. Cameras added at run time (``watchword camera add``, ``POST
+/cameras``) are not in the YAML; they are kept across starts and changed only at run time. A run-time
+change to a camera the YAML lists lasts until the next start. Each row records where it came from
+(``source``: ``config`` or ``runtime``).
 
 The table lives in the same SQLite file as the query registry (``database:`` in the config). Every
 change bumps a revision counter, so the running agent notices it by polling one integer (the same
@@ -8,13 +15,15 @@ scheme as the query registry) and opens or stops that one camera without a resta
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from agent.config import CameraConfig
+from agent.config import AgentConfig, CameraConfig
 from agent.redact import has_credentials
 from agent.sources.uri import redact_uri
 from agent.sqlite_threads import ThreadLocalSQLite
@@ -24,7 +33,8 @@ _SCHEMA = [
         id TEXT PRIMARY KEY,
         config TEXT NOT NULL,
         created_at REAL NOT NULL,
-        updated_at REAL NOT NULL
+        updated_at REAL NOT NULL,
+        source TEXT NOT NULL DEFAULT 'runtime'
     )""",
     "CREATE TABLE IF NOT EXISTS camera_meta (key TEXT PRIMARY KEY, value REAL NOT NULL)",
     "INSERT OR IGNORE INTO camera_meta (key, value) VALUES ('revision', 0)",
@@ -34,6 +44,14 @@ _SCHEMA = [
         for op in ("INSERT", "UPDATE", "DELETE")
     ),
 ]
+
+
+CONFIG = "config"
+RUNTIME = "runtime"
+# Stored rows are read back without checking that a file camera's file still exists: a vanished
+# file is that camera's run-time failure, not a reason the table cannot be listed.
+_STORED = {"check_files": False}
+_INSERT = "INSERT INTO cameras (id, config, created_at, updated_at, source) VALUES (?, ?, ?, ?, ?)"
 
 
 class CameraError(ValueError):
@@ -65,6 +83,64 @@ def parse_camera(data: dict[str, Any]) -> CameraConfig:
         raise CameraError(f"{where}: {first['msg']}") from exc
 
 
+@dataclass
+class AppliedCameras:
+    """What applying the YAML's cameras changed (ids), and the run-time cameras kept."""
+
+    added: list[str] = field(default_factory=list)
+    replaced: dict[str, list[str]] = field(default_factory=dict)  # id -> the fields that changed
+    removed: list[str] = field(default_factory=list)
+    runtime: list[str] = field(default_factory=list)
+
+    def lines(self, source: str) -> list[str]:
+        """One line per kind of change, for the start's log."""
+        lines = []
+        if self.added:
+            lines.append(f"cameras from {source} added: {', '.join(self.added)}")
+        for camera_id, fields in self.replaced.items():
+            lines.append(f"camera {camera_id}: {source}'s entry applied, changed: {', '.join(fields)}")
+        if self.removed:
+            lines.append(f"cameras no longer in {source} removed: {', '.join(self.removed)}")
+        if self.runtime:
+            lines.append(f"cameras added at run time, kept: {', '.join(self.runtime)}")
+        return lines
+
+
+def _changed_fields(old: CameraConfig, new: CameraConfig) -> list[str]:
+    before, after = old.model_dump(), new.model_dump()
+    return [name for name in after if before.get(name) != after[name]]
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Tables made before cameras recorded their source: rows seeded from the YAML become ``config``
+    (seed() stored them all with the seed's own time), the others ``runtime``."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(cameras)")}
+    if "source" in columns:
+        return
+    db.execute(f"ALTER TABLE cameras ADD COLUMN source TEXT NOT NULL DEFAULT '{RUNTIME}'")
+    db.execute(
+        f"UPDATE cameras SET source = '{CONFIG}' WHERE created_at = "
+        "(SELECT value FROM camera_meta WHERE key = 'seeded')"
+    )
+
+
+def read_stored_cameras(path: str | Path) -> list[tuple[CameraConfig, str]] | None:
+    """The cameras stored in ``path`` with their source, read only; None when it holds no camera table."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(cameras)")}
+            if not columns:
+                return None
+            source = "source" if "source" in columns else f"'{RUNTIME}'"
+            rows = db.execute(f"SELECT config, {source} FROM cameras ORDER BY created_at, id").fetchall()
+    except sqlite3.Error:
+        return None
+    return [(CameraConfig.model_validate_json(config, context=_STORED), origin) for config, origin in rows]
+
+
 class CameraStore:
     """CRUD over the cameras table. Thread-safe: one connection per thread, short transactions.
 
@@ -88,6 +164,7 @@ class CameraStore:
         with self._sqlite.transaction() as db:
             for statement in _SCHEMA:
                 db.execute(statement)
+            _migrate(db)
 
     def close(self) -> None:
         self._sqlite.close()
@@ -99,26 +176,58 @@ class CameraStore:
         )
         return int(row[0])
 
-    def seed(self, cameras: list[CameraConfig]) -> bool:
-        """Store ``cameras`` if the database has never held cameras; True if it seeded them."""
+    def apply_config(self, cameras: list[CameraConfig]) -> AppliedCameras:
+        """Make the table hold the YAML's ``cameras`` (the YAML wins for the ids it lists), remove the
+        cameras that came from the YAML and are no longer in it, keep those added at run time."""
         now = time.time()
+        applied = AppliedCameras()
+        wanted = {camera.id: camera for camera in cameras}
         with self._sqlite.transaction() as db:
-            if db.execute("SELECT 1 FROM camera_meta WHERE key = 'seeded'").fetchone() is not None:
-                return False
-            for camera in cameras:
-                db.execute(
-                    "INSERT OR IGNORE INTO cameras (id, config, created_at, updated_at) VALUES (?, ?, ?, ?)",
-                    (camera.id, camera.model_dump_json(), now, now),
-                )
-            db.execute("INSERT INTO camera_meta (key, value) VALUES ('seeded', ?)", (now,))
-            return True
+            stored = {
+                camera_id: (CameraConfig.model_validate_json(config, context=_STORED), source)
+                for camera_id, config, source in db.execute("SELECT id, config, source FROM cameras")
+            }
+            for camera_id, camera in wanted.items():
+                old = stored.get(camera_id)
+                if old is None:
+                    db.execute(_INSERT, (camera_id, camera.model_dump_json(), now, now, CONFIG))
+                    applied.added.append(camera_id)
+                elif old[0] != camera or old[1] != CONFIG:
+                    db.execute(
+                        "UPDATE cameras SET config = ?, updated_at = ?, source = ? WHERE id = ?",
+                        (camera.model_dump_json(), now, CONFIG, camera_id),
+                    )
+                    changed = _changed_fields(old[0], camera)
+                    if old[1] != CONFIG:
+                        changed.append("source (it was added at run time)")
+                    applied.replaced[camera_id] = changed
+            for camera_id, (_, source) in stored.items():
+                if camera_id in wanted:
+                    continue
+                if source == CONFIG:
+                    db.execute("DELETE FROM cameras WHERE id = ?", (camera_id,))
+                    applied.removed.append(camera_id)
+                else:
+                    applied.runtime.append(camera_id)
+        return applied
+
+    def source_of(self, camera_id: str) -> str:
+        """``config`` (listed in the YAML at the last start) or ``runtime`` (added at run time)."""
+        db = self._sqlite.connect()
+        # A table from before sources, opened read only (not migrated): its cameras count as run-time ones.
+        columns = {row[1] for row in db.execute("PRAGMA table_info(cameras)")}
+        column = "source" if "source" in columns else f"'{RUNTIME}'"
+        row = db.execute(f"SELECT {column} FROM cameras WHERE id = ?", (camera_id,)).fetchone()
+        if row is None:
+            raise CameraNotFoundError(camera_id)
+        return str(row[0])
 
     def list_cameras(self) -> list[CameraConfig]:
         db = self._sqlite.connect()
         if self.read_only and not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'cameras'").fetchone():
             return []  # no agent has stored cameras in it yet
         rows = db.execute("SELECT config FROM cameras ORDER BY created_at, id")
-        return [CameraConfig.model_validate_json(config) for (config,) in rows]
+        return [CameraConfig.model_validate_json(config, context=_STORED) for (config,) in rows]
 
     def get(self, camera_id: str) -> CameraConfig:
         row = (
@@ -126,7 +235,7 @@ class CameraStore:
         )
         if row is None:
             raise CameraNotFoundError(camera_id)
-        return CameraConfig.model_validate_json(row[0])
+        return CameraConfig.model_validate_json(row[0], context=_STORED)
 
     def add(self, data: dict[str, Any]) -> CameraConfig:
         camera = parse_camera(data)
@@ -134,10 +243,7 @@ class CameraStore:
         with self._sqlite.transaction() as db:
             if db.execute("SELECT 1 FROM cameras WHERE id = ?", (camera.id,)).fetchone() is not None:
                 raise CameraError(f"a camera with id {camera.id!r} exists")
-            db.execute(
-                "INSERT INTO cameras (id, config, created_at, updated_at) VALUES (?, ?, ?, ?)",
-                (camera.id, camera.model_dump_json(), now, now),
-            )
+            db.execute(_INSERT, (camera.id, camera.model_dump_json(), now, now, RUNTIME))
         return camera
 
     def update(self, camera_id: str, changes: dict[str, Any]) -> CameraConfig:
@@ -159,3 +265,11 @@ class CameraStore:
         with self._sqlite.transaction() as db:
             if db.execute("DELETE FROM cameras WHERE id = ?", (camera_id,)).rowcount == 0:
                 raise CameraNotFoundError(camera_id)
+
+
+def site_cameras(config: AgentConfig) -> list[CameraConfig]:
+    """The cameras a start of ``config`` runs, by the rule above: the YAML's, then those added at run
+    time that the YAML does not list (read only; the database may not exist yet)."""
+    listed = {camera.id for camera in config.cameras}
+    stored = read_stored_cameras(config.database) or []
+    return [*config.cameras, *(c for c, source in stored if source == RUNTIME and c.id not in listed)]

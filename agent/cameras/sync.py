@@ -28,14 +28,22 @@ class CameraSync:
         host: the running pipeline.
         running: the cameras the pipeline was started with (enabled ones).
         interval_s: how often the revision is checked, seconds.
+        listed: the ids the YAML lists: a run-time change to one lasts until the next start, which
+            applies the YAML's entry again (logged with the change).
     """
 
     def __init__(
-        self, store: CameraStore, host: CameraHost, running: list[CameraConfig], interval_s: float = 0.2
+        self,
+        store: CameraStore,
+        host: CameraHost,
+        running: list[CameraConfig],
+        interval_s: float = 0.2,
+        listed: frozenset[str] = frozenset(),
     ) -> None:
         self.store = store
         self.host = host
         self.interval_s = interval_s
+        self.listed = listed
         self._running = {camera.id: camera for camera in running}
         self._revision = store.revision()
         self._stop = threading.Event()
@@ -65,10 +73,17 @@ class CameraSync:
         wanted = {camera.id: camera for camera in self.store.list_cameras() if camera.enabled}
         for camera_id in list(self._running):
             if camera_id not in wanted:
+                log.info("camera %s: stopped%s", camera_id, self._until_restart(camera_id))
                 self.host.remove_camera(camera_id)
                 del self._running[camera_id]
         for camera_id, camera in wanted.items():
             if self._running.get(camera_id) != camera:
-                log.info("camera %s: %s", camera_id, "changed" if camera_id in self._running else "added")
+                change = "changed" if camera_id in self._running else "added"
+                log.info("camera %s: %s%s", camera_id, change, self._until_restart(camera_id))
                 self.host.add_camera(camera)
                 self._running[camera_id] = camera
+
+    def _until_restart(self, camera_id: str) -> str:
+        if camera_id not in self.listed:
+            return ""
+        return " (the config lists it: its entry there applies again at the next start)"

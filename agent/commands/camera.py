@@ -1,5 +1,9 @@
 """``watchword camera ...``: manage the cameras in the state database; a running agent applies each
-change within a second (the other cameras keep running). Credentials are never printed."""
+change within a second (the other cameras keep running). Credentials are never printed.
+
+The YAML's ``cameras:`` win for the ids they list: each start applies them again, so a change made
+here to such a camera lasts until the next start (the command says so). Cameras added here are kept
+across starts."""
 
 from __future__ import annotations
 
@@ -60,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     import sqlite3
 
     from agent.cameras import CameraError, CameraNotFoundError, CameraStore, redacted
+    from agent.cameras.store import CONFIG
     from agent.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
     from agent.sqlite_files import writable_beside
 
@@ -74,14 +79,21 @@ def run(args: argparse.Namespace) -> int:
     try:
         command = args.camera_command
         if command == "list":
-            cameras = [redacted(c) for c in store.list_cameras()]
+            cameras = [{**redacted(c), "source": store.source_of(c.id)} for c in store.list_cameras()]
             if args.json:
                 print(json.dumps(cameras, indent=2))
             for row in [] if args.json else cameras:
                 state = "enabled" if row["enabled"] else "disabled"
                 fps = row["analysis_fps"] or "native"
-                print(f"{row['id']:<16} {state:<9} fps={fps:<7} {row['uri']}")
+                print(f"{row['id']:<16} {state:<9} {row['source']:<8} fps={fps:<7} {row['uri']}")
             return EXIT_OK
+        if command in {"update", "rm"} and store.source_of(args.id) == CONFIG:
+            print(
+                f"watchword camera {command}: note: the config lists camera {args.id}; this change lasts "
+                "until the agent's next start, which applies the config's entry again (edit the YAML "
+                "to keep it)",
+                file=sys.stderr,
+            )
         if command == "add":
             added = store.add({"id": args.id, "uri": args.uri, **_fields(args)})
             print(f"added camera {added.id}: {redacted(added)['uri']}")

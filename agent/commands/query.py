@@ -146,24 +146,30 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_cameras(args: argparse.Namespace) -> None:
-    """Refuse camera ids the config does not define; without a config, warn that none is checked."""
+    """Refuse camera ids the site does not have: with ``--config`` its cameras (the YAML's and those
+    added at run time), else the cameras stored in the database; warn when neither knows any."""
+    from agent.cameras import read_stored_cameras, site_cameras
     from agent.queries import QueryError
     from agent.queries.bounds import unknown_cameras
 
     if not args.cameras:
         return
-    if getattr(args, "config", None) is None:
-        print(
-            "watchword query: warning: camera ids are not checked without --config "
-            f"({', '.join(args.cameras)})",
-            file=sys.stderr,
-        )
-        return
-    from agent.config import load_config
+    if getattr(args, "config", None) is not None:
+        from agent.config import load_config
 
-    known = {camera.id for camera in load_config(args.config).cameras}
+        known = [camera.id for camera in site_cameras(load_config(args.config))]
+        where = f"the site ({args.config} and cameras added at run time) has"
+    else:
+        database = resolve_database(args)
+        known = [camera.id for camera, _ in read_stored_cameras(database) or []]
+        where = f"{database} holds"
+        if not known:
+            print(
+                f"watchword query: warning: camera ids not checked: {database} holds no camera yet "
+                f"(give --config to check them against the config's cameras): {', '.join(args.cameras)}",
+                file=sys.stderr,
+            )
+            return
     unknown = unknown_cameras(args.cameras, known)
     if unknown:
-        raise QueryError(
-            f"unknown camera ids {', '.join(unknown)}; the config defines {', '.join(sorted(known))}"
-        )
+        raise QueryError(f"unknown camera ids {', '.join(unknown)}; {where} {', '.join(known)}")

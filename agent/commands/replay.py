@@ -5,15 +5,19 @@
     watchword eval replay --frames FRAMES.jsonl [--config SITE.yaml] [--db Q.db]
                           [--set matching.window_s=1] [--labels LABELS.jsonl] [--report OUT.json]
 
-``--video`` runs the whole agent (detection to alerts, sinks off, state in a scratch folder) over a
-recording. ``--frames`` re-runs only the decision layer (pooling, hysteresis, selection, cooldown,
-episodes) over the frame records ``watchword run --jsonl`` (or ``--frames-out``) wrote: no model,
-seconds instead of hours, so thresholds and settings can be tuned on a whole day. With
-``rerank.enabled`` the LMM re-ranks there too, on frames read back from the recordings the config's
-cameras name, under its call budget counted in media time. Queries come from
-the registry (``--db``, else ``--config``'s ``database``); ``--set KEY=VALUE`` overrides a config
-key (dotted path, YAML value) and ``--threshold ID=VALUE`` a query's threshold, for what-if runs
-(on a scratch copy: the registry is not changed).
+``--video`` runs the whole agent (detection to alerts, sinks off, state in a scratch folder) over
+that recording, once, as one camera: ``--camera ID``'s settings (analysis_fps, size; the site's
+cameras as ``watchword run`` has them: the config's, then those added at run time), else the first
+enabled camera's; never the cameras stored in the state database. ``--frames`` re-runs only the
+decision layer (pooling, hysteresis, selection, cooldown, episodes) over the frame records
+``watchword run --jsonl`` (or ``--frames-out``) wrote: no model, seconds instead of hours, so
+thresholds and settings can be tuned on a whole day. With ``rerank.enabled`` the LMM re-ranks there
+too, on frames read back from the recordings the config's cameras name, under its call budget
+counted in media time. Queries come from the registry (``--db``, else ``--config``'s ``database``)
+with the config's ``queries:`` registered as at a start; a config that never ran has no registry,
+and its ``queries:`` are used alone. ``--set KEY=VALUE`` overrides a config key (dotted path, YAML
+value) and ``--threshold ID=VALUE`` a query's threshold, for what-if runs (on a scratch copy: the
+registry is not changed).
 
 ``--labels``: one event a line, ``{"camera": "c1", "query_id": 1, "start_s": 12.0, "end_s": 30.5}``
 in media seconds; an alert matches an event of its camera and query whose interval widened by
@@ -30,9 +34,12 @@ import sqlite3
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from agent.config import CameraConfig
 
 DEFAULT_DATABASE = Path("data/watchword.db")
 
@@ -98,8 +105,39 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+def _site_cameras(data: dict[str, Any], database: Path, source: str) -> list[CameraConfig]:
+    """The site's cameras by the rule of README "Your cameras": the config's (``data``) and those
+    added at run time in ``database``; without a config, the cameras stored there."""
+    from agent.cameras import read_stored_cameras, site_cameras
+    from agent.config import parse_config
+
+    if not data.get("cameras"):
+        return [camera for camera, _ in read_stored_cameras(database) or []]
+    text = yaml.safe_dump({**data, "database": str(database)})
+    return site_cameras(parse_config(text, source, check_files=False))
+
+
+def _replay_camera(args: argparse.Namespace, cameras: list[CameraConfig]) -> dict[str, Any]:
+    """The one camera of a ``--video`` replay: ``--camera``'s settings (else the first enabled
+    camera's) with the video as its URI, played once."""
+    if args.camera is not None and cameras:
+        chosen = next((c for c in cameras if c.id == args.camera), None)
+        if chosen is None:
+            known = ", ".join(c.id for c in cameras)
+            raise ReplayUsageError(f"--camera {args.camera!r}: the site has no such camera ({known})")
+    else:
+        enabled = [c for c in cameras if c.enabled] or cameras
+        chosen = enabled[0] if enabled else None
+    base = chosen.model_dump(mode="json") if chosen is not None else {}
+    base.update(id=args.camera or base.get("id", "replay"), uri=str(args.video.resolve()), loop=False)
+    base.pop("enabled", None)
+    return base
+
+
 def replay_config_data(args: argparse.Namespace, work_dir: Path) -> tuple[dict[str, Any], Path]:
-    """The config to replay with (as YAML data) and the copied query registry it points at."""
+    """The config to replay with (as YAML data) and the scratch query registry it points at: a copy
+    of the site's, or, for a config that never ran, a new one (the config's ``queries:`` are
+    registered in it as at a start)."""
     data: dict[str, Any] = {}
     if args.config is not None:
         try:
@@ -107,29 +145,34 @@ def replay_config_data(args: argparse.Namespace, work_dir: Path) -> tuple[dict[s
         except (OSError, yaml.YAMLError) as exc:
             raise ReplayUsageError(f"--config {args.config}: {exc}") from exc
         data = loaded if isinstance(loaded, dict) else {}
-    state_dir = Path(str(data.get("state_dir", "data")))
-    database = args.db or Path(str(data.get("database", state_dir / "watchword.db")))
-    if not Path(database).is_file():
-        raise ReplayUsageError(f"no query registry at {database} (give --db or --config)")
-    copy = work_dir / "watchword.db"
-    # A consistent snapshot, so that a running agent's registry (and its lock) is left alone.
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as source, sqlite3.connect(copy) as target:
-        source.backup(target)
     data = apply_overrides(data, list(args.overrides))
+    state_dir = Path(str(data.get("state_dir", "data")))
+    database = Path(args.db or Path(str(data.get("database", state_dir / "watchword.db"))))
+    copy = work_dir / "watchword.db"
+    if database.is_file():
+        # A consistent snapshot, so that a running agent's registry (and its lock) is left alone.
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as source, sqlite3.connect(copy) as target:
+            source.backup(target)
+        # The replay's cameras are given below; the copy's camera table must not add the site's.
+        with sqlite3.connect(copy) as scratch:
+            scratch.executescript("DROP TABLE IF EXISTS cameras; DROP TABLE IF EXISTS camera_meta;")
+    elif not data.get("queries"):
+        raise ReplayUsageError(
+            f"no query registry at {database}, and the config lists no queries: (give --db or --config)"
+        )
+    cameras = _site_cameras(data, database, str(args.config or "<replay>"))
     data.update(state_dir=str(work_dir), database=str(copy))
     alerts = dict(data.get("alerts") or {})
     alerts.update(database=str(work_dir / "alerts.db"), evidence_dir=str(work_dir / "evidence"), sinks=[])
     data["alerts"] = alerts
     data["api"] = {**(data.get("api") or {}), "enabled": False}
     data["output"] = {**(data.get("output") or {}), "jsonl": None, "video_dir": None}
-    cameras = data.get("cameras") or []
     if args.video is not None:
-        base = dict(cameras[0]) if cameras and isinstance(cameras[0], dict) else {}
-        base.update(id=args.camera or base.get("id", "replay"), uri=str(args.video.resolve()), loop=False)
-        base.pop("enabled", None)
-        data["cameras"] = [base]
-    elif not cameras:
-        data["cameras"] = [{"id": "replay", "uri": str(args.frames)}]  # not opened by a frames replay
+        data["cameras"] = [_replay_camera(args, cameras)]
+    elif cameras:  # a frames replay opens no camera; with the LMM it reads frames from their files
+        data["cameras"] = [camera.model_dump(mode="json") for camera in cameras]
+    else:
+        data["cameras"] = [{"id": "replay", "uri": str(args.frames)}]
     return data, copy
 
 
@@ -139,6 +182,7 @@ def run_replay(args: argparse.Namespace) -> int:
     from agent.evaluation.alert_quality import LabelError, alert_report, format_table, read_labels
     from agent.evaluation.replay_frames import FrameRecordError, replay_frames
     from agent.queries import QueryError, QueryRegistry, QueryUpdate
+    from agent.queries.startup import register_startup_queries
 
     source = args.video if args.video is not None else args.frames
     if not source.is_file():
@@ -148,13 +192,16 @@ def run_replay(args: argparse.Namespace) -> int:
         work_dir = Path(scratch)
         try:
             data, database = replay_config_data(args, work_dir)
-            config = parse_config(yaml.safe_dump(data), str(args.config or "<replay>"))
+            config = parse_config(
+                yaml.safe_dump(data), str(args.config or "<replay>"), check_files=args.video is not None
+            )
             labels = read_labels(args.labels) if args.labels is not None else []
         except (ReplayUsageError, ConfigError, LabelError, OSError, sqlite3.Error) as exc:
             print(f"watchword eval replay: {exc}", file=sys.stderr)
             return EXIT_USAGE
         registry = QueryRegistry(database)
         try:
+            register_startup_queries(registry, config.queries)  # as the agent does at every start
             for override in args.thresholds:
                 query_id, sep, value = override.partition("=")
                 if not sep:

@@ -35,32 +35,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _cameras_differ(yaml: list[CameraConfig], stored: list[CameraConfig]) -> list[str]:
-    by_id = {c.id: c for c in stored}
-    return [c.id for c in yaml if by_id.get(c.id) != c]
-
-
 class ConsoleRuntime:
     """The console's runtime parts for one agent.
 
-    Cameras come from the state database (seeded from the YAML on its first start); ``config`` is
-    the agent config with those cameras.
+    Cameras live in the state database: the YAML's are applied to it at every start (the YAML wins
+    for the ids it lists), those added at run time are kept (agent/cameras/store.py); ``config`` is
+    the agent config with the stored cameras.
     """
 
     def __init__(self, config: AgentConfig) -> None:
         self.cameras = CameraStore(config.database)
-        if self.cameras.seed(list(config.cameras)):
-            log.info("cameras: stored the config's %d cameras in %s", len(config.cameras), config.database)
+        applied = self.cameras.apply_config(list(config.cameras))
+        for line in applied.lines("the config"):
+            log.info("%s", line)
         stored = self.cameras.list_cameras()
-        changed = _cameras_differ(list(config.cameras), stored)
-        if changed:
-            log.warning(
-                "cameras come from %s; the config's entries for %s differ and are not used "
-                "(change them with `watchword camera update` or the console)",
-                config.database,
-                ", ".join(changed),
-            )
         self._yaml_cameras = list(config.cameras)
+        self._listed = frozenset(camera.id for camera in config.cameras)
         self.config = config.model_copy(update={"cameras": stored})
         self.console_enabled = config.api.enabled and getattr(config.api, "console", True)
         feedback: FeedbackConfig = getattr(config, "feedback", FeedbackConfig())
@@ -119,7 +109,7 @@ class ConsoleRuntime:
         """Start following the camera table, the search writer and the push channel."""
         self._alerts = alerts
         running = [c for c in self.config.cameras if c.enabled]
-        self._sync = CameraSync(self.cameras, pipeline, running)
+        self._sync = CameraSync(self.cameras, pipeline, running, listed=self._listed)
         self._sync.start()
         if self.index is not None:
             self.index.start()

@@ -33,7 +33,7 @@ def test_camera_commands_change_the_table_and_never_print_credentials(
 ) -> None:
     db = str(tmp_path / "w.db")
     store = CameraStore(db)
-    store.seed([CameraConfig(id="yard", uri="test://")])
+    store.apply_config([CameraConfig(id="yard", uri="test://")])  # what a start does
     host = RecordingHost()
     sync = CameraSync(store, host, store.list_cameras())
 
@@ -62,5 +62,6 @@ def test_camera_commands_change_the_table_and_never_print_credentials(
     assert main(["camera", "rm", "yard", "--db", db]) == 1
     assert main(["camera", "add", "bad id", "test://", "--db", db]) == 2
     assert main(["camera", "add", "door", "test://", "--db", db]) == 2  # exists
-    # seeding happens once: a later start does not bring removed cameras back
-    assert not CameraStore(db).seed([CameraConfig(id="yard", uri="test://")])
+    # the next start applies the YAML again: its camera comes back, the one added at run time stays
+    applied = CameraStore(db).apply_config([CameraConfig(id="yard", uri="test://")])
+    assert applied.added == ["yard"] and applied.runtime == ["door"]
