@@ -1,7 +1,12 @@
 """``watchword calibrate CONFIG --video PATH --target-false-alarms-per-hour N``.
 
 Runs the agent's detector, tracker and matcher over footage known to be normal and sets each enabled
-query's threshold so that this footage would raise at most N alarms per hour.
+query's threshold so that this footage would raise at most N alarms per hour. The queries are scored
+as the agent would score them: by CLIP (``matching.embedder``), with pose cues fused in when ``pose:``
+is on, or, with pose cues and no CLIP (the demo), from the cue each query maps to; a query that maps
+to no cue there is reported, not calibrated. The config's ``queries:`` are registered first, as at a
+start. The footage is analysed with the settings of ``--camera`` (the site's cameras: the config's,
+then those added at run time), else of the first enabled camera.
 
 A threshold set by hand (``query add --threshold``, the API) is left alone, and reported, unless
 ``--overwrite-manual``. A target of N per hour needs at least 1/N hours of footage (60 min for 1 per
@@ -16,9 +21,13 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from agent.config import AgentConfig
+    from agent.matching.matcher import Matcher
+    from agent.pose.cue_matcher import CueMatcher
+    from agent.queries import QueryRegistry
     from agent.types import FrameResult
 
 
@@ -33,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "config", type=Path, help="the agent config (its detector, tracker, matching, database)"
     )
     parser.add_argument("--video", type=Path, help="footage with no anomalies in it")
+    parser.add_argument(
+        "--camera", metavar="ID", help="analyse it with this camera's settings (default: the first enabled)"
+    )
     parser.add_argument(
         "--target-false-alarms-per-hour",
         type=float,
@@ -125,18 +137,32 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"watchword calibrate: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if config.matching.embedder is None:
-        print("watchword calibrate: the config has no matching.embedder (an exported CLIP)", file=sys.stderr)
+    pose_on = config.pose is not None and config.pose.enabled
+    if config.matching.embedder is None and not pose_on:
+        print(
+            "watchword calibrate: the config scores no query: it has neither matching.embedder (an "
+            "exported CLIP) nor pose: (behaviour cues)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
 
+    from agent.cameras import site_cameras
     from agent.config import CameraConfig
-    from agent.embedding import ClipEncoder
     from agent.matching.calibration import ScoreCollector, footage_warning
-    from agent.matching.matcher import Matcher
     from agent.pipeline import Pipeline
-    from agent.queries import QueryRegistry, QueryUpdate
+    from agent.queries import QueryError, QueryRegistry, QueryUpdate
+    from agent.queries.startup import register_startup_queries
 
-    template = config.enabled_cameras[0]
+    cameras = site_cameras(config)
+    if args.camera is not None:
+        chosen = [c for c in cameras if c.id == args.camera]
+        if not chosen:
+            known = ", ".join(c.id for c in cameras)
+            print(f"watchword calibrate: --camera {args.camera!r}: no such camera ({known})", file=sys.stderr)
+            return EXIT_USAGE
+        template = chosen[0]
+    else:
+        template = ([c for c in cameras if c.enabled] or cameras)[0]
     camera = CameraConfig(
         id="calibration",
         uri=str(args.video),
@@ -151,18 +177,31 @@ def run(args: argparse.Namespace) -> int:
         if early is not None:
             print(f"watchword calibrate: warning: {early}", file=sys.stderr)
     registry = QueryRegistry(config.database)
-    encoder = ClipEncoder.from_config(config.matching.embedder)
     try:
-        matcher = Matcher(config.matching, encoder, registry)
-        if not matcher.bank.matrix.queries:
+        register_startup_queries(registry, config.queries)  # as the agent does at every start
+    except QueryError as exc:
+        registry.close()
+        print(f"watchword calibrate: queries: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        scoring = _Scoring(config, registry)
+    except Exception as exc:  # a model that cannot be converted or loaded: as at a start
+        registry.close()
+        print(f"watchword calibrate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        matcher = scoring.matcher
+        for line in scoring.unmapped():
+            print(f"watchword calibrate: not calibrated: {line}", file=sys.stderr)
+        if not matcher.book.queries:
             print("watchword calibrate: no enabled queries to calibrate", file=sys.stderr)
             return EXIT_USAGE
-        collector = ScoreCollector(matcher)
+        collector = ScoreCollector(matcher.book)
         with _progress_bar(expected, not args.no_progress) as advance:
             pipeline = Pipeline(
                 config.model_copy(update={"cameras": [camera]}),
                 max_frames=args.max_frames,
-                analyzers=[matcher, collector, _Progress(advance)],
+                analyzers=[*scoring.before, matcher, collector, _Progress(advance)],
             )
             summary = pipeline.run()
         counters = summary.cameras[0].counters
@@ -205,6 +244,53 @@ def run(args: argparse.Namespace) -> int:
             print("dry run: no threshold changed")
 
     finally:
-        encoder.close()
+        scoring.close()
         registry.close()
     return EXIT_OK
+
+
+class _Scoring:
+    """The queries scored as the agent scores them: CLIP (with cues fused in when pose is on), or
+    cues alone; ``before`` are the stages that run ahead of the matcher (the pose stage)."""
+
+    def __init__(self, config: AgentConfig, registry: QueryRegistry) -> None:
+        self.encoder: Any = None
+        self.pose: Any = None
+        self.before: list[Any] = []
+        fusion = None
+        if config.pose is not None and config.pose.enabled:
+            from agent.pose.assembly import build_pose_stage
+
+            self.pose = build_pose_stage(config.pose, registry, config.state_dir)
+            self.before.append(self.pose.analyzer)
+        if config.matching.embedder is not None:
+            from agent.embedding import ClipEncoder
+            from agent.matching.matcher import Matcher
+
+            self.encoder = ClipEncoder.from_config(config.matching.embedder)
+            if self.pose is not None and config.pose is not None:
+                from agent.pose.cue_matcher import CueFusion
+
+                self.pose.vocabulary.add_encoder("clip", self.encoder.embed_texts)
+                fusion = CueFusion(self.pose.analyzer, self.pose.cues, config.pose.cue_weight)
+            self.matcher: Matcher | CueMatcher = Matcher(
+                config.matching, self.encoder, registry, cue_fusion=fusion
+            )
+        else:
+            from agent.pose.cue_matcher import CueMatcher
+
+            assert self.pose is not None and config.pose is not None
+            self.matcher = CueMatcher(config.matching, config.pose, self.pose.analyzer, self.pose.cues)
+
+    def unmapped(self) -> list[str]:
+        """Cue-only scoring: the enabled queries that map to no cue, with why (they are not scored)."""
+        if self.encoder is not None or self.pose is None:
+            return []
+        return [f"query {q.id} {q.text!r}: maps to no cue ({m.reason})" for q, m in self.pose.cues.unmapped()]
+
+    def close(self) -> None:
+        if self.pose is not None:
+            self.pose.release_sentence_model()
+            self.pose.analyzer.close()
+        if self.encoder is not None:
+            self.encoder.close()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agent.matching.matcher import Matcher
+from agent.matching.trackbook import TrackBook
 from agent.types import FrameResult
 
 THRESHOLD_STEP = 1e-3
@@ -80,13 +80,17 @@ def choose_threshold(maxima: list[float], allowed: int, floor: float) -> tuple[f
 
 @dataclass
 class ScoreCollector:
-    """An analyser placed after the matcher: records each pair's highest pooled score."""
+    """An analyser placed after the matcher: records each pair's highest pooled score.
 
-    matcher: Matcher
+    ``book`` is the matcher's track book: CLIP scores (maybe with cues fused in) or, without CLIP,
+    the cue values of the queries that map to a cue; a threshold applies to either the same way.
+    """
+
+    book: TrackBook
     maxima: dict[tuple[str, int, int], float] = field(default_factory=dict)
 
     def process(self, results: list[FrameResult]) -> None:
-        for (camera_id, track_id), state in self.matcher.tracks.items():
+        for (camera_id, track_id), state in self.book.tracks.items():
             if state.scores is None:
                 continue
             for column in np.flatnonzero(state.scores.scored):
@@ -96,7 +100,7 @@ class ScoreCollector:
     def calibrate(self, hours: float, target_per_hour: float, floor: float) -> list[QueryCalibration]:
         allowed = math.floor(target_per_hour * hours)
         outcomes = []
-        for query in self.matcher.bank.matrix.queries:
+        for query in self.book.queries:
             maxima = [value for (_, _, q), value in self.maxima.items() if q == query.id]
             threshold, expected = choose_threshold(maxima, allowed, floor)
             outcomes.append(QueryCalibration(query.id, query.text, maxima, allowed, threshold, expected))

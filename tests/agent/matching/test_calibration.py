@@ -97,10 +97,58 @@ def test_footage_warning_names_the_minimum() -> None:
     assert "at least 10 h" in (footage_warning(1.0, 0.1) or "")
 
 
-def test_calibrate_needs_a_clip_model(tmp_path: Path, sample_video: Path) -> None:
+def test_calibrate_needs_a_way_to_score_queries(tmp_path: Path, sample_video: Path) -> None:
     config = tmp_path / "site.yaml"
     config.write_text(f"database: {tmp_path}/q.db\ncameras:\n  - {{id: cam, uri: test://}}\n")
     command = [sys.executable, "-m", "agent.cli", "calibrate", str(config), "--video", str(sample_video),
                "--target-false-alarms-per-hour", "1"]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False)
-    assert result.returncode == 2 and "matching.embedder" in result.stderr
+    assert result.returncode == 2
+    assert "neither matching.embedder" in result.stderr and "nor pose:" in result.stderr
+
+
+@pytest.mark.slow
+def test_calibrate_sets_cue_query_thresholds_without_clip(
+    tmp_path: Path, sample_video: Path, pose_model_dir: Path, ssd_model_dir: Path
+) -> None:
+    """The demo's set-up (pose cues, no CLIP, queries in the YAML): cue queries are calibrated from
+    their cue values on the footage, a query that maps to no cue is named, --camera follows the site's
+    cameras (one added at run time here)."""
+    from agent.cameras import CameraStore
+
+    database = tmp_path / "state" / "watchword.db"
+    store = CameraStore(database)
+    store.add({"id": "slow", "uri": "test://", "analysis_fps": 5})  # added at run time
+    store.close()
+    config = tmp_path / "demo.yaml"
+    config.write_text(
+        f"state_dir: {tmp_path}/state\n"
+        f"cameras:\n  - {{id: sample, uri: '{sample_video}', analysis_fps: 10}}\n"
+        f"detector: {{type: ssd-mobilenet, model_dir: '{ssd_model_dir}'}}\n"
+        f"pose: {{model_dir: '{pose_model_dir}', export_if_missing: false, interval_s: 1.0,"
+        " cues: {still_long_s: 5.0}}\n"
+        "queries:\n  - text: someone standing still for a long time\n  - text: a person running\n"
+        "  - text: a man in a red hat\n"
+    )
+    command = [
+        sys.executable, "-m", "agent.cli", "calibrate", str(config), "--video", str(sample_video),
+        "--target-false-alarms-per-hour", "60", "--min-threshold", "0.01", "--max-frames", "40",
+        "--camera", "slow", "--no-progress",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stderr
+    # 40 frames at the run-time camera's 5 frames/s: 8 s of footage (the YAML camera's 10 would be 4 s)
+    assert "8 s of footage" in result.stderr
+    assert "not calibrated: query 3 'a man in a red hat': maps to no cue" in result.stderr
+    registry = QueryRegistry(database)
+    try:
+        queries = {q.text: q for q in registry.list_queries()}
+    finally:
+        registry.close()
+    for text in ("someone standing still for a long time", "a person running"):
+        threshold = queries[text].threshold
+        assert queries[text].threshold_source == "calibrated", result.stdout
+        assert threshold is not None and 0.01 <= threshold < 1
+    assert queries["a man in a red hat"].threshold is None
+    rows = [line.split() for line in result.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert {int(row[0]) for row in rows if "[set]" in " ".join(row)} == {1, 2}
