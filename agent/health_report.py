@@ -7,7 +7,10 @@ dead letters, failures in a row), storage (events held in memory because the dis
 events lost, the free bytes of each filesystem that holds state: the alerts database's, the
 evidence's and the state directory's), the re-ranker's LMM and the models' engines (a
 model on the CPU because ``allow_cpu_fallback`` let it start without its GPU is degraded).
-Every text is redacted.
+Every text is redacted. A camera's ``fps`` is the rate its frames are analysed at (over the last
+few seconds), ``source_fps`` the rate its source delivers them; ``falling_behind`` says why when a
+live camera drops frames because the agent cannot keep up (a warning the status repeats, not a
+problem: the frames it analyses are still analysed).
 ``GET /livez`` is the separate liveness answer for container probes: the process serves requests.
 """
 
@@ -47,7 +50,9 @@ def camera_health(statuses: list[CameraStatus]) -> tuple[dict[str, Any], list[st
         cameras[counters.camera_id] = {
             "state": state,
             "last_frame_age_s": None if source is None else source.last_frame_age_s,
-            "fps": None if source is None else round(source.fps, 2),
+            "fps": None if source is None else round(counters.analysed_fps, 2),
+            "source_fps": None if source is None else round(source.fps, 2),
+            "falling_behind": status.keep_up_problem(),
             "frames": counters.frames,
             "drops": 0 if source is None else source.drops,
             "reconnects": 0 if source is None else source.reconnects,

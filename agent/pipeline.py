@@ -22,6 +22,7 @@ from agent.detection.loader import DetectorLoader
 from agent.outputs.jsonl import JsonlWriter, frame_record
 from agent.outputs.video import VideoWriter, annotate
 from agent.sources import Source, SourceError, SourceStats, open_source
+from agent.sources.stats import RateMeter
 from agent.tracking import CameraTracker, build_tracker
 from agent.tracking.reassociation import Embedder
 from agent.types import Detections, Frame, FrameResult, TrackEvent, TrackEventKind
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 IDLE_SLEEP_S = 0.002
 DEFAULT_FRAME_RATE = 25.0
+ANALYSED_RATE_WINDOW_S = 5.0  # the source's delivered rate is measured over the same window
+KEEP_UP_RATIO = 0.9
 SOURCE_STOP_TIMEOUT_S = 2.0
 
 
@@ -44,7 +47,11 @@ class Analyzer(Protocol):
 
 @dataclass
 class CameraCounters:
-    """What the runner did with one camera's frames."""
+    """What the runner did with one camera's frames.
+
+    ``analysed_fps`` is the rate frames were analysed at over the last few seconds, filled in by
+    :meth:`snapshot` (the live counters keep the frame times instead).
+    """
 
     camera_id: str
     frames: int = 0
@@ -54,6 +61,8 @@ class CameraCounters:
     first_frame_wall: float | None = None
     last_frame_wall: float | None = None
     error: str | None = None
+    analysed_fps: float = 0.0
+    _rate: RateMeter = field(default_factory=lambda: RateMeter(ANALYSED_RATE_WINDOW_S), repr=False)
 
     @property
     def mean_fps(self) -> float:
@@ -62,6 +71,15 @@ class CameraCounters:
         span = self.last_frame_wall - self.first_frame_wall
         return (self.frames - 1) / span if span > 0 else 0.0
 
+    def frame_analysed(self, now: float) -> None:
+        """Count one analysed frame at ``now`` (monotonic seconds) for the analysed rate."""
+        self._rate.add(now)
+
+    def snapshot(self) -> CameraCounters:
+        """A copy with ``analysed_fps`` measured now; it shares no state with the live counters."""
+        fields = {k: v for k, v in vars(self).items() if k != "_rate"}
+        return CameraCounters(**{**fields, "analysed_fps": self._rate.rate(time.monotonic())})
+
 
 @dataclass
 class CameraStatus:
@@ -69,6 +87,24 @@ class CameraStatus:
 
     source: SourceStats | None
     counters: CameraCounters
+
+    def keep_up_problem(self) -> str | None:
+        """Why this camera's frames are analysed slower than its source delivers them, or None.
+
+        A live source drops the oldest frames the runner has not taken; when it has dropped frames
+        and the analysed rate stays below ``KEEP_UP_RATIO`` of the delivered one, the agent cannot keep
+        up. A file source waits for the runner, so it never falls behind.
+        """
+        source, counters = self.source, self.counters
+        if source is None or source.state.value != "running" or not source.drops or source.fps <= 0:
+            return None
+        if counters.frames == 0 or counters.analysed_fps >= KEEP_UP_RATIO * source.fps:
+            return None
+        return (
+            f"camera {counters.camera_id}: analysing {counters.analysed_fps:.1f} of {source.fps:.1f} "
+            f"frames/s, {source.drops} dropped: the agent cannot keep up (lower analysis_fps, "
+            "max_width/max_height or the number of cameras, or use a faster detector engine)"
+        )
 
 
 @dataclass
@@ -168,7 +204,7 @@ class Pipeline:
             for camera_id, counters in self.counters.items():
                 source = self.sources.get(camera_id)
                 stats = source.stats() if source is not None else None
-                result.append(CameraStatus(stats, CameraCounters(**vars(counters))))
+                result.append(CameraStatus(stats, counters.snapshot()))
             return result
 
     # --- cameras at run time ----------------------------------------------------------------
@@ -284,6 +320,7 @@ class Pipeline:
             if counters.first_frame_wall is None:
                 counters.first_frame_wall = frame.wall_time
             counters.last_frame_wall = frame.wall_time
+            counters.frame_analysed(time.monotonic())
         return FrameResult(frame, tracks, events)
 
     def _analyze(self, results: list[FrameResult]) -> None:

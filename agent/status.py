@@ -20,27 +20,40 @@ log = logging.getLogger(__name__)
 LOG_INTERVAL_S = 10.0
 
 
-def _row(status: CameraStatus) -> list[str]:
+def _row(status: CameraStatus, error_width: int | None = None) -> list[str]:
     source, counters = status.source, status.counters
     # No source yet: still starting, unless opening it failed (then the error says why).
     state = source.state.value if source is not None else ("failed" if counters.error else "starting")
     age = "-" if source is None or source.last_frame_age_s is None else f"{source.last_frame_age_s:.1f}s"
-    fps = f"{source.fps:.1f}" if source is not None else "-"
+    # fps: frames analysed per second; source: frames the camera delivered per second (a live
+    # camera drops what the agent does not take in time)
+    fps = f"{counters.analysed_fps:.1f}" if source is not None else "-"
+    source_fps = f"{source.fps:.1f}" if source is not None else "-"
+    error = redact_text(counters.error or (source.last_error if source is not None else None) or "")
     return [
         counters.camera_id,
         state,
         fps,
+        source_fps,
         str(counters.frames),
         str(counters.active_tracks),
         str(counters.tracks_seen),
         str(source.drops if source is not None else 0),
         str(source.reconnects if source is not None else 0),
         age,
-        redact_text(counters.error or (source.last_error if source is not None else None) or "")[:60],
+        error if error_width is None else error[:error_width],
     ]
 
 
-_COLUMNS = ["camera", "state", "fps", "frames", "tracks", "seen", "drops", "reconnects", "age", "error"]
+_COLUMNS = [
+    "camera", "state", "fps", "source", "frames", "tracks", "seen", "drops", "reconnects", "age", "error"
+]  # fmt: skip
+LIVE_ERROR_WIDTH = 60  # the live table is redrawn in place; the log lines and the summary show it all
+
+
+def keep_up_warnings(statuses: list[CameraStatus]) -> list[str]:
+    """One line per camera whose frames are analysed slower than they arrive."""
+    return [problem for status in statuses if (problem := status.keep_up_problem()) is not None]
 
 
 def status_table(statuses: list[CameraStatus], title: str | None = None) -> Table:
@@ -50,7 +63,7 @@ def status_table(statuses: list[CameraStatus], title: str | None = None) -> Tabl
     for column in _COLUMNS:
         table.add_column(column, justify="left" if column in {"camera", "state", "error"} else "right")
     for status in statuses:
-        table.add_row(*_row(status))
+        table.add_row(*_row(status, LIVE_ERROR_WIDTH))
     return table
 
 
@@ -96,18 +109,21 @@ class StatusReporter:
             self.log_once()
 
     def _table(self) -> Table:
-        table = status_table(self._snapshot())
-        warnings = self._warnings()
+        statuses = self._snapshot()
+        table = status_table(statuses)
+        warnings = keep_up_warnings(statuses) + self._warnings()
         if warnings:
             table.caption = "\n".join(warnings)
             table.caption_style = "bold red"
         return table
 
     def log_once(self) -> None:
-        """Log one status line per camera, then a WARNING per degraded part (every time, not once)."""
-        for status in self._snapshot():
+        """Log one status line per camera, then a WARNING per degraded part and per camera that
+        cannot keep up (every time, not once)."""
+        statuses = self._snapshot()
+        for status in statuses:
             log.info("status %s", status_line(status))
-        for warning in self._warnings():
+        for warning in keep_up_warnings(statuses) + self._warnings():
             log.warning("status %s", warning)
 
     def close(self) -> None:
@@ -126,8 +142,9 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
     table = Table(
         title=f"watchword: {summary.frames} frames in {summary.duration_s:.1f} s ({summary.stopped_by})"
     )
-    for column in ["camera", "frames", "mean fps", "detections", "tracks", "drops", "reconnects", "error"]:
-        table.add_column(column, justify="left" if column in {"camera", "error"} else "right")
+    for column in ["camera", "frames", "mean fps", "detections", "tracks", "drops", "reconnects"]:
+        table.add_column(column, justify="left" if column == "camera" else "right")
+    errors = []
     for status in summary.cameras:
         counters, source = status.counters, status.source
         table.add_row(
@@ -138,9 +155,12 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
             str(counters.tracks_seen),
             str(source.drops if source else 0),
             str(source.reconnects if source else 0),
-            redact_text(counters.error or "")[:80],
         )
+        if counters.error:
+            errors.append(f"camera {counters.camera_id}: {redact_text(counters.error)}")
     console.print(table)
+    for line in errors:  # whole, below the table: a reason cut at a column's width says too little
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
     if summary.detect_batches:
         console.print(
             f"detector: {summary.detect_batches} batches, "
