@@ -75,11 +75,21 @@ def run(args: argparse.Namespace) -> int:
     finally:
         index.close()
         encoder.close()
+    if args.camera is not None and not hits:
+        from agent.cameras import site_cameras
+
+        known = [camera.id for camera in site_cameras(config)]
+        if args.camera not in known:  # a camera removed since still has its tracks found above
+            print(
+                f"watchword search: unknown camera {args.camera!r}; the site's cameras: {', '.join(known)}",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
     if args.json:
         print(json.dumps([hit.as_dict() for hit in hits], indent=2))
         return EXIT_OK
     if not hits:
-        print("no tracks in that time")
+        print("no tracks in that time" + (f" on camera {args.camera}" if args.camera else ""))
     for hit in hits:
         seen = datetime.fromtimestamp(hit.last_seen).strftime("%Y-%m-%d %H:%M:%S")
         print(f"{hit.score:.3f}  {hit.camera:<12} track {hit.track_id:<6} last seen {seen}  key {hit.key}")

@@ -320,6 +320,14 @@ def test_search_command_line_finds_what_the_api_finds(
     scores = {r["key"]: r["score"] for r in cli}
     assert all(abs(scores[r["key"]] - r["score"]) < 1e-3 for r in api if r["key"] in both)
     assert main(["search", "x", "--config", str(config), "--since", "yesterday"]) == 2
+    # a camera the site does not have is named as such, not answered with "no tracks"
+    capsys.readouterr()
+    assert main(["search", "a person walking", "--config", str(config), "--camera", "nosuch"]) == 2
+    captured = capsys.readouterr()
+    assert "unknown camera 'nosuch'; the site's cameras: sample" in captured.err
+    assert "no tracks" not in captured.out
+    assert main(["search", "a person walking", "--config", str(config), "--camera", "sample", "--json"]) == 0
+    assert {r["camera"] for r in json.loads(capsys.readouterr().out)} == {"sample"}
 
 
 def test_live_stream_pushes_new_frames_as_mjpeg(live: RunningAgent) -> None:
