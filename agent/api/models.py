@@ -9,14 +9,19 @@ from typing import Annotated, Any
 from fastapi import Path as PathParameter
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.queries.bounds import CAMERA_ID, MAX_CAMERAS_PER_QUERY, MAX_COOLDOWN_S, MAX_NORMAL_PROMPTS
-from agent.queries.registry import MAX_TEXT_CHARS
+from agent.queries.bounds import (
+    CAMERA_ID,
+    MAX_CAMERAS_PER_QUERY,
+    MAX_COOLDOWN_S,
+    MAX_NORMAL_PROMPTS,
+    MAX_QUERY_TEXT_CHARS,
+)
 
 # SQLite integers are signed 64-bit: a larger id or offset is a 422, not an overflow inside the driver.
 SQLITE_MAX_INT = 2**63 - 1
 
 CameraId = Annotated[str, Field(pattern=CAMERA_ID)]
-Prompt = Annotated[str, Field(min_length=1, max_length=500)]
+Prompt = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_TEXT_CHARS)]
 DbId = Annotated[int, Field(ge=0, le=SQLITE_MAX_INT)]
 # An alert id (a UUID) or a file name in a path: bounded, so that a longer one is a 422.
 PathPart = Annotated[str, PathParameter(min_length=1, max_length=128)]
@@ -27,7 +32,7 @@ class QueryIn(BaseModel):
 
     text: str = Field(
         min_length=1,
-        max_length=MAX_TEXT_CHARS,
+        max_length=MAX_QUERY_TEXT_CHARS,
         description="what to watch for (trimmed; no control characters)",
     )
     enabled: bool = True
@@ -45,7 +50,7 @@ class QueryIn(BaseModel):
 class QueryPatch(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    text: str | None = Field(None, min_length=1, max_length=MAX_TEXT_CHARS)
+    text: str | None = Field(None, min_length=1, max_length=MAX_QUERY_TEXT_CHARS)
     enabled: bool | None = None
     cameras: list[CameraId] | None = Field(None, max_length=MAX_CAMERAS_PER_QUERY)
     threshold: float | None = Field(None, gt=0, lt=1)

@@ -104,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
                 enabled=not args.disabled,
             )
             print(f"added query {query.id}: {query.text}")
+            _warn_unevaluated(args, query.id, query.text)
         elif command == "list":
             queries = registry.list_queries()
             if args.json:
@@ -143,6 +144,27 @@ def run(args: argparse.Namespace) -> int:
     finally:
         registry.close()
     return EXIT_OK
+
+
+def _warn_unevaluated(args: argparse.Namespace, query_id: int, text: str) -> None:
+    """With ``--config`` naming pose cues and no CLIP model, a query that maps to no cue is never
+    evaluated: say so at once, with why (``query show`` gives the whole mapping)."""
+    if getattr(args, "config", None) is None:
+        return
+    from agent.config import load_config
+
+    config = load_config(args.config)
+    if config.matching.embedder is not None or config.pose is None or not config.pose.enabled:
+        return
+    from agent.pose.querycues import offline_mapping
+
+    mapping = offline_mapping(text, config.pose)
+    if mapping["cue"] is None:
+        print(
+            f"watchword query: warning: query {query_id} maps to no behaviour cue ({mapping['reason']}); "
+            "this config has no CLIP model (matching.embedder), so the agent will not evaluate it",
+            file=sys.stderr,
+        )
 
 
 def _check_cameras(args: argparse.Namespace) -> None:

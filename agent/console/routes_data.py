@@ -25,6 +25,7 @@ from agent.console.services import (
     TryOut,
     unprocessable,
 )
+from agent.queries.bounds import MAX_QUERY_TEXT_CHARS
 from agent.search.scorer import threshold_for_rate
 from agent.uri_rules import camera_uri_problem
 
@@ -53,8 +54,8 @@ def parse_since(value: str | None, now: float | None = None) -> float | None:
 class TryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(min_length=1, max_length=MAX_SEARCH_TEXT)
-    normal_prompts: list[Annotated[str, Field(min_length=1, max_length=MAX_SEARCH_TEXT)]] | None = Field(
+    text: str = Field(min_length=1, max_length=MAX_QUERY_TEXT_CHARS)  # a draft of a standing query
+    normal_prompts: list[Annotated[str, Field(min_length=1, max_length=MAX_QUERY_TEXT_CHARS)]] | None = Field(
         None, max_length=64
     )
     cameras: list[str] | None = Field(None, max_length=256)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agent.queries.language import language_problem
+
 CUE_PHRASES: dict[str, tuple[str, ...]] = {
     "upright": ("a person standing upright", "someone standing", "a person walking upright"),
     "crouching": (
@@ -146,7 +148,7 @@ class CueVocabulary:
         similarities = self._similarities(texts)
         count = len(self._phrases)
         results = []
-        for row in similarities:
+        for text, row in zip(texts, similarities, strict=True):
             best = int(np.argmax(row[:count]))
             similarity = float(row[best])
             ordinary = float(row[count:].max()) if len(row) > count else -1.0
@@ -160,6 +162,8 @@ class CueVocabulary:
                     f"as close to ordinary behaviour ({ordinary:.2f}) as to {phrase!r} ({similarity:.2f})"
                 )
             if reason is not None:
+                language = language_problem(text)  # the likeliest cause, named first
+                reason = reason if language is None else f"{language} ({reason})"
                 results.append(CueMapping(None, 0.0, similarity, phrase, reason, tuple(self.encoders)))
                 continue
             confidence = 0.5 + 0.5 * (similarity - self.min_similarity) / max(1.0 - self.min_similarity, 1e-6)

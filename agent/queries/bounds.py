@@ -14,6 +14,9 @@ import unicodedata
 from collections.abc import Collection
 
 CAMERA_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# The one limit on a standing query's text (trimmed), wherever it comes from: the CLI, the API, the
+# console's try-before-you-save, the YAML's ``queries:``. The registry's check is the one that counts.
+MAX_QUERY_TEXT_CHARS = 500
 MAX_NORMAL_PROMPTS = 32
 MAX_CAMERAS_PER_QUERY = 64
 MAX_COOLDOWN_S = 7 * 86400.0

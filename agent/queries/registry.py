@@ -7,6 +7,7 @@ counter (by trigger), so the agent notices additions, edits and removals by poll
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Callable
@@ -19,14 +20,17 @@ import numpy as np
 from agent.queries.bounds import (
     MAX_CAMERAS_PER_QUERY,
     MAX_NORMAL_PROMPTS,
+    MAX_QUERY_TEXT_CHARS,
     camera_id_problem,
     cooldown_problem,
     refused_char,
 )
+from agent.queries.language import language_problem
 from agent.sqlite_files import database_problem, writable_beside
 from agent.sqlite_threads import ThreadLocalSQLite
 
-MAX_TEXT_CHARS = 500
+log = logging.getLogger(__name__)
+
 Severity = Literal["info", "warning", "critical"]
 SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
 
@@ -43,19 +47,27 @@ class QueryNotFoundError(KeyError):
 
 
 def validate_query_text(text: str) -> str:
-    """Trimmed text of 1 to 500 characters without control characters, else :class:`QueryError`."""
+    """Trimmed text of 1 to ``MAX_QUERY_TEXT_CHARS`` (500) characters without control characters,
+    else :class:`QueryError`."""
     if not isinstance(text, str):
         raise QueryError("query text must be a string")
     text = text.strip()
     if not text:
         raise QueryError("query text is empty")
-    if len(text) > MAX_TEXT_CHARS:
-        raise QueryError(f"query text is {len(text)} characters; the limit is {MAX_TEXT_CHARS}")
+    if len(text) > MAX_QUERY_TEXT_CHARS:
+        raise QueryError(f"query text is {len(text)} characters; the limit is {MAX_QUERY_TEXT_CHARS}")
     refused = refused_char(text)
     if refused is not None:
         position, char = refused
         raise QueryError(f"query text has a control character (U+{ord(char):04X}) at position {position}")
     return text
+
+
+def _warn_language(query_id: int, text: str) -> None:
+    """Added or edited: say when the text may not be English (accepted, but it will match little)."""
+    problem = language_problem(text)
+    if problem is not None:
+        log.warning("query %d %r: %s", query_id, text, problem)
 
 
 def _validate_prompts(prompts: list[str] | None) -> list[str] | None:
@@ -357,6 +369,7 @@ class QueryRegistry:
                 ),
             )
             query_id = int(cursor.lastrowid or 0)
+        _warn_language(query_id, text)
         return self.get(query_id)
 
     def update(self, query_id: int, change: QueryUpdate) -> Query:
@@ -364,6 +377,7 @@ class QueryRegistry:
         values: dict[str, Any] = {}
         if change.text is not None:
             values["text"] = validate_query_text(change.text)
+            _warn_language(query_id, values["text"])
         if change.enabled is not None:
             values["enabled"] = int(change.enabled)
         if change.clear_cameras:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agent.queries.registry import Query, QueryRegistry
+from agent.queries.registry import Query, QueryError, QueryRegistry, validate_query_text
 
 log = logging.getLogger(__name__)
 
@@ -16,11 +16,20 @@ class StartupQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    text: str = Field(min_length=1, max_length=500)
+    text: str
     severity: str = Field("warning", pattern="^(info|warning|critical)$")
     threshold: float | None = Field(None, gt=0, lt=1)
     cooldown_s: float = Field(60.0, ge=0)
     cameras: list[str] | None = None
+
+    @field_validator("text")
+    @classmethod
+    def _text_as_the_registry_takes_it(cls, text: str) -> str:
+        """The registry's own check (length, control characters), so the YAML fails at load."""
+        try:
+            return validate_query_text(text)
+        except QueryError as exc:
+            raise ValueError(str(exc)) from exc
 
 
 def register_startup_queries(registry: QueryRegistry, queries: list[StartupQuery]) -> list[Query]:

@@ -75,6 +75,17 @@ def test_queries_map_to_the_cues_they_describe_or_to_none(sentence_embedder: Sen
             assert mapping.confidence == 0.0 and mapping.reason
         else:
             assert 0.5 <= mapping.confidence <= 1.0
+        assert "English" not in (mapping.reason or "")
+
+
+@pytest.mark.parametrize("text", ["una persona que se cae al suelo", "人が倒れる"])
+def test_a_query_that_may_not_be_english_maps_to_no_cue_and_says_why_first(
+    sentence_embedder: SentenceEmbedder, text: str
+) -> None:
+    """The reason the API (``cue``), ``query show``, the start-up message and calibrate show."""
+    mapping = CueVocabulary({"minilm": sentence_embedder.embed}).map(text)
+    assert mapping.cue is None and mapping.reason is not None
+    assert "may not be English" in mapping.reason.split("(closest cue phrase")[0]
 
 
 def test_on_demand_embedder_drops_the_model_after_release(sentence_embedder: SentenceEmbedder) -> None:
