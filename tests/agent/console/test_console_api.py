@@ -150,6 +150,12 @@ def test_cameras_are_added_changed_and_removed_in_the_running_agent(live: Runnin
     assert live.request("GET", "/cameras/pattern")[1]["status"]["state"] == "running"
     assert live.request("POST", "/cameras", {"id": "pattern", "uri": "test://"})[0] == 422
     assert live.request("POST", "/cameras", {"id": "bad id!", "uri": "test://"})[0] == 422
+    assert live.request("POST", "/cameras", {"id": "gone", "uri": "/no/such/video.mp4"})[0] == 422
+    # queries may name the YAML's camera and one added at run time, not a camera the site lacks
+    status, query, _ = live.request("POST", "/queries", {"text": "a person waving", "cameras": ["pattern"]})
+    assert status == 201, query
+    assert live.request("POST", "/queries", {"text": "a person waving", "cameras": ["patern"]})[0] == 422
+    assert live.request("DELETE", f"/queries/{query['id']}")[0] == 204
     # disable: the camera stops, the row stays
     assert live.request("PATCH", "/cameras/pattern", {"enabled": False})[0] == 200
     wait_for(lambda: "pattern" not in live.health()["cameras"], 10, "the disabled camera to stop")
