@@ -246,13 +246,15 @@ def _get(url: str, token: str | None = TOKEN) -> tuple[int, bytes]:
 def test_without_clip_tracking_runs_and_health_and_metrics_report(
     tmp_path: Path, sample_video: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # a file no decoder reads: that camera fails at run time (a missing file is refused at load)
+    (tmp_path / "broken.avi").write_bytes(b"not a video" * 100)
     config = parse_config(
         f"""
 state_dir: {tmp_path}/state
 database: {tmp_path}/queries.db
 cameras:
   - {{id: sample, uri: "{sample_video}", loop: true}}
-  - {{id: gone, uri: "{tmp_path}/missing.avi"}}
+  - {{id: gone, uri: "{tmp_path}/broken.avi"}}
 alerts: {{database: {tmp_path}/alerts.db, evidence_dir: {tmp_path}/evidence}}
 api: {{enabled: true, port: 0, token: {TOKEN}}}
 """
@@ -276,7 +278,7 @@ api: {{enabled: true, port: 0, token: {TOKEN}}}
         assert health["cameras"]["sample"]["frames"] >= 10
         assert (
             health["cameras"]["gone"]["state"] == "failed"
-            and "missing.avi" in health["cameras"]["gone"]["error"]
+            and "broken.avi" in health["cameras"]["gone"]["error"]
         )
         status, body = _get(f"{url}/metrics")
         text = body.decode()
