@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from agent.config import AgentConfig, CameraConfig
 from agent.redact import has_credentials
 from agent.sources.uri import redact_uri
+from agent.sqlite_files import connect_read_only
 from agent.sqlite_threads import ThreadLocalSQLite
 
 _SCHEMA = [
@@ -130,14 +131,19 @@ def read_stored_cameras(path: str | Path) -> list[tuple[CameraConfig, str]] | No
     if not path.is_file():
         return None
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            columns = {row[1] for row in db.execute("PRAGMA table_info(cameras)")}
-            if not columns:
-                return None
-            source = "source" if "source" in columns else f"'{RUNTIME}'"
-            rows = db.execute(f"SELECT config, {source} FROM cameras ORDER BY created_at, id").fetchall()
+        db = connect_read_only(path)  # writes nothing, also in a folder this process cannot write
     except sqlite3.Error:
         return None
+    try:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(cameras)")}
+        if not columns:
+            return None
+        source = "source" if "source" in columns else f"'{RUNTIME}'"
+        rows = db.execute(f"SELECT config, {source} FROM cameras ORDER BY created_at, id").fetchall()
+    except sqlite3.Error:
+        return None
+    finally:
+        db.close()
     return [(CameraConfig.model_validate_json(config, context=_STORED), origin) for config, origin in rows]
 
 

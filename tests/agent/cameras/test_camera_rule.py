@@ -88,6 +88,12 @@ def test_a_table_from_before_sources_keeps_seeded_cameras_as_the_yamls(tmp_path:
             camera = CameraConfig(id=camera_id, uri="test://").model_dump_json()
             db.execute("INSERT INTO cameras VALUES (?, ?, ?, ?)", (camera_id, camera, created, created))
     assert [s for _, s in read_stored_cameras(database) or []] == [RUNTIME, RUNTIME]  # read only
+    reader = CameraStore(database, read_only=True)  # `camera list` where the folder is read only
+    assert [(c.id, reader.source_of(c.id)) for c in reader.list_cameras()] == [
+        ("yard", RUNTIME),
+        ("door", RUNTIME),
+    ]
+    reader.close()
     store = CameraStore(database)
     assert (store.source_of("yard"), store.source_of("door")) == (CONFIG, RUNTIME)
     assert store.apply_config([]).removed == ["yard"]
