@@ -87,10 +87,11 @@ class CameraConfig(StrictModel):
     @classmethod
     def _usable_uri(cls, uri: str, info: ValidationInfo) -> str:
         problem = camera_uri_problem(uri)
-        # A file camera's file must exist when the camera is configured (the YAML, `camera add`, the
-        # API), so that a missing file stops the start at once with this key; a camera read back
-        # from the state database is not refused for it (``context={"check_files": False}``).
-        if problem is None and (info.context or {}).get("check_files", True):
+        # A file camera in the YAML must have its file, so that a missing one stops the start at once
+        # with this key (``parse_config`` asks for it: ``context={"check_files": True}``). Cameras
+        # read back from the state database are not refused for a vanished file, and the API checks
+        # its media folders first: an answer of "not found" outside them would tell which files exist.
+        if problem is None and (info.context or {}).get("check_files", False):
             problem = missing_file_problem(uri)
         if problem is not None:
             raise ValueError(problem)

@@ -49,9 +49,6 @@ _SCHEMA = [
 
 CONFIG = "config"
 RUNTIME = "runtime"
-# Stored rows are read back without checking that a file camera's file still exists: a vanished
-# file is that camera's run-time failure, not a reason the table cannot be listed.
-_STORED = {"check_files": False}
 _INSERT = "INSERT INTO cameras (id, config, created_at, updated_at, source) VALUES (?, ?, ?, ?, ?)"
 
 
@@ -144,7 +141,7 @@ def read_stored_cameras(path: str | Path) -> list[tuple[CameraConfig, str]] | No
         return None
     finally:
         db.close()
-    return [(CameraConfig.model_validate_json(config, context=_STORED), origin) for config, origin in rows]
+    return [(CameraConfig.model_validate_json(config), origin) for config, origin in rows]
 
 
 class CameraStore:
@@ -190,7 +187,7 @@ class CameraStore:
         wanted = {camera.id: camera for camera in cameras}
         with self._sqlite.transaction() as db:
             stored = {
-                camera_id: (CameraConfig.model_validate_json(config, context=_STORED), source)
+                camera_id: (CameraConfig.model_validate_json(config), source)
                 for camera_id, config, source in db.execute("SELECT id, config, source FROM cameras")
             }
             for camera_id, camera in wanted.items():
@@ -233,7 +230,7 @@ class CameraStore:
         if self.read_only and not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'cameras'").fetchone():
             return []  # no agent has stored cameras in it yet
         rows = db.execute("SELECT config FROM cameras ORDER BY created_at, id")
-        return [CameraConfig.model_validate_json(config, context=_STORED) for (config,) in rows]
+        return [CameraConfig.model_validate_json(config) for (config,) in rows]
 
     def get(self, camera_id: str) -> CameraConfig:
         row = (
@@ -241,7 +238,7 @@ class CameraStore:
         )
         if row is None:
             raise CameraNotFoundError(camera_id)
-        return CameraConfig.model_validate_json(row[0], context=_STORED)
+        return CameraConfig.model_validate_json(row[0])
 
     def add(self, data: dict[str, Any]) -> CameraConfig:
         camera = parse_camera(data)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import ConfigError, load_config, parse_config
+from agent.config import CameraConfig, ConfigError, load_config, parse_config
 from agent.embedding.config import TensorRTEngineConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,6 +85,9 @@ def test_a_file_camera_whose_file_is_missing_fails_at_load(tmp_path: Path) -> No
     assert parse_config("cameras:\n  - {id: a, uri: /dev/video7}\n").cameras[0].uri == "/dev/video7"
     # a replay that never opens the cameras accepts them
     assert parse_config(f"cameras:\n  - {{id: a, uri: {tmp_path}/gone.mp4}}\n", check_files=False).cameras
+    # so do a camera read back from the state database and one given through the API, whose media
+    # folders are checked first (tests/agent/console/test_camera_routes.py)
+    assert CameraConfig(id="a", uri=f"{tmp_path}/gone.mp4").uri.endswith("gone.mp4")
 
 
 def test_wrong_type_named() -> None:

@@ -115,8 +115,7 @@ def test_a_slow_reader_blocks_the_file_instead_of_dropping(
 
 def test_missing_file_fails_clearly(tmp_path: Path, start_source: StartSource) -> None:
     missing = tmp_path / "nope.mp4"
-    # refused at load (tests/agent/test_config.py); a stored camera whose file vanished gets here
-    source = start_source(camera_config(missing, camera_id="lobby", check_files=False))
+    source = start_source(camera_config(missing, camera_id="lobby"))
     assert wait_for(lambda: source.finished, timeout_s=5)
     assert source.read(timeout_s=0.1) is None
     stats = source.stats()
