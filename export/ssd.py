@@ -97,7 +97,11 @@ class SSDExportConfig:
         opset: ONNX opset.
         reference: ``auto`` (OpenCV where it reads TensorFlow, else the recorded people, else none),
             ``opencv``, ``recorded`` or ``none``.
-        frames: frames of the sample video compared with OpenCV (the recorded reference has its own).
+        frames: frames compared: with OpenCV, sample video frames ``frame_step`` apart from the
+            start (None: 8; each read decodes every frame before it); with the record, its first
+            ``frames`` frames (None: all 24, spread over the whole video). The agent's first start
+            compares 4, ``watchword export ssd`` all.
+        frame_step: frames between two compared sample video frames (OpenCV reference).
     """
 
     out: Path
@@ -106,7 +110,8 @@ class SSDExportConfig:
     input_size: int = 300
     opset: int = 17
     reference: str = "auto"
-    frames: int = 8
+    frames: int | None = None
+    frame_step: int = 30
 
 
 @dataclass
@@ -343,10 +348,9 @@ def export_ssd(config: SSDExportConfig, progress: Callable[[str], None] | None =
                 if reference == "opencv":
                     # the sample video's people where it is installed (an image has no sample video:
                     # then noise, whose every anchor's encodings and scores are still compared)
-                    indices = [int(i) for i in np.linspace(0, 780, max(config.frames, 1))]
-                    frames = (
-                        sample_frames(indices) if SAMPLE_VIDEO.is_file() else _noise_frames(config.frames)
-                    )
+                    count = max(config.frames or 8, 1)
+                    indices = [i * max(config.frame_step, 1) for i in range(count)]
+                    frames = sample_frames(indices) if SAMPLE_VIDEO.is_file() else _noise_frames(count)
                     opencv = opencv_outputs(model, graph, frames, config.input_size, PARITY_MIN_SCORE)
                     metrics = {
                         **compare_people(opencv.people, runner.people(frames, PARITY_MIN_SCORE)),
@@ -355,6 +359,8 @@ def export_ssd(config: SSDExportConfig, progress: Callable[[str], None] | None =
                     backend = "onnxruntime:cpu vs opencv-dnn"
                 else:
                     indices, expected, _header = load_recorded()
+                    if config.frames is not None:
+                        indices, expected = indices[: config.frames], expected[: config.frames]
                     frames = sample_frames(indices)
                     metrics = compare_people(expected, runner.people(frames, PARITY_MIN_SCORE))
                     backend = "onnxruntime:cpu vs recorded opencv-dnn 4"
