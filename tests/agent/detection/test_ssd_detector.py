@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import time
 from pathlib import Path
@@ -13,7 +14,6 @@ import pytest
 from agent.config import SSDDetectorConfig
 from agent.detection import Detector, DetectorError, build_detector
 from agent.detection.ssd import COCO91_IDS, SSDMobileNetDetector
-from export import ssd as ssd_export
 from export.errors import SourceModelError
 from export.ssd import opencv_reads_tensorflow, packaged_ssd_files
 
@@ -129,7 +129,7 @@ def test_corrupt_model_file_fails_at_start(tmp_path: Path) -> None:
 
 
 def test_missing_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ssd_export.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(DetectorError, match=r"watchword\[offline\].*detector\.model"):
         build_detector(ssd_config())
 
