@@ -1,26 +1,25 @@
 """The agent's configuration: pydantic models loaded from YAML with ``${ENV_VAR}`` interpolation.
 
-Every model forbids unknown keys. Pluggable parts (detector, tracker) are chosen by a ``type``
-field. :func:`load_config` raises :class:`ConfigError`, whose message names the YAML path of each bad
-key (``cameras[1].uri``), its line in the file, and why it is wrong.
+Every model is a :class:`agent.config_rules.StrictConfigModel` (unknown keys, infinities, NaN and
+YAML booleans given for numbers refused). Pluggable parts (detector, tracker) are chosen by a
+``type`` field. :func:`load_config` goes through the one YAML loader (:mod:`agent.config_yaml`) and
+raises :class:`ConfigError`, whose message names the YAML path of each bad key (``cameras[1].uri``),
+its line in the file, and why it is wrong.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
-import re
-import types
-import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from agent.alerts.config import AlertsConfig
 from agent.api.config import ApiConfig
 from agent.config_rules import StrictConfigModel
+from agent.config_yaml import ConfigError as ConfigError  # re-exported for the commands
+from agent.config_yaml import parse_yaml_model
 from agent.embedding.config import EngineConfig, OnnxRuntimeEngineConfig, TensorRTEngineConfig
 from agent.matching.config import MatchingConfig
 from agent.matching.exemplars import FeedbackConfig
@@ -31,10 +30,6 @@ from agent.search.config import SearchConfig
 from agent.uri_rules import camera_uri_problem, missing_file_problem
 
 CAMERA_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-
-
-class ConfigError(Exception):
-    """A configuration that cannot be used; the message says where and why."""
 
 
 class StrictModel(StrictConfigModel):
@@ -304,178 +299,6 @@ class AgentConfig(StrictModel):
     @property
     def enabled_cameras(self) -> list[CameraConfig]:
         return [camera for camera in self.cameras if camera.enabled]
-
-
-# --- loading -------------------------------------------------------------------------------------
-
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def _interpolate(node: Any, path: tuple[Any, ...], errors: list[tuple[tuple[Any, ...], str]]) -> Any:
-    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string, recording unset variables."""
-    if isinstance(node, dict):
-        return {key: _interpolate(value, (*path, key), errors) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_interpolate(value, (*path, i), errors) for i, value in enumerate(node)]
-    if isinstance(node, str):
-
-        def replace(match: re.Match[str]) -> str:
-            name, default = match.group(1), match.group(2)
-            value = os.environ.get(name)
-            if value is None:
-                if default is None:
-                    errors.append((path, f"environment variable {name} is not set"))
-                    return ""
-                return default
-            return value
-
-        return _ENV_REF.sub(replace, node)
-    return node
-
-
-def _format_path(path: tuple[Any, ...]) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(top level)"
-
-
-def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
-    """Map a pydantic error location onto the YAML data, dropping union tags pydantic inserts."""
-    path: list[Any] = []
-    node = data
-    for part in loc:
-        in_dict = isinstance(node, dict) and part in node
-        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
-        if in_dict or in_list:
-            node = node[part]
-            path.append(part)
-        elif isinstance(node, dict) and node.get("type") == part:
-            continue  # discriminated-union tag
-        else:
-            path.append(part)
-            node = None
-    return tuple(path)
-
-
-def _line_of(root: yaml.Node | None, path: tuple[Any, ...]) -> int | None:
-    """1-based line of the deepest YAML node along ``path``."""
-    node = root
-    line = None if node is None else node.start_mark.line + 1
-    for part in path:
-        child = None
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                if key_node.value == part:
-                    line = key_node.start_mark.line + 1
-                    child = value_node
-                    break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            child = node.value[part]
-            line = child.start_mark.line + 1
-        if child is None:
-            break
-        node = child
-    return line
-
-
-def _members(annotation: Any) -> list[Any]:
-    """The types an annotation allows: ``Annotated`` unwrapped, unions split, ``None`` left out."""
-    origin = typing.get_origin(annotation)
-    if origin is Annotated:
-        return _members(typing.get_args(annotation)[0])
-    if origin in (typing.Union, types.UnionType):
-        return [m for arg in typing.get_args(annotation) if arg is not type(None) for m in _members(arg)]
-    return [annotation]
-
-
-def _model_for(annotation: Any, node: Any) -> type[BaseModel] | None:
-    """The model ``node`` (a YAML mapping) is validated as: a union's member chosen by its ``type``."""
-    models = [m for m in _members(annotation) if isinstance(m, type) and issubclass(m, BaseModel)]
-    if len(models) > 1 and isinstance(node, dict):
-        for model in models:
-            tag = model.model_fields.get("type")
-            if tag is not None and node.get("type") in typing.get_args(tag.annotation):
-                return model
-    return models[0] if len(models) == 1 else None
-
-
-def _known_keys(model: type[BaseModel], path: tuple[Any, ...], data: Any) -> list[str]:
-    """The keys allowed at the mapping holding the last key of ``path`` (a YAML path into ``data``)."""
-    annotation: Any = model
-    node = data
-    for part in path[:-1]:
-        current = _model_for(annotation, node)
-        if current is not None and isinstance(part, str) and part in current.model_fields:
-            annotation = current.model_fields[part].annotation
-        else:
-            containers = [m for m in _members(annotation) if typing.get_origin(m) in (list, dict, tuple)]
-            if not containers:
-                return []
-            annotation = typing.get_args(containers[0])[-1]
-        node = node[part] if isinstance(node, dict | list) else None
-    current = _model_for(annotation, node)
-    return list(current.model_fields) if current is not None else []
-
-
-def _unknown_key_message(model: type[BaseModel], path: tuple[Any, ...], data: Any) -> str:
-    """``unknown key``, with the allowed key it most resembles (``did you mean 'uri'?``)."""
-    key = path[-1] if path else None
-    if not isinstance(key, str):
-        return "unknown key"
-    close = difflib.get_close_matches(key, _known_keys(model, path, data), n=1, cutoff=0.6)
-    return f"unknown key {key!r}; did you mean {close[0]!r}?" if close else f"unknown key {key!r}"
-
-
-ModelT = TypeVar("ModelT", bound=BaseModel)
-
-
-def parse_yaml_model(
-    model: type[ModelT],
-    text: str,
-    source: str = "<config>",
-    *,
-    section: str | None = None,
-    what: str = "configuration",
-    context: dict[str, Any] | None = None,
-) -> ModelT:
-    """Validate a YAML document (or its top-level ``section``, when present) as ``model``.
-
-    ``${VAR}`` references are expanded first. Raises :class:`ConfigError` naming, for each problem,
-    the file and line, the key path and the reason. ``context`` goes to the validators.
-    """
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping of keys, got {type(data).__name__}")
-    prefix: tuple[Any, ...] = ()
-    if section is not None and isinstance(data.get(section), dict):
-        data, prefix = data[section], (section,)
-    problems: list[tuple[tuple[Any, ...], str]] = []
-    data = _interpolate(data, prefix, problems)
-    if not problems:
-        try:
-            return model.model_validate(data, context=context)
-        except ValidationError as exc:
-            for error in exc.errors():
-                message = error["msg"].removeprefix("Value error, ")
-                path = _data_path(tuple(error["loc"]), data)
-                if error["type"] == "extra_forbidden":
-                    message = _unknown_key_message(model, path, data)
-                elif error["type"] == "missing":
-                    message = "required key is missing"
-                problems.append(((*prefix, *path), message))
-    lines = []
-    for path, message in problems:
-        line = _line_of(root, path)
-        where = f"{source}:{line}" if line else source
-        lines.append(f"{where}: {_format_path(path)}: {message}")
-    raise ConfigError(f"invalid {what}\n  " + "\n  ".join(lines))
 
 
 def parse_config(text: str, source: str = "<config>", *, check_files: bool = True) -> AgentConfig:

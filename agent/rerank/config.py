@@ -1,8 +1,9 @@
 """Configuration of the AnomalyLMM re-ranker: the LMM backend, the call budget and the score fusion.
 
 The LMM backend is chosen by its ``type`` (``transformers`` in process, or ``openai`` for any
-OpenAI-compatible chat-completions server). Every model forbids unknown keys and is frozen, like
-the rest of the agent's config (``agent.config``), into which ``RerankConfig`` nests as ``rerank:``.
+OpenAI-compatible chat-completions server). Every model is strict (unknown keys, infinities, NaN and
+YAML booleans for numbers refused) and frozen, like the rest of the agent's config
+(``agent.config``), into which ``RerankConfig`` nests as ``rerank:``.
 """
 
 from __future__ import annotations
@@ -10,14 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from agent.config_rules import StrictConfigModel
+from agent.config_yaml import ConfigError, parse_yaml_model
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TransformersBackendConfig(_Strict):
+class TransformersBackendConfig(StrictConfigModel):
     """A Hugging Face vision-language model run in process (Qwen2-VL, Qwen2.5-VL, SmolVLM, LLaVA, ...).
 
     ``model`` is a local directory holding the weights, the processor and its chat template
@@ -50,7 +50,7 @@ class TransformersBackendConfig(_Strict):
         return self
 
 
-class OpenAIBackendConfig(_Strict):
+class OpenAIBackendConfig(StrictConfigModel):
     """Any OpenAI-compatible chat-completions server: Ollama, vLLM, llama.cpp's server, NVIDIA NIM.
 
     ``base_url`` is the API root (``http://localhost:11434/v1``); requests go to
@@ -81,7 +81,7 @@ class OpenAIBackendConfig(_Strict):
 BackendConfig = Annotated[TransformersBackendConfig | OpenAIBackendConfig, Field(discriminator="type")]
 
 
-class FusionWeights(_Strict):
+class FusionWeights(StrictConfigModel):
     """Weights of the fused score ``coarse * c + cloze * z + verdict * v`` (they need not sum to 1).
 
     Defaults: the coarse retriever keeps half the say (0.5), cloze agreement 0.3 and the yes/no
@@ -101,7 +101,7 @@ class FusionWeights(_Strict):
         return self
 
 
-class RerankConfig(_Strict):
+class RerankConfig(StrictConfigModel):
     """The LMM re-ranking stage: which backend, how often it may be called, and how scores fuse.
 
     The budget: at most ``calls_per_minute`` LMM requests in any 60-second window (every HTTP
@@ -173,11 +173,9 @@ class RerankConfig(_Strict):
 def load_rerank_config(path: str | Path) -> RerankConfig:
     """Read a re-ranking config from YAML: the ``rerank:`` section of an agent config, or a file of its keys.
 
-    ``${ENV_VAR}`` references are expanded as in the agent config. Raises ``agent.config.ConfigError``
-    naming the file, line and key path of each problem.
+    ``${ENV_VAR}`` references are expanded as in the agent config. Raises
+    :class:`agent.config_yaml.ConfigError` naming the file, line and key path of each problem.
     """
-    from agent.config import ConfigError, parse_yaml_model
-
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
