@@ -10,12 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+from agent.config_rules import StrictConfigModel
 
 Provider = Literal["tensorrt", "cuda", "cpu"]
 
@@ -24,7 +21,7 @@ def _default_providers() -> list[Provider]:
     return ["cpu"]
 
 
-class OnnxRuntimeEngineConfig(_Strict):
+class OnnxRuntimeEngineConfig(StrictConfigModel):
     """ONNX Runtime with execution providers in the listed order (logged at start).
 
     A listed GPU provider (``tensorrt``, ``cuda``) that this onnxruntime lacks stops the start, unless
@@ -66,7 +63,7 @@ class OnnxRuntimeEngineConfig(_Strict):
         }
 
 
-class TensorRTEngineConfig(_Strict):
+class TensorRTEngineConfig(StrictConfigModel):
     """TensorRT engines built on this machine from the export's ONNX files and cached."""
 
     type: Literal["tensorrt"]
@@ -100,7 +97,7 @@ class TensorRTEngineConfig(_Strict):
         }
 
 
-class TorchEngineConfig(_Strict):
+class TorchEngineConfig(StrictConfigModel):
     """PyTorch eager on the export's ``.pt2`` programs (exported with ``--torch-programs``)."""
 
     type: Literal["torch"]
@@ -116,7 +113,7 @@ EngineConfig = Annotated[
 ]
 
 
-class EmbedderConfig(_Strict):
+class EmbedderConfig(StrictConfigModel):
     """The CLIP crop embedder: an exported model directory and the engine that runs it."""
 
     model_dir: Path

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from agent.config_rules import StrictConfigModel
 from agent.embedding.config import EmbedderConfig
 
 DEFAULT_NORMAL_PROMPTS = [
@@ -23,15 +24,13 @@ DEFAULT_TEMPLATES = [
 ]
 
 
-class MatchingConfig(BaseModel):
+class MatchingConfig(StrictConfigModel):
     """How tracks are embedded and scored against the standing queries.
 
     ``embedder`` names a directory made by ``watchword export clip`` and the engine that runs it
     (crop padding and batch size are set there); without it, queries are not evaluated (detection
     and tracking still run).
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     embedder: EmbedderConfig | None = Field(None, description="the exported CLIP and its engine")
     embed_interval_s: float = Field(1.0, gt=0, description="re-embed each track this often, seconds")

@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from agent.config_rules import StrictConfigModel
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS negative_exemplars (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -27,10 +29,8 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS negative_exemplars (
 )"""
 
 
-class FeedbackConfig(BaseModel):
+class FeedbackConfig(StrictConfigModel):
     """How false-alarm marks change scoring (the ``feedback:`` section of the console settings)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     similarity: float = Field(
         0.92, gt=0, le=1, description="cosine at or above which a crop counts as the same"

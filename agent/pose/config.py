@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from agent.config_rules import StrictConfigModel
 
 
-class CueParams(BaseModel):
+class CueParams(StrictConfigModel):
     """Thresholds and speeds of the behaviour cues; each cue is a logistic of one measurement.
 
     A camera's view angle changes how fast a body moves in pixels and how tilted a standing torso
     looks, so every field can be overridden per camera (``pose.cameras.<id>``).
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     keypoint_score: float = Field(0.25, ge=0, le=1, description="keypoints below this score are ignored")
     lying_angle_deg: float = Field(55.0, gt=0, lt=90, description="torso angle from vertical at lying=0.5")
@@ -36,15 +36,13 @@ class CueParams(BaseModel):
     )
 
 
-class PoseConfig(BaseModel):
+class PoseConfig(StrictConfigModel):
     """MoveNet pose per track, behaviour cues, and how cue scores join the standing-query scores.
 
     Without a CLIP embedder, queries that map to a cue are scored from the cue alone; with one, the
     cue score is fused with the calibrated CLIP score: ``(1 - cue_weight) * clip + cue_weight * cue``,
     the cue weight scaled by the mapping's confidence.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(True, description="run pose and cues on every track")
     model_dir: Path | None = Field(

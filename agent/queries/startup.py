@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import logging
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from agent.config_rules import StrictConfigModel
 from agent.queries.registry import Query, QueryError, QueryRegistry, validate_query_text
 
 log = logging.getLogger(__name__)
 
 
-class StartupQuery(BaseModel):
+class StartupQuery(StrictConfigModel):
     """One query to register at start unless a query with the same text is already registered."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     text: str
     severity: str = Field("warning", pattern="^(info|warning|critical)$")

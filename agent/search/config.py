@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from agent.config_rules import StrictConfigModel
 
 
-class SearchConfig(BaseModel):
+class SearchConfig(StrictConfigModel):
     """Recent tracks kept for search and for trying a query before saving it.
 
     ``directory`` defaults to ``search/`` beside the state database.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = True
     directory: Path | None = None
