@@ -1,40 +1,64 @@
 """The alert manager's part of ``/health``: each sink's backlog, dead letters and failures, and the
-storage (events held in memory because the outbox refused them, events lost)."""
+storage (events held in memory because the outbox refused them, events lost).
+
+:func:`alerts_health` is a pure function of an :class:`AlertsSnapshot` the manager takes
+(``AlertManager.health_snapshot``), so this module needs nothing of the manager.
+"""
 
 from __future__ import annotations
 
-import sqlite3
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
+from agent.alerts.delivery import DeliveryCounters
+from agent.alerts.holdback import StorageCounters
 from agent.redact import redact_text
-
-if TYPE_CHECKING:
-    from agent.alerts.manager import AlertManager
 
 # A sink whose oldest event failed this many times in a row makes /health say degraded.
 FAILING_SINK_ATTEMPTS = 3
 
 
-def alerts_health(manager: AlertManager) -> dict[str, Any]:
+@dataclass(frozen=True)
+class SinkSnapshot:
+    """One sink's delivery counters, copied, and whether its delivery thread is down while the
+    manager runs."""
+
+    name: str
+    counters: DeliveryCounters
+    thread_down: bool = False
+
+
+@dataclass(frozen=True)
+class AlertsSnapshot:
+    """What ``/health`` reads of the alert manager, copied at one moment.
+
+    ``dead_letters`` and ``backlog`` are per sink name; ``database_error`` is set (and both are
+    empty) when the alerts database could not be read.
+    """
+
+    storage: StorageCounters
+    sinks: list[SinkSnapshot] = field(default_factory=list)
+    dead_letters: dict[str, int] = field(default_factory=dict)
+    backlog: dict[str, int] = field(default_factory=dict)
+    database_error: str | None = None
+
+
+def alerts_health(snapshot: AlertsSnapshot) -> dict[str, Any]:
     """Sinks (backlog, dead letters, failures) and storage (events held in memory, drops), with a
     ``status`` of ok or degraded and the ``problems`` behind a degraded one."""
     problems: list[str] = []
-    storage = replace(manager.holdback.counters)
-    try:
-        dead = manager.outbox.dead_letter_counts()
-        backlog = manager.backlog()
-    except sqlite3.Error as exc:
-        dead, backlog = {}, {}
-        problems.append(f"alerts database unreadable: {exc}")
+    storage = snapshot.storage
+    dead, backlog = snapshot.dead_letters, snapshot.backlog
+    if snapshot.database_error is not None:
+        problems.append(f"alerts database unreadable: {snapshot.database_error}")
     if storage.buffered:
         problems.append(f"{storage.buffered} alert events wait in memory: the outbox cannot store them")
     if storage.dropped:
         problems.append(f"{storage.dropped} alert events could not be stored and were lost")
     sinks: dict[str, Any] = {}
-    for worker in manager.workers:
-        name, counters = worker.sink.name, worker.counters
-        if manager.running and not worker.alive:
+    for sink in snapshot.sinks:
+        name, counters = sink.name, sink.counters
+        if sink.thread_down:
             problems.append(f"sink {name}: delivery thread is not running")
         if dead.get(name):
             problems.append(f"sink {name}: {dead[name]} dead letters")

@@ -25,7 +25,7 @@ from agent.alerts.episodes import (
     EpisodeTracker,
 )
 from agent.alerts.evidence import EvidenceError, EvidencePaths, EvidenceStore
-from agent.alerts.health import alerts_health
+from agent.alerts.health import AlertsSnapshot, SinkSnapshot, alerts_health
 from agent.alerts.holdback import HoldBack, StorageCounters
 from agent.alerts.outbox import Outbox
 from agent.alerts.payload import build_payload, closed_after_restart
@@ -408,7 +408,21 @@ class AlertManager:
 
     def health(self) -> dict[str, Any]:
         """Sinks and storage with a status of ok or degraded (see :func:`alerts_health`)."""
-        return alerts_health(self)
+        return alerts_health(self.health_snapshot())
+
+    def health_snapshot(self) -> AlertsSnapshot:
+        """Copies of the storage and delivery counters, the dead letters and the backlog per sink."""
+        running = self.running
+        sinks = [
+            SinkSnapshot(worker.sink.name, replace(worker.counters), running and not worker.alive)
+            for worker in self.workers
+        ]
+        storage = replace(self.holdback.counters)
+        try:
+            dead, backlog = self.outbox.dead_letter_counts(), self.backlog()
+        except sqlite3.Error as exc:
+            return AlertsSnapshot(storage, sinks, database_error=str(exc))
+        return AlertsSnapshot(storage, sinks, dead, backlog)
 
     def stats(self) -> AlertStats:
         """Episode counts, error counts, backlog and delivery counts per sink."""
