@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel
 
 from agent.config import AgentConfig, ConfigError, parse_config
+from agent.config_rules import StrictConfigModel
 from agent.rerank.config import load_rerank_config
 
 BAD_NUMBERS: dict[str, Any] = {".inf": math.inf, "-.inf": -math.inf, ".nan": math.nan, "true": True}
@@ -102,6 +103,25 @@ def test_the_walk_reaches_every_section() -> None:
     assert {"cameras", "tracker", "detector", "matching", "rerank", "pose", "search", "feedback"} <= sections
     assert {"queries", "alerts", "api", "output"} <= sections
     assert len(NUMERIC_PATHS) > 100
+
+
+def _models(annotation: Any, seen: set[type[BaseModel]]) -> set[type[BaseModel]]:
+    """Every model class reachable from ``annotation``: fields, union members, list and map items."""
+    for member in _members(annotation):
+        if isinstance(member, type) and issubclass(member, BaseModel) and member not in seen:
+            seen.add(member)
+            for field in member.model_fields.values():
+                _models(field.annotation, seen)
+        elif typing.get_origin(member) in (list, dict):
+            _models(typing.get_args(member)[-1], seen)
+    return seen
+
+
+def test_every_section_model_derives_from_the_strict_base() -> None:
+    loose = sorted(
+        m.__qualname__ for m in _models(AgentConfig, set()) if not issubclass(m, StrictConfigModel)
+    )
+    assert loose == []
 
 
 @pytest.mark.parametrize("written", list(BAD_NUMBERS))
