@@ -18,7 +18,7 @@ class StartupQuery(StrictConfigModel):
     text: str
     severity: str = Field("warning", pattern="^(info|warning|critical)$")
     threshold: float | None = Field(None, gt=0, lt=1)
-    cooldown_s: float = Field(60.0, ge=0)
+    cooldown_s: float | None = Field(None, ge=0, description="None: the agent's alerts.cooldown_s")
     cameras: list[str] | None = None
 
     @field_validator("text")

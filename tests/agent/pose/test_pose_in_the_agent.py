@@ -208,3 +208,14 @@ def test_the_demo_config_with_pose_runs_without_torch(tmp_path: Path) -> None:
     assert "evaluated from pose cues alone" in done.stderr
     heavy = {"torch", "torchvision", "ultralytics", "transformers", "sentence_transformers", "tensorflow"}
     assert heavy.isdisjoint(json.loads(listing.read_text()))
+
+
+def test_a_config_query_without_a_cooldown_uses_the_alerts_cooldown(tmp_path: Path) -> None:
+    registry = QueryRegistry(tmp_path / "w.db")
+    register_startup_queries(
+        registry,
+        [StartupQuery(text="a person running"), StartupQuery(text="a person falling down", cooldown_s=5)],
+    )
+    cooldowns = {query.text: query.cooldown_s for query in registry.list_queries()}
+    assert cooldowns == {"a person running": None, "a person falling down": 5.0}
+    registry.close()
