@@ -27,6 +27,13 @@ class CueParams(StrictConfigModel):
     speed_window_s: float = Field(1.0, gt=0, description="speed is measured over this much media time")
     still_speed: float = Field(0.15, gt=0, description="below this many body heights/s a person is still")
     still_long_s: float = Field(20.0, gt=0, description="seconds still at still_long=0.5")
+    max_gap_s: float = Field(
+        1.0,
+        gt=0,
+        description="a track unseen longer than this (media seconds) starts its stillness again; shorter"
+        " gaps are detector misses (0.6 s on a man standing in the sample video), moves across them"
+        " are measured by the speed",
+    )
     fall_drop_speed: float = Field(0.6, gt=0, description="hip drop, body heights/s, at fall=0.5")
     fall_window_s: float = Field(2.0, gt=0, description="a drop this recent followed by lying is a fall")
     ground_long_s: float = Field(10.0, gt=0, description="seconds lying at ground_long=0.5")

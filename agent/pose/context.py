@@ -18,7 +18,7 @@ def posture_context(candidate: Candidate) -> str | None:
     parts = [f"posture {pose.get('posture') or 'unknown'}"]
     if "torso_angle_deg" in evidence:
         parts.append(f"torso {evidence['torso_angle_deg']:.0f} degrees from vertical")
-    if "speed_body_heights_per_s" in evidence:
+    if evidence.get("speed_body_heights_per_s") is not None:  # None: not measured yet
         parts.append(f"moving {evidence['speed_body_heights_per_s']:.1f} body heights per second")
     notable = [
         f"{name.replace('_', ' ')} {values[name]:.2f}" for name in SHOWN_CUES if values.get(name, 0) >= 0.3

@@ -9,7 +9,9 @@ Every cue is a value in [0, 1], a logistic of one measurement around a configura
 - ``fall``: the fastest drop of the hips (body heights per second) within ``fall_window_s``,
   followed by lying now.
 - ``running``: the speed of the box's foot point in body heights per second over ``speed_window_s``.
-- ``still_long``: seconds without moving faster than ``still_speed``, while not lying.
+- ``still_long``: seconds without moving faster than ``still_speed``, while not lying, counted only
+  while the person is seen: a gap over ``max_gap_s`` without a box restarts the count, and so does
+  any frame where the speed cannot be measured yet (fewer than two boxes in the window).
 - ``arms_raised``: a wrist above its shoulder, in torso lengths.
 - ``ground_long``: seconds lying without a break.
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -35,6 +38,8 @@ BODY_WINDOW_S = 3.0
 MOTION_KEEP_S = 12.0
 HISTORY_GAP_S = 0.5
 """The evidence history keeps at most one snapshot per this many seconds of media time."""
+POSE_SAMPLES_KEPT = 8
+"""Recent pose samples kept per track, so an evidence frame gets the keypoints taken on it."""
 
 
 def logistic(value: float, centre: float, scale: float) -> float:
@@ -144,7 +149,7 @@ class TrackCues:
     centres: deque[tuple[float, float]] = field(default_factory=deque)  # t, hip (or box centre) y
     hips: deque[tuple[float, float]] = field(default_factory=deque)  # t, hip y from keypoints
     posture: Posture | None = None
-    keypoints: np.ndarray | None = None
+    pose_samples: deque[tuple[float, np.ndarray]] = field(default_factory=deque)  # t, keypoints
     still_since: float | None = None
     lying_since: float | None = None
     last_time: float | None = None
@@ -154,6 +159,7 @@ class TrackCues:
 
     def __post_init__(self) -> None:
         self.snapshots = deque(maxlen=self.history)
+        self.pose_samples = deque(maxlen=POSE_SAMPLES_KEPT)
 
     def body_px(self) -> float:
         """Body height in pixels: the largest box side seen over the last few seconds."""
@@ -162,6 +168,11 @@ class TrackCues:
     def observe(self, time_s: float, box: tuple[float, float, float, float]) -> None:
         """Add one frame's box at media time ``time_s`` (seconds)."""
         x1, y1, x2, y2 = box
+        if self.last_time is not None and time_s - self.last_time > self.params.max_gap_s:
+            # unseen for a while: what the person did meanwhile is unknown, so stillness starts
+            # again, and the speed is not measured across the gap (a return far away is no 0 speed)
+            self.motion.clear()
+            self.still_since = None
         self.motion.append((time_s, (x1 + x2) / 2.0, y2, max(x2 - x1, y2 - y1)))
         self.centres.append((time_s, (y1 + y2) / 2.0))
         while self.motion and self.motion[0][0] < time_s - BODY_WINDOW_S:
@@ -171,10 +182,9 @@ class TrackCues:
         while self.hips and self.hips[0][0] < time_s - MOTION_KEEP_S:
             self.hips.popleft()
         self.last_time = time_s
-        if self.still_since is None:
-            self.still_since = time_s
-        if self.speed() > self.params.still_speed:
-            self.still_since = time_s
+        speed = self.speed()
+        if self.still_since is None or speed is None or speed > self.params.still_speed:
+            self.still_since = time_s  # still only once a measured speed says so
 
     def observe_pose(
         self,
@@ -185,14 +195,30 @@ class TrackCues:
     ) -> None:
         """Add one pose sample (17 keypoints in pixels with scores) taken at ``time_s``."""
         self.posture = posture(points, box, self.params, frame_height)
-        self.keypoints = points
+        self.pose_samples.append((time_s, points))
         if self.posture.hip_y is not None:
             self.hips.append((time_s, self.posture.hip_y))
 
-    def speed(self) -> float:
-        """Foot-point speed in body heights per second over the last ``speed_window_s`` of media time."""
+    def frame_interval_s(self, default: float = 0.1) -> float:
+        """The shortest media time between two consecutive boxes of the track (its camera's frame
+        interval, seconds), or ``default`` before two boxes were seen."""
+        times = [sample[0] for sample in self.motion]
+        steps = [b - a for a, b in pairwise(times) if b > a]
+        return min(steps, default=default)
+
+    def keypoints_at(self, time_s: float, tolerance_s: float) -> tuple[float, np.ndarray] | None:
+        """The pose sample (media time, keypoints) nearest to ``time_s``, or None when none was taken
+        within ``tolerance_s`` seconds of it (keypoints from further away are off a moving person)."""
+        best = min(self.pose_samples, key=lambda sample: abs(sample[0] - time_s), default=None)
+        if best is None or abs(best[0] - time_s) > tolerance_s:
+            return None
+        return best
+
+    def speed(self) -> float | None:
+        """Foot-point speed in body heights per second over the last ``speed_window_s`` of media time;
+        None when it cannot be measured (under half a window of boxes since the track was seen again)."""
         if len(self.motion) < 2:
-            return 0.0
+            return None
         now_t, now_x, now_y, _ = self.motion[-1]
         start = self.motion[0]
         for sample in self.motion:
@@ -201,7 +227,7 @@ class TrackCues:
                 break
         dt = now_t - start[0]
         if dt < 0.5 * self.params.speed_window_s:
-            return 0.0
+            return None
         return float(np.hypot(now_x - start[1], now_y - start[2])) / dt / self.body_px()
 
     def _drop_speed(self, now: float, series: deque[tuple[float, float]]) -> float:
@@ -230,7 +256,8 @@ class TrackCues:
             self.lying_since = time_s if self.lying_since is None else self.lying_since
         else:
             self.lying_since = None
-        speed = self.speed()
+        measured = self.speed()
+        speed = 0.0 if measured is None else measured  # running needs a measured speed
         still_s = time_s - self.still_since if self.still_since is not None else 0.0
         ground_s = time_s - self.lying_since if self.lying_since is not None else 0.0
         drop = max(self._drop_speed(time_s, self.hips), self._drop_speed(time_s, self.centres))
@@ -247,7 +274,7 @@ class TrackCues:
         assert tuple(values) == CUES
         self.values = {name: round(float(value), 4) for name, value in values.items()}
         self.evidence = {
-            "speed_body_heights_per_s": round(speed, 3),
+            "speed_body_heights_per_s": None if measured is None else round(measured, 3),
             "still_s": round(still_s, 2),
             "lying_s": round(ground_s, 2),
             "hip_drop_body_heights_per_s": round(drop, 3),

@@ -142,3 +142,53 @@ def test_thresholds_are_per_camera() -> None:
     assert config.params_for("other").running_speed == config.cues.running_speed
     with pytest.raises(ValueError, match=r"pose\.cameras\.bad"):
         PoseConfig(cameras={"bad": {"running_sped": 1.0}})
+
+
+def walk(cues: TrackCues, times: np.ndarray, start_x: float, px_per_s: float) -> dict[str, float]:
+    """A person 100 px tall walking right at ``px_per_s`` from ``start_x``, seen at ``times``."""
+    lefts = [start_x + px_per_s * (t - times[0]) for t in times]
+    boxes = [(left, 0, left + 40, 100) for left in lefts]
+    return feed(cues, times, boxes, [standing(b[0] + 20, 0) for b in boxes])
+
+
+def test_time_unseen_is_not_standing_still() -> None:
+    # as on the demo video: a man walks, is lost for 5.6 s and comes back 139 px away
+    cues = TrackCues(PARAMS)
+    walk(cues, np.arange(0, 3, 0.1), 0, 70)
+    values = walk(cues, np.array([8.6]), 0 + 70 * 2.9 + 139, 70)
+    assert values["still_long"] < 0.05, cues.evidence
+    assert cues.evidence["still_s"] == 0.0 and cues.evidence["speed_body_heights_per_s"] is None
+    # standing where they came back: still counts from the return, not from when they were last seen
+    back = np.arange(8.7, 11.55, 0.1)
+    values = feed(cues, back, [(342, 0, 382, 100)] * len(back), [standing(362, 0)] * len(back))
+    assert values["still_long"] < 0.2 and cues.evidence["still_s"] <= 3.0, cues.evidence
+
+
+def test_a_still_person_unseen_for_a_while_starts_again_but_a_missed_frame_does_not() -> None:
+    cues = TrackCues(PARAMS.model_copy(update={"max_gap_s": 0.5}))
+    box = (30, 0, 70, 100)
+    # seen every frame but one in three (detector misses of 0.2 s): the count goes on
+    times = np.array([t for i, t in enumerate(np.arange(0, 8, 0.1)) if i % 3 != 2])
+    values = feed(cues, times, [box] * len(times), [standing(50, 0)] * len(times))
+    assert values["still_long"] > 0.9 and cues.evidence["still_s"] >= 7.0, cues.evidence
+    # unseen for 2 s, back on the same spot: stillness is counted again from the return
+    later = np.arange(10, 12, 0.1)
+    values = feed(cues, later, [box] * len(later), [standing(50, 0)] * len(later))
+    assert cues.evidence["still_s"] <= 1.5 and values["still_long"] < 0.05, cues.evidence
+
+
+def test_speed_is_unknown_from_a_single_box() -> None:
+    cues = TrackCues(PARAMS)
+    values = feed(cues, np.array([0.0]), [(30, 0, 70, 100)], [standing(50, 0)])
+    assert cues.speed() is None and cues.evidence["speed_body_heights_per_s"] is None
+    assert values["running"] < 0.05 and cues.evidence["still_s"] == 0.0
+
+
+def test_keypoints_of_the_pose_sample_nearest_to_a_time() -> None:
+    cues = TrackCues(PARAMS)
+    for t in (0.0, 1.0, 2.0):
+        cues.observe(t, (30 + 50 * t, 0, 70 + 50 * t, 100))
+        cues.observe_pose(t, standing(50 + 50 * t, 0), (30 + 50 * t, 0, 70 + 50 * t, 100))
+    found = cues.keypoints_at(1.05, 0.1)
+    assert found is not None and found[0] == 1.0 and np.array_equal(found[1], standing(100, 0))
+    assert cues.keypoints_at(1.5, 0.15) is None, "no sample within a frame or two: no keypoints"
