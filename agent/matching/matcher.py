@@ -52,7 +52,9 @@ class CueFusionLike(Protocol):
         self, probability: np.ndarray, keys: Sequence[tuple[str, int]], queries: Sequence[Query]
     ) -> np.ndarray: ...
 
-    def evidence(self, camera_id: str, track_id: int, query: Query) -> dict[str, Any] | None: ...
+    def evidence(
+        self, camera_id: str, track_id: int, query: Query, frame_time: float | None = None
+    ) -> dict[str, Any] | None: ...
 
 
 class AlertStateSource(Protocol):
@@ -311,5 +313,7 @@ class Matcher(WindowedSelection):
         candidate = self.book.candidate(camera_id, pick, now, self.model_versions)
         if self.cue_fusion is not None:  # pose cues: the track's cue evidence travels with it
             query = self.book.queries[pick.column]
-            candidate.pose = self.cue_fusion.evidence(camera_id, pick.track_id, query)
+            state = self.book.tracks[(camera_id, pick.track_id)]
+            frame_time = state.frame.media_time if state.frame is not None else None
+            candidate.pose = self.cue_fusion.evidence(camera_id, pick.track_id, query, frame_time)
         return candidate

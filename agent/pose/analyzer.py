@@ -23,6 +23,10 @@ from agent.types import Frame, FrameResult, TrackEventKind
 
 log = logging.getLogger(__name__)
 
+EVIDENCE_FRAMES_APART = 1.5
+"""An evidence frame shows the keypoints of a pose sample at most this many frame intervals away
+(the same frame or the next one): at 10 f/s a walking person moves 10-20 px a frame."""
+
 
 @dataclass
 class PoseTrack:
@@ -31,8 +35,8 @@ class PoseTrack:
     cues: TrackCues
     last_pose_time: float = -float("inf")
     last_aspect: float = 0.0
-    frame: Frame | None = None
-    box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    frame: Frame | None = None  # the frame of the latest pose sample (a cue candidate's evidence)
+    box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # the track's box in it, pixels
 
 
 @dataclass
@@ -125,18 +129,28 @@ class PoseAnalyzer:
         """The pose state of a track, or None when it has none (yet, or any more)."""
         return self.tracks.get((camera_id, track_id))
 
-    def evidence(self, camera_id: str, track_id: int) -> dict[str, Any] | None:
-        """Cue values, their evidence and history, and the latest keypoints of a track (for alerts)."""
+    def evidence(
+        self, camera_id: str, track_id: int, frame_time: float | None = None
+    ) -> dict[str, Any] | None:
+        """Cue values, their evidence and history of a track (for alerts), with the keypoints of the
+        pose sample taken on the evidence frame (media time ``frame_time``, seconds) or a frame next
+        to it; ``keypoints`` is None when there is none, since keypoints taken further away are off a
+        moving person. ``frame_time`` None: the latest sample's keypoints."""
         track = self.tracks.get((camera_id, track_id))
         if track is None:
             return None
         cues = track.cues
+        if frame_time is None:
+            sample = cues.pose_samples[-1] if cues.pose_samples else None
+        else:
+            sample = cues.keypoints_at(frame_time, EVIDENCE_FRAMES_APART * cues.frame_interval_s())
         return {
             "values": dict(cues.values),
             "evidence": dict(cues.evidence),
             "posture": cues.posture.label if cues.posture is not None else None,
             "history": [{"t": t, **values} for t, values in cues.snapshots],
-            "keypoints": None if cues.keypoints is None else np.round(cues.keypoints, 2).tolist(),
+            "keypoints": None if sample is None else np.round(sample[1], 2).tolist(),
+            "keypoints_t": None if sample is None else round(sample[0], 3),
             "model": self.estimator.version,
         }
 

@@ -111,16 +111,17 @@ class CueMatcher(WindowedSelection):
         samples: dict[str, dict[str, float]] = {}
         ids = result.tracks.tracker_id
         if ids is not None and self.column_cues:
-            for track_id, xyxy in zip(ids.tolist(), result.tracks.xyxy, strict=True):
+            for track_id in ids.tolist():
                 pose_track = self.pose.track(frame.camera_id, track_id)
-                if pose_track is None or pose_track.cues.posture is None:
+                if pose_track is None or pose_track.cues.posture is None or pose_track.frame is None:
                     continue  # no pose sample yet: nothing to score
                 state = self.book.get(frame.camera_id, track_id)
                 if now - state.last_embed_time < self.interval_s:
                     continue
-                box = (float(xyxy[0]), float(xyxy[1]), float(xyxy[2]), float(xyxy[3]))
                 state.last_embed_time = now
-                state.frame, state.box = frame, box
+                # the evidence frame is the one the latest pose sample was taken on (at most
+                # pose.interval_s old), so its skeleton is drawn on the person, not beside them
+                state.frame, state.box = pose_track.frame, pose_track.box
                 values = pose_track.cues.values
                 probability = np.array([values.get(cue, 0.0) for cue in self.column_cues], np.float32)
                 added = self.book.add_sample(state, now, probability, probability)
@@ -137,7 +138,9 @@ class CueMatcher(WindowedSelection):
         """The candidate of a pick, with the track's cue evidence (values, history, keypoints)."""
         query = self.book.queries[pick.column]
         candidate = self.book.candidate(camera_id, pick, now, self.model_versions)
-        evidence = self.pose.evidence(camera_id, pick.track_id) or {}
+        state = self.book.tracks[(camera_id, pick.track_id)]
+        frame_time = state.frame.media_time if state.frame is not None else None
+        evidence = self.pose.evidence(camera_id, pick.track_id, frame_time) or {}
         evidence["cue"] = self.column_cues[pick.column]
         evidence["mapping"] = self.cues.mappings[query.id].to_dict()
         candidate.pose = evidence
@@ -175,9 +178,12 @@ class CueFusion:
                 fused[row, column] = (1.0 - weight) * fused[row, column] + weight * cue
         return fused
 
-    def evidence(self, camera_id: str, track_id: int, query: Query) -> dict[str, Any] | None:
-        """The track's cue evidence for a candidate, with the query's mapping and the fusion weight."""
-        evidence = self.pose.evidence(camera_id, track_id)
+    def evidence(
+        self, camera_id: str, track_id: int, query: Query, frame_time: float | None = None
+    ) -> dict[str, Any] | None:
+        """The track's cue evidence for a candidate whose frame is at media time ``frame_time``, with
+        the query's mapping and the fusion weight."""
+        evidence = self.pose.evidence(camera_id, track_id, frame_time)
         mapping = self.cues.mappings.get(query.id)
         if evidence is None or mapping is None:
             return evidence
