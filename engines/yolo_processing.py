@@ -91,6 +91,14 @@ def nms(boxes_xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.
     return np.asarray(keep, dtype=np.int64)
 
 
+def class_wise_nms(
+    boxes_xyxy: np.ndarray, scores: np.ndarray, class_id: np.ndarray, iou_threshold: float
+) -> np.ndarray:
+    """:func:`nms` within each class: boxes of different classes never suppress each other (each
+    class is shifted :data:`MAX_WH` pixels apart). Indices of the kept boxes, best score first."""
+    return nms(boxes_xyxy + class_id[:, None].astype(np.float32) * MAX_WH, scores, iou_threshold)
+
+
 @dataclass(frozen=True)
 class ImageDetections:
     """One image's detections in its own pixels: (N, 4) xyxy float32, (N,) scores, (N,) class ids."""
@@ -137,7 +145,7 @@ def decode(
             top = np.argsort(-scores, kind="stable")[:MAX_NMS]
             boxes, scores, class_id = boxes[top], scores[top], class_id[top]
         xyxy = np.concatenate([boxes[:, :2] - boxes[:, 2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2], axis=1)
-        kept = nms(xyxy + class_id[:, None].astype(np.float32) * MAX_WH, scores, iou)[:max_det]
+        kept = class_wise_nms(xyxy, scores, class_id, iou)[:max_det]
         results.append(
             ImageDetections(
                 xyxy=scale_boxes(xyxy[kept], geometry),

@@ -30,12 +30,11 @@ from agent.detection.graph_engine import open_graph_engine
 from agent.types import Detections
 from engines import EngineError, ManifestError, verify_manifest
 from engines.ssd_processing import SSDDecoding, detect, preprocess
-from engines.yolo_processing import nms
+from engines.yolo_processing import class_wise_nms
 
 logger = logging.getLogger(__name__)
 
 MODEL_DIR_NAME = "ssd-mobilenet"
-MAX_WH = 7680.0  # class offset of the class-wise suppression, larger than any frame
 # The 80 COCO category ids (91-id scheme) in order; position = contiguous 0-based class id.
 COCO91_IDS = (
     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28, 31, 32,
@@ -92,7 +91,7 @@ def to_detections(xyxy: np.ndarray, scores: np.ndarray, class_id: np.ndarray, nm
     xyxy, scores, class_id = xyxy[valid], scores[valid], class_id[valid]
     if not len(xyxy):
         return Detections.empty()
-    kept = nms(xyxy + class_id[:, None].astype(np.float32) * MAX_WH, scores, nms_iou)
+    kept = class_wise_nms(xyxy, scores, class_id, nms_iou)
     return Detections(
         xyxy=xyxy[kept].astype(np.float32),
         confidence=scores[kept].astype(np.float32),
