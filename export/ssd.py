@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.metadata
 import json
 import logging
 import os
@@ -36,7 +35,7 @@ from engines import Manifest, ManifestError, create_engine, read_manifest, write
 from engines.ssd_processing import SSDDecoding, detect, preprocess
 from export.errors import ParityError, ShapeMismatchError, SourceModelError
 from export.parity import ParityResult
-from export.source import packaged_models
+from export.source import library_versions, packaged_models
 
 logger = logging.getLogger(__name__)
 
@@ -162,9 +161,9 @@ class SSDRunner:
         outputs = self.engine.infer({"image": preprocess(frames, self.input_size)})
         return outputs["boxes"], outputs["scores"]
 
-    def people(self, frames: Sequence[np.ndarray], min_score: float) -> list[np.ndarray]:
-        """Per frame, ``(N, 5)`` rows ``score, x1, y1, x2, y2`` (normalised), best first."""
-        encodings, scores = self.raw(frames)
+    def people(self, encodings: np.ndarray, scores: np.ndarray, min_score: float) -> list[np.ndarray]:
+        """Per frame of :meth:`raw`'s outputs, ``(N, 5)`` rows ``score, x1, y1, x2, y2`` (normalised),
+        best first."""
         rows = []
         for frame_encodings, frame_scores in zip(encodings, scores, strict=True):
             boxes, kept, _classes = detect(frame_encodings, frame_scores, self.decoding, [PERSON], min_score)
@@ -348,9 +347,10 @@ def export_ssd(config: SSDExportConfig, progress: Callable[[str], None] | None =
                     indices = [i * max(config.frame_step, 1) for i in range(count)]
                     frames = sample_frames(indices) if SAMPLE_VIDEO.is_file() else _noise_frames(count)
                     opencv = opencv_outputs(model, graph, frames, config.input_size, PARITY_MIN_SCORE)
+                    encodings, scores = runner.raw(frames)
                     metrics = {
-                        **compare_people(opencv.people, runner.people(frames, PARITY_MIN_SCORE)),
-                        **compare_raw(opencv, *runner.raw(frames)),
+                        **compare_people(opencv.people, runner.people(encodings, scores, PARITY_MIN_SCORE)),
+                        **compare_raw(opencv, encodings, scores),
                     }
                     backend = "onnxruntime:cpu vs opencv-dnn"
                 else:
@@ -358,7 +358,7 @@ def export_ssd(config: SSDExportConfig, progress: Callable[[str], None] | None =
                     if config.frames is not None:
                         indices, expected = indices[: config.frames], expected[: config.frames]
                     frames = sample_frames(indices)
-                    metrics = compare_people(expected, runner.people(frames, PARITY_MIN_SCORE))
+                    metrics = compare_people(expected, runner.people(*runner.raw(frames), PARITY_MIN_SCORE))
                     backend = "onnxruntime:cpu vs recorded opencv-dnn 4"
                 parity.append(_check("ssd", metrics, backend))
         manifest = Manifest(
@@ -396,7 +396,7 @@ def export_ssd(config: SSDExportConfig, progress: Callable[[str], None] | None =
                 }
             },
             parity=[p.to_dict() for p in parity],
-            versions={name: _version(name) for name in ("onnx", "onnxruntime", "opencv-python", "numpy")},
+            versions=library_versions(("onnx", "onnxruntime", "opencv-python", "numpy")),
             extra={
                 "reference": reference,
                 "source_key": source_key(model, graph, config.input_size),
@@ -435,13 +435,6 @@ def _noise_frames(count: int) -> list[np.ndarray]:
     return [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(max(count, 1))]
 
 
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "absent"
-
-
 def current_export(directory: Path, model: Path, graph: Path, input_size: int) -> Manifest | None:
     """The manifest of ``directory`` if it holds a conversion of these source files, else None."""
     try:
@@ -475,8 +468,6 @@ def ensure_ssd_model(directory: Path, model: Path, graph: Path, input_size: int)
         logger.info("detector: converted the SSD, parity %s: %s", parity.backend, parity.metrics)
     if not result.parity:
         logger.info("detector: converted the SSD (no OpenCV 4 or sample video here to compare it with)")
-    with contextlib.suppress(OSError):
-        directory.chmod(0o755)
     return result.manifest
 
 

@@ -81,8 +81,9 @@ class OpenCvSSDDetector(Detector):
     """
 
     def __init__(self, config: SSDDetectorConfig, cache_dir: Path | None = None) -> None:
-        major = int(cv2.__version__.split(".")[0])
-        if major >= 5 or not hasattr(cv2.dnn, "readNetFromTensorflow"):
+        from export.ssd import opencv_reads_tensorflow
+
+        if not opencv_reads_tensorflow():
             raise DetectorError(
                 f"detector.engine opencv-dnn reads TensorFlow graphs only with OpenCV 4, and this is OpenCV "
                 f"{cv2.__version__} (its TensorFlow importer was removed): use the default engine "
