@@ -94,19 +94,21 @@ def _line_of(root: yaml.Node | None, path: tuple[Any, ...]) -> int | None:
     return line
 
 
-def _members(annotation: Any) -> list[Any]:
+def annotation_members(annotation: Any) -> list[Any]:
     """The types an annotation allows: ``Annotated`` unwrapped, unions split, ``None`` left out."""
     origin = typing.get_origin(annotation)
     if origin is Annotated:
-        return _members(typing.get_args(annotation)[0])
+        return annotation_members(typing.get_args(annotation)[0])
     if origin in (typing.Union, types.UnionType):
-        return [m for arg in typing.get_args(annotation) if arg is not type(None) for m in _members(arg)]
+        return [
+            m for arg in typing.get_args(annotation) if arg is not type(None) for m in annotation_members(arg)
+        ]
     return [annotation]
 
 
 def _model_for(annotation: Any, node: Any) -> type[BaseModel] | None:
     """The model ``node`` (a YAML mapping) is validated as: a union's member chosen by its ``type``."""
-    models = [m for m in _members(annotation) if isinstance(m, type) and issubclass(m, BaseModel)]
+    models = [m for m in annotation_members(annotation) if isinstance(m, type) and issubclass(m, BaseModel)]
     if len(models) > 1 and isinstance(node, dict):
         for model in models:
             tag = model.model_fields.get("type")
@@ -124,7 +126,9 @@ def _known_keys(model: type[BaseModel], path: tuple[Any, ...], data: Any) -> lis
         if current is not None and isinstance(part, str) and part in current.model_fields:
             annotation = current.model_fields[part].annotation
         else:
-            containers = [m for m in _members(annotation) if typing.get_origin(m) in (list, dict, tuple)]
+            containers = [
+                m for m in annotation_members(annotation) if typing.get_origin(m) in (list, dict, tuple)
+            ]
             if not containers:
                 return []
             annotation = typing.get_args(containers[0])[-1]

@@ -4,11 +4,10 @@ load, by the real YAML loader, with the file, line and key path of the bad key."
 from __future__ import annotations
 
 import math
-import types
 import typing
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import pytest
 import yaml
@@ -16,6 +15,7 @@ from pydantic import BaseModel
 
 from agent.config import AgentConfig, ConfigError, parse_config
 from agent.config_rules import StrictConfigModel
+from agent.config_yaml import annotation_members
 from agent.rerank.config import load_rerank_config
 
 BAD_NUMBERS: dict[str, Any] = {".inf": math.inf, "-.inf": -math.inf, ".nan": math.nan, "true": True}
@@ -25,16 +25,6 @@ BASE: dict[str, Any] = {"cameras": [{"id": "a", "uri": "test://"}]}
 Step = tuple[str | int, str | None]
 
 
-def _members(annotation: Any) -> list[Any]:
-    """The types an annotation allows: ``Annotated`` unwrapped, unions split, ``None`` left out."""
-    origin = typing.get_origin(annotation)
-    if origin is Annotated:
-        return _members(typing.get_args(annotation)[0])
-    if origin in (typing.Union, types.UnionType):
-        return [m for arg in typing.get_args(annotation) if arg is not type(None) for m in _members(arg)]
-    return [annotation]
-
-
 def _tag(model: type[BaseModel]) -> str | None:
     field = model.model_fields.get("type")
     return None if field is None else typing.get_args(field.annotation)[0]
@@ -42,7 +32,7 @@ def _tag(model: type[BaseModel]) -> str | None:
 
 def _numeric_paths(annotation: Any, trail: tuple[Step, ...]) -> Iterator[tuple[Step, ...]]:
     """Every path from the root to a number field, through nested models, union members and lists."""
-    for member in _members(annotation):
+    for member in annotation_members(annotation):
         origin = typing.get_origin(member)
         if member in (int, float):
             yield trail
@@ -107,7 +97,7 @@ def test_the_walk_reaches_every_section() -> None:
 
 def _models(annotation: Any, seen: set[type[BaseModel]]) -> set[type[BaseModel]]:
     """Every model class reachable from ``annotation``: fields, union members, list and map items."""
-    for member in _members(annotation):
+    for member in annotation_members(annotation):
         if isinstance(member, type) and issubclass(member, BaseModel) and member not in seen:
             seen.add(member)
             for field in member.model_fields.values():
