@@ -11,13 +11,14 @@ EXTRAS ?= dev,cpu,offline,export
 
 # GStreamer (decode, RTSP client and server, encoders), PyGObject's build deps, the sample video
 # (opencv-doc), OpenCV's runtime libraries, the MQTT broker the tests start and the browser that
-# tests the console (chromium, driven by Playwright with executable_path).
+# tests the console (chromium, driven by Playwright with executable_path); nats-server is the fleet's
+# hub and leaf nodes in the tests (JetStream, NATS 2.9).
 APT_PACKAGES := \
 	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-bad gstreamer1.0-libav gstreamer1.0-rtsp \
 	gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0 \
 	libgirepository1.0-dev libcairo2-dev pkg-config gcc python3-dev python3-venv \
-	libgl1 libglib2.0-0 opencv-doc mosquitto chromium
+	libgl1 libglib2.0-0 opencv-doc mosquitto nats-server chromium
 
 .PHONY: run test setup system-deps lint typecheck unit bench clean lock test-latest
 

@@ -61,6 +61,8 @@ setup(
         "pillow>=10",
         # alerts and the HTTP API
         "paho-mqtt>=2.0,<3",
+        # the fleet (agent/fleet): JetStream sink, KV queries, object-store evidence, LMM worker
+        "nats-py>=2.6,<3",
         "fastapi>=0.110",
         "uvicorn>=0.29",
         # the recent-track search index (HNSW, in process, no server)

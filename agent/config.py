@@ -10,6 +10,7 @@ its line in the file, and why it is wrong.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,6 +22,8 @@ from agent.config_rules import StrictConfigModel
 from agent.config_yaml import ConfigError as ConfigError  # re-exported for the commands
 from agent.config_yaml import parse_yaml_model
 from agent.embedding.config import EngineConfig, OnnxRuntimeEngineConfig, TensorRTEngineConfig
+from agent.fleet.config import FleetConfig
+from agent.fleet.subjects import SITE_ID
 from agent.matching.config import MatchingConfig
 from agent.matching.exemplars import FeedbackConfig
 from agent.pose.config import PoseConfig
@@ -264,6 +267,8 @@ class AgentConfig(StrictModel):
     api: ApiConfig = ApiConfig()
     search: SearchConfig = SearchConfig()
     feedback: FeedbackConfig = FeedbackConfig()
+    # the fleet link (agent/fleet): the site's NATS leaf node; None: a stand-alone agent
+    fleet: FleetConfig | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="before")
@@ -295,6 +300,15 @@ class AgentConfig(StrictModel):
                 raise ValueError(f"camera id {camera.id!r} is used twice")
             seen.add(camera.id)
         return cameras
+
+    @model_validator(mode="after")
+    def _fleet_site(self) -> AgentConfig:
+        if self.fleet is not None and self.fleet.site is None and re.match(SITE_ID, self.site) is None:
+            raise ValueError(
+                f"fleet.site is needed: the agent's site {self.site!r} is not a fleet site id "
+                "(letters, digits, _ and -, at most 32)"
+            )
+        return self
 
     @property
     def enabled_cameras(self) -> list[CameraConfig]:

@@ -16,6 +16,7 @@ from agent.alerts.outbox import OutboxError
 from agent.config import AgentConfig
 from agent.console.wiring import ConsoleRuntime
 from agent.detection.loader import DetectorLoader
+from agent.fleet.runtime import FleetRuntime
 from agent.health_report import build_health
 from agent.matching.candidates import CandidateQueue, DecisionDispatcher
 from agent.pipeline import Analyzer, Pipeline, RunSummary
@@ -75,14 +76,15 @@ def _lock_state(config: AgentConfig) -> StateLock:
         raise StartupError(str(exc)) from exc
 
 
-def _open_state(config: AgentConfig) -> tuple[QueryRegistry, AlertManager]:
+def _open_state(config: AgentConfig, fleet: FleetRuntime | None = None) -> tuple[QueryRegistry, AlertManager]:
     """Open the query registry and the alerts database; a file that is not usable stops the start."""
     try:
         registry = QueryRegistry(config.database)
     except QueryError as exc:
         raise StartupError(f"database: {exc}") from exc
     try:
-        return registry, AlertManager(config.alerts, config.site)
+        extra = () if fleet is None else fleet.sinks()
+        return registry, AlertManager(config.alerts, config.site, extra_sinks=extra)
     except (OutboxError, sqlite3.Error, OSError) as exc:
         registry.close()
         raise StartupError(f"alerts.database {config.alerts.database}: {exc}") from exc
@@ -115,8 +117,9 @@ class Agent:
         # The detector loads on a thread while everything below starts (agent/detection/loader.py).
         # A lock or loader handed in belongs to the agent from here on: it releases and closes them.
         self._detector_loader = detector or DetectorLoader(config.detector, config.state_dir)
+        self.fleet = None if config.fleet is None else FleetRuntime.for_agent(config)
         try:
-            self.registry, self.alerts = _open_state(config)
+            self.registry, self.alerts = _open_state(config, self.fleet)
         except StartupError:
             self._detector_loader.close()
             self._state_lock.release()
@@ -285,6 +288,8 @@ class Agent:
             self._start_rerank()
             self.dispatcher = DecisionDispatcher(self.candidates, self.alerts, self.rerank)
             self.console.start(self.pipeline, self.alerts, lambda: self.health()["cameras"])
+            if self.fleet is not None:  # the fleet (agent/fleet): heartbeat, fleet queries, hub reviews
+                self.fleet.start(self.registry, self.health, self.console.review_mark)
             self._start_api()
             return self.pipeline.run()
         finally:
@@ -324,6 +329,8 @@ class Agent:
         # Half of what is left drains the sinks, the other half stops them all at once (hung receivers).
         left = remaining(budget_s)
         self.alerts.close(drain_timeout_s=left / 2, stop_timeout_s=left / 2)
+        if self.fleet is not None:
+            self.fleet.close(timeout_s=remaining(0.5))
         if self.encoder is not None:
             self.encoder.close()
             self.encoder = None
@@ -352,7 +359,7 @@ class Agent:
             },
             candidates_queued=self.candidates.snapshot_stats().queued,
             engines=self.engine_health(),
-        )
+        ) | ({} if self.fleet is None else {"fleet": self.fleet.status()})
 
     def engine_health(self) -> list[dict[str, Any]]:
         """Each model's engine state (detector, CLIP encoder), as the components report it."""

@@ -68,6 +68,7 @@ class AlertManager:
         clock: UNIX-seconds clock for quiet timeouts, retention and delivery times.
         sinks: sinks to use instead of the configured ones (each with ``retry``).
         retry: backoff for ``sinks``; configured sinks use their own ``retry``.
+        extra_sinks: sinks added to either, each with its own backoff (the fleet's).
 
     Call :meth:`start` (or use it as a context manager) before submitting; :meth:`close` at the end.
     Constructing it opens (and creates or upgrades) the database but connects to nothing.
@@ -81,6 +82,7 @@ class AlertManager:
         clock: Callable[[], float] = time.time,
         sinks: Sequence[Sink] | None = None,
         retry: RetryConfig | None = None,
+        extra_sinks: Sequence[tuple[Sink, RetryConfig]] = (),
     ) -> None:
         self.config = config
         self.site = site
@@ -100,6 +102,7 @@ class AlertManager:
             pairs = [(build_sink(sink_config), sink_config.retry) for sink_config in config.sinks]
         else:
             pairs = [(sink, retry or RetryConfig()) for sink in sinks]
+        pairs += list(extra_sinks)
         if len({sink.name for sink, _ in pairs}) != len(pairs):
             raise ValueError("sink names must be unique")
         self.workers = [DeliveryWorker(self.outbox, sink, policy, clock=clock) for sink, policy in pairs]

@@ -118,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
                     threshold += f" ({query.threshold_source or 'manual'})"
                 state = "on " if query.enabled else "off"
                 head = f"{query.id:4d} {state} {query.severity:8s} thr={threshold:18s}"
-                print(f"{head} cameras={cameras}  {query.text}")
+                fleet = "" if query.fleet_key is None else f"  [fleet {query.fleet_key}, read-only]"
+                print(f"{head} cameras={cameras}  {query.text}{fleet}")
         elif command == "show":
             from agent.pose.querycues import offline_mapping
 

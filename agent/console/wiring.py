@@ -140,6 +140,10 @@ class ConsoleRuntime:
         self.exemplars.close()
         self.cameras.close()
 
+    def review_mark(self) -> Any:
+        """The review store's ``mark`` once the console has started (None before, or with no console)."""
+        return None if self.reviews is None else self.reviews.mark
+
     # --- feedback ----------------------------------------------------------------------------
 
     def _false_alarm(self, payload: dict[str, Any]) -> None:

@@ -124,6 +124,8 @@ class Query:
     normal_prompts: list[str] | None
     created_at: float
     updated_at: float
+    # the key of a fleet query (applied from the hub's KV bucket, read-only here); None: local
+    fleet_key: str | None = None
 
     def applies_to(self, camera_id: str) -> bool:
         return self.cameras is None or camera_id in self.cameras
@@ -141,6 +143,7 @@ class Query:
             "normal_prompts": self.normal_prompts,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "fleet": self.fleet_key,
         }
 
 
@@ -207,8 +210,14 @@ def _migration_2(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE queries ADD COLUMN cooldown_unset INTEGER NOT NULL DEFAULT 0")
 
 
+def _migration_3(db: sqlite3.Connection) -> None:
+    # A fleet query (agent/fleet) carries its key in the hub's bucket; local queries have none.
+    db.execute("ALTER TABLE queries ADD COLUMN fleet_key TEXT")
+    db.execute("CREATE UNIQUE INDEX queries_fleet_key ON queries(fleet_key) WHERE fleet_key IS NOT NULL")
+
+
 # Index i holds the migration from schema version i to i + 1.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2, _migration_3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -225,6 +234,7 @@ def _row_to_query(row: sqlite3.Row) -> Query:
         normal_prompts=None if row["normal_prompts"] is None else list(json.loads(row["normal_prompts"])),
         created_at=float(row["created_at"]),
         updated_at=float(row["updated_at"]),
+        fleet_key=row["fleet_key"],
     )
 
 
@@ -339,8 +349,12 @@ class QueryRegistry:
         cooldown_s: float | None = None,
         normal_prompts: list[str] | None = None,
         enabled: bool = True,
+        fleet_key: str | None = None,
     ) -> Query:
-        """Register a query; ``cooldown_s`` None: the agent's ``alerts.cooldown_s`` applies."""
+        """Register a query; ``cooldown_s`` None: the agent's ``alerts.cooldown_s`` applies.
+
+        ``fleet_key`` marks a fleet query (agent/fleet): only the fleet may change or remove it.
+        """
         text = validate_query_text(text)
         cameras = _validate_cameras(cameras)
         threshold = _validate_threshold(threshold)
@@ -352,8 +366,8 @@ class QueryRegistry:
         with self._sqlite.transaction() as db:
             cursor = db.execute(
                 "INSERT INTO queries (text, enabled, cameras, threshold, threshold_source, severity,"
-                " cooldown_s, cooldown_unset, normal_prompts, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " cooldown_s, cooldown_unset, normal_prompts, created_at, updated_at, fleet_key)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     text,
                     int(enabled),
@@ -366,14 +380,33 @@ class QueryRegistry:
                     None if normal_prompts is None else json.dumps(normal_prompts),
                     now,
                     now,
+                    fleet_key,
                 ),
             )
             query_id = int(cursor.lastrowid or 0)
         _warn_language(query_id, text)
         return self.get(query_id)
 
-    def update(self, query_id: int, change: QueryUpdate) -> Query:
+    def fleet_query(self, fleet_key: str) -> Query | None:
+        """The fleet query with this key, or None."""
+        row = (
+            self._sqlite.connect()
+            .execute("SELECT * FROM queries WHERE fleet_key = ?", (fleet_key,))
+            .fetchone()
+        )
+        return None if row is None else _row_to_query(row)
+
+    def _check_local(self, query: Query, fleet: bool) -> None:
+        if query.fleet_key is not None and not fleet:
+            raise QueryError(
+                f"query {query.id} is a fleet query ({query.fleet_key}): change it at the hub "
+                "(watchword fleet query edit, or the fleet console)"
+            )
+
+    def update(self, query_id: int, change: QueryUpdate, *, fleet: bool = False) -> Query:
+        """Change a query; a fleet query only with ``fleet`` (the fleet's sync), else :class:`QueryError`."""
         current = self.get(query_id)
+        self._check_local(current, fleet)
         values: dict[str, Any] = {}
         if change.text is not None:
             values["text"] = validate_query_text(change.text)
@@ -413,7 +446,9 @@ class QueryRegistry:
     def set_enabled(self, query_id: int, enabled: bool) -> Query:
         return self.update(query_id, QueryUpdate(enabled=enabled))
 
-    def remove(self, query_id: int) -> None:
+    def remove(self, query_id: int, *, fleet: bool = False) -> None:
+        """Delete a query; a fleet query only with ``fleet``, else :class:`QueryError`."""
+        self._check_local(self.get(query_id), fleet)
         with self._sqlite.transaction() as db:
             cursor = db.execute("DELETE FROM queries WHERE id = ?", (query_id,))
             if cursor.rowcount == 0:

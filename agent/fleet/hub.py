@@ -1,0 +1,246 @@
+"""The hub side: fleet queries, review marks, alerts and evidence, through the hub's JetStream.
+
+:class:`FleetHub` is what ``watchword fleet ...`` and the bench use. The hub keeps no state of
+its own: the alerts are the sourced stream ``WATCHWORD_ALERTS`` (:class:`AlertIndex` rebuilds its
+list from the stream's start), the evidence is each site's mirrored object store, the fleet
+queries are the KV bucket, the review marks are the per-site review streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
+
+from agent.fleet.config import NatsConnectionConfig
+from agent.fleet.link import NatsLink
+from agent.fleet.provision import provision_hub
+from agent.fleet.queries import FleetQuery, new_key
+from agent.fleet.reviews import review_message
+from agent.fleet.subjects import ALERTS_STREAM, QUERIES_BUCKET, reviews_subject
+
+log = logging.getLogger(__name__)
+
+
+class FleetHubError(RuntimeError):
+    """A hub operation that failed (not connected, unknown query); the message says why."""
+
+
+async def read_object(js: JetStreamContext, bucket: str, name: str) -> bytes:
+    """An object of a (mirrored) object store, checked against its SHA-256 digest.
+
+    nats-py's own ``get`` finds the stream by subject, which a mirror (no subjects) cannot answer.
+    """
+    info = await (await js.object_store(bucket)).get_info(name)
+    if not info.size:
+        return b""
+    subscription = await js.subscribe(
+        f"$O.{bucket}.C.{info.nuid}", stream=f"OBJ_{bucket}", ordered_consumer=True
+    )
+    data = bytearray()
+    try:
+        while len(data) < info.size:
+            message = await subscription.next_msg(timeout=5.0)
+            data += message.data
+    finally:
+        await subscription.unsubscribe()
+    digest = (info.digest or "").split("=", 1)[-1]
+    if (
+        digest
+        and base64.urlsafe_b64decode(digest + "=" * (-len(digest) % 4)) != hashlib.sha256(data).digest()
+    ):
+        raise FleetHubError(f"evidence {bucket}/{name}: digest mismatch")
+    return bytes(data)
+
+
+class AlertIndex:
+    """Every alert at the hub, rebuilt from ``WATCHWORD_ALERTS`` and kept up to date live.
+
+    ``alerts`` maps alert id to its latest event; ``events`` counts stored events by event id (a
+    count above one is a duplicate at the hub). ``on_event`` is called with each new payload.
+    """
+
+    def __init__(self, on_event: Callable[[dict[str, Any], float], None] | None = None) -> None:
+        self.alerts: dict[str, dict[str, Any]] = {}
+        self.events: dict[str, int] = {}
+        self.on_event = on_event
+        self.lock = threading.Lock()
+
+    def add(self, subject: str, data: bytes) -> None:
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            log.warning("fleet: %s: an alert that is not JSON", subject)
+            return
+        site = subject.split(".")[1]
+        if payload.get("site") != site:  # a site may only speak for itself
+            log.warning("fleet: %s carries site %r; dropped", subject, payload.get("site"))
+            return
+        with self.lock:
+            event_id = str(payload.get("event_id"))
+            self.events[event_id] = self.events.get(event_id, 0) + 1
+            alert_id = str(payload.get("alert_id"))
+            current = self.alerts.get(alert_id)
+            if current is None or int(payload.get("seq", 0)) >= int(current.get("seq", 0)):
+                self.alerts[alert_id] = payload
+        if self.on_event is not None:
+            self.on_event(payload, time.time())
+
+    def list(
+        self,
+        *,
+        site: str | None = None,
+        camera: str | None = None,
+        query: str | None = None,
+        severity: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The latest event of each alert, newest first, filtered."""
+        with self.lock:
+            rows = list(self.alerts.values())
+        keep = [
+            a
+            for a in rows
+            if (site is None or a.get("site") == site)
+            and (camera is None or a.get("camera") == camera)
+            and (query is None or str(a.get("query_id")) == query or a.get("query") == query)
+            and (severity is None or a.get("severity") == severity)
+        ]
+        return sorted(keep, key=lambda a: a.get("started_at") or 0, reverse=True)
+
+
+class FleetHub:
+    """A connection to the hub with the fleet's operations (blocking; for commands and servers)."""
+
+    def __init__(self, connection: NatsConnectionConfig, *, timeout_s: float = 5.0) -> None:
+        self.link = NatsLink(connection, "watchword-hub")
+        self.timeout_s = timeout_s
+        self.index: AlertIndex | None = None
+
+    def __enter__(self) -> FleetHub:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        self.link.start()
+        if not self.link.wait_connected(self.timeout_s):
+            raise FleetHubError(f"cannot reach the hub at {self.link.shown_url}: {self.link.last_problem}")
+
+    def close(self) -> None:
+        self.link.close()
+
+    def _js(self) -> JetStreamContext:
+        return self.link.jetstream()
+
+    def provision(self, sites: list[str]) -> None:
+        """Create or update the hub's streams and buckets for ``sites``."""
+        self.link.call(self._provision(sites), self.timeout_s * 4)
+
+    async def _provision(self, sites: list[str]) -> None:
+        await provision_hub(self._js(), sites)
+
+    # --- fleet queries ---------------------------------------------------------------------
+
+    def put_query(self, query: FleetQuery, key: str | None = None) -> str:
+        """Store a fleet query (a new key unless given); every targeted site applies it."""
+        key = key or new_key(query.text)
+        stamped = query.model_copy(update={"updated_at": round(time.time(), 3)})
+
+        async def put() -> None:
+            kv = await self._js().key_value(QUERIES_BUCKET)
+            await kv.put(key, stamped.encode())
+
+        self.link.call(put(), self.timeout_s)
+        return key
+
+    def queries(self) -> dict[str, FleetQuery]:
+        """Every fleet query by key."""
+
+        async def read() -> dict[str, FleetQuery]:
+            kv = await self._js().key_value(QUERIES_BUCKET)
+            out: dict[str, FleetQuery] = {}
+            try:
+                keys = await kv.keys()
+            except Exception:  # nats-py raises NoKeysError for an empty bucket
+                return out
+            for key in keys:
+                entry = await kv.get(key)
+                if entry.value:
+                    out[key] = FleetQuery.decode(entry.value)
+            return out
+
+        return self.link.call(read(), self.timeout_s)
+
+    def query(self, key: str) -> FleetQuery:
+        found = self.queries().get(key)
+        if found is None:
+            raise FleetHubError(f"no fleet query {key!r}")
+        return found
+
+    def delete_query(self, key: str) -> None:
+        """Remove a fleet query; every site removes it."""
+        self.query(key)
+
+        async def delete() -> None:
+            kv = await self._js().key_value(QUERIES_BUCKET)
+            await kv.delete(key)
+
+        self.link.call(delete(), self.timeout_s)
+
+    # --- reviews, alerts, evidence ---------------------------------------------------------
+
+    def review(self, site: str, alert_id: str, action: str, note: str | None = None, by: str = "hub") -> None:
+        """Send a review mark down to the site that raised the alert (stored until it arrives)."""
+        data = review_message(alert_id, action, note, by, round(time.time(), 3))
+
+        async def publish() -> None:
+            await self._js().publish(reviews_subject(site), data, timeout=self.timeout_s)
+
+        self.link.call(publish(), self.timeout_s)
+
+    def follow_alerts(self, index: AlertIndex) -> None:
+        """Fill ``index`` from the hub's alert stream and keep it up to date (in the background)."""
+        self.index = index
+
+        async def follow() -> None:
+            while True:
+                try:
+                    subscription = await self._js().subscribe(
+                        "watchword.*.alerts.>",
+                        stream=ALERTS_STREAM,
+                        ordered_consumer=True,
+                        deliver_policy=DeliverPolicy.ALL,
+                    )
+                    async for message in subscription.messages:
+                        index.add(message.subject, message.data)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.debug("fleet: following alerts: %r", exc)
+                    await asyncio.sleep(0.5)
+
+        self.link.spawn(follow())
+
+    def stored_events(self) -> int:
+        """Messages in the hub's alert stream."""
+
+        async def count() -> int:
+            info = await self._js().stream_info(ALERTS_STREAM)
+            return int(info.state.messages)
+
+        return self.link.call(count(), self.timeout_s)
+
+    def evidence(self, bucket: str, name: str) -> bytes:
+        """One evidence file from the hub's mirror of a site's bucket."""
+        return self.link.call(read_object(self._js(), bucket, name), self.timeout_s * 2)

@@ -1,0 +1,108 @@
+"""The fleet sink against a real hub and leaf: each event stored once at the hub, with its evidence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.alerts.sinks import SinkError
+from agent.fleet.hub import AlertIndex, FleetHub
+from agent.fleet.runtime import FleetRuntime
+from tests.agent.alerts.helpers import wait_until
+from tests.fixtures.nats_fleet import FleetNet
+
+
+def _payload(
+    site: str, alert_id: str, seq: int, camera: str = "cam1", evidence: bool = True
+) -> dict[str, Any]:
+    return {
+        "schema": 1,
+        "event_id": f"{alert_id}/{seq}",
+        "alert_id": alert_id,
+        "seq": seq,
+        "event": "opened" if seq == 1 else "updated",
+        "site": site,
+        "camera": camera,
+        "query_id": 1,
+        "query": "a person falling down",
+        "severity": "warning",
+        "started_at": 1.0,
+        "evidence": {
+            "crop": f"{alert_id}/crop.jpg",
+            "frame": f"{alert_id}/frame.jpg",
+            "json": f"{alert_id}/evidence.json",
+        }
+        if evidence
+        else None,
+    }
+
+
+def _evidence(folder: Path, alert_id: str) -> dict[str, bytes]:
+    files = {
+        "crop.jpg": b"\xff\xd8crop" * 1000,
+        "frame.jpg": b"\xff\xd8frame" * 40000,
+        "evidence.json": b'{"keypoints": []}',
+    }
+    (folder / alert_id).mkdir(parents=True)
+    for name, data in files.items():
+        (folder / alert_id / name).write_bytes(data)
+    return files
+
+
+def test_each_event_is_stored_once_at_the_hub_with_its_evidence(
+    fleet_net: FleetNet, fleet_hub: FleetHub, tmp_path: Path
+) -> None:
+    evidence_dir = tmp_path / "evidence"
+    files = _evidence(evidence_dir, "alert-1")
+    runtime = FleetRuntime(fleet_net.leaves["site-a"].agent_fleet_config(), "site-a", evidence_dir)
+    sink = runtime.sink
+    runtime.link.start()
+    try:
+        wait_until(lambda: runtime.provisioned, 10, "the site's streams")
+        sink.send(_payload("site-a", "alert-1", 1))
+        sink.send(_payload("site-a", "alert-1", 1))  # a resend after a lost ack
+        sink.send(_payload("site-a", "alert-1", 2))
+        assert sink.duplicates == 1
+        index = AlertIndex()
+        fleet_hub.follow_alerts(index)
+        wait_until(lambda: len(index.events) == 2, 10, "two events at the hub")
+        assert index.events == {"alert-1/1": 1, "alert-1/2": 1}
+        latest = index.list(site="site-a")[0]
+        assert latest["seq"] == 2
+        bucket = latest["fleet_evidence"]["bucket"]
+        wait_until(lambda: _readable(fleet_hub, bucket, "alert-1/frame.jpg"), 10, "the evidence mirror")
+        for key, name in (("crop", "crop.jpg"), ("frame", "frame.jpg"), ("json", "evidence.json")):
+            assert fleet_hub.evidence(bucket, latest["fleet_evidence"][key]) == files[name]
+    finally:
+        runtime.close()
+
+
+def _readable(hub: FleetHub, bucket: str, name: str) -> bool:
+    try:
+        hub.evidence(bucket, name)
+    except Exception:
+        return False
+    return True
+
+
+def test_with_the_leaf_down_send_fails_and_the_outbox_keeps_the_event(
+    fleet_net: FleetNet, tmp_path: Path
+) -> None:
+    leaf = fleet_net.leaves["site-b"]
+    runtime = FleetRuntime(leaf.agent_fleet_config(ack_timeout_s=1.0), "site-b", tmp_path)
+    leaf.server.stop()
+    runtime.link.start()
+    try:
+        with pytest.raises(SinkError, match="not connected"):
+            runtime.sink.send(_payload("site-b", "alert-2", 1, evidence=False))
+    finally:
+        runtime.close()
+
+
+def test_a_site_cannot_speak_for_another_at_the_hub_index() -> None:
+    index = AlertIndex()
+    index.add("watchword.site-a.alerts.cam1", json.dumps(_payload("site-b", "x", 1)).encode())
+    assert index.alerts == {}
