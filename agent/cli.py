@@ -18,7 +18,18 @@ from agent.commands import EXIT_OK as EXIT_OK
 from agent.commands import EXIT_USAGE as EXIT_USAGE
 
 # Sub-command modules under agent.commands, each with register(subparsers).
-COMMAND_MODULES = ("run", "query", "calibrate", "models", "export", "eval", "alerts", "camera", "search")
+COMMAND_MODULES = (
+    "run",
+    "query",
+    "calibrate",
+    "models",
+    "export",
+    "eval",
+    "alerts",
+    "camera",
+    "search",
+    "fleet",
+)
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
