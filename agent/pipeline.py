@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from agent.api.metrics import Metric, stage_metrics
 from agent.config import AgentConfig, CameraConfig
 from agent.detection import Detector
 from agent.detection.loader import DetectorLoader
@@ -87,6 +88,34 @@ class CameraStatus:
 
     source: SourceStats | None
     counters: CameraCounters
+
+    def metrics(self) -> list[Metric]:
+        """This camera's frames, drops, reconnects, detections, tracks and last frame age."""
+        camera, counters, source = self.counters.camera_id, self.counters, self.source
+        age = Metric("watchword_last_frame_age_seconds", "gauge", "Seconds since the camera's last frame")
+        if source is not None and source.last_frame_age_s is not None:
+            age.add(source.last_frame_age_s, camera=camera)
+        return [
+            Metric("watchword_frames_total", "counter", "Frames analysed per camera").add(
+                counters.frames, camera=camera
+            ),
+            Metric("watchword_frame_drops_total", "counter", "Frames dropped by full camera queues").add(
+                source.drops if source else 0, camera=camera
+            ),
+            Metric("watchword_reconnects_total", "counter", "Camera reconnects").add(
+                source.reconnects if source else 0, camera=camera
+            ),
+            Metric("watchword_detections_total", "counter", "Detections per camera").add(
+                counters.detections, camera=camera
+            ),
+            Metric("watchword_tracks_active", "gauge", "Tracks in the latest frame per camera").add(
+                counters.active_tracks, camera=camera
+            ),
+            Metric("watchword_tracks_total", "counter", "Tracks started per camera").add(
+                counters.tracks_seen, camera=camera
+            ),
+            age,
+        ]
 
     def keep_up_problem(self) -> str | None:
         """Why this camera's frames are analysed slower than its source delivers them, or None.
@@ -206,6 +235,11 @@ class Pipeline:
                 stats = source.stats() if source is not None else None
                 result.append(CameraStatus(stats, counters.snapshot()))
             return result
+
+    def metrics(self) -> list[Metric]:
+        """Each camera's numbers (:meth:`CameraStatus.metrics`) and the detector's batches and time."""
+        cameras = [metric for status in self.status() for metric in status.metrics()]
+        return [*cameras, *stage_metrics("detect", self.detect_seconds, self.detect_batches)]
 
     # --- cameras at run time ----------------------------------------------------------------
 

@@ -375,116 +375,22 @@ class Agent:
         ]
 
     def metrics(self) -> str:
-        from agent.api.metrics import Metric, render
+        """The /metrics text: each running component's own metrics, concatenated (see ``metrics()``
+        of the pipeline, matchers, pose, candidate queue, re-ranker, alerts, registry and API)."""
+        from agent.api.metrics import MetricSource, render
 
-        frames = Metric("watchword_frames_total", "counter", "Frames analysed per camera")
-        drops = Metric("watchword_frame_drops_total", "counter", "Frames dropped by full camera queues")
-        reconnects = Metric("watchword_reconnects_total", "counter", "Camera reconnects")
-        detections = Metric("watchword_detections_total", "counter", "Detections per camera")
-        tracks = Metric("watchword_tracks_active", "gauge", "Tracks in the latest frame per camera")
-        seen = Metric("watchword_tracks_total", "counter", "Tracks started per camera")
-        age = Metric("watchword_last_frame_age_seconds", "gauge", "Seconds since the camera's last frame")
-        for status in self.pipeline.status():
-            camera = status.counters.camera_id
-            source = status.source
-            frames.add(status.counters.frames, camera=camera)
-            detections.add(status.counters.detections, camera=camera)
-            tracks.add(status.counters.active_tracks, camera=camera)
-            seen.add(status.counters.tracks_seen, camera=camera)
-            drops.add(source.drops if source else 0, camera=camera)
-            reconnects.add(source.reconnects if source else 0, camera=camera)
-            if source is not None and source.last_frame_age_s is not None:
-                age.add(source.last_frame_age_s, camera=camera)
-        latency = Metric("watchword_stage_seconds_total", "counter", "Seconds spent per pipeline stage")
-        calls = Metric("watchword_stage_calls_total", "counter", "Calls per pipeline stage")
-        latency.add(self.pipeline.detect_seconds, stage="detect")
-        calls.add(self.pipeline.detect_batches, stage="detect")
-        embeddings = Metric("watchword_embeddings_total", "counter", "Person crops embedded")
-        candidates = Metric("watchword_candidates_total", "counter", "Candidates chosen by the matcher")
-        if self.matcher is not None:
-            stats = self.matcher.stats
-            embeddings.add(stats.embeddings)
-            candidates.add(stats.candidates)
-            latency.add(stats.embed_seconds, stage="embed")
-            calls.add(stats.embed_calls, stage="embed")
-        if self.cue_matcher is not None:
-            candidates.add(self.cue_matcher.stats.candidates)
-        pose = self.pose
-        if pose is not None:  # pose cues: MoveNet calls and their time
-            latency.add(pose.analyzer.stats.seconds, stage="pose")
-            calls.add(pose.analyzer.stats.calls, stage="pose")
-        dropped = Metric("watchword_candidates_dropped_total", "counter", "Candidates dropped by full queues")
-        queued = self.candidates.snapshot_stats()
-        dropped.add(queued.dropped, queue="candidates")
-        dropped.add(queued.expired, queue="stale")
-        if self.rerank is not None:
-            rerank = self.rerank.stats()
-            latency.add(rerank.busy_s, stage="rerank")
-            calls.add(rerank.calls, stage="rerank")
-        alert_stats = self.alerts.stats()
-        alerts = Metric("watchword_alert_events_total", "counter", "Alert events by kind")
-        episodes = alert_stats.episodes
-        for kind, count in (
-            ("opened", episodes.opened),
-            ("updated", episodes.updated),
-            ("closed", episodes.closed),
-        ):
-            alerts.add(count, event=kind)
-        suppressed = Metric("watchword_alerts_suppressed_total", "counter", "Candidates not raised as alerts")
-        suppressed.add(episodes.suppressed_cooldown, reason="cooldown")
-        suppressed.add(episodes.late_updates, reason="late_update")
-        suppressed.add(episodes.rejected_unverified, reason="not_verified")
-        suppressed.add(episodes.held_unverified, reason="unverified_held")
-        delivered = Metric("watchword_sink_delivered_total", "counter", "Alert events a sink acknowledged")
-        for sink, counters in alert_stats.sinks.items():
-            delivered.add(counters.delivered, sink=sink)
-        backlog = Metric(
-            "watchword_sink_backlog", "gauge", "Alert events waiting for a sink's acknowledgement"
-        )
-        for sink, pending in alert_stats.backlog.items():
-            backlog.add(pending, sink=sink)
-        # --- reliability (harden): dead letters and what the disk refused
-        dead = Metric("watchword_sink_dead_letters_total", "counter", "Alert events moved to dead letters")
-        for sink, counters in alert_stats.sinks.items():
-            dead.add(counters.given_up, sink=sink)
-        storage = alert_stats.storage
-        held = Metric("watchword_alert_events_held", "gauge", "Alert events held in memory: outbox refused")
-        held.add(storage.buffered)
-        lost = Metric("watchword_alert_events_dropped_total", "counter", "Alert events lost: not storable")
-        lost.add(storage.dropped)
-        errors = Metric("watchword_alert_storage_errors_total", "counter", "Failed alert storage writes")
-        errors.add(storage.enqueue_errors, kind="outbox")
-        errors.add(storage.evidence_errors, kind="evidence")
-        # --- end reliability
-        queries = Metric("watchword_queries_enabled", "gauge", "Standing queries evaluated")
-        queries.add(len(self.registry.list_queries(enabled_only=True)))
-        api = [
-            *(self.api.metrics() if self.api is not None else []),
-            *(self.auth_lockout.metrics() if self.auth_lockout is not None else []),
+        components: list[MetricSource | None] = [
+            self.pipeline,
+            self.matcher,
+            self.cue_matcher,
+            None if self.pose is None else self.pose.analyzer,
+            self.candidates,
+            self.rerank,
+            self.alerts,
+            self.registry,
+            self.api,
+            self.auth_lockout,
         ]
         return render(
-            [
-                frames,
-                drops,
-                reconnects,
-                detections,
-                tracks,
-                seen,
-                age,
-                embeddings,
-                candidates,
-                dropped,
-                latency,
-                calls,
-                alerts,
-                suppressed,
-                delivered,
-                backlog,
-                dead,
-                held,
-                lost,
-                errors,
-                queries,
-                *api,
-            ]
+            metric for component in components if component is not None for metric in component.metrics()
         )

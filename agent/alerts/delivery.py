@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from agent.alerts.config import RetryConfig
 from agent.alerts.outbox import Outbox, PendingDelivery
 from agent.alerts.sinks.base import Sink, SinkError
+from agent.api.metrics import Metric
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,17 @@ class DeliveryCounters:
     consecutive_failures: int = 0  # failed attempts since the last acknowledgement
     last_error: str | None = None
     last_delivered_at: float | None = None
+
+    def metrics(self, sink: str) -> list[Metric]:
+        """Events ``sink`` acknowledged and events it gave up on (moved to the dead letters)."""
+        return [
+            Metric("watchword_sink_delivered_total", "counter", "Alert events a sink acknowledged").add(
+                self.delivered, sink=sink
+            ),
+            Metric("watchword_sink_dead_letters_total", "counter", "Alert events moved to dead letters").add(
+                self.given_up, sink=sink
+            ),
+        ]
 
 
 def _should_log(attempts: int) -> bool:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.api.metrics import Metric
 from agent.types import Candidate
 
 log = logging.getLogger(__name__)
@@ -191,6 +192,17 @@ class EpisodeCounters:
     rejected_unverified: int = 0
     late_updates: int = 0
     held_unverified: int = 0
+
+    def metrics(self) -> list[Metric]:
+        """Alert events by kind (opened, updated, closed) and candidates not raised, by why."""
+        events = Metric("watchword_alert_events_total", "counter", "Alert events by kind")
+        events.add(self.opened, event="opened").add(self.updated, event="updated")
+        suppressed = Metric("watchword_alerts_suppressed_total", "counter", "Candidates not raised as alerts")
+        suppressed.add(self.suppressed_cooldown, reason="cooldown")
+        suppressed.add(self.late_updates, reason="late_update")
+        suppressed.add(self.rejected_unverified, reason="not_verified")
+        suppressed.add(self.held_unverified, reason="unverified_held")
+        return [events.add(self.closed, event="closed"), suppressed]
 
 
 @dataclass

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agent.api.metrics import Metric
+
 log = logging.getLogger(__name__)
 
 
@@ -28,6 +30,19 @@ class StorageCounters:
     enqueue_errors: int = 0  # failed writes to the outbox (each retry counts)
     evidence_errors: int = 0  # evidence files not written
     last_error: str | None = None
+
+    def metrics(self) -> list[Metric]:
+        """Events held in memory, events lost, and failed writes of the outbox and of evidence."""
+        errors = Metric("watchword_alert_storage_errors_total", "counter", "Failed alert storage writes")
+        return [
+            Metric("watchword_alert_events_held", "gauge", "Alert events held in memory: outbox refused").add(
+                self.buffered
+            ),
+            Metric("watchword_alert_events_dropped_total", "counter", "Alert events lost: not storable").add(
+                self.dropped
+            ),
+            errors.add(self.enqueue_errors, kind="outbox").add(self.evidence_errors, kind="evidence"),
+        ]
 
 
 class HoldBack:

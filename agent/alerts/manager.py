@@ -30,6 +30,7 @@ from agent.alerts.holdback import HoldBack, StorageCounters
 from agent.alerts.outbox import Outbox
 from agent.alerts.payload import build_payload, closed_after_restart
 from agent.alerts.sinks import Sink, build_sink
+from agent.api.metrics import Metric
 from agent.types import Candidate, TrackEvent, TrackEventKind
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,16 @@ class AlertStats:
     backlog: dict[str, int]
     sinks: dict[str, DeliveryCounters] = field(default_factory=dict)
     storage: StorageCounters = field(default_factory=StorageCounters)
+
+    def metrics(self) -> list[Metric]:
+        """Episode events, each sink's deliveries and backlog, and what the storage refused."""
+        backlog = Metric(
+            "watchword_sink_backlog", "gauge", "Alert events waiting for a sink's acknowledgement"
+        )
+        for sink, pending in self.backlog.items():
+            backlog.add(pending, sink=sink)
+        deliveries = [metric for sink, counters in self.sinks.items() for metric in counters.metrics(sink)]
+        return [*self.episodes.metrics(), *deliveries, backlog, *self.storage.metrics()]
 
 
 @dataclass
@@ -426,6 +437,10 @@ class AlertManager:
         except sqlite3.Error as exc:
             return AlertsSnapshot(storage, sinks, database_error=str(exc))
         return AlertsSnapshot(storage, sinks, dead, backlog)
+
+    def metrics(self) -> list[Metric]:
+        """The numbers of :meth:`stats` as metrics (:meth:`AlertStats.metrics`)."""
+        return self.stats().metrics()
 
     def stats(self) -> AlertStats:
         """Episode counts, error counts, backlog and delivery counts per sink."""

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from agent.api.metrics import Metric
 from agent.matching.selection import severity_rank
 from agent.matching.stage import CandidateStage, Decision, DecisionSink
 from agent.types import Candidate
@@ -182,6 +183,12 @@ class CandidateQueue:
             for entry in entries:
                 self._in_flight.discard(entry.key)
             self.cond.notify_all()
+
+    def metrics(self) -> list[Metric]:
+        """Candidates dropped: by the full queue (``candidates``) and past their deadline (``stale``)."""
+        stats = self.snapshot_stats()
+        dropped = Metric("watchword_candidates_dropped_total", "counter", "Candidates dropped by full queues")
+        return [dropped.add(stats.dropped, queue="candidates").add(stats.expired, queue="stale")]
 
     def snapshot_stats(self) -> QueueStats:
         with self.cond:

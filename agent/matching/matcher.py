@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from agent.alerts.episodes import AlertStateView
+from agent.api.metrics import Metric, stage_metrics
 from agent.matching.config import MatchingConfig
 from agent.matching.exemplars import ExemplarStore
 from agent.matching.querybank import QueryBank, TextEncoder
@@ -79,6 +80,17 @@ class MatcherStats:
     windows: int = 0
     candidates: int = 0
     updates: int = 0
+
+    def metrics(self, *, embedder: bool) -> list[Metric]:
+        """Candidates chosen, and with a CLIP ``embedder`` the crops embedded and the embed stage."""
+        chosen = Metric("watchword_candidates_total", "counter", "Candidates chosen by the matcher")
+        if not embedder:
+            return [chosen.add(self.candidates)]
+        return [
+            Metric("watchword_embeddings_total", "counter", "Person crops embedded").add(self.embeddings),
+            chosen.add(self.candidates),
+            *stage_metrics("embed", self.embed_seconds, self.embed_calls),
+        ]
 
 
 class WindowedSelection:
@@ -162,6 +174,10 @@ class Matcher(WindowedSelection):
     @property
     def tracks(self) -> dict[tuple[str, int], TrackState]:
         return self.book.tracks
+
+    def metrics(self) -> list[Metric]:
+        """Crops embedded, candidates chosen and the embed stage's time (:meth:`MatcherStats.metrics`)."""
+        return self.stats.metrics(embedder=True)
 
     # --- sampling --------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.api.metrics import Metric, stage_metrics
 from agent.pose.config import PoseConfig
 from agent.pose.cues import TrackCues
 from agent.pose.estimator import PoseEstimator
@@ -71,6 +72,10 @@ class PoseAnalyzer:
             return False  # a detector's box jitters: shape changes re-sample at most this often
         change = abs(aspect - track.last_aspect) / max(track.last_aspect, 1e-6)
         return change >= self.config.shape_change
+
+    def metrics(self) -> list[Metric]:
+        """MoveNet's calls and the seconds spent in them (the ``pose`` stage)."""
+        return stage_metrics("pose", self.stats.seconds, self.stats.calls)
 
     def process(self, results: list[FrameResult]) -> None:
         with self._lock:

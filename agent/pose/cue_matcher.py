@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.api.metrics import Metric
 from agent.matching.config import MatchingConfig
 from agent.matching.matcher import AlertStateSource, MatcherStats, SelectionSink, WindowedSelection
 from agent.matching.scoring import PoolingParams
@@ -93,6 +94,10 @@ class CueMatcher(WindowedSelection):
         )
         hashes = [cue_hash(q, cue) for q, cue in zip(queries, self.column_cues, strict=True)]
         self.book.set_queries(queries, thresholds, hashes)
+
+    def metrics(self) -> list[Metric]:
+        """Candidates chosen from the cues (no crop is embedded here)."""
+        return self.stats.metrics(embedder=False)
 
     def process(self, results: list[FrameResult]) -> None:
         """Sample cue values into the track book; adds ``cue_scores`` to each frame's extra."""

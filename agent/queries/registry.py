@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from agent.api.metrics import Metric
 from agent.queries.bounds import (
     MAX_CAMERAS_PER_QUERY,
     MAX_NORMAL_PROMPTS,
@@ -330,6 +331,11 @@ class QueryRegistry:
     def list_queries(self, *, enabled_only: bool = False) -> list[Query]:
         sql = "SELECT * FROM queries" + (" WHERE enabled = 1" if enabled_only else "") + " ORDER BY id"
         return [_row_to_query(row) for row in self._sqlite.connect().execute(sql)]
+
+    def metrics(self) -> list[Metric]:
+        """The standing queries evaluated now (enabled)."""
+        enabled = self._sqlite.connect().execute("SELECT COUNT(*) FROM queries WHERE enabled = 1").fetchone()
+        return [Metric("watchword_queries_enabled", "gauge", "Standing queries evaluated").add(enabled[0])]
 
     def get(self, query_id: int) -> Query:
         row = self._sqlite.connect().execute("SELECT * FROM queries WHERE id = ?", (query_id,)).fetchone()

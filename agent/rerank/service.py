@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from agent.api.metrics import Metric, stage_metrics
 from agent.matching.stage import Decision
 from agent.rerank.backends.base import BudgetError, LmmBackend, LmmError, build_backend
 from agent.rerank.budget import CallBudget
@@ -201,6 +202,11 @@ class RerankService:
             apply_outcome(candidate, outcome)
             decisions.append(Decision(candidate, None, waited, 0.0))
         return decisions
+
+    def metrics(self) -> list[Metric]:
+        """LMM requests and the seconds the stage was busy (the ``rerank`` stage)."""
+        stats = self.stats()
+        return stage_metrics("rerank", stats.busy_s, stats.calls)
 
     def stats(self) -> RerankStats:
         """A consistent snapshot of the counters."""
