@@ -325,6 +325,8 @@ def create_app(context: ApiContext) -> FastAPI:
             context.registry.remove(query_id)
         except QueryNotFoundError as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
+        except QueryError as exc:  # a fleet query: changed only at the hub
+            raise unprocessable(exc) from exc
 
     @app.get(
         "/alerts",

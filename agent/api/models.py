@@ -80,6 +80,9 @@ class QueryOut(BaseModel):
     normal_prompts: list[str] | None
     created_at: float = Field(description="UNIX seconds")
     updated_at: float = Field(description="UNIX seconds")
+    fleet: str | None = Field(
+        None, description="a fleet query's key (agent/fleet): read-only here, changed at the hub"
+    )
     cue: dict[str, Any] | None = Field(
         None, description="its behaviour-cue mapping, only when pose cues are on"
     )

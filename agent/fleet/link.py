@@ -162,9 +162,10 @@ class NatsLink:
         self._closing = True
 
         async def shutdown() -> None:
-            for task in asyncio.all_tasks():
-                if task is not asyncio.current_task():
-                    task.cancel()
+            tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks, timeout=timeout_s / 4) if tasks else None
             client = self._client
             if client is not None and not client.is_closed:
                 try:
