@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agent.api.metrics import Metric, stage_metrics
-from agent.config import AgentConfig, CameraConfig
+from agent.config import AgentConfig
 from agent.detection import Detector
 from agent.detection.loader import DetectorLoader
 from agent.outputs.jsonl import JsonlWriter, frame_record
 from agent.outputs.video import VideoWriter, annotate
 from agent.sources import Source, SourceError, SourceStats, open_source
+from agent.sources.config import CameraConfig
 from agent.sources.stats import RateMeter
 from agent.tracking import CameraTracker, build_tracker
 from agent.tracking.reassociation import Embedder

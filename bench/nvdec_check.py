@@ -20,8 +20,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from agent.config import CameraConfig  # noqa: E402
 from agent.sources import open_source  # noqa: E402
+from agent.sources.config import CameraConfig  # noqa: E402
 from agent.sources.decoders import DecoderUnavailableError, plan_decoding  # noqa: E402
 from agent.sources.pipeline import ensure_gst  # noqa: E402
 

@@ -27,10 +27,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.config import AgentConfig, CameraConfig, SSDDetectorConfig
+from agent.config import AgentConfig
 from agent.detection import build_detector
+from agent.detection.config import SSDDetectorConfig
 from agent.outputs.jsonl import JsonlWriter, frame_record
 from agent.pipeline import Pipeline
+from agent.sources.config import CameraConfig
 from agent.tracking import build_tracker
 from agent.types import Frame
 from tests.fixtures.rtsp_server import RtspServer

@@ -22,8 +22,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.config import AgentConfig, CameraConfig, SSDDetectorConfig
+from agent.config import AgentConfig
 from agent.detection import build_detector
+from agent.detection.config import SSDDetectorConfig
 from agent.matching.config import MatchingConfig
 from agent.pipeline import Analyzer, Pipeline
 from agent.pose.analyzer import PoseAnalyzer
@@ -34,6 +35,7 @@ from agent.pose.querycues import QueryCues
 from agent.pose.sentence import SentenceEmbedder
 from agent.pose.vocabulary import CueVocabulary
 from agent.queries import QueryRegistry
+from agent.sources.config import CameraConfig
 from tests.fixtures import posture_set
 
 SAMPLE = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")

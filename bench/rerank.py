@@ -33,13 +33,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.config import AgentConfig, CameraConfig, SSDDetectorConfig
+from agent.config import AgentConfig
 from agent.detection import Detector, build_detector
+from agent.detection.config import SSDDetectorConfig
 from agent.matching.candidates import CandidateQueue, DecisionDispatcher, QueueStats
 from agent.pipeline import Pipeline
 from agent.rerank.backends.base import LmmBackend, LmmRequest, LmmResponse
 from agent.rerank.config import RerankConfig
 from agent.rerank.service import RerankService, RerankStats
+from agent.sources.config import CameraConfig
 from agent.types import Candidate, Detections, Frame, TrackEvent
 
 SAMPLE = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")

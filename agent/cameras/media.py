@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from agent.config import CameraConfig
 from agent.redact import redact_text
 from agent.sources.base import SourceError
+from agent.sources.config import CameraConfig
 from agent.sources.uri import parse_source_uri
 
 log = logging.getLogger(__name__)

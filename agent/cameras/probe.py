@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import cv2
 
-from agent.config import CameraConfig
 from agent.redact import redact_text
 from agent.sources import SourceError, open_source
+from agent.sources.config import CameraConfig
 from agent.sources.uri import redact_uri
 
 

@@ -23,8 +23,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agent.config import AgentConfig, CameraConfig
+from agent.config import AgentConfig
 from agent.redact import has_credentials
+from agent.sources.config import CameraConfig
 from agent.sources.uri import redact_uri
 from agent.sqlite_files import connect_read_only
 from agent.sqlite_threads import ThreadLocalSQLite

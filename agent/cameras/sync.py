@@ -7,7 +7,7 @@ import threading
 from typing import Protocol
 
 from agent.cameras.store import CameraStore
-from agent.config import CameraConfig
+from agent.sources.config import CameraConfig
 
 log = logging.getLogger(__name__)
 

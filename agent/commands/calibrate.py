@@ -147,11 +147,11 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
     from agent.cameras import site_cameras
-    from agent.config import CameraConfig
     from agent.matching.calibration import ScoreCollector, footage_warning
     from agent.pipeline import Pipeline
     from agent.queries import QueryError, QueryRegistry, QueryUpdate
     from agent.queries.startup import register_startup_queries
+    from agent.sources.config import CameraConfig
 
     cameras = site_cameras(config)
     if args.camera is not None:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 if TYPE_CHECKING:
-    from agent.config import CameraConfig
+    from agent.sources.config import CameraConfig
 
 DEFAULT_DATABASE = Path("data/watchword.db")
 

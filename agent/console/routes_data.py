@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.api.models import binary
 from agent.cameras.store import CameraError, CameraNotFoundError, redacted
-from agent.config import CameraConfig
 from agent.console.services import (
     ERROR_RESPONSES,
     CameraId,
@@ -27,6 +26,7 @@ from agent.console.services import (
 )
 from agent.queries.bounds import MAX_QUERY_TEXT_CHARS
 from agent.search.scorer import threshold_for_rate
+from agent.sources.config import CameraConfig
 from agent.uri_rules import camera_uri_problem
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")

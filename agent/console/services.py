@@ -11,7 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.cameras.media import MediaFolders
 from agent.cameras.store import CameraStore
-from agent.config import CameraConfig
 from agent.console.events import EventHub
 from agent.console.live import LiveFrames
 from agent.console.reviews import ReviewStore
@@ -19,6 +18,7 @@ from agent.console.session import SessionStore
 from agent.queries.bounds import CAMERA_ID
 from agent.search.index import TrackIndex
 from agent.search.scorer import TextScorer
+from agent.sources.config import CameraConfig
 
 # Path parts, bounded so that a malformed one is a 422 (the schema says so) rather than a lookup.
 CameraId = Annotated[str, PathParameter(pattern=CAMERA_ID)]

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 from agent.cameras.media import MediaFolders
 from agent.cameras.store import CameraStore
 from agent.cameras.sync import CameraSync
-from agent.config import AgentConfig, CameraConfig
+from agent.config import AgentConfig
 from agent.matching.exemplars import ExemplarStore, FeedbackConfig
 from agent.matching.samples import TrackSample
 from agent.search.config import SearchConfig
+from agent.sources.config import CameraConfig
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

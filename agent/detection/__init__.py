@@ -1,7 +1,8 @@
 """Object detection: the :class:`Detector` interface and its backends, chosen by ``detector.type``.
 
 Backends are imported only when built, so ``import agent.detection`` loads neither OpenCV's DNN
-model nor ultralytics and torch.
+model nor ultralytics and torch; :class:`Detector` and :class:`DetectorError` load on first use, so
+that ``agent.config`` can nest :mod:`agent.detection.config` without loading the engines.
 """
 
 from __future__ import annotations
@@ -9,10 +10,22 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent.config import DetectorConfig, OpenCvDnnEngineConfig, SSDDetectorConfig, YoloDetectorConfig
-from agent.detection.base import Detector, DetectorError
+from agent.detection.config import (
+    DetectorConfig,
+    OpenCvDnnEngineConfig,
+    SSDDetectorConfig,
+    YoloDetectorConfig,
+)
+from agent.lazy_exports import lazy_exports
+
+if TYPE_CHECKING:
+    from agent.detection.base import Detector, DetectorError
+
+__getattr__ = lazy_exports(
+    __name__, {"Detector": "agent.detection.base", "DetectorError": "agent.detection.base"}
+)
 
 __all__ = ["BACKENDS", "Detector", "DetectorError", "build_detector"]
 
@@ -52,6 +65,8 @@ def build_detector(config: DetectorConfig, state_dir: Path | None = None) -> Det
     Raises:
         DetectorError: when the model is missing, unreadable or corrupt, or its runtime is not installed.
     """
+    from agent.detection.base import DetectorError
+
     try:
         build = BACKENDS[config.type]
     except KeyError:

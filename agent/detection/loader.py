@@ -13,8 +13,8 @@ import threading
 import time
 from pathlib import Path
 
-from agent.config import DetectorConfig
 from agent.detection import Detector, build_detector
+from agent.detection.config import DetectorConfig
 
 log = logging.getLogger(__name__)
 

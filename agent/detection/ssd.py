@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.config import OpenCvDnnEngineConfig, SSDDetectorConfig
 from agent.detection.base import Detector, DetectorError
+from agent.detection.config import OpenCvDnnEngineConfig, SSDDetectorConfig
 from agent.detection.graph_engine import open_graph_engine
 from agent.types import Detections
 from engines import EngineError, ManifestError, verify_manifest

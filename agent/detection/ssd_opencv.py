@@ -22,8 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from agent.config import SSDDetectorConfig
 from agent.detection.base import Detector, DetectorError
+from agent.detection.config import SSDDetectorConfig
 from agent.detection.ssd import coco91_to_80, source_files, to_detections
 from agent.detection.ssd_graph import trimmed_frozen_graph
 from agent.types import Detections

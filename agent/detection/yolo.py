@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.config import YoloDetectorConfig
 from agent.detection.base import Detector, DetectorError
+from agent.detection.config import YoloDetectorConfig
 from agent.detection.graph_engine import open_graph_engine
 from agent.embedding.config import TensorRTEngineConfig, TorchEngineConfig
 from agent.types import Detections

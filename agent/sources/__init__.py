@@ -1,13 +1,24 @@
 """Camera sources: GStreamer pipelines that deliver BGR frames at each camera's analysis rate and size.
 
-Use :func:`open_source` to build the source for a :class:`~agent.config.CameraConfig`, then
-``start()``, ``read(timeout_s)`` until ``finished``, and ``stop(timeout_s)``.
+Use :func:`open_source` to build the source for a :class:`~agent.sources.config.CameraConfig`, then
+``start()``, ``read(timeout_s)`` until ``finished``, and ``stop(timeout_s)``. The names of
+:mod:`agent.sources.base` load on first use, so that ``agent.config`` can nest
+:mod:`agent.sources.config` alone.
 """
 
 from __future__ import annotations
 
-from agent.config import CameraConfig
-from agent.sources.base import Source, SourceError, SourceState, SourceStats
+from typing import TYPE_CHECKING
+
+from agent.lazy_exports import lazy_exports
+from agent.sources.config import CameraConfig
+
+if TYPE_CHECKING:
+    from agent.sources.base import Source, SourceError, SourceState, SourceStats
+
+__getattr__ = lazy_exports(
+    __name__, {name: "agent.sources.base" for name in ("Source", "SourceError", "SourceState", "SourceStats")}
+)
 
 __all__ = ["Source", "SourceError", "SourceState", "SourceStats", "open_source"]
 
@@ -19,6 +30,7 @@ def open_source(camera: CameraConfig) -> Source:
     when GStreamer is not installed. A missing or unreadable file is not an error here: the
     source starts, fails, and reports it in its stats.
     """
+    from agent.sources.base import SourceError
     from agent.sources.uri import parse_source_uri
 
     try:

@@ -7,7 +7,7 @@ import enum
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from agent.config import CameraConfig
+from agent.sources.config import CameraConfig
 from agent.types import Frame
 
 

@@ -16,8 +16,8 @@ from typing import Literal
 
 import numpy as np
 
-from agent.config import CameraConfig, ReconnectConfig
 from agent.sources.base import Source, SourceState, SourceStats
+from agent.sources.config import CameraConfig, ReconnectConfig
 from agent.sources.decoders import DecoderPlan, DecoderUnavailableError, plan_decoding
 from agent.sources.pipeline import CameraPipeline, ensure_gst
 from agent.sources.queue import BlockingQueue, DropOldestQueue

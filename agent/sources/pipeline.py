@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from agent.config import CameraConfig
 from agent.gst import protect_unwinder
 from agent.sources.base import SourceError
+from agent.sources.config import CameraConfig
 from agent.sources.decoders import DecoderPlan
 from agent.sources.rate import RateLimiter
 from agent.sources.uri import SourceSpec, TestPattern

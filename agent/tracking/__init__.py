@@ -2,18 +2,28 @@
 
 ByteTrack and BoT-SORT are NumPy/OpenCV ports (:mod:`agent.tracking.bytetrack`,
 :mod:`agent.tracking.botsort`), followed by re-association of new tracks with recently lost people
-(:mod:`agent.tracking.reassociation`). Nothing here imports torch or ultralytics.
+(:mod:`agent.tracking.reassociation`). Nothing here imports torch or ultralytics, and the trackers
+load on first use, so that ``agent.config`` can nest :mod:`agent.tracking.config` alone.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from agent.config import ConfigError, TrackerConfig
-from agent.tracking.camera_tracker import CameraTracker, TrackInfo
+from agent.config_yaml import ConfigError
+from agent.lazy_exports import lazy_exports
+from agent.tracking.config import TrackerConfig
+
+if TYPE_CHECKING:
+    from agent.tracking.camera_tracker import CameraTracker, TrackInfo
+
+__getattr__ = lazy_exports(
+    __name__, {"CameraTracker": "agent.tracking.camera_tracker", "TrackInfo": "agent.tracking.camera_tracker"}
+)
 
 __all__ = ["CameraTracker", "TrackInfo", "build_tracker", "load_tracker_config"]
 
@@ -28,6 +38,7 @@ def build_tracker(config: TrackerConfig, camera_id: str, frame_rate: float) -> C
             30 frames/s and is scaled to this rate, as ByteTrack does.
     """
     from agent.tracking.backends import make_backend, make_reassociator, track_buffer_frames
+    from agent.tracking.camera_tracker import CameraTracker
 
     backend = make_backend(config, frame_rate)
     buffer = track_buffer_frames(config.track_buffer, frame_rate)

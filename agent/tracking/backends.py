@@ -8,9 +8,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from agent.config import BotSortConfig, ByteTrackConfig, ReassociationConfig
 from agent.tracking.botsort import BotSortTracker
 from agent.tracking.bytetrack import ByteTracker
+from agent.tracking.config import BotSortConfig, ByteTrackConfig, ReassociationConfig
 from agent.tracking.reassociation import Reassociator
 
 REFERENCE_FRAME_RATE = 30.0  # frames/s at which track_buffer is counted, as in ByteTrack

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from agent.config import CameraConfig, ConfigError, load_config, parse_config
+from agent.config import ConfigError, load_config, parse_config
 from agent.embedding.config import TensorRTEngineConfig
+from agent.sources.config import CameraConfig
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -131,3 +135,18 @@ def test_not_yaml_and_not_mapping(tmp_path: Path) -> None:
     assert "top level must be a mapping" in _error("- a\n- b\n")
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_reading_the_config_loads_no_runtime_of_the_sections_it_nests() -> None:
+    """Each section's model lives beside its code (agent/sources, detection, tracking, ...): importing
+    ``agent.config`` loads those config modules, not the trackers, sources, engines or OpenCV."""
+    code = (
+        "import sys, json, agent.config; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {'cv2', 'engines', 'gi'} "
+        "or m in {'agent.tracking.camera_tracker', 'agent.detection.base', 'agent.sources.base'})))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []

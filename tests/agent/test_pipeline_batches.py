@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.config import AgentConfig, SSDDetectorConfig
+from agent.config import AgentConfig
 from agent.detection import Detector, DetectorError, build_detector
+from agent.detection.config import SSDDetectorConfig
 from agent.pipeline import Pipeline
 from agent.types import Detections
 

@@ -76,8 +76,8 @@ def test_export_is_offline_validated_and_described(tiny_yolo: Path, tmp_path: Pa
 def test_the_exported_graph_runs_through_the_yolo_detector_backend(
     tiny_yolo: Path, yolo_export: Path, sample_video: Path
 ) -> None:
-    from agent.config import YoloDetectorConfig
     from agent.detection import build_detector
+    from agent.detection.config import YoloDetectorConfig
 
     frames = read_frames(sample_video, 3)
     results = {}
@@ -97,8 +97,8 @@ def test_the_exported_graph_runs_through_the_yolo_detector_backend(
 def test_yolo_detector_refuses_a_tampered_export(yolo_export: Path, tmp_path: Path) -> None:
     import shutil
 
-    from agent.config import YoloDetectorConfig
     from agent.detection import DetectorError, build_detector
+    from agent.detection.config import YoloDetectorConfig
 
     copy = tmp_path / "export"
     shutil.copytree(yolo_export, copy)

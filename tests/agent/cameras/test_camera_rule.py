@@ -16,7 +16,8 @@ import pytest
 from agent.cameras import CameraStore, read_stored_cameras, site_cameras
 from agent.cameras.store import CONFIG, RUNTIME
 from agent.cli import main
-from agent.config import CameraConfig, load_config
+from agent.config import load_config
+from agent.sources.config import CameraConfig
 
 DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 VTEST = DATA / "vtest.avi"  # 768x576

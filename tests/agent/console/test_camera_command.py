@@ -12,7 +12,7 @@ import pytest
 from agent.cameras import CameraStore
 from agent.cameras.sync import CameraSync
 from agent.cli import main
-from agent.config import CameraConfig
+from agent.sources.config import CameraConfig
 
 
 class RecordingHost:

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.config import SSDDetectorConfig
 from agent.detection import DetectorError
+from agent.detection.config import SSDDetectorConfig
 from agent.detection.loader import DetectorLoader
 from export.errors import SourceModelError
 from export.ssd import packaged_ssd_files

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[3]
 def test_every_configured_type_has_a_backend() -> None:
     from typing import get_args
 
-    from agent.config import SSDDetectorConfig, YoloDetectorConfig
+    from agent.detection.config import SSDDetectorConfig, YoloDetectorConfig
 
     types = {
         get_args(model.model_fields["type"].annotation)[0]

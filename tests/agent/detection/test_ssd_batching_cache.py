@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.config import SSDDetectorConfig
+from agent.detection.config import SSDDetectorConfig
 from agent.detection.ssd_opencv import BATCHING_VERDICTS, OpenCvSSDDetector
 from export.errors import SourceModelError
 from export.ssd import opencv_reads_tensorflow, packaged_ssd_files

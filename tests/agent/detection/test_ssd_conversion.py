@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
-from agent.config import SSDDetectorConfig
 from agent.detection import DetectorError, build_detector
+from agent.detection.config import SSDDetectorConfig
 from agent.detection.ssd import MODEL_DIR_NAME, SSDMobileNetDetector
 from engines import read_manifest
 from export.errors import SourceModelError

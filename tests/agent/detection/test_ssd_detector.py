@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from agent.config import SSDDetectorConfig
 from agent.detection import Detector, DetectorError, build_detector
+from agent.detection.config import SSDDetectorConfig
 from agent.detection.ssd import COCO91_IDS, SSDMobileNetDetector
 from export.errors import SourceModelError
 from export.ssd import opencv_reads_tensorflow, packaged_ssd_files

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.config import SSDDetectorConfig
 from agent.detection import build_detector
+from agent.detection.config import SSDDetectorConfig
 from agent.detection.ssd_graph import GraphFormatError, text_graph_names, trim_graph, trimmed_frozen_graph
 from export.errors import SourceModelError
 from export.ssd import opencv_reads_tensorflow, packaged_ssd_files

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.config import SSDDetectorConfig
 from agent.detection import build_detector
+from agent.detection.config import SSDDetectorConfig
 from agent.detection.ssd import SSDMobileNetDetector
 from export.ssd import (
     MAX_SCORE_ABS,

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from agent._ultralytics import import_ultralytics
-from agent.config import YoloDetectorConfig
 from agent.detection import DetectorError, build_detector
+from agent.detection.config import YoloDetectorConfig
 from agent.detection.yolo import YoloDetector
 from agent.types import Detections
 

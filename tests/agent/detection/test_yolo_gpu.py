@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.config import YoloDetectorConfig
 from agent.detection import build_detector
+from agent.detection.config import YoloDetectorConfig
 
 
 def _cuda_missing() -> str | None:

@@ -16,8 +16,8 @@ import pytest
 
 from agent.alerts import AlertManager
 from agent.alerts.config import AlertsConfig
-from agent.config import SSDDetectorConfig
 from agent.detection import build_detector
+from agent.detection.config import SSDDetectorConfig
 from agent.embedding import ClipEncoder
 from agent.matching.config import MatchingConfig
 from agent.matching.exemplars import ExemplarStore, FeedbackConfig

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import CameraConfig
 from agent.sources import Source, open_source
+from agent.sources.config import CameraConfig
 from tests.fixtures.sources import SAMPLE_VIDEO
 
 pytest.importorskip("gi", reason="PyGObject is not installed")

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import CameraConfig
 from agent.sources import Source, SourceState
 from agent.sources import decoders as decoders_module
+from agent.sources.config import CameraConfig
 from agent.sources.decoders import DecoderPlan, DecoderUnavailableError, plan_decoding
 from tests.fixtures.sources import camera_config, read_frames, wait_for
 

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from agent.config import CameraConfig
 from agent.sources import Source, SourceState
+from agent.sources.config import CameraConfig
 from tests.fixtures.sources import SAMPLE_FRAMES, camera_config, read_frames, wait_for
 
 StartSource = Callable[[CameraConfig], Source]

@@ -17,7 +17,7 @@ pytest.importorskip("gi")
 
 SCRIPT = """
 import cv2  # loaded before GStreamer, as the agent does
-from agent.config import CameraConfig
+from agent.sources.config import CameraConfig
 from agent.sources import open_source
 
 source = open_source(CameraConfig(id="t", uri="test://?fps=30&width=64&height=48"))

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from agent.config import CameraConfig
 from agent.sources import Source, SourceState
+from agent.sources.config import CameraConfig
 from tests.fixtures.sources import camera_config, read_frames
 
 StartSource = Callable[[CameraConfig], Source]

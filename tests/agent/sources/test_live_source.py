@@ -9,8 +9,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from agent.config import CameraConfig
 from agent.sources import Source, SourceState, open_source
+from agent.sources.config import CameraConfig
 from agent.sources.pipeline import CameraPipeline
 from agent.types import Frame
 from tests.fixtures.mjpeg_server import MjpegServer

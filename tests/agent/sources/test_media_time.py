@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import CameraConfig
 from agent.sources import Source
+from agent.sources.config import CameraConfig
 from tests.fixtures.sources import camera_config, read_frames
 
 StartSource = Callable[[CameraConfig], Source]

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.config import CameraConfig
 from agent.sources import Source, SourceState
+from agent.sources.config import CameraConfig
 from agent.types import Frame
 from tests.fixtures.rtsp_server import RtspServer
 from tests.fixtures.sources import camera_config, wait_for

@@ -13,7 +13,7 @@ from pathlib import Path
 SCRIPT = """
 import cv2
 cv2.setNumThreads(2)
-from agent.config import ByteTrackConfig
+from agent.tracking.config import ByteTrackConfig
 from agent.tracking import build_tracker
 build_tracker(ByteTrackConfig(type="bytetrack"), "cam", frame_rate=10.0)
 print(cv2.getNumThreads())

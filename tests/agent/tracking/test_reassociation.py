@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from agent.config import ByteTrackConfig
 from agent.tracking import CameraTracker, build_tracker
 from agent.tracking.appearance import colour_descriptor, similarity
+from agent.tracking.config import ByteTrackConfig
 from agent.types import Detections, Frame, TrackEventKind
 
 FPS = 10.0  # frames/s

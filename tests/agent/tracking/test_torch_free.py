@@ -9,7 +9,7 @@ from pathlib import Path
 SCRIPT = """
 import sys
 import numpy as np
-from agent.config import BotSortConfig, ByteTrackConfig
+from agent.tracking.config import BotSortConfig, ByteTrackConfig
 from agent.tracking import build_tracker
 from agent.types import Detections, Frame
 

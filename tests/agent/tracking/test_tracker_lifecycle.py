@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.config import BotSortConfig, ByteTrackConfig, ConfigError
+from agent.config import ConfigError
 from agent.tracking import CameraTracker, build_tracker, load_tracker_config
 from agent.tracking.backends import track_buffer_frames
+from agent.tracking.config import BotSortConfig, ByteTrackConfig
 from agent.types import Detections, Frame, TrackEvent, TrackEventKind
 
 REPO = Path(__file__).resolve().parents[3]

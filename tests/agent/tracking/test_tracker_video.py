@@ -9,9 +9,10 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from agent.config import BotSortConfig, ByteTrackConfig, SSDDetectorConfig, TrackerConfig
 from agent.detection import DetectorError, build_detector
+from agent.detection.config import SSDDetectorConfig
 from agent.tracking import build_tracker
+from agent.tracking.config import BotSortConfig, ByteTrackConfig, TrackerConfig
 from agent.types import Detections, Frame, TrackEvent, TrackEventKind
 
 T0 = 1_700_000_000.0  # UNIX seconds of frame 0
