@@ -1,6 +1,7 @@
 """The one YAML loader of every config: ``${ENV_VAR}`` interpolation, then pydantic validation.
 
-:func:`parse_yaml_model` raises :class:`ConfigError`, whose message names, for each bad key, the
+:func:`parse_yaml_model` (a model) and :func:`parse_yaml_union` (a union of models chosen by ``type``,
+such as a tracker settings file) raise :class:`ConfigError`, whose message names, for each bad key, the
 file and line, the YAML path (``cameras[1].uri``) and the reason. It lives here, beside the strict
 base (:mod:`agent.config_rules`) and apart from the root model (:mod:`agent.config`), so that a
 section's own loader (``load_rerank_config``) needs nothing of the root model that nests it.
@@ -13,10 +14,11 @@ import os
 import re
 import types
 import typing
+from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 
 class ConfigError(Exception):
@@ -137,7 +139,7 @@ def _known_keys(model: type[BaseModel], path: tuple[Any, ...], data: Any) -> lis
     return list(current.model_fields) if current is not None else []
 
 
-def _unknown_key_message(model: type[BaseModel], path: tuple[Any, ...], data: Any) -> str:
+def _unknown_key_message(model: Any, path: tuple[Any, ...], data: Any) -> str:
     """``unknown key``, with the allowed key it most resembles (``did you mean 'uri'?``)."""
     key = path[-1] if path else None
     if not isinstance(key, str):
@@ -163,6 +165,22 @@ def parse_yaml_model(
     ``${VAR}`` references are expanded first. Raises :class:`ConfigError` naming, for each problem,
     the file and line, the key path and the reason. ``context`` goes to the validators.
     """
+    return _parse_yaml(
+        model, lambda data: model.model_validate(data, context=context), text, source, section, what
+    )
+
+
+def parse_yaml_union(
+    annotation: Any, text: str, source: str = "<config>", *, what: str = "configuration"
+) -> Any:
+    """Validate a YAML document as ``annotation``, a discriminated union of models (its ``type`` picks
+    one), with the errors of :func:`parse_yaml_model`."""
+    return _parse_yaml(annotation, TypeAdapter(annotation).validate_python, text, source, None, what)
+
+
+def _parse_yaml(
+    model: Any, validate: Callable[[Any], Any], text: str, source: str, section: str | None, what: str
+) -> Any:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -179,7 +197,7 @@ def parse_yaml_model(
     data = _interpolate(data, prefix, problems)
     if not problems:
         try:
-            return model.model_validate(data, context=context)
+            return validate(data)
         except ValidationError as exc:
             for error in exc.errors():
                 message = error["msg"].removeprefix("Value error, ")

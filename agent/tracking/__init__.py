@@ -11,10 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-from pydantic import TypeAdapter, ValidationError
-
-from agent.config_yaml import ConfigError
+from agent.config_yaml import ConfigError, parse_yaml_union
 from agent.lazy_exports import lazy_exports
 from agent.tracking.config import TrackerConfig
 
@@ -56,14 +53,8 @@ def load_tracker_config(path: str | Path) -> TrackerConfig:
     """
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read tracker config {path}: {exc}") from exc
-    try:
-        return TypeAdapter(TrackerConfig).validate_python(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or '(top level)'}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise ConfigError(f"{path}: invalid tracker config: {problems}") from exc
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read tracker config {path}: {exc.strerror or exc}") from exc
+    config: TrackerConfig = parse_yaml_union(TrackerConfig, text, str(path), what="tracker config")
+    return config

@@ -1,5 +1,10 @@
 """Every config section is strict: a number that is infinite, NaN or a YAML boolean is refused at
-load, by the real YAML loader, with the file, line and key path of the bad key."""
+load, by the real YAML loader, with the file, line and key path of the bad key.
+
+A deterministic walk reaches every number field of every section (through union members, lists and
+maps); a property test (hypothesis) then writes several of them at once, in any spelling YAML reads
+as non-finite or boolean and in block or flow layout, into the agent config and into the files a
+section is read from on its own."""
 
 from __future__ import annotations
 
@@ -11,12 +16,15 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from agent.config import AgentConfig, ConfigError, parse_config
 from agent.config_rules import StrictConfigModel
 from agent.config_yaml import annotation_members
 from agent.rerank.config import load_rerank_config
+from agent.tracking import load_tracker_config
 
 BAD_NUMBERS: dict[str, Any] = {".inf": math.inf, "-.inf": -math.inf, ".nan": math.nan, "true": True}
 BASE: dict[str, Any] = {"cameras": [{"id": "a", "uri": "test://"}]}
@@ -47,9 +55,11 @@ def _numeric_paths(annotation: Any, trail: tuple[Step, ...]) -> Iterator[tuple[S
             yield from _numeric_paths(typing.get_args(member)[1], (*trail, ("k", None)))
 
 
-def _document(trail: tuple[Step, ...], value: Any) -> dict[str, Any]:
-    """The smallest agent config holding ``value`` at ``trail`` (tags set, cameras[0] kept usable)."""
-    root: dict[str, Any] = yaml.safe_load(yaml.safe_dump(BASE))
+def _document(trail: tuple[Step, ...], value: Any, root: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The smallest agent config holding ``value`` at ``trail`` (tags set, cameras[0] kept usable);
+    with ``root``, ``value`` is placed into that document instead."""
+    if root is None:
+        root = yaml.safe_load(yaml.safe_dump(BASE))
     node: Any = root
     for i, (key, tag) in enumerate(trail):
         last = i == len(trail) - 1
@@ -172,3 +182,94 @@ def test_every_section_model_is_frozen() -> None:
     for section in (config.matching, config.rerank, config.search, config.feedback, config.alerts):
         with pytest.raises(ValueError):
             section.__setattr__(next(iter(type(section).model_fields)), None)
+
+
+# --- property: any spelling, any layout, several bad keys at once ------------------------------
+
+# Every spelling PyYAML's safe loader reads as an infinity, NaN or boolean (YAML 1.1 booleans included).
+NON_FINITE = [f"{sign}.{word}" for sign in ("", "+", "-") for word in ("inf", "Inf", "INF")]
+NON_FINITE += [".nan", ".NaN", ".NAN"]
+BOOLEANS = [
+    word.capitalize() if case == "cap" else word.upper() if case == "up" else word
+    for word in ("true", "false", "yes", "no", "on", "off")
+    for case in ("low", "cap", "up")
+]
+PROPERTY = settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    database=None,
+    derandomize=True,
+)
+
+
+def _spelled(trails: list[tuple[Step, ...]], spellings: list[str], flow: bool) -> tuple[str, list[int]]:
+    """The agent config holding ``trails``, each one's bad value written as its spelling, in block or
+    flow layout, and the line each one is on."""
+    document: dict[str, Any] | None = None
+    for i, trail in enumerate(trails):
+        document = _document(trail, f"bad{i}bad", document)
+    return _write(document, spellings, flow)
+
+
+def _write(document: Any, spellings: list[str], flow: bool) -> tuple[str, list[int]]:
+    """``document`` as YAML with placeholder ``bad{i}bad`` replaced by ``spellings[i]``; the lines."""
+    text = yaml.safe_dump(document, sort_keys=False, default_flow_style=None if flow else False, width=10**6)
+    rows = text.splitlines()
+    lines = [next(n for n, row in enumerate(rows, 1) if f"bad{i}bad" in row) for i in range(len(spellings))]
+    for i, spelling in enumerate(spellings):
+        text = text.replace(f"bad{i}bad", spelling)
+    return text, lines
+
+
+bad_spellings = st.sampled_from(NON_FINITE + BOOLEANS)
+# One bad key per top-level section, so that two never ask for different members of one union.
+several_sections = st.lists(
+    st.sampled_from(NUMERIC_PATHS), min_size=1, max_size=5, unique_by=lambda t: t[0][0]
+)
+
+
+def test_the_spellings_are_what_yaml_reads_as_non_finite_or_boolean() -> None:
+    values = [yaml.safe_load(f"v: {word}")["v"] for word in NON_FINITE + BOOLEANS]
+    assert all(isinstance(v, bool) or not math.isfinite(v) for v in values)
+
+
+@PROPERTY
+@given(trails=several_sections, data=st.data(), flow=st.booleans())
+def test_every_bad_number_of_a_document_is_named_with_its_line(
+    trails: list[tuple[Step, ...]], data: st.DataObject, flow: bool
+) -> None:
+    """Whatever the spelling (``.Inf``, ``-.inf``, ``.NaN``, ``yes``, ``Off``...), the layout and how
+    many sections hold one, the start is refused and each bad key is named: ``file:line: key.path``."""
+    spellings = [data.draw(bad_spellings) for _ in trails]
+    text, lines = _spelled(trails, spellings, flow)
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "site.yaml", check_files=False)
+    for trail, line in zip(trails, lines, strict=True):
+        assert f"site.yaml:{line}: {_dotted(trail)}: " in str(info.value), text
+
+
+def _section_trails(section: str) -> list[tuple[Step, ...]]:
+    return [trail for trail in NUMERIC_PATHS if trail[0][0] == section]
+
+
+@PROPERTY
+@given(
+    section=st.sampled_from(["rerank", "tracker"]),
+    data=st.data(),
+    spelling=bad_spellings,
+    flow=st.booleans(),
+)
+def test_a_section_file_of_its_own_refuses_them_too(
+    tmp_path_factory: pytest.TempPathFactory, section: str, data: st.DataObject, spelling: str, flow: bool
+) -> None:
+    """The sections read from files of their own (a re-ranking config, a tracker settings file) go
+    through the same loader: the bad key is named with the file, its line and its path in the file."""
+    trail = data.draw(st.sampled_from(_section_trails(section)))
+    document = _document(trail, "bad0bad")[section]
+    text, lines = _write(document, [spelling], flow)
+    path = tmp_path_factory.mktemp(section) / f"{section}.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_rerank_config(path) if section == "rerank" else load_tracker_config(path)
+    assert f"{path}:{lines[0]}: {_dotted(trail[1:])}: " in str(info.value), text
