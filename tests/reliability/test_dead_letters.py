@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -88,8 +87,9 @@ def test_a_refused_event_is_dead_lettered_and_does_not_block_later_ones(
         wait_until(lambda: poisoned in webhook_receiver.event_ids(), 20, "the retried event")
         assert _api(server.url, "/dead-letters")["dead_letters"] == []
         assert _api(server.url, "/dead-letters/retry", {"sink": "webhook"}) == {"queued": 0}
-        time.sleep(0.2)
-        assert manager.health()["status"] == "ok"
+        wait_until(lambda: manager.backlog()["webhook"] == 0, 10, "the outbox to drain")
+        assert webhook_receiver.event_ids().count(poisoned) == 1  # drained: nothing more is on its way
+        wait_until(lambda: manager.health()["status"] == "ok", 10, "health back to ok")
     finally:
         server.stop()
         manager.close()

@@ -1,7 +1,8 @@
 """SIGTERM with every sink stuck on a receiver that never answers: the agent still exits in time.
 
 The sinks' delivery threads are stopped together inside the close budget, not one after another
-with 2 s each. The time is measured and printed; the bound asserted is loose (shared CI machines).
+with 2 s each. The bound asserted is the README's promise (``watchword run``: "stops within 5 s");
+the time is printed.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def test_sigterm_with_hung_sinks_exits_within_the_budget(tmp_path: Path, hung_re
     logging.getLogger(__name__).warning("SIGTERM -> exit with %d hung sinks: %.2f s", SINKS, elapsed_s)
     assert code == 0, agent.output()
     # 2 s per sink one after another would be over 8 s here; in parallel it is about 2-4 s.
-    assert elapsed_s < 8.0, f"took {elapsed_s:.2f} s to stop:\n{agent.output()}"
+    assert elapsed_s < 5.0, f"took {elapsed_s:.2f} s to stop (README: within 5 s):\n{agent.output()}"
     # The undelivered events stay in the outbox for the next start.
     outbox = Outbox(state / "alerts.db")
     try:

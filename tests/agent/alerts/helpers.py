@@ -201,14 +201,23 @@ class Message:
     payload: dict[str, Any]
 
 
+FENCE_TOPIC = "watchword-test/fence"
+
+
 class MqttSubscriber:
-    """A persistent-session QoS 1 subscriber that records every alert it receives."""
+    """A persistent-session QoS 1 subscriber that records every alert it receives.
+
+    :meth:`fence` returns once every message the broker took before it has reached this subscriber,
+    so a test can check that nothing more (a duplicate) arrives without sleeping.
+    """
 
     def __init__(
         self, port: int, topic: str = "watchword/#", client_id: str = "alerts-test-subscriber"
     ) -> None:
+        self.port = port
         self.topic = topic
         self.messages: list[Message] = []
+        self._fences: set[str] = set()
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self.client = mqtt.Client(
@@ -227,11 +236,37 @@ class MqttSubscriber:
             raise RuntimeError("the test subscriber did not subscribe")
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        client.subscribe(self.topic, qos=1)
+        client.subscribe([(self.topic, 1), (FENCE_TOPIC, 1)])
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         with self._lock:
-            self.messages.append(Message(message.topic, json.loads(message.payload)))
+            if message.topic == FENCE_TOPIC:
+                self._fences.add(message.payload.decode())
+            else:
+                self.messages.append(Message(message.topic, json.loads(message.payload)))
+
+    def fence(self, timeout_s: float = 10.0) -> None:
+        """Publish a marker (QoS 1, from a client of its own) and wait until it arrives here.
+
+        The broker (one mosquitto) forwards what it took to a subscriber in the order it took it, so
+        once the marker is here, so is every message published before this call: a duplicate sent
+        before the outbox drained has arrived, and nothing else is on its way.
+        """
+        token = f"fence-{time.monotonic_ns()}"
+        publisher = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+        publisher.connect("127.0.0.1", self.port, keepalive=10)
+        publisher.loop_start()
+        try:
+            publisher.publish(FENCE_TOPIC, token, qos=1).wait_for_publish(timeout_s)
+        finally:
+            publisher.disconnect()
+            publisher.loop_stop()
+
+        def arrived() -> bool:
+            with self._lock:
+                return token in self._fences
+
+        wait_until(arrived, timeout_s, "the MQTT fence marker")
 
     def event_ids(self) -> list[str]:
         with self._lock:

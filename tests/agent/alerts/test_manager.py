@@ -64,7 +64,9 @@ def test_every_alert_reaches_mqtt_webhook_and_jsonl_once(
         wait_until(lambda: manager.stats().sinks["webhook"].delivered == len(expected), 5, "delivery counts")
         stats = manager.stats()
         recent = manager.recent()
-    time.sleep(0.2)  # anything delivered twice would have arrived by now
+    # The outbox drained and the manager closed: no sink sends again, the webhook answered every
+    # request it recorded, and the fence is past whatever the broker took before it.
+    mqtt_subscriber.fence()
     assert sorted(webhook_receiver.event_ids()) == sorted(expected)
     assert sorted(mqtt_subscriber.event_ids()) == sorted(expected)
     jsonl = [json.loads(line)["event_id"] for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
@@ -113,7 +115,7 @@ def test_broker_outage_piles_up_in_the_outbox_then_each_is_delivered_once(
         mosquitto.start()
         wait_until(lambda: manager.backlog() == {"mqtt": 0}, 15, "the backlog to drain")
         wait_until(lambda: len(mqtt_subscriber.messages) >= 6, 10, "the queued alerts")
-        time.sleep(0.3)  # a duplicate would arrive by now
+        mqtt_subscriber.fence()  # the outbox drained: a duplicate published before has arrived
         counts = Counter(mqtt_subscriber.event_ids())
         assert counts == Counter([f"{first.alert_id}/0", *expected])
         # Order is kept through the outage.

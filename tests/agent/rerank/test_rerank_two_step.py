@@ -34,35 +34,16 @@ QUERIES = [
     "a man in a black hoodie is running away with a bag",
 ]
 CONTEXT = "posture: lying; torso angle 80 degrees from upright"
-_FUNCTION_WORDS = set(
-    [
-        "a",
-        "an",
-        "the",
-        "of",
-        "off",
-        "on",
-        "in",
-        "at",
-        "to",
-        "up",
-        "down",
-        "out",
-        "over",
-        "into",
-        "onto",
-        "from",
-        "with",
-        "by",
-        "for",
-        "and",
-        "or",
-        "his",
-        "her",
-        "their",
-        "its",
-    ]
-)
+# The test's own list of words a blank may hold that give nothing of it away, written from English
+# grammar's closed classes (articles, possessive determiners, coordinating conjunctions, the
+# prepositions that only place or relate). Deliberately not the prompt code's list: particles that
+# complete a verb ("falls off", "falls down", "climbing over", "running away") are part of the masked
+# behaviour here, so the cloze turn must not show them outside their blank either.
+_ARTICLES = {"a", "an", "the"}
+_POSSESSIVES = {"his", "her", "their", "its", "my", "your", "our"}
+_CONJUNCTIONS = {"and", "or", "but"}
+_PREPOSITIONS = {"of", "in", "at", "on", "to", "into", "onto", "from", "with", "by", "for"}
+_FUNCTION_WORDS = _ARTICLES | _POSSESSIVES | _CONJUNCTIONS | _PREPOSITIONS
 
 
 def hidden_words(query: str) -> set[str]:
