@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "camera",
     "search",
     "fleet",
+    "lmm",
 )
 
 

@@ -103,6 +103,29 @@ class AgentConfig(StrictConfigModel):
             seen.add(camera.id)
         return cameras
 
+    @model_validator(mode="before")
+    @classmethod
+    def _fleet_lmm_connection(cls, data: Any) -> Any:
+        """``rerank.backend: {type: fleet}`` takes the ``fleet:`` section's server, credentials and site."""
+        if not isinstance(data, dict) or not isinstance(data.get("fleet"), dict):
+            return data
+        rerank = data.get("rerank")
+        if not isinstance(rerank, dict):
+            return data
+        backend = rerank.get("backend")
+        if not isinstance(backend, dict) or backend.get("type") != "fleet":
+            return data
+        fleet = data["fleet"]
+        inherited = {
+            k: fleet[k] for k in ("url", "user", "password", "token", "creds_file", "tls") if k in fleet
+        }
+        if not any(k in backend for k in ("user", "token", "creds_file")):
+            backend = {**inherited, **backend}
+        else:
+            backend = {**{k: v for k, v in inherited.items() if k in ("url", "tls")}, **backend}
+        backend.setdefault("site", fleet.get("site", data.get("site")))
+        return {**data, "rerank": {**rerank, "backend": backend}}
+
     @model_validator(mode="after")
     def _fleet_site(self) -> AgentConfig:
         if self.fleet is not None and self.fleet.site is None and re.match(SITE_ID, self.site) is None:

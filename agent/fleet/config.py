@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import ssl
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
@@ -108,3 +109,15 @@ class FleetConfig(NatsConnectionConfig):
         if self.site == HUB_DOMAIN:
             raise ValueError(f"site {HUB_DOMAIN!r} is the hub's JetStream domain; pick another id")
         return self
+
+
+class FleetBackendConfig(NatsConnectionConfig):
+    """``rerank.backend: {type: fleet}``: the LMM on the fleet's workers.
+
+    The connection and ``site`` default to the agent's ``fleet:`` section (agent/config.py copies
+    them in); ``timeout_s`` is how long one request may take, a worker's generation included.
+    """
+
+    type: Literal["fleet"]
+    site: str | None = Field(default=None, pattern=SITE_ID)
+    timeout_s: float = Field(60.0, gt=0, le=600, description="per request, seconds")

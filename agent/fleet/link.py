@@ -38,11 +38,20 @@ class NatsLink:
         config: the server and credentials.
         name: the client's name in the server's connection list.
         retry_s: seconds between first-connection attempts.
+        inbox_prefix: where request replies arrive (a site's own subjects), instead of ``_INBOX``.
         on_connect: coroutine functions run after every (re)connection, on the link's loop.
     """
 
-    def __init__(self, config: NatsConnectionConfig, name: str, *, retry_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        config: NatsConnectionConfig,
+        name: str,
+        *,
+        retry_s: float = 0.5,
+        inbox_prefix: str | None = None,
+    ) -> None:
         self.config = config
+        self.inbox_prefix = inbox_prefix
         self.name = name
         self.retry_s = retry_s
         self.on_connect: list[Callable[[], Awaitable[None]]] = []
@@ -91,6 +100,7 @@ class NatsLink:
                     error_cb=self._on_error,
                     disconnected_cb=self._on_disconnect,
                     reconnected_cb=self._on_reconnect,
+                    **({} if self.inbox_prefix is None else {"inbox_prefix": self.inbox_prefix}),
                     **options,  # type: ignore[arg-type]
                 )
             except Exception as exc:  # refused, timed out, bad credentials: try again

@@ -56,6 +56,8 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
         await js.add_stream(config)
         log.info("fleet: stream %s created", config.name)
         return
+    if config.mirror is not None:  # JetStream never updates a mirror's configuration
+        return
     try:
         await js.update_stream(config)
     except BadRequestError as exc:  # a change JetStream refuses (storage type, mirror): keep it

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 
 from agent.config_rules import StrictConfigModel
 from agent.config_yaml import ConfigError, parse_yaml_model
+from agent.fleet.config import FleetBackendConfig
 
 
 class TransformersBackendConfig(StrictConfigModel):
@@ -78,7 +79,10 @@ class OpenAIBackendConfig(StrictConfigModel):
         return value.rstrip("/")
 
 
-BackendConfig = Annotated[TransformersBackendConfig | OpenAIBackendConfig, Field(discriminator="type")]
+# ``fleet``: the fleet's LMM workers over NATS (agent/fleet/lmm.py, ``watchword lmm serve``)
+BackendConfig = Annotated[
+    TransformersBackendConfig | OpenAIBackendConfig | FleetBackendConfig, Field(discriminator="type")
+]
 
 
 class FusionWeights(StrictConfigModel):
@@ -147,7 +151,7 @@ class RerankConfig(StrictConfigModel):
     @model_validator(mode="after")
     def _backend_when_enabled(self) -> RerankConfig:
         if self.enabled and self.backend is None:
-            raise ValueError("enabled re-ranking needs a backend (type: transformers or openai)")
+            raise ValueError("enabled re-ranking needs a backend (type: transformers, openai or fleet)")
         return self
 
     @model_validator(mode="after")

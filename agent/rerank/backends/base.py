@@ -128,6 +128,7 @@ class LmmBackend(abc.ABC):
 _BACKENDS: dict[str, tuple[str, str]] = {
     "transformers": ("agent.rerank.backends.transformers_backend", "TransformersBackend"),
     "openai": ("agent.rerank.backends.openai_backend", "OpenAIBackend"),
+    "fleet": ("agent.fleet.lmm", "FleetLmmBackend"),
 }
 
 
