@@ -25,6 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     commands = parser.add_subparsers(dest="fleet_command", metavar="ACTION", required=True)
     provision = commands.add_parser("provision", help="create the hub's streams and buckets for the sites")
+    serve = commands.add_parser("serve", help="the fleet console (every site's alerts, evidence, queries)")
+    serve.add_argument("fleet_config", type=Path, metavar="FLEET.yaml")
     query = commands.add_parser("query", help="fleet standing queries")
     actions = query.add_subparsers(dest="query_command", metavar="ACTION", required=True)
     add = actions.add_parser("add", help="add a fleet query")
@@ -62,10 +64,12 @@ def run(args: argparse.Namespace) -> int:
     from agent.fleet.link import LinkError
 
     try:
-        config = load_fleet_config(args.config)
+        config = load_fleet_config(args.fleet_config if args.fleet_command == "serve" else args.config)
     except ConfigError as exc:
         print(f"watchword fleet: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.fleet_command == "serve":
+        return _serve(config)
     try:
         with FleetHub(config.hub) as hub:
             hub.provision(config.site_ids)
@@ -79,6 +83,48 @@ def run(args: argparse.Namespace) -> int:
     except (ValidationError, ValueError) as exc:
         print(f"watchword fleet: {exc}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _serve(config: Any) -> int:
+    import signal
+    import threading
+
+    from agent.api.config import is_loopback
+    from agent.api.server import ApiServer
+    from agent.commands import EXIT_FAILURE, EXIT_OK
+    from agent.fleet.console_app import create_fleet_app
+    from agent.fleet.console_state import FleetConsoleState
+    from agent.fleet.hub import FleetHubError
+
+    token = config.console.resolved_token()
+    if token is None and not is_loopback(config.console.host):
+        print(
+            "watchword fleet: console.token (or $WATCHWORD_API_TOKEN) is needed beyond loopback",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    state = FleetConsoleState(config)
+    try:
+        state.start()
+    except FleetHubError as exc:
+        print(f"watchword fleet: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    app = create_fleet_app(state, token, loopback_only=is_loopback(config.console.host))
+    server = ApiServer(app, config.console.host, config.console.port, config.console)
+    try:
+        server.start()
+    except RuntimeError as exc:
+        state.close()
+        print(f"watchword fleet: console: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"fleet console on {server.url} for {len(config.site_ids)} sites; Ctrl-C stops", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.stop(timeout_s=2.0)
+    state.close()
+    return EXIT_OK
 
 
 def _query(args: argparse.Namespace, hub: Any, sites: list[str]) -> int:

@@ -65,6 +65,7 @@ class FleetRuntime:
         self.reviews: ReviewSync | None = None
         self.heartbeats = 0
         self.provisioned = False
+        self._registry: QueryRegistry | None = None
 
     @classmethod
     def for_agent(cls, config: AgentConfig) -> FleetRuntime:
@@ -88,6 +89,7 @@ class FleetRuntime:
     ) -> None:
         """Connect (in the background), and start the heartbeat and the query and review syncs."""
         log.info("fleet: site %s on %s", self.site, self.link.shown_url)
+        self._registry = registry
         self.link.start()
         if self.config.queries:
             self.queries = FleetQuerySync(self.link, registry, self.site)
@@ -121,7 +123,12 @@ class FleetRuntime:
             "heartbeats": self.heartbeats,
             "queries_synced": None if self.queries is None else self.queries.synced,
             "reviews_applied": None if self.reviews is None else self.reviews.applied,
+            "queries": [] if self._registry is None else self._fleet_keys(self._registry),
         }
+
+    @staticmethod
+    def _fleet_keys(registry: QueryRegistry) -> list[str]:
+        return sorted(q.fleet_key for q in registry.list_queries() if q.fleet_key is not None)
 
     def close(self, timeout_s: float = 1.0) -> None:
         self.link.close(timeout_s)
