@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent.api.metrics import Metric
 from agent.redact import redact_text, redact_value
 
 if TYPE_CHECKING:
@@ -93,6 +94,15 @@ def storage_filesystems(folders: Mapping[str, Path]) -> list[dict[str, Any]]:
         entry = entries.setdefault(device, {"holds": [], "free_bytes": free, "total_bytes": total})
         entry["holds"].append(name)
     return list(entries.values())
+
+
+def storage_metrics(folders: Mapping[str, Path]) -> list[Metric]:
+    """Free bytes of each filesystem holding state, labelled with the config keys it holds."""
+    free = Metric("watchword_storage_free_bytes", "gauge", "Free bytes of a filesystem that holds state")
+    for entry in storage_filesystems(folders):
+        if entry["free_bytes"] is not None:
+            free.add(entry["free_bytes"], holds=",".join(entry["holds"]))
+    return [free]
 
 
 def build_health(

@@ -17,7 +17,7 @@ from agent.config import AgentConfig
 from agent.console.wiring import ConsoleRuntime
 from agent.detection.loader import DetectorLoader
 from agent.fleet.runtime import FleetRuntime
-from agent.health_report import build_health
+from agent.health_report import build_health, storage_metrics
 from agent.matching.candidates import CandidateQueue, DecisionDispatcher
 from agent.pipeline import Analyzer, Pipeline, RunSummary
 from agent.queries import QueryError, QueryRegistry
@@ -352,14 +352,18 @@ class Agent:
             cameras=self.pipeline.status(),
             alerts=self.alerts,
             rerank=self.rerank,
-            storage_folders={
-                "alerts.database": self.config.alerts.database.parent,
-                "alerts.evidence_dir": self.config.alerts.evidence_dir,
-                "state_dir": self.config.state_dir,
-            },
+            storage_folders=self.storage_folders(),
             candidates_queued=self.candidates.snapshot_stats().queued,
             engines=self.engine_health(),
         ) | ({} if self.fleet is None else {"fleet": self.fleet.status()})
+
+    def storage_folders(self) -> dict[str, Path]:
+        """The folders that hold state, by the config key that names them (health and metrics)."""
+        return {
+            "alerts.database": self.config.alerts.database.parent,
+            "alerts.evidence_dir": self.config.alerts.evidence_dir,
+            "state_dir": self.config.state_dir,
+        }
 
     def engine_health(self) -> list[dict[str, Any]]:
         """Each model's engine state (detector, CLIP encoder), as the components report it."""
@@ -376,7 +380,8 @@ class Agent:
 
     def metrics(self) -> str:
         """The /metrics text: each running component's own metrics, concatenated (see ``metrics()``
-        of the pipeline, matchers, pose, candidate queue, re-ranker, alerts, registry and API)."""
+        of the pipeline, matchers, pose, candidate queue, re-ranker, alerts, registry, search index
+        and API), and the free space of the filesystems that hold state."""
         from agent.api.metrics import MetricSource, render
 
         components: list[MetricSource | None] = [
@@ -388,9 +393,11 @@ class Agent:
             self.rerank,
             self.alerts,
             self.registry,
+            self.console,
             self.api,
             self.auth_lockout,
         ]
-        return render(
+        parts = [
             metric for component in components if component is not None for metric in component.metrics()
-        )
+        ]
+        return render([*parts, *storage_metrics(self.storage_folders())])

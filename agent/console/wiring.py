@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent.api.metrics import Metric
 from agent.cameras.media import MediaFolders
 from agent.cameras.store import CameraStore
 from agent.cameras.sync import CameraSync
@@ -94,6 +95,10 @@ class ConsoleRuntime:
             from agent.search.index import TrackIndex
 
             self.index = TrackIndex(self.search_directory(), self.search_config)
+
+    def metrics(self) -> list[Metric]:
+        """The search index's numbers, when it runs (:meth:`TrackIndex.metrics`)."""
+        return [] if self.index is None else self.index.metrics()
 
     def on_samples(self, samples: list[TrackSample]) -> None:
         if self.index is not None:

@@ -27,6 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from agent.api.metrics import Metric
 from agent.matching.samples import TrackSample
 from agent.search.config import SearchConfig
 from agent.sqlite_files import connect_read_only, is_corrupt
@@ -431,6 +432,15 @@ class TrackIndex:
             self._ann.add(keys, np.stack([e for _, e in added]).astype(np.float32))
 
     # --- reads -------------------------------------------------------------------------------
+
+    def metrics(self) -> list[Metric]:
+        """Tracks the index holds and its failed reads and writes (rebuilt or skipped, never fatal)."""
+        return [
+            Metric("watchword_search_tracks", "gauge", "Tracks in the search index").add(self.count()),
+            Metric("watchword_search_faults_total", "counter", "Failed search index reads and writes").add(
+                self.faults
+            ),
+        ]
 
     def count(self) -> int:
         with self._reading("count") as db:
