@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from agent.config import AgentConfig, ConfigError, parse_config
 from agent.config_rules import StrictConfigModel
 from agent.config_yaml import annotation_members
+from agent.fleet.hub_config import FleetFileConfig, load_fleet_config
 from agent.rerank.config import load_rerank_config
 from agent.tracking import load_tracker_config
 
@@ -249,27 +250,40 @@ def test_every_bad_number_of_a_document_is_named_with_its_line(
         assert f"site.yaml:{line}: {_dotted(trail)}: " in str(info.value), text
 
 
-def _section_trails(section: str) -> list[tuple[Step, ...]]:
-    return [trail for trail in NUMERIC_PATHS if trail[0][0] == section]
+FLEET_PATHS = sorted(set(_numeric_paths(FleetFileConfig, ())), key=_test_id)
+# Each file read on its own: its loader, the section of the agent config it holds (None: a file of
+# its own kind) and the paths to its numbers (from the agent config's root for a section).
+SECTION_FILES: dict[str, tuple[Callable[[Path], object], str | None, list[tuple[Step, ...]]]] = {
+    "rerank": (load_rerank_config, "rerank", [t for t in NUMERIC_PATHS if t[0][0] == "rerank"]),
+    "tracker": (load_tracker_config, "tracker", [t for t in NUMERIC_PATHS if t[0][0] == "tracker"]),
+    "FLEET": (load_fleet_config, None, FLEET_PATHS),
+}
+
+
+def test_the_walk_reaches_every_file_read_on_its_own() -> None:
+    assert all(len(paths) >= 5 for _, _, paths in SECTION_FILES.values())
+    assert {str(trail[0][0]) for trail in FLEET_PATHS} >= {"hub", "console"}
 
 
 @PROPERTY
 @given(
-    section=st.sampled_from(["rerank", "tracker"]),
-    data=st.data(),
-    spelling=bad_spellings,
-    flow=st.booleans(),
+    file=st.sampled_from(sorted(SECTION_FILES)), data=st.data(), spelling=bad_spellings, flow=st.booleans()
 )
-def test_a_section_file_of_its_own_refuses_them_too(
-    tmp_path_factory: pytest.TempPathFactory, section: str, data: st.DataObject, spelling: str, flow: bool
+def test_a_file_read_on_its_own_refuses_them_too(
+    tmp_path_factory: pytest.TempPathFactory, file: str, data: st.DataObject, spelling: str, flow: bool
 ) -> None:
-    """The sections read from files of their own (a re-ranking config, a tracker settings file) go
-    through the same loader: the bad key is named with the file, its line and its path in the file."""
-    trail = data.draw(st.sampled_from(_section_trails(section)))
-    document = _document(trail, "bad0bad")[section]
+    """The files read on their own (a re-ranking config, a tracker settings file, the hub's
+    FLEET.yaml) go through the same loader: the bad key is named with the file, its line and its
+    path in the file."""
+    load, section, paths = SECTION_FILES[file]
+    trail = data.draw(st.sampled_from(paths))
+    if section is None:
+        document = _document(trail, "bad0bad", {})
+    else:  # the section's mapping (its union tag set), and the path within it
+        document, trail = _document(trail, "bad0bad")[section], trail[1:]
     text, lines = _write(document, [spelling], flow)
-    path = tmp_path_factory.mktemp(section) / f"{section}.yaml"
+    path = tmp_path_factory.mktemp(file) / f"{file}.yaml"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError) as info:
-        load_rerank_config(path) if section == "rerank" else load_tracker_config(path)
-    assert f"{path}:{lines[0]}: {_dotted(trail[1:])}: " in str(info.value), text
+        load(path)
+    assert f"{path}:{lines[0]}: {_dotted(trail)}: " in str(info.value), text
