@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,8 @@ def quantize_int8(
     *,
     method: str = "minmax",
     per_channel: bool = True,
+    exclude_nodes: Sequence[str] = (),
+    activations: str = "uint8",
 ) -> dict[str, object]:
     """Write a statically quantized (QDQ, int8 weights, uint8 activations) copy of ``onnx_in``.
 
@@ -42,6 +44,8 @@ def quantize_int8(
         calibration: input dicts to measure activation ranges on (at least one).
         method: ``"minmax"``, ``"entropy"`` or ``"percentile"``.
         per_channel: per-output-channel weight scales.
+        exclude_nodes: names of nodes left in float (sensitive layers such as a detection head).
+        activations: ``"uint8"`` (asymmetric) or ``"int8"`` (symmetric, S8S8).
 
     Returns:
         What was done, for the manifest (method, batches, samples, quantized ops, seconds).
@@ -87,10 +91,14 @@ def quantize_int8(
                 quant_format=QuantFormat.QDQ,
                 op_types_to_quantize=list(QUANTIZED_OPS),
                 per_channel=per_channel,
-                activation_type=QuantType.QUInt8,
+                activation_type=QuantType.QInt8 if activations == "int8" else QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=methods[method],
-                extra_options={"CalibTensorRangeSymmetric": False},
+                nodes_to_exclude=list(exclude_nodes),
+                extra_options={
+                    "CalibTensorRangeSymmetric": False,
+                    "ActivationSymmetric": activations == "int8",
+                },
             )
         except Exception as exc:  # onnxruntime raises plain exceptions of many types here
             raise ExportError(
@@ -107,6 +115,8 @@ def quantize_int8(
         "samples": samples,
         "ops": list(QUANTIZED_OPS),
         "per_channel": per_channel,
+        "activations": activations,
+        "fp32_nodes": len(exclude_nodes),
         "seconds": round(seconds, 2),
     }
 

@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 MODEL_FILE = "frozen_inference_graph.pb"
 GRAPH_FILE = "ssd_mobilenet_v2_coco_2018_03_29.pbtxt"
 ONNX_FILE = "ssd_mobilenet.onnx"
+INT8_FILE = "ssd_mobilenet.int8.onnx"
 SAMPLE_VIDEO = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 RECORDED = Path(__file__).with_name("reference") / "ssd_opencv4_vtest.json"
 PERSON = 1  # TensorFlow's COCO label map: 1 is person
@@ -97,6 +98,11 @@ class SSDExportConfig:
             ``frames`` frames (None: all 24, spread over the whole video). The agent's first start
             compares 4, ``watchword export ssd`` all.
         frame_step: frames between two compared sample video frames (OpenCV reference).
+        int8: also quantize (ONNX Runtime QDQ, per-channel weights) on ``calibration`` and keep only
+            the INT8 graph, if it passes :mod:`export.person_gate` against the fp32 graph.
+        calibration: a video or folder of images of the site (INT8).
+        calibration_frames: frames read from it, evenly spread; a quarter is held out for the gate.
+        confidence: the person score the gate compares at (the demo's detector keeps 0.4).
     """
 
     out: Path
@@ -107,6 +113,10 @@ class SSDExportConfig:
     reference: str = "auto"
     frames: int | None = None
     frame_step: int = 30
+    int8: bool = False
+    calibration: Path | None = None
+    calibration_frames: int = 300
+    confidence: float = 0.4
 
 
 @dataclass
@@ -361,15 +371,21 @@ def export_ssd(config: SSDExportConfig, progress: Callable[[str], None] | None =
                     metrics = compare_people(expected, runner.people(*runner.raw(frames), PARITY_MIN_SCORE))
                     backend = "onnxruntime:cpu vs recorded opencv-dnn 4"
                 parity.append(_check("ssd", metrics, backend))
+        graph_file, precision, extra = ONNX_FILE, "fp32", {}
+        if config.int8:
+            graph_file, precision = INT8_FILE, "int8"
+            extra = _quantize(config, staging, decoding, step)
+            parity.append(extra.pop("gate"))
+            (staging / ONNX_FILE).unlink()
         manifest = Manifest(
             kind="ssd",
             source={"model": str(model), "graph": str(graph), "name": "ssd_mobilenet_v2_coco_2018_03_29"},
-            precision="fp32",
+            precision=precision,
             opset=config.opset,
             graphs={
                 "detector": {
-                    "file": ONNX_FILE,
-                    "precision": "fp32",
+                    "file": graph_file,
+                    "precision": precision,
                     "inputs": [
                         {
                             "name": "image",
@@ -405,6 +421,7 @@ def export_ssd(config: SSDExportConfig, progress: Callable[[str], None] | None =
                 "detection": converted.detection,
                 "layout": "RGB uint8 NHWC stretched to the input; boxes ty, tx, th, tw; "
                 "scores sigmoid, class 0 background",
+                **extra,
             },
         )
         write_manifest(staging, manifest)
@@ -412,6 +429,74 @@ def export_ssd(config: SSDExportConfig, progress: Callable[[str], None] | None =
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return SSDExportResult(out, manifest, parity)
+
+
+def sensitive_layers(onnx_path: Path) -> list[tuple[str, list[str]]]:
+    """The INT8 attempts for this graph, in order: the whole graph, then its stem (the first two
+    convolutions, which see raw pixels) in fp32, then the stem and the box predictors (the head)."""
+    import onnx
+
+    convs = [
+        n.name for n in onnx.load(str(onnx_path), load_external_data=False).graph.node if n.op_type == "Conv"
+    ]
+    stem = convs[:2]
+    head = [name for name in convs if name.startswith("BoxPredictor")]
+    return [("none", []), ("stem", stem), ("stem+head", stem + head)]
+
+
+def _quantize(
+    config: SSDExportConfig, staging: Path, decoding: SSDDecoding, step: Callable[[str], None]
+) -> dict[str, Any]:
+    """Quantize ``staging``'s fp32 graph into :data:`INT8_FILE` through the person gate."""
+    from export.calibration import read_frames, split_frames
+    from export.errors import CalibrationError
+    from export.person_gate import quantize_detector
+
+    if config.calibration is None:
+        raise CalibrationError(
+            "INT8 needs calibration frames: pass --calibration-video (a video of the site)"
+        )
+    step(f"reading {config.calibration_frames} frames spread over {config.calibration}")
+    frames, held_out = split_frames(read_frames(config.calibration, config.calibration_frames))
+    if not held_out:
+        raise CalibrationError(
+            "INT8 needs at least 2 calibration frames (a quarter is held out for the gate)"
+        )
+
+    def calibration() -> Any:
+        return ({"image": preprocess(frames[i : i + 8], config.input_size)} for i in range(0, len(frames), 8))
+
+    def people_of(path: Path) -> list[np.ndarray]:
+        with create_engine("onnxruntime", path, providers=["cpu"], warmup=False) as engine:
+            runner = SSDRunner(engine, decoding, config.input_size)
+            rows: list[np.ndarray] = []
+            for start in range(0, len(held_out), 8):
+                rows += runner.people(*runner.raw(held_out[start : start + 8]), config.confidence)
+        return [row[:, 1:5] for row in rows]
+
+    step(
+        f"quantizing to INT8 on {len(frames)} frames; gate: the fp32 graph's people on {len(held_out)} "
+        "held-out frames"
+    )
+    gated = quantize_detector(
+        staging / ONNX_FILE,
+        staging / INT8_FILE,
+        calibration,
+        people_of,
+        sensitive_layers(staging / ONNX_FILE),
+        graph="ssd",
+    )
+    return {
+        "gate": gated.parity,
+        "quantization": gated.quantization,
+        "int8_attempts": gated.attempts,
+        "calibration": {
+            "source": str(config.calibration),
+            "frames": len(frames),
+            "held_out_frames": len(held_out),
+            "confidence": config.confidence,
+        },
+    }
 
 
 def _replace(staging: Path, out: Path) -> None:

@@ -33,7 +33,6 @@ from export.clip import ExportResult
 from export.errors import CalibrationError, ExportError, SourceModelError
 from export.onnx_graph import convert_fp16
 from export.parity import ParityResult, check_parity
-from export.quantize import quantize_int8
 from export.source import library_versions
 from export.specs import ExportSpec, yolo_spec
 
@@ -56,7 +55,11 @@ class YoloExportConfig:
         engine: ``onnxruntime`` or ``tensorrt`` (also build and check an engine here).
         max_batch: the largest batch the graph (and TensorRT profile) serves.
         opset: ONNX opset, 17 or newer.
-        calibration_frames: frames read from the calibration source.
+        calibration_frames: frames read from the calibration source, spread over it (None: 300 for
+            INT8, a few hundred as the scales need, else 64); a quarter is held out for the checks.
+        confidence: the person score the INT8 gate compares the fp32 and INT8 graphs at.
+        gate_classes: ``person`` (the gate compares people) or ``all`` (boxes of every class, each
+            matched only within its class: for models whose people mean nothing, random weights).
         parity_samples: fresh random inputs for the parity check (real frames come on top).
         providers: ONNX Runtime providers for the parity check.
         trt_cache_dir: TensorRT engine cache.
@@ -71,7 +74,9 @@ class YoloExportConfig:
     engine: str = "onnxruntime"
     max_batch: int = 16
     opset: int = 17
-    calibration_frames: int = 64
+    calibration_frames: int | None = None
+    confidence: float = 0.25
+    gate_classes: str = "person"
     parity_samples: int = 4
     providers: tuple[str, ...] = ("cpu",)
     trt_cache_dir: Path = Path("~/.cache/watchword/tensorrt")
@@ -86,6 +91,8 @@ def _check(config: YoloExportConfig) -> None:
         raise ExportError("choose one of --half and --int8")
     if config.int8 and config.calibration is None:
         raise CalibrationError("INT8 needs calibration images: pass a folder of images or a video")
+    if config.gate_classes not in ("person", "all"):
+        raise ExportError(f"gate_classes must be person or all, got {config.gate_classes!r}")
     if config.engine not in ("onnxruntime", "tensorrt"):
         raise ExportError(f"engine must be onnxruntime or tensorrt, got {config.engine!r}")
     if config.imgsz % 32:
@@ -164,7 +171,8 @@ def export_yolo(config: YoloExportConfig, progress: Callable[[str], None] | None
     extra: dict[str, Any] = {}
     if config.calibration is not None:
         step(f"reading frames from {config.calibration}")
-        frames, parity_frames = split_frames(read_frames(config.calibration, config.calibration_frames))
+        count = config.calibration_frames or (300 if config.int8 else 64)
+        frames, parity_frames = split_frames(read_frames(config.calibration, count))
         extra["calibration"] = {
             "source": str(config.calibration),
             "frames": len(frames),
@@ -185,10 +193,15 @@ def export_yolo(config: YoloExportConfig, progress: Callable[[str], None] | None
         step("converting the graph to FP16")
         convert_fp16(onnx_path, onnx_path)
         graph["precision"] = "fp16"
+    gate: list[ParityResult] = []
     if config.engine == "onnxruntime" and precision == "int8":
-        step(f"quantizing to INT8 on {len(frames)} frames")
-        chunks = (preprocess(frames[i : i + 8]) for i in range(0, len(frames), 8))
-        extra["quantization"] = quantize_int8(onnx_path, onnx_path, chunks)
+        step(
+            f"quantizing to INT8 on {len(frames)} frames; gate: the fp32 graph's people on "
+            f"{len(parity_frames)} held-out frames"
+        )
+        gated = _quantize_gated(config, onnx_path, names, frames, parity_frames, preprocess)
+        extra.update(quantization=gated.quantization, int8_attempts=gated.attempts)
+        gate.append(gated.parity)
         graph.update(precision="int8", quantization="onnxruntime-qdq")
 
     results: list[ParityResult] = []
@@ -197,6 +210,7 @@ def export_yolo(config: YoloExportConfig, progress: Callable[[str], None] | None
         results.append(check_parity(spec, graph["precision"], reference, ort, batches, kind="detection"))
         # The boxes a detector reports, through the same decode and NMS the `yolo` detector runs.
         results[-1].metrics.update(decoded_box_agreement(reference, ort, batches, config.imgsz))
+    results += gate
     files = [onnx_path.name, "model.json"]
     if config.engine == "tensorrt":
         results.append(
@@ -228,6 +242,67 @@ def export_yolo(config: YoloExportConfig, progress: Callable[[str], None] | None
     write_manifest(out, manifest, files)
     step(f"wrote {out / 'manifest.json'}")
     return ExportResult(out, manifest, results)
+
+
+def person_class(names: dict[int, str]) -> int:
+    """The class id named ``person`` (COCO's 0 where the names do not say)."""
+    return next((index for index, name in names.items() if name.strip().lower() == "person"), 0)
+
+
+def sensitive_layers(onnx_path: Path) -> list[tuple[str, list[str]]]:
+    """The INT8 attempts for an ultralytics graph, in order: the whole graph, then its stem (the
+    first two modules, which see raw pixels) and its detection head (the last module) in fp32."""
+    import re
+
+    import onnx
+
+    convs = [
+        n.name for n in onnx.load(str(onnx_path), load_external_data=False).graph.node if n.op_type == "Conv"
+    ]
+    modules = {name: int(found.group(1)) for name in convs if (found := re.match(r"/model\.(\d+)/", name))}
+    if not modules:
+        return [("none", [])]
+    last = max(modules.values())
+    stem = [name for name, index in modules.items() if index <= 1]
+    head = [name for name, index in modules.items() if index == last]
+    return [("none", []), ("stem+head", stem + head)]
+
+
+def _quantize_gated(
+    config: YoloExportConfig,
+    onnx_path: Path,
+    names: dict[int, str],
+    frames: list[np.ndarray],
+    held_out: list[np.ndarray],
+    preprocess: Callable[[list[np.ndarray]], dict[str, np.ndarray]],
+) -> Any:
+    """Quantize ``onnx_path`` in place through :func:`export.person_gate.quantize_detector`."""
+    from export.person_gate import quantize_detector
+
+    if not frames or not held_out:
+        raise CalibrationError(
+            "INT8 needs at least 2 calibration frames (a quarter is held out for the gate)"
+        )
+    person = person_class(names)
+
+    def calibration() -> Any:
+        return (preprocess(frames[i : i + 8]) for i in range(0, len(frames), 8))
+
+    def people_of(path: Path) -> list[np.ndarray]:
+        boxes: list[np.ndarray] = []
+        with create_engine("onnxruntime", path, providers=config.providers, warmup=False) as engine:
+            for start in range(0, len(held_out), 8):
+                chunk = held_out[start : start + 8]
+                tensor, geometries = letterbox_batch(chunk, config.imgsz)
+                output = engine.infer({"images": tensor})["output0"]
+                for found in decode(output, geometries, config.confidence, 0.7):
+                    if config.gate_classes == "person":
+                        boxes.append(found.xyxy[found.class_id == person])
+                    else:  # boxes of two classes never overlap once offset by their class
+                        boxes.append(found.xyxy + (found.class_id[:, None] * 8192.0).astype(np.float32))
+        return boxes
+
+    return quantize_detector(onnx_path, onnx_path, calibration, people_of, sensitive_layers(onnx_path))
 
 
 def decoded_box_agreement(

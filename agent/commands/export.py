@@ -19,9 +19,17 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="export directory")
     parser.add_argument(
         "--calibration",
+        "--calibration-video",
         type=Path,
         metavar="IMAGES_OR_VIDEO",
-        help="folder of images or a video: INT8 scales, and real inputs for the parity check",
+        help="folder of images or a video of the site: INT8 scales, and real inputs for the parity check",
+    )
+    parser.add_argument(
+        "--calibration-frames",
+        type=int,
+        default=None,
+        metavar="N",
+        help="frames read from it, spread over the file (a quarter is held out for the check)",
     )
     parser.add_argument(
         "--engine",
@@ -111,6 +119,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="auto",
         help="what the people are compared with (auto: OpenCV 4 if installed, else the recorded ones)",
     )
+    ssd.add_argument(
+        "--int8",
+        action="store_true",
+        help="keep an INT8 graph (ONNX Runtime QDQ) instead, if it finds the fp32 graph's people",
+    )
+    ssd.add_argument(
+        "--calibration",
+        "--calibration-video",
+        type=Path,
+        default=None,
+        metavar="VIDEO_OR_IMAGES",
+        help="the site's footage for INT8 calibration and the held-out people check",
+    )
+    ssd.add_argument("--calibration-frames", type=int, default=300, metavar="N", help="frames read from it")
+    ssd.add_argument("--confidence", type=float, default=0.4, help="person score the INT8 check compares at")
     ssd.set_defaults(func=export_ssd_command)
 
 
@@ -292,6 +315,12 @@ def export_ssd_command(args: argparse.Namespace) -> int:
         problems.append("--opset must be 13 or newer")
     if not 64 <= args.input_size <= 1024:
         problems.append("--input-size must be between 64 and 1024")
+    if args.int8 and args.calibration is None:
+        problems.append("--int8 needs --calibration-video (a video or folder of images of the site)")
+    if args.calibration is not None and not args.calibration.exists():
+        problems.append(f"--calibration-video {args.calibration} does not exist")
+    if args.calibration_frames < 4:
+        problems.append("--calibration-frames must be 4 or more")
     if problems:
         Console(stderr=True).print("watchword export ssd: " + "; ".join(problems))
         return EXIT_USAGE
@@ -302,5 +331,9 @@ def export_ssd_command(args: argparse.Namespace) -> int:
         input_size=args.input_size,
         opset=args.opset,
         reference=args.reference,
+        int8=args.int8,
+        calibration=args.calibration,
+        calibration_frames=args.calibration_frames,
+        confidence=args.confidence,
     )
     return _run(args, export_ssd, config)

@@ -99,9 +99,12 @@ def to_detections(xyxy: np.ndarray, scores: np.ndarray, class_id: np.ndarray, nm
     )
 
 
-def _ensure_export(config: SSDDetectorConfig, model: Path, graph: Path, model_dir: Path) -> SSDDecoding:
-    """The verified export in ``model_dir`` and its decoding rules, converted first when it is missing
-    or made from other files; a damaged export (files that fail the manifest) is converted again."""
+def _ensure_export(
+    config: SSDDetectorConfig, model: Path, graph: Path, model_dir: Path
+) -> tuple[SSDDecoding, str, str]:
+    """The verified export in ``model_dir``: its decoding rules, graph file and precision (an export of
+    ``watchword export ssd --int8`` holds only the INT8 graph). Converted first when it is missing or
+    made from other files; a damaged export (files that fail the manifest) is converted again."""
     from export.errors import ExportError
     from export.ssd import ensure_ssd_model
 
@@ -124,9 +127,11 @@ def _ensure_export(config: SSDDetectorConfig, model: Path, graph: Path, model_di
             "set detector.model_dir"
         ) from exc
     try:
-        return SSDDecoding.from_manifest(
+        detector = manifest.graphs["detector"]
+        decoding = SSDDecoding.from_manifest(
             manifest.extra["anchors"], manifest.extra["detection"], config.input_size
         )
+        return decoding, str(detector["file"]), str(detector.get("precision", manifest.precision))
     except (KeyError, TypeError, ValueError) as exc:
         raise DetectorError(
             f"{model_dir}/manifest.json has no usable SSD decoding ({exc}); delete the folder"
@@ -150,17 +155,19 @@ class SSDMobileNetDetector(Detector):
             raise DetectorError("the opencv-dnn engine is agent.detection.ssd_opencv.OpenCvSSDDetector")
         model, graph = source_files(config)
         directory = Path(config.model_dir or model_dir or default_model_dir()).expanduser()
-        self.decoding = _ensure_export(config, model, graph, directory)
-        from export.ssd import ONNX_FILE
-
+        self.decoding, graph_file, self.precision = _ensure_export(config, model, graph, directory)
         try:
             # the manifest check above hashed the file, so ONNX Runtime need not parse it twice
             engine = open_graph_engine(
-                directory / ONNX_FILE, config.engine, batch_size=config.batch_size, check_file=False
+                directory / graph_file, config.engine, batch_size=config.batch_size, check_file=False
             )
         except EngineError as exc:
-            raise DetectorError(f"cannot run the ssd-mobilenet model {directory / ONNX_FILE}: {exc}") from exc
-        super().__init__(f"ssd-mobilenet({ONNX_FILE}, {engine.name})", engine, config.batch_size)
+            raise DetectorError(
+                f"cannot run the ssd-mobilenet model {directory / graph_file}: {exc}"
+            ) from exc
+        super().__init__(
+            f"ssd-mobilenet({graph_file}, {self.precision}, {engine.name})", engine, config.batch_size
+        )
         self.model_dir = directory
         self.confidence = config.confidence
         self.nms_iou = config.nms_iou
