@@ -239,6 +239,10 @@ class Agent:
 
             self.rerank.reranker.context_for = posture_context
 
+    def _api_endpoint(self) -> tuple[str, str | None] | None:
+        """The running API's URL and token (the fleet tries the hub's query drafts through it)."""
+        return None if self.api is None else (self.api.url, self.config.api.resolved_token())
+
     def _start_api(self) -> None:
         if not self.config.api.enabled:
             return
@@ -289,7 +293,7 @@ class Agent:
             self.dispatcher = DecisionDispatcher(self.candidates, self.alerts, self.rerank)
             self.console.start(self.pipeline, self.alerts, lambda: self.health()["cameras"])
             if self.fleet is not None:  # the fleet (agent/fleet): heartbeat, fleet queries, hub reviews
-                self.fleet.start(self.registry, self.health, self.console.review_mark)
+                self.fleet.start(self.registry, self.health, self.console.review_mark, self._api_endpoint)
             self._start_api()
             return self.pipeline.run()
         finally:

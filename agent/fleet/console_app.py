@@ -23,6 +23,7 @@ from agent.api.lockout import AuthLockout
 from agent.console.reviews import Action
 from agent.console.routes import STATIC as CONSOLE_STATIC
 from agent.console.routes import add_console_routes
+from agent.console.routes_data import TryIn
 from agent.console.services import ERROR_RESPONSES, ConsoleServices
 from agent.console.session import CsrfGuard, SessionStore
 from agent.fleet.console_state import FleetConsoleState
@@ -53,6 +54,12 @@ class QueryIn(BaseModel):
     sites: list[str] | None = None
     cameras: list[str] | None = None
     threshold: float | None = Field(None, ge=-1, le=1)
+
+
+class TryAtSite(TryIn):
+    """A draft tried at one site: the body of the agent's ``POST /queries/try``, and the site."""
+
+    site: str = Field(max_length=64)
 
 
 def create_fleet_app(state: FleetConsoleState, token: str | None, *, loopback_only: bool = True) -> FastAPI:
@@ -170,6 +177,20 @@ def create_fleet_app(state: FleetConsoleState, token: str | None, *, loopback_on
             state.hub.delete_query(key)
         except FleetHubError as exc:
             raise HTTPException(404, detail=str(exc)) from exc
+
+    @router.post("/fleet/queries/try", tags=["fleet"], dependencies=guarded)
+    def try_query(body: TryAtSite) -> dict[str, Any]:
+        """Try a draft against one site's recent tracks (what its console's try answers)."""
+        if body.site not in sites:
+            raise HTTPException(422, detail=f"not a site of this fleet: {body.site}")
+        draft = body.model_dump(exclude={"site"}, exclude_none=True)
+        try:
+            answer = state.hub.try_query(body.site, draft)
+        except FleetHubError as exc:
+            raise HTTPException(504, detail=str(exc)) from exc
+        if "error" in answer:
+            raise HTTPException(502, detail=f"site {body.site}: {answer['error']}")
+        return answer
 
     @router.get("/fleet/queries/applied", tags=["fleet"], dependencies=guarded)
     def applied() -> dict[str, list[str]]:

@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,7 @@ from agent.fleet.provision import provision_hub
 from agent.fleet.queries import FleetQuery, new_key
 from agent.fleet.reviews import review_message
 from agent.fleet.subjects import ALERTS_STREAM, QUERIES_BUCKET, reviews_subject
+from agent.fleet.trial import try_reply_prefix, try_subject
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +210,27 @@ class FleetHub:
             await self._js().publish(reviews_subject(site), data, timeout=self.timeout_s)
 
         self.link.call(publish(), self.timeout_s)
+
+    def try_query(self, site: str, draft: dict[str, Any], timeout_s: float = 20.0) -> dict[str, Any]:
+        """A draft query tried at ``site`` (its agent's ``POST /queries/try`` answer)."""
+
+        async def ask() -> dict[str, Any]:
+            client = self.link.client()
+            reply = f"{try_reply_prefix(site)}.{uuid.uuid4().hex}"
+            subscription = await client.subscribe(reply, max_msgs=1)
+            try:
+                await client.flush()
+                await client.publish(try_subject(site), json.dumps(draft).encode(), reply=reply)
+                message = await subscription.next_msg(timeout=timeout_s)
+            finally:
+                await subscription.unsubscribe()
+            answer: dict[str, Any] = json.loads(message.data)
+            return answer
+
+        try:
+            return self.link.call(ask(), timeout_s + 2.0)
+        except Exception as exc:
+            raise FleetHubError(f"site {site} did not answer the draft: {exc!r}") from exc
 
     def follow_alerts(self, index: AlertIndex) -> None:
         """Fill ``index`` from the hub's alert stream and keep it up to date (in the background)."""

@@ -91,7 +91,7 @@ async def provision_site(js: JetStreamContext, site: str, *, evidence: bool = Tr
     if evidence:
         try:
             await js.object_store(evidence_bucket(site))
-        except (NotFoundError, Exception):
+        except Exception:  # nats-py raises its own NotFoundError or BucketNotFoundError
             await js.create_object_store(evidence_bucket(site), ObjectStoreConfig(storage=StorageType.FILE))
     await ensure_stream(js, _mirror(f"KV_{QUERIES_BUCKET}", HUB_DOMAIN, site, kv=True))
     mirror = _mirror(REVIEWS_STREAM, HUB_DOMAIN, site)

@@ -23,6 +23,7 @@ from agent.fleet.queries import FleetQuerySync
 from agent.fleet.reviews import MarkFunction, ReviewSync
 from agent.fleet.sink import FleetSink
 from agent.fleet.subjects import health_subject
+from agent.fleet.trial import ApiEndpoint, TryResponder
 from agent.queries.registry import QueryRegistry
 from agent.redact import redact_text
 
@@ -86,10 +87,14 @@ class FleetRuntime:
         registry: QueryRegistry,
         health: Callable[[], dict[str, Any]],
         mark: Callable[[], MarkFunction | None],
+        api: ApiEndpoint | None = None,
     ) -> None:
-        """Connect (in the background), and start the heartbeat and the query and review syncs."""
+        """Connect (in the background), and start the heartbeat, the query and review syncs and the
+        answers to the hub's query drafts (through the agent's API, ``api``)."""
         log.info("fleet: site %s on %s", self.site, self.link.shown_url)
         self._registry = registry
+        if api is not None:
+            TryResponder(self.link, self.site, api).start()
         self.link.start()
         if self.config.queries:
             self.queries = FleetQuerySync(self.link, registry, self.site)

@@ -20,7 +20,7 @@ from typing import Any
 from nats.js import JetStreamContext
 
 from agent.alerts.sinks.base import Sink, SinkError, encode_payload
-from agent.fleet.link import LinkError, NatsLink
+from agent.fleet.link import NatsLink
 from agent.fleet.subjects import alert_subject, evidence_bucket
 from agent.redact import redact_text
 
@@ -67,7 +67,7 @@ class FleetSink(Sink):
             duplicate = self.link.call(self._publish(payload), self.ack_timeout_s)
         except SinkError:
             raise
-        except (LinkError, Exception) as exc:
+        except Exception as exc:  # LinkError (no ack in time), JetStream errors, a lost connection
             raise SinkError(redact_text(f"fleet publish of {payload.get('event_id')}: {exc!r}")) from exc
         if duplicate:
             self.duplicates += 1

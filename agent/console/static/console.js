@@ -253,9 +253,12 @@ function renderQueries() {
     el("td", {}, q.id), el("td", {}, q.text), el("td", {}, q.threshold === null ? "auto" : fmt(q.threshold)),
     el("td", { class: `sev-${q.severity}` }, q.severity), el("td", {}, q.cameras ? q.cameras.join(", ") : "all"),
     el("td", {}, q.cooldown_s), el("td", {}, el("input", { type: "checkbox", ...(q.enabled ? { checked: "" } : {}),
+      ...(q.fleet ? { disabled: "" } : {}),
       onchange: async (e) => { await api("PATCH", `/queries/${q.id}`, { enabled: e.target.checked }); await showQueries(); } })),
-    el("td", {}, el("button", { onclick: () => editQuery(q) }, "Edit"), " ",
-      el("button", { onclick: async () => { if (confirm(`Delete "${q.text}"?`)) { await api("DELETE", `/queries/${q.id}`); await showQueries(); } } }, "Delete")))));
+    // a fleet query (README "Fleet") is changed at the hub only: read-only here
+    q.fleet ? el("td", { class: "muted fleet", title: q.fleet }, "fleet query (read-only)")
+      : el("td", {}, el("button", { onclick: () => editQuery(q) }, "Edit"), " ",
+        el("button", { onclick: async () => { if (confirm(`Delete "${q.text}"?`)) { await api("DELETE", `/queries/${q.id}`); await showQueries(); } } }, "Delete")))));
 }
 
 function editQuery(q) {

@@ -69,6 +69,8 @@ async function refreshSites() {
     el("td", { class: "applied" }, (applied[s.id] || []).join(", ")))));
   const select = $("#alert-filters [name=site]");
   if (select.options.length === 1) for (const s of sites) select.append(el("option", { value: s.id }, s.name));
+  const trySite = $("#try-site");
+  if (trySite.options.length === 0) for (const s of sites) trySite.append(el("option", { value: s.id }, s.name));
 }
 
 async function refreshAlerts() {
@@ -110,6 +112,17 @@ for (const button of document.querySelectorAll("#detail [data-action]")) {
 }
 
 $("#alert-filters").addEventListener("change", refreshAlerts);
+
+$("#try-button").addEventListener("click", async () => {
+  $("#try-summary").textContent = "trying…";
+  const threshold = $("#q-threshold").value === "" ? null : Number($("#q-threshold").value);
+  try {
+    const r = await api("POST", "/fleet/queries/try", { site: $("#try-site").value, text: $("#q-text").value,
+      cameras: csv($("#q-cameras").value), threshold: threshold });
+    $("#try-summary").textContent = `${r.tracks} tracks over ${r.footage_hours} h at ${$("#try-site").value}: ` +
+      `${r.would_alert} would alert at threshold ${r.threshold}`;
+  } catch (e) { $("#try-summary").textContent = e.message; }
+});
 
 $("#query-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();

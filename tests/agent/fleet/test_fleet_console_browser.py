@@ -24,6 +24,7 @@ from agent.fleet.hub_config import FleetFileConfig
 from agent.service import Agent
 from tests.agent.alerts.helpers import wait_until
 from tests.agent.console.test_console_browser import CHROMIUM, CHROMIUM_ARGS, wait_in_page
+from tests.agent.fleet.test_fleet_agents import TOKEN as AGENT_TOKEN
 from tests.agent.fleet.test_fleet_agents import _agent, _has_query
 from tests.fixtures.nats_fleet import FleetNet
 
@@ -80,14 +81,31 @@ def test_fleet_console_walk(fleet_console: tuple[str, FleetConsoleState], agents
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         try:
             page.goto(url + "/")
-            _walk(page, agents)
+            key = _walk(page, agents)
+            _site_console_shows_it_read_only(context.new_page(), agents["site-b"], key)
         finally:
             context.close()
             browser.close()
     assert not [e for e in errors if "Content-Security-Policy" in e], errors
 
 
-def _walk(page: Any, agents: dict[str, Agent]) -> None:
+def _site_console_shows_it_read_only(page: Any, agent: Agent, key: str) -> None:
+    """At the site, the agent's own console lists the fleet query without Edit or Delete."""
+    assert agent.api is not None
+    page.goto(agent.api.url + "/")
+    page.fill("#signin-token", AGENT_TOKEN)
+    page.click("#signin-form button")
+    page.wait_for_selector("#nav", state="visible")
+    page.goto(agent.api.url + "/#/queries")
+    query = agent.registry.fleet_query(key)
+    assert query is not None
+    row = f"#query-rows tr[data-query='{query.id}']"
+    page.wait_for_selector(f"{row} td.fleet:has-text('read-only')")
+    assert page.locator(f"{row} button").count() == 0
+    assert page.is_disabled(f"{row} input[type=checkbox]")
+
+
+def _walk(page: Any, agents: dict[str, Agent]) -> str:
     page.wait_for_selector("#signin-form", state="visible")
     page.fill("#signin-token", "wrong-token-wrong-token")
     page.click("#signin-form button")
@@ -101,7 +119,17 @@ def _walk(page: Any, agents: dict[str, Agent]) -> None:
     page.fill("#q-text", "a person")
     page.fill("#q-threshold", "0.01")
     page.select_option("#q-severity", "critical")
-    page.click("#query-form button")
+    # tried at site-a before saving: its agent answers from its recent tracks
+    page.select_option("#try-site", "site-a")
+    page.click("#try-button")
+    summary = wait_in_page(
+        page,
+        "(() => { const t = document.querySelector('#try-summary').textContent; "
+        "return t && t !== 'trying…' ? t : null; })()",
+        timeout_s=60,
+    )
+    assert "would alert" in summary, summary
+    page.click("#query-form button[type=submit]")
     page.wait_for_selector("#query-rows tr[data-key]")
     key = page.get_attribute("#query-rows tr[data-key]", "data-key")
     assert key
@@ -130,3 +158,4 @@ def _walk(page: Any, agents: dict[str, Agent]) -> None:
         "id => document.querySelector(`#alert-rows tr[data-id='${id}'] td.verdict`)?.textContent === 'false'",
         alert_id,
     )
+    return key
