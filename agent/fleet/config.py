@@ -95,6 +95,8 @@ class FleetConfig(NatsConnectionConfig):
         evidence: upload each alert's evidence files to the object store.
         queries: apply the fleet's standing queries from the KV bucket.
         reviews: apply review marks made at the hub.
+        retention_days: how long the leaf keeps alert events and evidence (the hub keeps its own
+            copies as long as its streams' limits allow).
     """
 
     site: str | None = Field(default=None, pattern=SITE_ID)
@@ -103,6 +105,7 @@ class FleetConfig(NatsConnectionConfig):
     evidence: bool = True
     queries: bool = True
     reviews: bool = True
+    retention_days: float = Field(default=30.0, gt=0, le=3650)
 
     @model_validator(mode="after")
     def _not_the_hub(self) -> FleetConfig:

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 class FleetConsoleState:
     """The hub's view of every site (see the module doc)."""
 
-    def __init__(self, config: FleetFileConfig, *, silent_after_s: float = 10.0) -> None:
+    def __init__(self, config: FleetFileConfig, *, silent_after_s: float = 6.0) -> None:
         self.config = config
         self.silent_after_s = silent_after_s
         self.hub = FleetHub(config.hub)

@@ -75,8 +75,11 @@ def _mirror(name: str, domain: str, site: str, *, kv: bool = False) -> StreamCon
     )
 
 
-async def provision_site(js: JetStreamContext, site: str, *, evidence: bool = True) -> None:
-    """A site's streams at its leaf node: alerts, evidence, and the mirrors of queries and reviews."""
+async def provision_site(
+    js: JetStreamContext, site: str, *, evidence: bool = True, retention_s: float | None = None
+) -> None:
+    """A site's streams at its leaf node: alerts, evidence (both kept ``retention_s`` seconds, None:
+    until the disk limit), and the mirrors of queries and reviews."""
     await ensure_stream(
         js,
         StreamConfig(
@@ -86,6 +89,7 @@ async def provision_site(js: JetStreamContext, site: str, *, evidence: bool = Tr
             duplicate_window=DUPLICATE_WINDOW_S,
             max_msg_size=MAX_ALERT_BYTES,
             discard=DiscardPolicy.OLD,
+            max_age=retention_s,
         ),
     )
     if evidence:

@@ -79,7 +79,10 @@ class FleetRuntime:
         return [(self.sink, SINK_RETRY)]
 
     async def _provision(self) -> None:
-        await provision_site(self.link.jetstream(), self.site, evidence=self.config.evidence)
+        retention_s = self.config.retention_days * 86400.0
+        await provision_site(
+            self.link.jetstream(), self.site, evidence=self.config.evidence, retention_s=retention_s
+        )
         self.provisioned = True
 
     def start(

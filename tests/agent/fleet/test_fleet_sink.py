@@ -11,6 +11,7 @@ import pytest
 from agent.alerts.sinks import SinkError
 from agent.fleet.hub import AlertIndex, FleetHub
 from agent.fleet.runtime import FleetRuntime
+from agent.fleet.subjects import ALERTS_STREAM
 from tests.agent.alerts.helpers import wait_until
 from tests.fixtures.nats_fleet import FleetNet
 
@@ -62,6 +63,8 @@ def test_each_event_is_stored_once_at_the_hub_with_its_evidence(
     runtime.link.start()
     try:
         wait_until(lambda: runtime.provisioned, 10, "the site's streams")
+        info = runtime.link.call(runtime.link.jetstream().stream_info(ALERTS_STREAM), 5)
+        assert info.config.max_age == 30 * 86400  # fleet.retention_days at the leaf
         sink.send(_payload("site-a", "alert-1", 1))
         sink.send(_payload("site-a", "alert-1", 1))  # a resend after a lost ack
         sink.send(_payload("site-a", "alert-1", 2))
