@@ -334,8 +334,8 @@ class QueryRegistry:
 
     def metrics(self) -> list[Metric]:
         """The standing queries evaluated now (enabled)."""
-        enabled = self._sqlite.connect().execute("SELECT COUNT(*) FROM queries WHERE enabled = 1").fetchone()
-        return [Metric("watchword_queries_enabled", "gauge", "Standing queries evaluated").add(enabled[0])]
+        enabled = len(self.list_queries(enabled_only=True))  # the matchers' own definition of evaluated
+        return [Metric("watchword_queries_enabled", "gauge", "Standing queries evaluated").add(enabled)]
 
     def get(self, query_id: int) -> Query:
         row = self._sqlite.connect().execute("SELECT * FROM queries WHERE id = ?", (query_id,)).fetchone()
