@@ -7,17 +7,14 @@ its last heartbeat is older than ``silent_after_s``).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import threading
 import time
 from typing import Any
 
-from nats.js.api import DeliverPolicy
-
 from agent.console.reviews import _STATE, _VERDICT
-from agent.fleet.hub import AlertIndex, FleetHub
+from agent.fleet.hub import AlertIndex, FleetHub, follow_stream
 from agent.fleet.hub_config import FleetFileConfig
 from agent.fleet.subjects import health_subject, hub_reviews_stream, reviews_subject
 
@@ -42,7 +39,9 @@ class FleetConsoleState:
         self.hub.follow_alerts(self.alerts)
         self.hub.link.call(self._subscribe(), self.hub.timeout_s)
         for site in self.config.site_ids:
-            self.hub.link.spawn(self._follow_reviews(site))
+            self.hub.link.spawn(
+                follow_stream(self.hub.link, hub_reviews_stream(site), reviews_subject(site), self._marked)
+            )
 
     def close(self) -> None:
         self.hub.close()
@@ -61,23 +60,11 @@ class FleetConsoleState:
         with self._lock:
             self.health[site] = {"received_at": time.time(), "health": body.get("health") or {}}
 
-    async def _follow_reviews(self, site: str) -> None:
-        while True:
-            try:
-                js = self.hub.link.jetstream()
-                subscription = await js.subscribe(
-                    reviews_subject(site),
-                    stream=hub_reviews_stream(site),
-                    ordered_consumer=True,
-                    deliver_policy=DeliverPolicy.ALL,
-                )
-                async for message in subscription.messages:
-                    self._mark(json.loads(message.data))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.debug("fleet console: reviews of %s: %r", site, exc)
-                await asyncio.sleep(0.5)
+    def _marked(self, subject: str, data: bytes) -> None:
+        try:
+            self._mark(json.loads(data))
+        except ValueError:
+            log.warning("fleet console: %s: a review mark that is not JSON", subject)
 
     def _mark(self, mark: dict[str, Any]) -> None:
         action = str(mark.get("action"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import logging
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from agent.fleet.config import NatsConnectionConfig
 from agent.fleet.link import NatsLink
@@ -62,6 +63,44 @@ async def read_object(js: JetStreamContext, bucket: str, name: str) -> bytes:
     ):
         raise FleetHubError(f"evidence {bucket}/{name}: digest mismatch")
     return bytes(data)
+
+
+async def follow_stream(
+    link: NatsLink, stream: str, subject: str, handle: Callable[[str, bytes], None]
+) -> None:
+    """Hand every message of ``stream`` (from its first) to ``handle``, then each new one, for ever.
+
+    After a reconnection (a hub restart) it subscribes again from the sequence after the last one
+    handled, so nothing is handled twice or skipped.
+    """
+    next_seq = 1
+    while True:
+        try:
+            while not link.connected:
+                await asyncio.sleep(0.2)
+            generation = link.connections
+            config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=next_seq)
+            subscription = await link.jetstream().subscribe(
+                subject, stream=stream, ordered_consumer=True, config=config
+            )
+            try:
+                while True:
+                    try:
+                        message = await subscription.next_msg(timeout=1.0)
+                    except asyncio.TimeoutError:
+                        if link.connections != generation:
+                            break
+                        continue
+                    handle(message.subject, message.data)
+                    next_seq = message.metadata.sequence.stream + 1
+            finally:
+                with contextlib.suppress(Exception):
+                    await subscription.unsubscribe()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.debug("fleet: following %s: %r", stream, exc)
+            await asyncio.sleep(0.5)
 
 
 class AlertIndex:
@@ -235,25 +274,7 @@ class FleetHub:
     def follow_alerts(self, index: AlertIndex) -> None:
         """Fill ``index`` from the hub's alert stream and keep it up to date (in the background)."""
         self.index = index
-
-        async def follow() -> None:
-            while True:
-                try:
-                    subscription = await self._js().subscribe(
-                        "watchword.*.alerts.>",
-                        stream=ALERTS_STREAM,
-                        ordered_consumer=True,
-                        deliver_policy=DeliverPolicy.ALL,
-                    )
-                    async for message in subscription.messages:
-                        index.add(message.subject, message.data)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    log.debug("fleet: following alerts: %r", exc)
-                    await asyncio.sleep(0.5)
-
-        self.link.spawn(follow())
+        self.link.spawn(follow_stream(self.link, ALERTS_STREAM, "watchword.*.alerts.>", index.add))
 
     def stored_events(self) -> int:
         """Messages in the hub's alert stream."""

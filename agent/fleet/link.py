@@ -63,6 +63,7 @@ class NatsLink:
         self._connector: concurrent.futures.Future[None] | None = None
         self._start_lock = threading.Lock()
         self.last_problem = "not connected yet"
+        self.connections = 0  # (re)connections so far: watchers start again after a reconnection
 
     @property
     def shown_url(self) -> str:
@@ -112,6 +113,7 @@ class NatsLink:
             return
 
     async def _connected_now(self) -> None:
+        self.connections += 1
         self._connected.set()
         for hook in self.on_connect:
             try:

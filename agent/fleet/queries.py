@@ -148,12 +148,19 @@ class FleetQuerySync:
     async def _watch(self) -> None:
         while not self.link.connected:
             await asyncio.sleep(0.2)
+        generation = self.link.connections
         kv = await self.link.jetstream().key_value(QUERIES_BUCKET)
         watcher = await kv.watchall()
         seen: set[str] = set()
         initial = True
         while True:
-            entry = await watcher.updates(timeout=None)
+            try:
+                entry = await watcher.updates(timeout=1.0)
+            except asyncio.TimeoutError:
+                if self.link.connections != generation:  # a reconnection: watch anew (idempotent)
+                    await watcher.stop()
+                    return
+                continue
             if entry is None:  # the end of the current values: drop fleet queries no longer there
                 if initial:
                     self._drop_missing(seen)

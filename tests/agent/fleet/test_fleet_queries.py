@@ -94,3 +94,20 @@ def test_the_last_synced_set_stays_while_the_hub_is_down_and_a_late_site_gets_th
         assert _texts(restarted.registry) == {"a person lying on the ground", "a person falling down"}
     finally:
         restarted.close()
+
+
+def test_queries_keep_flowing_after_the_site_s_leaf_restarts(
+    fleet_net: FleetNet, fleet_hub: FleetHub, tmp_path: Path
+) -> None:
+    site = _Site(fleet_net, "site-a", tmp_path).start()
+    try:
+        fleet_hub.put_query(FleetQuery(text="a person falling down"))
+        wait_until(lambda: _texts(site.registry) == {"a person falling down"}, 10, "the first query")
+        leaf = fleet_net.leaves["site-a"].server
+        leaf.stop()
+        leaf.start()
+        fleet_net.wait_leaves()
+        fleet_hub.put_query(FleetQuery(text="a person lying on the ground"))
+        wait_until(lambda: len(_texts(site.registry)) == 2, 30, "the query made after the leaf's restart")
+    finally:
+        site.close()

@@ -109,3 +109,25 @@ def test_a_site_cannot_speak_for_another_at_the_hub_index() -> None:
     index = AlertIndex()
     index.add("watchword.site-a.alerts.cam1", json.dumps(_payload("site-b", "x", 1)).encode())
     assert index.alerts == {}
+
+
+def test_the_hub_index_follows_on_after_a_hub_restart_without_doubles(
+    fleet_net: FleetNet, fleet_hub: FleetHub, tmp_path: Path
+) -> None:
+    runtime = FleetRuntime(fleet_net.leaves["site-a"].agent_fleet_config(), "site-a", tmp_path)
+    runtime.link.start()
+    index = AlertIndex()
+    fleet_hub.follow_alerts(index)
+    try:
+        wait_until(lambda: runtime.provisioned, 10, "the site's streams")
+        runtime.sink.send(_payload("site-a", "before", 1, evidence=False))
+        wait_until(lambda: "before/1" in index.events, 10, "the first event")
+        fleet_net.hub.stop()
+        runtime.sink.send(_payload("site-a", "during", 1, evidence=False))  # the leaf acknowledges it
+        fleet_net.hub.start()
+        fleet_net.wait_leaves()
+        runtime.sink.send(_payload("site-a", "after", 1, evidence=False))
+        wait_until(lambda: len(index.events) == 3, 30, "every event in the same index")
+        assert index.events == {"before/1": 1, "during/1": 1, "after/1": 1}
+    finally:
+        runtime.close()
