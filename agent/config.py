@@ -133,6 +133,8 @@ class AgentConfig(StrictConfigModel):
                 f"fleet.site is needed: the agent's site {self.site!r} is not a fleet site id "
                 "(letters, digits, _ and -, at most 32)"
             )
+        if self.fleet is not None and any(sink.name == "fleet" for sink in self.alerts.sinks):
+            raise ValueError("alerts.sinks has a sink named 'fleet', the fleet: section's own; rename it")
         return self
 
     @property

@@ -55,3 +55,16 @@ def test_the_example_fleet_yaml_and_the_site_s_fleet_section_load(monkeypatch: p
     )
     assert site.fleet is not None and site.fleet.url == "nats://127.0.0.1:4222"
     assert "s3cret" not in repr(site.fleet)
+
+
+def test_the_fleet_section_refuses_what_would_break_at_start() -> None:
+    from agent.config import ConfigError
+
+    base = "cameras: [{id: a, uri: 'test://'}]\n"
+    with pytest.raises(ConfigError, match=r"fleet\.site is needed"):
+        parse_config("site: store.12\n" + base + "fleet: {}\n")
+    with pytest.raises(ConfigError, match="named 'fleet'"):
+        parse_config(base + "fleet: {}\nalerts: {sinks: [{type: jsonl, name: fleet, path: x.jsonl}]}\n")
+    with pytest.raises(ConfigError, match="hub"):
+        parse_config(base + "fleet: {site: hub}\n")
+    assert parse_config("site: store.12\n" + base + "fleet: {site: store-12}\n").fleet is not None
