@@ -16,7 +16,6 @@ from agent.alerts.outbox import OutboxError
 from agent.config import AgentConfig
 from agent.console.wiring import ConsoleRuntime
 from agent.detection.loader import DetectorLoader
-from agent.fleet.runtime import FleetRuntime
 from agent.health_report import build_health, storage_metrics
 from agent.matching.candidates import CandidateQueue, DecisionDispatcher
 from agent.pipeline import Analyzer, Pipeline, RunSummary
@@ -28,6 +27,7 @@ if TYPE_CHECKING:
     from agent.api.lockout import AuthLockout
     from agent.api.server import ApiServer
     from agent.embedding import ClipEncoder
+    from agent.fleet.runtime import FleetRuntime
     from agent.matching.matcher import Matcher
     from agent.pose.assembly import PoseStage
     from agent.pose.cue_matcher import CueFusion, CueMatcher
@@ -117,7 +117,11 @@ class Agent:
         # The detector loads on a thread while everything below starts (agent/detection/loader.py).
         # A lock or loader handed in belongs to the agent from here on: it releases and closes them.
         self._detector_loader = detector or DetectorLoader(config.detector, config.state_dir)
-        self.fleet = None if config.fleet is None else FleetRuntime.for_agent(config)
+        self.fleet = None
+        if config.fleet is not None:  # NATS loads only for a fleet site (~0.1 s of imports)
+            from agent.fleet.runtime import FleetRuntime
+
+            self.fleet = FleetRuntime.for_agent(config)
         try:
             self.registry, self.alerts = _open_state(config, self.fleet)
         except StartupError:

@@ -3,7 +3,8 @@
 # CLIP image encoder and a YOLOv8n-sized detector, checks them against ONNX Runtime, confirms the
 # engine cache hits on a second load, and times batches of 1, 8 and 32. Bounded to 8 minutes.
 #
-# Then runs the gpu/trt-marked detector tests and bench/nvdec_check.py (NVDEC decoding vs software).
+# Then runs the gpu/trt-marked detector tests, bench/gpu_int8_check.py (the SSD's INT8 QDQ graph as a
+# TensorRT engine: people against fp32, batch timings) and bench/nvdec_check.py (NVDEC vs software).
 #
 #   bench/gpu_check.sh [--keep DIR] [--only clip|yolo]
 #
@@ -33,5 +34,6 @@ timeout --signal=TERM --kill-after=15 "$LIMIT_S" "$PYTHON" bench/gpu_check.py "$
 # The detector on the GPU (CUDA provider, a TensorRT engine built and cached here) and NVDEC decoding.
 timeout --signal=TERM --kill-after=15 300 "$PYTHON" -m pytest -q -m "gpu or trt" -rs \
     tests/agent/detection/test_yolo_gpu.py tests/engines/test_engine_tensorrt.py || status=1
+timeout --signal=TERM --kill-after=15 300 "$PYTHON" -m bench.gpu_int8_check || { rc=$?; [ "$rc" -eq 2 ] || status=1; }
 timeout --signal=TERM --kill-after=15 300 "$PYTHON" -m bench.nvdec_check || { rc=$?; [ "$rc" -eq 2 ] || status=1; }
 exit "$status"

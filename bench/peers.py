@@ -9,13 +9,25 @@ and ByteTrack. Each side runs in its own process, measured from outside:
   one JSON line per frame).
 - Peer: ``YOLO(onnx).track(video, stream=True, ...)`` iterated to the end.
 
+Single stream: Watchword on the fp32 graph and on an INT8 copy of it (ONNX Runtime QDQ, per-channel
+weights, calibrated on 64 frames of the video; random weights cannot pass ``watchword export yolo
+--int8``'s people gate, and weights do not change the cost, so this copy is quantized without it, for
+timing only) against the peer on the fp32 graph (its way: ultralytics runs the file it is given).
+
+Four cameras (the same video four times), as a user would run them: one ``watchword run`` with four
+cameras (cross-camera batches of ``--batch`` frames, on the INT8 graph with a dynamic batch axis; the
+batch is the best of an in-process sweep of batch 1/2/4/8 printed first) against four peer processes
+and against one peer process with four threads (one model per thread, ultralytics' advice for
+threads). Aggregate frames/s is every camera's frames after its first over the time from the first
+camera's first frame to the last camera's last; peak RSS adds the processes' high-water marks.
+
 Start-up is spawn to the first analysed frame; frames/s is the frames after the first over the time
 from the first analysed frame to the last (so neither side's start-up nor its shut-down counts);
 peak RSS is the process's high-water mark. Then ``watchword run configs/demo.yaml`` (the offline SSD demo) is
-measured the same way. Targets: Watchword >= 1.2x the peer's frames/s and <= 0.5x its peak RSS;
-the demo <= 600 MiB and <= 1.0 s to the first frame.
+measured the same way. Targets: Watchword (INT8) >= 1.2x the peer's frames/s and <= 0.5x its peak
+RSS; four cameras >= 1.5x the better peer set-up; the demo <= 600 MiB and <= 1.0 s to the first frame.
 
-    python -m bench.peers [--frames 150] [--imgsz 640] [--rounds 2]
+    python -m bench.peers [--frames 150] [--imgsz 640] [--rounds 2] [--cameras 4] [--camera-frames 60]
 """
 
 from __future__ import annotations
@@ -58,8 +70,39 @@ PEER = textwrap.dedent(
             first = time.time()
         if count >= frames:
             break
-    open(marker, "w").write(f"{first!r} {time.time()!r}")
+    open(marker, "w").write(f"{first!r} {time.time()!r} {count}")
     print(count)
+    """
+) % {"conf": CONFIDENCE, "iou": IOU}
+
+PEER_THREADS = textwrap.dedent(
+    """
+    import os, sys, threading, time
+    os.environ.update(YOLO_OFFLINE="1", YOLO_AUTOINSTALL="0")
+    onnx, video, marker = sys.argv[1], sys.argv[2], sys.argv[5]
+    imgsz, frames, cameras = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[6])
+    from ultralytics import YOLO
+    spans = []
+
+    def camera():
+        model = YOLO(onnx, task="detect")  # one model per thread: ultralytics' advice for threads
+        count, first = 0, None
+        for result in model.track(source=video, stream=True, imgsz=imgsz, conf=%(conf)r, iou=%(iou)r,
+                                  classes=[0], tracker="bytetrack.yaml", verbose=False, persist=True):
+            count += 1
+            if count == 1:
+                first = time.time()
+            if count >= frames:
+                break
+        spans.append((first, time.time(), count))
+
+    threads = [threading.Thread(target=camera) for _ in range(cameras)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    open(marker, "w").write("\\n".join(f"{a!r} {b!r} {c}" for a, b, c in spans))
+    print(sum(c for _, _, c in spans))
     """
 ) % {"conf": CONFIDENCE, "iou": IOU}
 
@@ -72,51 +115,154 @@ class SideFigures:
     frames: int
 
 
-def build_model(work: Path, imgsz: int) -> Path:
+@dataclass
+class Models:
+    """The graphs compared: fp32 with a fixed batch of 1 (both sides, single stream), and INT8 copies
+    with a fixed and a dynamic batch axis (Watchword: single stream, and cross-camera batches)."""
+
+    fp32: Path
+    int8: Path
+    int8_batched: Path
+
+
+def build_models(work: Path, imgsz: int) -> Models:
     """YOLOv8n from its yaml with random weights, its head nudged as the tests' tiny YOLO is (so a
-    few boxes per frame pass the threshold), exported to a fixed 1x3xSxS ONNX graph."""
+    few boxes per frame pass the threshold), exported to a fixed 1x3xSxS ONNX graph and to one with
+    dynamic axes, each quantized to INT8 (see the module docstring: timing only, no people gate)."""
     from engines.ultralytics_import import import_ultralytics
+    from engines.yolo_processing import preprocess
+    from export.calibration import read_frames
+    from export.quantize import quantize_int8
     from tests.fixtures.tiny_models import build_tiny_yolo
 
     import_ultralytics()
     from ultralytics import YOLO
 
     weights = build_tiny_yolo(work)
-    exported = YOLO(str(weights), task="detect").export(
-        format="onnx", imgsz=imgsz, simplify=False, dynamic=False, batch=1, verbose=False
+    fixed = Path(
+        YOLO(str(weights), task="detect").export(
+            format="onnx", imgsz=imgsz, simplify=False, dynamic=False, batch=1, verbose=False
+        )
     )
-    return Path(exported)
+    fp32 = fixed.with_name("yolov8n-fixed.onnx")
+    fixed.rename(fp32)
+    dynamic = Path(
+        YOLO(str(weights), task="detect").export(
+            format="onnx", imgsz=imgsz, simplify=False, dynamic=True, verbose=False
+        )
+    )
+    frames = read_frames(SAMPLE, 64)
+    calibration = [{"images": preprocess(frames[i : i + 8], imgsz)[0]} for i in range(0, len(frames), 8)]
+    int8 = work / "yolov8n-fixed.int8.onnx"
+    quantize_int8(
+        fp32, int8, [{"images": batch["images"][j : j + 1]} for batch in calibration for j in range(8)]
+    )
+    int8_batched = work / "yolov8n-dynamic.int8.onnx"
+    quantize_int8(dynamic, int8_batched, calibration)
+    return Models(fp32, int8, int8_batched)
 
 
-def run_peer(onnx: Path, imgsz: int, frames: int, work: Path) -> SideFigures:
-    marker = work / "peer-first-frame"
-    marker.unlink(missing_ok=True)
-    started_wall = time.time()
-    process = subprocess.Popen(
-        [sys.executable, "-c", PEER, str(onnx), str(SAMPLE), str(imgsz), str(frames), str(marker)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+def batch_sweep(onnx: Path, imgsz: int, seconds: float = 3.0) -> dict[int, float]:
+    """Frames/s of the graph on ONNX Runtime (CPU) in this process at batch 1, 2, 4 and 8."""
+    from engines import create_engine
+    from engines.yolo_processing import preprocess
+    from export.calibration import read_frames
+
+    frames = read_frames(SAMPLE, 8)
+    rates: dict[int, float] = {}
+    with create_engine("onnxruntime", onnx, providers=["cpu"], warmup=False) as engine:
+        for batch in (1, 2, 4, 8):
+            tensor = preprocess(frames[:batch], imgsz)[0]
+            engine.infer({"images": tensor})
+            count, started = 0, time.perf_counter()
+            while time.perf_counter() - started < seconds:
+                engine.infer({"images": tensor})
+                count += batch
+            rates[batch] = count / (time.perf_counter() - started)
+    return rates
+
+
+def _watch(process: subprocess.Popen[str]) -> int:
+    """Wait for ``process``, polling its peak RSS; the high-water mark in KiB."""
     peak_kib = 0
     while True:
         pid, _status, _usage = os.wait4(process.pid, os.WNOHANG)
         if pid:
-            break
+            return peak_kib
         peak_kib = max(peak_kib, _vm_hwm_kib(process.pid) or 0)
         time.sleep(0.01)
-    assert process.stdout is not None
-    lines = process.stdout.read().strip().splitlines()  # ultralytics prints to stdout too
-    count = int(lines[-1]) if lines and lines[-1].isdigit() else 0
-    first_wall, last_wall = (float(value) for value in marker.read_text().split())
-    first, last = first_wall - started_wall, last_wall - started_wall
-    return SideFigures(first, (count - 1) / max(last - first, 1e-9), peak_kib / 1024, count)
 
 
-def run_watchword(onnx: Path, imgsz: int, frames: int, work: Path) -> SideFigures:
+def _spans(markers: list[Path], started_wall: float) -> SideFigures:
+    """Aggregate figures of the ``first last count`` lines the peer processes wrote."""
+    rows = [line.split() for marker in markers for line in marker.read_text().splitlines() if line.strip()]
+    firsts = [float(row[0]) - started_wall for row in rows]
+    lasts = [float(row[1]) - started_wall for row in rows]
+    counts = [int(row[2]) for row in rows]
+    fps = sum(c - 1 for c in counts) / max(max(lasts) - min(firsts), 1e-9)
+    return SideFigures(min(firsts), fps, 0.0, sum(counts))
+
+
+def run_peer(onnx: Path, imgsz: int, frames: int, work: Path, processes: int = 1) -> SideFigures:
+    """``processes`` peer processes side by side, each one stream (one: the single-stream case)."""
+    markers = [work / f"peer-{index}" for index in range(processes)]
+    started_wall = time.time()
+    children = []
+    for marker in markers:
+        marker.unlink(missing_ok=True)
+        children.append(
+            subprocess.Popen(
+                [sys.executable, "-c", PEER, str(onnx), str(SAMPLE), str(imgsz), str(frames), str(marker)],
+                stdout=subprocess.DEVNULL,  # ultralytics prints to stdout too
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+        )
+    peaks: list[int] = [0] * len(children)
+    done = [False] * len(children)
+    while not all(done):
+        for index, process in enumerate(children):
+            if done[index]:
+                continue
+            pid, _status, _usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                done[index] = True
+                continue
+            peaks[index] = max(peaks[index], _vm_hwm_kib(process.pid) or 0)
+        time.sleep(0.01)
+    figures = _spans(markers, started_wall)
+    figures.peak_rss_mib = sum(peaks) / 1024
+    return figures
+
+
+def run_peer_threads(onnx: Path, imgsz: int, frames: int, work: Path, cameras: int) -> SideFigures:
+    """One peer process running ``cameras`` streams in threads."""
+    marker = work / "peer-threads"
+    marker.unlink(missing_ok=True)
+    started_wall = time.time()
+    process = subprocess.Popen(
+        [sys.executable, "-c", PEER_THREADS, str(onnx), str(SAMPLE), str(imgsz), str(frames), str(marker),
+         str(cameras)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    peak_kib = _watch(process)
+    figures = _spans([marker], started_wall)
+    figures.peak_rss_mib = peak_kib / 1024
+    return figures
+
+
+def run_watchword(
+    onnx: Path, imgsz: int, frames: int, work: Path, cameras: int = 1, batch: int = 1
+) -> SideFigures:
+    """One ``watchword run`` with ``cameras`` cameras on the sample video, ``frames`` frames each."""
     config = {
         "site": "peers",
-        "cameras": [{"id": "sample", "uri": str(SAMPLE), "max_width": 768, "max_height": 576}],
+        "cameras": [
+            {"id": f"camera{index}", "uri": str(SAMPLE), "max_width": 768, "max_height": 576}
+            for index in range(cameras)
+        ],
         "detector": {
             "type": "yolo",
             "model": str(onnx),
@@ -124,7 +270,7 @@ def run_watchword(onnx: Path, imgsz: int, frames: int, work: Path) -> SideFigure
             "confidence": CONFIDENCE,
             "iou": IOU,
             "classes": [0],
-            "batch_size": 1,
+            "batch_size": batch,
             "engine": {"type": "onnxruntime", "providers": ["cpu"]},
         },
         "tracker": {"type": "bytetrack"},
@@ -132,8 +278,9 @@ def run_watchword(onnx: Path, imgsz: int, frames: int, work: Path) -> SideFigure
     path = work / "watchword.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     figures: RunFigures = measure_run(path, frames)
-    fps = (frames - 1) / max(figures.last_frame_s - figures.first_frame_s, 1e-9)
-    return SideFigures(figures.first_frame_s, fps, figures.peak_rss_mib, frames)
+    # every camera's frames after the first, over the first camera's first frame to the last's last
+    fps = (figures.frames - cameras) / max(figures.last_frame_s - figures.first_frame_s, 1e-9)
+    return SideFigures(figures.first_frame_s, fps, figures.peak_rss_mib, figures.frames)
 
 
 def main() -> None:
@@ -141,34 +288,72 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--imgsz", type=int, default=640)
     parser.add_argument("--rounds", type=int, default=2, help="alternating runs of each side")
+    parser.add_argument(
+        "--cameras", type=int, default=4, help="cameras of the multi-camera case (0: skip it)"
+    )
+    parser.add_argument("--camera-frames", type=int, default=60, help="frames per camera, multi-camera case")
+    parser.add_argument(
+        "--batch", type=int, default=None, help="Watchword's batch (default: the sweep's best)"
+    )
     parser.add_argument("--demo-runs", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="watchword-peers-") as tmp:
         work = Path(tmp)
-        onnx = build_model(work, args.imgsz)
+        models = build_models(work, args.imgsz)
+        sweep = batch_sweep(models.int8_batched, args.imgsz)
+        batch = args.batch or max(sweep, key=lambda b: sweep[b])
         ours: list[SideFigures] = []
+        ours_int8: list[SideFigures] = []
         peer: list[SideFigures] = []
         for _ in range(args.rounds):
-            ours.append(run_watchword(onnx, args.imgsz, args.frames, work))
-            peer.append(run_peer(onnx, args.imgsz, args.frames, work))
+            ours.append(run_watchword(models.fp32, args.imgsz, args.frames, work))
+            ours_int8.append(run_watchword(models.int8, args.imgsz, args.frames, work))
+            peer.append(run_peer(models.fp32, args.imgsz, args.frames, work))
+        multi: dict[str, SideFigures] = {}
+        if args.cameras > 0:
+            n, frames = args.cameras, args.camera_frames
+            multi["watchword"] = run_watchword(models.int8_batched, args.imgsz, frames, work, n, batch)
+            multi["processes"] = run_peer(models.fp32, args.imgsz, frames, work, processes=n)
+            multi["threads"] = run_peer_threads(models.fp32, args.imgsz, frames, work, n)
         demo = [measure_run(REPO / "configs" / "demo.yaml", 40) for _ in range(args.demo_runs)]
         shutil.rmtree(work / "runs", ignore_errors=True)
 
     def med(rows: list[SideFigures], field: str) -> float:
         return statistics.median(getattr(r, field) for r in rows)
 
-    print(f"\nYOLOv8n (random weights) ONNX, {args.imgsz} px, {args.frames} frames of {SAMPLE.name}, "
-          f"conf {CONFIDENCE}, iou {IOU}, person, ByteTrack; median of {args.rounds} alternating runs; "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
-    print(f"{'':28}{'watchword':>12}{'ultralytics':>14}{'ratio':>9}   target")
+    load = os.getloadavg()[0]
+    print(
+        f"\nYOLOv8n (random weights) ONNX, {args.imgsz} px, conf {CONFIDENCE}, iou {IOU}, person, ByteTrack,"
+    )
+    print(f"{SAMPLE.name}; load average {load:.1f} on {os.cpu_count()} CPUs")
+    rates = ", ".join(f"{b}: {r:.1f}" for b, r in sweep.items())
+    print(f"INT8 graph on ONNX Runtime CPU, frames/s by batch: {rates} -> Watchword batch {batch}")
+    print(f"\nsingle stream, {args.frames} frames, median of {args.rounds} alternating runs")
+    header = ("ww int8", "ww fp32", "ultralytics", "int8 ratio", "fp32 ratio")
+    print(f"{'':28}" + "".join(f"{h:>12}" for h in header) + "   target")
     rows = [
-        ("frames/s", "fps", "{:.2f}", ">= 1.2x"),
+        ("frames/s", "fps", "{:.2f}", ">= 1.2x (int8)"),
         ("start-up to first frame (s)", "startup_s", "{:.2f}", ""),
         ("peak RSS (MiB)", "peak_rss_mib", "{:.0f}", "<= 0.5x"),
     ]
     for label, field, fmt, target in rows:
-        a, b = med(ours, field), med(peer, field)
-        print(f"{label:28}{fmt.format(a):>12}{fmt.format(b):>14}{a / b:>8.2f}x   {target}")
+        a, f, b = med(ours_int8, field), med(ours, field), med(peer, field)
+        cells = [fmt.format(a), fmt.format(f), fmt.format(b), f"{a / b:.2f}x", f"{f / b:.2f}x"]
+        print(f"{label:28}" + "".join(f"{c:>12}" for c in cells) + f"   {target}")
+    if multi:
+        ww, procs, threads = multi["watchword"], multi["processes"], multi["threads"]
+        better = procs if procs.fps >= threads.fps else threads
+        n = args.cameras
+        print(f"\n{n} cameras, {args.camera_frames} frames each: one watchword run (INT8, batch {batch})")
+        print(f"against {n} ultralytics processes and one ultralytics process with {n} threads (fp32)")
+        columns = ("watchword", "processes", "threads", "ratio")
+        print(f"{'':30}" + "".join(f"{h:>11}" for h in columns) + "   target (vs the better peer)")
+        cells = [f"{ww.fps:.2f}", f"{procs.fps:.2f}", f"{threads.fps:.2f}", f"{ww.fps / better.fps:.2f}x"]
+        print(f"{'aggregate frames/s':30}" + "".join(f"{c:>11}" for c in cells) + "   >= 1.5x")
+        rss = [ww.peak_rss_mib, procs.peak_rss_mib, threads.peak_rss_mib]
+        cells = [f"{r:.0f}" for r in rss] + [f"{ww.peak_rss_mib / better.peak_rss_mib:.2f}x"]
+        print(f"{'peak RSS, all processes (MiB)':30}" + "".join(f"{c:>11}" for c in cells) + "   <= 0.5x")
+        print(f"{'frames analysed':30}" + "".join(f"{r.frames:>11}" for r in (ww, procs, threads)))
     print(
         f"\nwatchword run configs/demo.yaml (40 frames, median of {len(demo)}): "
         f"first frame {statistics.median(r.first_frame_s for r in demo):.2f} s (target <= 1.0), "

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from engines import ort_optimized
 from engines.base import Engine, EngineError, EngineSpec, EngineUnavailableError, TensorSpec, register_engine
 from engines.manifest import sha256_file
 from engines.onnx_check import check_onnx_file
@@ -138,6 +139,8 @@ class OnnxRuntimeEngine(Engine):
         spinning: let the CPU threads busy-wait between operators (ONNX Runtime's default: lower
             latency for a model run back to back, like the detector). False for a model run now and
             then beside others (the pose estimator): its idle threads then leave the cores to them.
+        optimized_cache_dir: keep ONNX Runtime's optimised graph here and load it on later starts
+            (:mod:`engines.ort_optimized`; CPU sessions only). None: optimise at every load.
     """
 
     def __init__(
@@ -156,8 +159,10 @@ class OnnxRuntimeEngine(Engine):
         allow_cpu_fallback: bool = False,
         check_file: bool = True,
         spinning: bool = True,
+        optimized_cache_dir: str | Path | None = None,
     ) -> None:
         path = Path(path)
+        self.optimized_from_cache = False
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -202,15 +207,36 @@ class OnnxRuntimeEngine(Engine):
                 provider_list.append((PROVIDERS[name], {"device_id": device_id}))
             else:
                 provider_list.append((PROVIDERS[name], {}))
-        try:
-            session = ort.InferenceSession(
-                str(path),
-                sess_options=options,
-                providers=[name for name, _ in provider_list],
-                provider_options=[opts for _, opts in provider_list],
+        session = None
+        cached = saving = None
+        if optimized_cache_dir is not None and usable == ["cpu"]:
+            cached = ort_optimized.cached_path(
+                path, Path(optimized_cache_dir).expanduser(), ort.__version__, "all"
             )
+            if cached.is_file():
+                try:
+                    session = ort.InferenceSession(
+                        str(cached), sess_options=options, providers=[PROVIDERS["cpu"]]
+                    )
+                    self.optimized_from_cache = True
+                except Exception as exc:  # onnxruntime's pybind exception types
+                    ort_optimized.discard(cached, exc)
+            if session is None:
+                saving = ort_optimized.saving_path(cached)
+                options.optimized_model_filepath = str(saving)
+        try:
+            if session is None:
+                session = ort.InferenceSession(
+                    str(path),
+                    sess_options=options,
+                    providers=[name for name, _ in provider_list],
+                    provider_options=[opts for _, opts in provider_list],
+                )
         except Exception as exc:  # onnxruntime raises its own pybind exception types
             raise EngineError(f"cannot load ONNX model {path}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            if cached is not None and saving is not None:
+                ort_optimized.keep_saved(saving, cached)
         spec = spec_from_session(session)
         sizes = dict(dims or {})
         if "tensorrt" in usable and any(t.dynamic_axes for t in spec.inputs):

@@ -2,7 +2,10 @@
 
 FP16 and INT8 are builder flags; INT8 uses an entropy calibrator fed with calibration batches, whose
 scales are written to (and on later builds read from) a calibration cache file, so a target that has
-the cache needs no calibration data. Only called by :mod:`engines.tensorrt_engine` on a cache miss.
+the cache needs no calibration data. A graph that is already quantized (QuantizeLinear/
+DequantizeLinear pairs, from ``watchword export yolo|ssd --int8``) carries its scales, measured on
+the export's calibration frames: TensorRT builds it with explicit quantization and no calibrator.
+Only called by :mod:`engines.tensorrt_engine` on a cache miss.
 """
 
 from __future__ import annotations
@@ -123,6 +126,14 @@ def parse_onnx(trt: Any, onnx_path: Path) -> tuple[Any, Any, Any]:
     return builder, network, parser
 
 
+def is_quantized(onnx_path: Path) -> bool:
+    """Whether the ONNX graph holds QuantizeLinear nodes (explicit INT8 scales)."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    return any(node.op_type == "QuantizeLinear" for node in model.graph.node)
+
+
 def build_engine(
     trt: Any,
     onnx_path: Path,
@@ -162,7 +173,11 @@ def build_engine(
     calibrator = None
     if precision in ("fp16", "int8"):
         config.set_flag(trt.BuilderFlag.FP16)
-    if precision == "int8":
+    explicit = precision == "int8" and is_quantized(onnx_path)
+    if explicit:
+        config.set_flag(trt.BuilderFlag.INT8)
+        logger.info("%s is quantized (QDQ): TensorRT takes its INT8 scales from the graph", onnx_path.name)
+    elif precision == "int8":
         if calibration_cache is None or (not calibration_cache.is_file() and calibration_batches is None):
             raise EngineError(
                 f"an INT8 TensorRT engine of {onnx_path.name} needs a calibration cache or calibration images"

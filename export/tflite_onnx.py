@@ -112,7 +112,7 @@ class _Converter:
 
     # --- operators -------------------------------------------------------------------------
 
-    def convert(self) -> Any:
+    def convert(self, check: bool = True) -> Any:
         onnx, helper, _ = _onnx()
         for i in range(self.graph.TensorsLength()):
             constant = self._buffer(i)
@@ -154,7 +154,8 @@ class _Converter:
         graph = helper.make_graph(self.nodes, "movenet", graph_inputs, graph_outputs, self.initializers)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)])
         model.ir_version = min(model.ir_version, 9)
-        onnx.checker.check_model(model)
+        if check:
+            onnx.checker.check_model(model)
         return model
 
     def _value_info(self, index: int) -> Any:
@@ -288,15 +289,18 @@ class _Converter:
         self._activation(value, options.FusedActivationFunction(), self._name(outs[0]))
 
 
-def convert_tflite(path: str | Path, opset: int = 17) -> Any:
-    """Convert a ``.tflite`` file to an ``onnx.ModelProto`` (batch 1, as the source model)."""
+def convert_tflite(path: str | Path, opset: int = 17, check: bool = True) -> Any:
+    """Convert a ``.tflite`` file to an ``onnx.ModelProto`` (batch 1, as the source model).
+
+    ``check``: run ``onnx.checker`` on it (False where ONNX Runtime loads and runs it next anyway).
+    """
     path = Path(path)
     if not path.is_file():
         raise SourceModelError(f"tflite model not found: {path}")
-    return _Converter(path.read_bytes(), opset).convert()
+    return _Converter(path.read_bytes(), opset).convert(check)
 
 
-def batched(model: Any, input_name: str = "image", output_name: str = "keypoints") -> Any:
+def batched(model: Any, input_name: str = "image", output_name: str = "keypoints", check: bool = True) -> Any:
     """Wrap a batch-1 graph in a ``Scan`` over a dynamic batch axis.
 
     The result takes ``[N, ...]`` (the source input without its leading 1) and returns the source
@@ -333,5 +337,6 @@ def batched(model: Any, input_name: str = "image", output_name: str = "keypoints
     )
     wrapped = helper.make_model(graph, opset_imports=list(model.opset_import))
     wrapped.ir_version = model.ir_version
-    onnx.checker.check_model(wrapped)
+    if check:
+        onnx.checker.check_model(wrapped)
     return wrapped

@@ -22,6 +22,7 @@ def open_graph_engine(
     batch_size: int,
     dims: Mapping[str, int] | None = None,
     check_file: bool = True,
+    optimized_cache_dir: Path | None = None,
 ) -> Engine:
     """``path`` (an ``.onnx`` graph, or a TensorRT ``.engine`` beside its ``.onnx``) on the configured engine.
 
@@ -32,6 +33,7 @@ def open_graph_engine(
         dims: sizes of symbolic axes other than the batch (``{"height": 640}``).
         check_file: parse the ONNX file before ONNX Runtime does (False only for a file whose hash
             the caller has just checked against its export manifest).
+        optimized_cache_dir: where ONNX Runtime keeps the optimised graph for later starts (CPU).
     """
     dims = dict(dims or {})
     if path.suffix == ".engine" or isinstance(engine_config, TensorRTEngineConfig):
@@ -53,4 +55,6 @@ def open_graph_engine(
             cpu_options={"dims": dims},
         )
     options = {**engine_config.engine_options(), "dims": dims, "check_file": check_file}
+    if optimized_cache_dir is not None:
+        options["optimized_cache_dir"] = optimized_cache_dir
     return open_engine("onnxruntime", path, options, allow_cpu_fallback=engine_config.allow_cpu_fallback)

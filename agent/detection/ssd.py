@@ -35,6 +35,8 @@ from engines.yolo_processing import class_wise_nms
 logger = logging.getLogger(__name__)
 
 MODEL_DIR_NAME = "ssd-mobilenet"
+OPTIMIZED_CACHE = ".onnxruntime"
+"""Inside the model directory: ONNX Runtime's optimised graph (hidden: not part of the export)."""
 # The 80 COCO category ids (91-id scheme) in order; position = contiguous 0-based class id.
 COCO91_IDS = (
     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28, 31, 32,
@@ -111,14 +113,14 @@ def _ensure_export(
     try:
         ensure_ssd_model(model_dir, model, graph, config.input_size)
         try:
-            manifest = verify_manifest(model_dir)
+            manifest = verify_manifest(model_dir, trust_stamp=True)
         except ManifestError as exc:
             logger.warning(
                 "detector: the converted SSD in %s is damaged (%s); converting it again", model_dir, exc
             )
             shutil.rmtree(model_dir, ignore_errors=True)
             ensure_ssd_model(model_dir, model, graph, config.input_size)
-            manifest = verify_manifest(model_dir)
+            manifest = verify_manifest(model_dir, trust_stamp=True)
     except (ExportError, ManifestError) as exc:
         raise DetectorError(f"ssd-mobilenet: {exc}") from exc
     except OSError as exc:
@@ -159,7 +161,11 @@ class SSDMobileNetDetector(Detector):
         try:
             # the manifest check above hashed the file, so ONNX Runtime need not parse it twice
             engine = open_graph_engine(
-                directory / graph_file, config.engine, batch_size=config.batch_size, check_file=False
+                directory / graph_file,
+                config.engine,
+                batch_size=config.batch_size,
+                check_file=False,
+                optimized_cache_dir=directory / OPTIMIZED_CACHE,
             )
         except EngineError as exc:
             raise DetectorError(

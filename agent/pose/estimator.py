@@ -84,7 +84,7 @@ def ensure_pose_model(config: PoseConfig, directory: Path | None = None) -> Path
     set (a one-time step of a few seconds, logged)."""
     directory = Path(directory or config.model_dir or DEFAULT_MODEL_DIR)
     try:
-        verify_manifest(directory)
+        verify_manifest(directory, trust_stamp=True)
         return directory
     except ManifestError as exc:
         if not config.export_if_missing:
@@ -125,7 +125,7 @@ class PoseEstimator:
         self.config = config
         if engine is None:
             directory = ensure_pose_model(config, model_dir)
-            manifest = verify_manifest(directory)
+            manifest = verify_manifest(directory, trust_stamp=True)
             engine = create_engine(
                 "onnxruntime",
                 directory / manifest.graph_file("pose"),
@@ -133,6 +133,7 @@ class PoseEstimator:
                 intra_op_threads=config.intra_op_threads,
                 check_file=False,  # verify_manifest checked its sha256: `onnx` is not imported
                 spinning=False,  # a few crops now and then: no busy-waiting beside the detector
+                optimized_cache_dir=directory / ".onnxruntime",
             )
             self.version = manifest.files[manifest.graph_file("pose")].sha256[:16]
         else:

@@ -111,3 +111,39 @@ def test_unlisted_files_are_reported_and_ignored(tmp_path: Path, caplog: pytest.
     write_manifest(directory, _manifest(), files=["vision.onnx", "model.json"])
     verify_manifest(directory)
     assert "sub/extra.bin" in caplog.text
+
+
+def _age(directory: Path, seconds: float) -> None:
+    """Set every file's modification time ``seconds`` into the past (as an export made earlier)."""
+    import os
+
+    for path in directory.rglob("*"):
+        if path.is_file():
+            stat = path.stat()
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns - int(seconds * 1e9)))
+
+
+def test_a_stamp_spares_the_hash_of_unchanged_files_but_not_of_changed_ones(tmp_path: Path) -> None:
+    from engines.manifest import STAMP_NAME
+
+    directory = _export_dir(tmp_path)
+    write_manifest(directory, _manifest())
+    # a file modified within the racy window is hashed every time: the stamp does not vouch for it
+    verify_manifest(directory, trust_stamp=True)
+    data = bytearray((directory / "vision.onnx").read_bytes())
+    data[10] ^= 0xFF
+    (directory / "vision.onnx").write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match=r"vision\.onnx has sha256"):
+        verify_manifest(directory, trust_stamp=True)
+    data[10] ^= 0xFF
+    (directory / "vision.onnx").write_bytes(bytes(data))
+    _age(directory, 60)
+    verify_manifest(directory, trust_stamp=True)  # hashed, and stamped
+    stamp = json.loads((directory / STAMP_NAME).read_text())
+    assert set(stamp["files"]) == {"vision.onnx", "model.json", "sub/extra.bin"}
+    assert STAMP_NAME not in verify_manifest(directory, trust_stamp=True).files  # hidden: not an export file
+    # a later change of the file changes its modification time: hashed again, and refused
+    data[10] ^= 0xFF
+    (directory / "vision.onnx").write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match=r"vision\.onnx has sha256"):
+        verify_manifest(directory, trust_stamp=True)

@@ -329,3 +329,34 @@ def test_an_engine_built_on_another_thread_selects_its_gpu_where_it_infers(
         x = np.ones((2, 8), np.float32)
         np.testing.assert_allclose(engine.infer({"x": x})["y"], x @ weight, rtol=1e-6)
         assert threading.get_ident() in FakeCuda.instances[-1].made_current_in
+
+
+def test_a_quantized_graph_builds_int8_from_its_own_scales(
+    fake_gpu: tuple[Path, np.ndarray, list[str]], tmp_path: Path
+) -> None:
+    """An export of ``--int8`` (QDQ) carries the scales of its calibration frames: INT8 with no
+    calibrator and no calibration cache (the fp32 graph of the same weights is refused without them)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    _path, weight, log = fake_gpu
+    graph = helper.make_graph(
+        [
+            helper.make_node("QuantizeLinear", ["x", "scale", "zero"], ["xq"]),
+            helper.make_node("DequantizeLinear", ["xq", "scale", "zero"], ["xd"]),
+            helper.make_node("MatMul", ["xd", "w"], ["y"]),
+        ],
+        "tiny-qdq",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        [
+            numpy_helper.from_array(weight, "w"),
+            numpy_helper.from_array(np.array(0.05, np.float32), "scale"),
+            numpy_helper.from_array(np.array(0, np.int8), "zero"),
+        ],
+    )
+    quantized = tmp_path / "tiny.int8.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(quantized))
+    with create_engine("tensorrt", quantized, cache_dir=tmp_path / "cache", precision="int8") as engine:
+        assert engine.engine_path.name.split("-")[1] == "int8"  # type: ignore[attr-defined]
+    assert log == ["build ['fp16', 'int8'] calibration batches 0"]
