@@ -183,6 +183,9 @@ class OnnxRuntimeEngine(Engine):
             options.intra_op_num_threads = intra_op_threads
         if not spinning:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        for axis, size in (dims or {}).items():
+            # a known size lets the optimiser fold shapes (a dynamic-size graph run at one size)
+            options.add_free_dimension_override_by_name(axis, int(size))
         provider_list: list[tuple[str, dict[str, Any]]] = []
         for name in usable:
             if name == "tensorrt":
