@@ -84,7 +84,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     yolo.add_argument("--imgsz", type=int, default=640, help="input size in pixels (multiple of 32)")
     precision = yolo.add_mutually_exclusive_group()
     precision.add_argument("--half", action="store_true", help="FP16")
-    precision.add_argument("--int8", action="store_true", help="INT8, calibrated on --calibration")
+    precision.add_argument(
+        "--int8",
+        action="store_true",
+        help="INT8 calibrated on --calibration-video, kept only if it finds the fp32 graph's people",
+    )
+    yolo.add_argument(
+        "--confidence", type=float, default=0.25, help="score the INT8 people check compares at"
+    )
+    yolo.add_argument(
+        "--gate-classes",
+        choices=("person", "all"),
+        default="person",
+        help="what the INT8 check compares: people, or boxes of every class (a model without people)",
+    )
     _common(yolo)
     yolo.set_defaults(func=export_yolo_command)
     pose = kinds.add_parser(
@@ -143,6 +156,8 @@ def _usage_problems(args: argparse.Namespace, int8: bool) -> list[str]:
         problems.append("INT8 needs --calibration (a folder of images or a video of the site)")
     if args.calibration is not None and not args.calibration.exists():
         problems.append(f"--calibration {args.calibration} does not exist")
+    if args.calibration_frames is not None and args.calibration_frames < 4:
+        problems.append("--calibration-frames must be 4 or more")
     if args.max_batch is not None and not 1 <= args.max_batch <= 1024:
         problems.append("--max-batch must be 1..1024")
     if args.opset < 17:
@@ -234,6 +249,7 @@ def export_clip_command(args: argparse.Namespace) -> int:
         out=args.out,
         precision=args.precision,
         calibration=args.calibration,
+        **({"calibration_frames": args.calibration_frames} if args.calibration_frames else {}),
         engine=args.engine,
         max_batch=args.max_batch or 32,
         opset=args.opset,
@@ -266,6 +282,9 @@ def export_yolo_command(args: argparse.Namespace) -> int:
         half=args.half,
         int8=args.int8,
         calibration=args.calibration,
+        calibration_frames=args.calibration_frames,
+        confidence=args.confidence,
+        gate_classes=args.gate_classes,
         engine=args.engine,
         max_batch=args.max_batch or 16,
         opset=args.opset,

@@ -29,6 +29,15 @@ def test_export_clip_from_the_command_line(
         (["export", "clip", "--model", "m", "--out", "o", "--opset", "13"], "--opset must be 17 or newer"),
         (["export", "clip", "--model", "m", "--out", "o", "--providers", "gpu"], "--providers"),
         (["export", "yolo", "--weights", "/nowhere/x.pt", "--out", "o"], "does not exist"),
+        (["export", "ssd", "--out", "o", "--int8"], "--int8 needs --calibration-video"),
+        (
+            ["export", "ssd", "--out", "o", "--int8", "--calibration-video", "/nowhere/site.mp4"],
+            "--calibration-video /nowhere/site.mp4 does not exist",
+        ),
+        (
+            ["export", "yolo", "--weights", "x.pt", "--out", "o", "--int8", "--calibration-frames", "2"],
+            "--calibration-frames must be 4 or more",
+        ),
     ],
 )
 def test_bad_usage_exits_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
