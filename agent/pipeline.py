@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from agent.api.metrics import Metric, stage_metrics
 from agent.config import AgentConfig
 from agent.detection import Detector
@@ -36,6 +38,7 @@ DEFAULT_FRAME_RATE = 25.0
 ANALYSED_RATE_WINDOW_S = 5.0  # the source's delivered rate is measured over the same window
 KEEP_UP_RATIO = 0.9
 SOURCE_STOP_TIMEOUT_S = 2.0
+ENDED_IMAGE = np.zeros((1, 1, 3), np.uint8)  # the pixels of a camera's ending record (it has none)
 
 
 class Analyzer(Protocol):
@@ -204,6 +207,10 @@ class Pipeline:
         }
         self.sources: dict[str, Source] = {}
         self.trackers: dict[str, CameraTracker] = {}
+        # the next person id per camera: a camera changed at run time gets a new tracker whose ids
+        # continue from the old one's, so an id names one person for the agent's lifetime
+        self._next_track_id: dict[str, int] = {}
+        self._last_frame: dict[str, Frame] = {}
         self.videos: dict[str, VideoWriter] = {}
         self._detector_loader = detector if isinstance(detector, DetectorLoader) else None
         self._detector = detector if isinstance(detector, Detector) else None
@@ -262,7 +269,10 @@ class Pipeline:
             source = self.sources.pop(camera_id, None)
             if source is not None:  # stopped off the loop's thread: a stop can take seconds
                 threading.Thread(target=self._stop_source, args=(camera_id, source), daemon=True).start()
-            self.trackers.pop(camera_id, None)
+            tracker = self.trackers.pop(camera_id, None)
+            if tracker is not None:
+                self._next_track_id[camera_id] = tracker.next_id
+            self._end_camera(camera_id, tracker)
             with self._lock:
                 self.counters.pop(camera_id, None)
                 self._cameras.pop(camera_id, None)
@@ -299,10 +309,30 @@ class Pipeline:
         rates = [r for r in (self._cameras[camera_id].analysis_fps, native) if r]
         return min(rates) if rates else DEFAULT_FRAME_RATE
 
+    def _end_camera(self, camera_id: str, tracker: CameraTracker | None) -> None:
+        """A camera changed or removed: one last record ends every person it still had (``removed``
+        events, ``camera_ended``), so the analysers and the decision core, live and in a replay of
+        the records, close its episodes and drop its state."""
+        last = self._last_frame.pop(camera_id, None)
+        if last is None:
+            return
+        events = tracker.reset() if tracker is not None else []
+        wall = max(time.time(), last.wall_time)
+        frame = Frame(camera_id, last.index + 1, last.pts_s, wall, ENDED_IMAGE, last.live)
+        result = FrameResult(frame, Detections.empty(), events, {"camera_ended": True})
+        self._analyze([result])
+        if self._jsonl is not None:
+            self._emit(result)
+
     def _tracker_for(self, camera_id: str) -> CameraTracker:
         tracker = self.trackers.get(camera_id)
         if tracker is None:
-            tracker = build_tracker(self.config.tracker, camera_id, frame_rate=self.frame_rate_of(camera_id))
+            tracker = build_tracker(
+                self.config.tracker,
+                camera_id,
+                frame_rate=self.frame_rate_of(camera_id),
+                first_id=self._next_track_id.get(camera_id, 1),
+            )
             if self.config.tracker.reassociation.appearance == "clip":
                 tracker.set_appearance_embedder(self.appearance_embedder)
             self.trackers[camera_id] = tracker
@@ -346,6 +376,7 @@ class Pipeline:
 
     def _track(self, frame: Frame, detections: Detections) -> FrameResult:
         tracks, events = self._tracker_for(frame.camera_id).update(frame, detections)
+        self._last_frame[frame.camera_id] = frame
         with self._lock:
             counters = self.counters[frame.camera_id]
             counters.frames += 1
@@ -371,7 +402,7 @@ class Pipeline:
         frame, tracks, events = result.frame, result.tracks, result.events
         if self._jsonl is not None:
             record = frame_record(frame, tracks, events)
-            record.update(result.extra)
+            record.update({k: v for k, v in result.extra.items() if not k.startswith("_")})  # "_": live only
             self._jsonl.write(record)
         if self.video_dir is not None:
             self._write_video(frame, tracks)

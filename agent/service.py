@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.alerts import AlertManager
-from agent.alerts.feed import AlertFeed
 from agent.alerts.outbox import OutboxError
 from agent.config import AgentConfig
 from agent.console.wiring import ConsoleRuntime
+from agent.decision.core import DecisionCore
 from agent.detection.loader import DetectorLoader
 from agent.health_report import build_health, storage_metrics
-from agent.matching.candidates import CandidateQueue, DecisionDispatcher
 from agent.pipeline import Analyzer, Pipeline, RunSummary
 from agent.queries import QueryError, QueryRegistry
 from agent.queries.startup import register_startup_queries
@@ -137,8 +136,7 @@ class Agent:
         self.rerank: RerankService | None = None
         self.api: ApiServer | None = None
         self.auth_lockout: AuthLockout | None = None
-        self.candidates = CandidateQueue(config.matching.candidate_queue, config.matching.top_k)
-        self.dispatcher: DecisionDispatcher | None = None
+        self.decisions: DecisionCore | None = None
         self.digest: list[str] = []
         analyzers: list[Analyzer] = []
         # --- pose cues (pose): the config's standing queries, MoveNet per track, cue mappings
@@ -172,8 +170,6 @@ class Agent:
                 config.matching,
                 self.encoder,
                 self.registry,
-                sink=self.candidates,
-                alerts=self.alerts,
                 model_versions={"detector": _detector_version(config)},
                 cue_fusion=self._cue_fusion(),
                 exemplars=self.console.exemplars,
@@ -189,8 +185,6 @@ class Agent:
                 config.pose,
                 self.pose.analyzer,
                 self.pose.cues,
-                sink=self.candidates,
-                alerts=self.alerts,
                 model_versions={"detector": _detector_version(config)},
             )
             analyzers.append(self.cue_matcher)
@@ -199,7 +193,20 @@ class Agent:
             log.warning(NO_MODEL_HINT)
         if self.pose is not None:  # pose cues: the start's mappings are made; the model is reloaded on demand
             self.pose.release_sentence_model()
-        analyzers.append(AlertFeed(self.alerts))
+        producer = self.matcher or self.cue_matcher
+        if producer is not None:
+            # the one decision core, fed each frame's record after the producers' samples; the
+            # alert manager only emits what it decides, on its own thread
+            self.decisions = DecisionCore(
+                config.matching,
+                config.alerts,
+                producer.query,
+                self.alerts.post,
+                queue_clock=time.monotonic,
+                model_versions=producer.model_versions,
+                evidence=producer.evidence,
+            )
+            analyzers.append(self.decisions)
         if self.console.live is not None:
             analyzers.append(self.console.live)
         self.pipeline = Pipeline(
@@ -294,7 +301,10 @@ class Agent:
         self.alerts.start()
         try:
             self._start_rerank()
-            self.dispatcher = DecisionDispatcher(self.candidates, self.alerts, self.rerank)
+            if self.rerank is not None and self.decisions is not None:
+                from agent.decision.verifier import LmmWorker
+
+                self.decisions.verifier = LmmWorker(self.rerank)
             self.console.start(self.pipeline, self.alerts, lambda: self.health()["cameras"])
             if self.fleet is not None:  # the fleet (agent/fleet): heartbeat, fleet queries, hub reviews
                 self.fleet.start(self.registry, self.health, self.console.review_mark, self._api_endpoint)
@@ -327,10 +337,11 @@ class Agent:
         def remaining(share: float) -> float:
             return max(0.0, min(share, deadline - time.monotonic()))
 
-        if self.dispatcher is not None:
-            self.dispatcher.close(timeout_s=remaining(1.0))
-        if self.rerank is not None:
-            self.rerank.close(timeout_s=remaining(1.0))
+        if self.decisions is not None:  # the video loop has ended: this thread may feed the core
+            self.decisions.finish(timeout_s=remaining(1.0))
+            self.decisions.close(timeout_s=remaining(0.5))  # and the re-ranker beside it
+        if self.rerank is not None and (self.decisions is None or self.decisions.verifier is None):
+            self.rerank.close(timeout_s=remaining(0.5))
         self.console.close()  # first: it ends the open event streams the API would wait for
         if self.api is not None:
             self.api.stop(timeout_s=remaining(1.0))
@@ -361,7 +372,7 @@ class Agent:
             alerts=self.alerts,
             rerank=self.rerank,
             storage_folders=self.storage_folders(),
-            candidates_queued=self.candidates.snapshot_stats().queued,
+            candidates_queued=0 if self.decisions is None else self.decisions.stats().queue.queued,
             engines=self.engine_health(),
         ) | ({} if self.fleet is None else {"fleet": self.fleet.status()})
 
@@ -397,7 +408,7 @@ class Agent:
             self.matcher,
             self.cue_matcher,
             None if self.pose is None else self.pose.analyzer,
-            self.candidates,
+            self.decisions,
             self.rerank,
             self.alerts,
             self.registry,

@@ -16,6 +16,12 @@ same ``opened`` list once decisions run on media time.
 
     PYTHONPATH=. .venv/bin/python bench/decisions.py --clip DIR [--scenario starvation] [--frames 400]
 
+``--throughput`` instead measures records per second through the decision core, live and replay,
+beside another revision (``--before TREE``), and with ``--day`` replays a day of 4 cameras at 5
+frames/s (:mod:`bench.decision_throughput`)::
+
+    PYTHONPATH=. .venv/bin/python bench/decisions.py --throughput --before /tmp/main --day
+
 A tiny CLIP export to use as DIR (seconds on a CPU)::
 
     PYTHONPATH=. .venv/bin/python -c "from pathlib import Path; from tests.fixtures.tiny_models import \\
@@ -42,12 +48,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--clip", type=Path, required=True, help="an exported CLIP (watchword export clip)")
+    parser.add_argument("--clip", type=Path, help="an exported CLIP (watchword export clip)")
+    parser.add_argument("--throughput", action="store_true", help="records/s through the decision core")
+    parser.add_argument(
+        "--before", type=Path, metavar="TREE", help="throughput: another checkout, alternately"
+    )
+    parser.add_argument("--day", action="store_true", help="throughput: also replay a day of records")
+    parser.add_argument("--cameras", type=int, default=4)
+    parser.add_argument("--fps", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=600.0, help="throughput: media seconds of records")
+    parser.add_argument("--tracks", type=int, default=4, help="throughput: people per camera")
+    parser.add_argument("--queries", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--frames", type=int, default=400, help="analysed frames (10 per media second)")
     parser.add_argument("--scenario", choices=["starvation", "cooldown"], default="starvation")
     parser.add_argument("--cooldown", type=float, default=3600.0, help="cooldown scenario: the query's, s")
     parser.add_argument("--jsonl", type=Path, help="also write the frame records here")
     args = parser.parse_args()
+    if args.throughput:
+        from bench.decision_throughput import main as throughput
+
+        throughput(args)
+        return
+    if args.clip is None:
+        parser.error("--clip is required (or --throughput)")
     tmp = Path(tempfile.mkdtemp(prefix="bench-decisions-"))
     config = parse_config(
         f"""
@@ -80,16 +104,17 @@ alerts:
     events = [json.loads(line) for line in (tmp / "alerts.jsonl").read_text().splitlines()]
     opened = [e for e in events if e["event"] == "opened"]
     per_query = collections.Counter(e["query_id"] for e in opened)
-    counters = agent.alerts.episodes.counters
-    assert agent.matcher is not None
+    assert agent.decisions is not None
+    counters = agent.decisions.episodes.counters
+    decided = agent.decisions.stats()
     print(
         json.dumps(
             {
                 "frames": summary.frames,
                 "media_s": summary.frames / 10.0,
                 "wall_s": round(wall_s, 1),
-                "windows": agent.matcher.stats.windows,
-                "candidates": agent.matcher.stats.candidates,
+                "windows": decided.windows,
+                "candidates": decided.candidates,
                 "suppressed_cooldown": counters.suppressed_cooldown,
                 "opened_per_query": {names[q]: per_query.get(q, 0) for q in names},
                 "opened": sorted((e["query_id"], e["track_id"], e["frame_index"]) for e in opened),

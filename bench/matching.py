@@ -22,6 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from agent.alerts.config import AlertsConfig
+from agent.decision.core import DecisionCore
 from agent.matching.config import MatchingConfig
 from agent.matching.matcher import Matcher
 from agent.queries import QueryRegistry
@@ -71,14 +73,18 @@ def window_cost(queries: int, tracks: int, repeats: int, directory: Path) -> flo
         registry.add(f"standing query number {i}", threshold=0.5)
     config = MatchingConfig(embed_interval_s=1.0, window_s=1.0, top_k=5)
     matcher = Matcher(config, SyntheticEncoder(), registry)
-    matcher.process([frame_result(tracks, 0, 0.0)])
+    core = DecisionCore(config, AlertsConfig(), matcher.query, lambda events: None)
+    first = [frame_result(tracks, 0, 0.0)]
+    matcher.process(first)
+    core.process(first)
     times = []
     for step in range(1, repeats + 1):
         result = frame_result(tracks, step, float(step))
         started = time.perf_counter()
-        matcher.process([result])  # embeds and scores every track, closes the window
+        matcher.process([result])  # embeds and scores every track
+        core.process([result])  # pools and closes the window
         times.append(time.perf_counter() - started)
-    assert matcher.stats.windows == repeats
+    assert core.stats().windows == repeats
     registry.close()
     return float(np.median(times))
 

@@ -1,11 +1,12 @@
 """Re-ranker overhead benchmark on the sample video, measured side by side in one run.
 
 The pipeline runs the sample video twice per round: with the re-ranker off and on. In both, an
-``on_frame`` hook builds synthetic candidates from the tracks (the two best-scoring tracks every
-``--every`` frames, as the matcher would hand over a window's top candidates); with the re-ranker
-on they go through the candidate queue to a :class:`~agent.rerank.service.RerankService` stage
-whose backend takes a fixed time per call (``--lmm-seconds``), so the LMM runs concurrently with the
-video loop under its call budget.
+analyser gives every track synthetic samples of two queries every ``--every`` frames (as the
+matcher would) and the decision core (:mod:`agent.decision`) pools and selects them; with the
+re-ranker on its candidates go through the core's queue to a
+:class:`~agent.rerank.service.RerankService` stage on the LMM's own thread, whose backend takes a
+fixed time per call (``--lmm-seconds``), so the LMM runs concurrently with the video loop under its
+call budget.
 
 Prints frames/s off and on (median over ``--rounds`` interleaved rounds), their ratio
 (target >= 0.95), and the service's counters (calls, completed, stale, dropped).
@@ -25,24 +26,30 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from agent.alerts.config import AlertsConfig
 from agent.config import AgentConfig
+from agent.decision.core import DecisionCore
+from agent.decision.queue import QueueStats
+from agent.decision.verifier import LmmWorker
 from agent.detection import Detector, build_detector
 from agent.detection.config import SSDDetectorConfig
-from agent.matching.candidates import CandidateQueue, DecisionDispatcher, QueueStats
+from agent.matching.config import MatchingConfig
 from agent.pipeline import Pipeline
+from agent.queries import Query, QueryRegistry
 from agent.rerank.backends.base import LmmBackend, LmmRequest, LmmResponse
 from agent.rerank.config import RerankConfig
 from agent.rerank.service import RerankService, RerankStats
 from agent.sources.config import CameraConfig
-from agent.types import Candidate, Detections, Frame, TrackEvent
+from agent.types import Detections, FrameResult
 
 SAMPLE = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 QUERY = "a man in a dark jacket falls to the ground"
@@ -80,56 +87,60 @@ class _Keep:
         pass
 
 
-def candidate_hook(
-    every: int, submit: Callable[[Candidate], bool] | None
-) -> Callable[[Frame, Detections, list[TrackEvent]], None]:
-    """An on_frame hook that makes the top-2 candidates every ``every`` frames and submits them."""
+class SyntheticSamples:
+    """An analyser giving every track a sample of two queries every ``every`` frames (as the matcher
+    would), scores varying with the track and the frame."""
 
-    def on_frame(frame: Frame, tracks: Detections, events: list[TrackEvent]) -> None:
-        if frame.index % every or tracks.tracker_id is None or len(tracks) == 0:
-            return
-        scores = 0.5 + 0.4 * np.sin(tracks.tracker_id.astype(np.float64) * 1.7 + frame.index * 0.01)
-        for rank, i in enumerate(np.argsort(-scores)[:2].tolist()):
-            x1, y1, x2, y2 = (float(v) for v in tracks.xyxy[i])
-            candidate = Candidate(
-                camera_id=frame.camera_id,
-                track_id=int(tracks.tracker_id[i]),
-                query_id=1 + rank,  # two incidents, as two queries would give
-                query_text=QUERY,
-                score=float(scores[i]),
-                cosine=0.3,
-                wall_time=frame.wall_time,
-                frame_index=frame.index,
-                box=(x1, y1, x2, y2),
-                frame=frame.image,
-            )
-            if submit is not None:
-                submit(candidate)
+    def __init__(self, every: int, queries: list[Query]) -> None:
+        self.every = every
+        self.queries = queries
+        self.announced = False
 
-    return on_frame
-
-
-class _Discard:
-    """The alert manager's place in the benchmark: decisions are dropped."""
-
-    def submit(self, candidate: Candidate, *, opens: bool = True) -> None:
-        pass
+    def process(self, results: list[FrameResult]) -> None:
+        if not self.announced and results:
+            results[0].extra["columns"] = [[q.id, str(q.id)] for q in self.queries]
+            self.announced = True
+        for result in results:
+            ids = result.tracks.tracker_id
+            if result.frame.index % self.every or ids is None or len(ids) == 0:
+                continue
+            samples = {}
+            for track_id in ids.tolist():
+                phase = track_id * 1.7 + result.frame.index * 0.01
+                samples[str(track_id)] = {
+                    str(q.id): round(0.5 + 0.45 * float(np.sin(phase + i)), 6)
+                    for i, q in enumerate(self.queries)
+                }
+            result.extra["samples"] = samples
 
 
 def run_once(
-    config: AgentConfig, detector: Detector, frames: int, every: int, service: RerankService | None
+    config: AgentConfig,
+    detector: Detector,
+    frames: int,
+    every: int,
+    service: RerankService | None,
+    queries: list[Query],
 ) -> tuple[float, QueueStats | None]:
-    queue = CandidateQueue(16) if service is not None else None
-    dispatcher = DecisionDispatcher(queue, _Discard(), service) if queue is not None else None
-    hook = candidate_hook(every, queue.put if queue is not None else None)
-    pipeline = Pipeline(config, max_frames=frames, detector=_Keep(detector), on_frame=hook)  # type: ignore[arg-type]
+    by_id = {q.id: q for q in queries}
+    matching = MatchingConfig(default_threshold=0.6, window_s=1.0, candidate_queue=16)
+    core = DecisionCore(
+        matching,
+        AlertsConfig(cooldown_s=5.0),
+        by_id.get,
+        lambda events: None,  # the alert manager's place: decisions are dropped
+        verifier=None if service is None else LmmWorker(service),
+        queue_clock=time.monotonic,
+    )
+    analyzers = [SyntheticSamples(every, queries), core]
+    pipeline = Pipeline(config, max_frames=frames, detector=_Keep(detector), analyzers=analyzers)  # type: ignore[arg-type]
     started = time.perf_counter()
     summary = pipeline.run()
     fps = summary.frames / (time.perf_counter() - started)
-    if dispatcher is not None and queue is not None:
-        dispatcher.close(timeout_s=5.0)
-        return fps, queue.snapshot_stats()
-    return fps, None
+    core.finish(timeout_s=5.0)
+    if service is None:
+        return fps, None
+    return fps, core.stats().queue
 
 
 def main() -> None:
@@ -154,7 +165,11 @@ def main() -> None:
     rerank_config = RerankConfig(calls_per_minute=args.calls_per_minute, deadline_s=5.0)
     detector = build_detector(detector_config)
     if not args.only_schemes:
-        frames_per_second(args, config, rerank_config, detector)
+        with tempfile.TemporaryDirectory() as scratch:
+            registry = QueryRegistry(Path(scratch) / "q.db")
+            queries = [registry.add(QUERY), registry.add("a person running across the road")]
+            registry.close()
+        frames_per_second(args, config, rerank_config, detector, queries)
     schemes(args, detector)
     detector.close()
 
@@ -175,17 +190,21 @@ def schemes(args: argparse.Namespace, detector: Detector) -> None:
 
 
 def frames_per_second(
-    args: argparse.Namespace, config: AgentConfig, rerank_config: RerankConfig, detector: Detector
+    args: argparse.Namespace,
+    config: AgentConfig,
+    rerank_config: RerankConfig,
+    detector: Detector,
+    queries: list[Query],
 ) -> None:
-    run_once(config, detector, min(args.frames, 40), args.every, None)  # warm caches and the decoder
+    run_once(config, detector, min(args.frames, 40), args.every, None, queries)  # warm caches, decoder
     fps_off: list[float] = []
     fps_on: list[float] = []
     stats: list[tuple[RerankStats, QueueStats | None]] = []
     for _ in range(args.rounds):
-        fps_off.append(run_once(config, detector, args.frames, args.every, None)[0])
+        fps_off.append(run_once(config, detector, args.frames, args.every, None, queries)[0])
         backend = FixedTimeBackend(args.lmm_seconds)
         with RerankService(rerank_config, backend) as service:
-            fps, queued = run_once(config, detector, args.frames, args.every, service)
+            fps, queued = run_once(config, detector, args.frames, args.every, service, queries)
             fps_on.append(fps)
             stats.append((service.stats(), queued))
 
@@ -206,7 +225,8 @@ def frames_per_second(
         "skipped_stale": last.skipped_stale,
         "dropped": queued.dropped,
         "replaced": queued.replaced,
-        "discarded_at_close": queued.discarded_at_close,
+        "expired": queued.expired,
+        "discarded_at_close": queued.discarded,
     }
     print(json.dumps({"rerank_last_round": counters}))
 

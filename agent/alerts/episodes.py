@@ -76,6 +76,7 @@ class CloseReason(str, enum.Enum):
     QUIET = "quiet"
     SHUTDOWN = "shutdown"
     RESTART = "agent_restart"
+    CAMERA_ENDED = "camera_ended"
 
 
 @dataclass(frozen=True)
@@ -193,16 +194,19 @@ class EpisodeCounters:
     late_updates: int = 0
     held_unverified: int = 0
 
-    def metrics(self) -> list[Metric]:
-        """Alert events by kind (opened, updated, closed) and candidates not raised, by why."""
+    def event_metrics(self) -> list[Metric]:
+        """Alert events by kind (opened, updated, closed): what the alert manager emitted."""
         events = Metric("watchword_alert_events_total", "counter", "Alert events by kind")
         events.add(self.opened, event="opened").add(self.updated, event="updated")
+        return [events.add(self.closed, event="closed")]
+
+    def suppressed_metric(self) -> Metric:
+        """Candidates not raised, by why: what the decision core's episodes held back."""
         suppressed = Metric("watchword_alerts_suppressed_total", "counter", "Candidates not raised as alerts")
         suppressed.add(self.suppressed_cooldown, reason="cooldown")
         suppressed.add(self.late_updates, reason="late_update")
         suppressed.add(self.rejected_unverified, reason="not_verified")
-        suppressed.add(self.held_unverified, reason="unverified_held")
-        return [events.add(self.closed, event="closed"), suppressed]
+        return suppressed.add(self.held_unverified, reason="unverified_held")
 
 
 @dataclass
@@ -376,6 +380,20 @@ class EpisodeTracker:
         ]
         for key in expired:
             del self._last_open_at[key]
+        return events
+
+    def close(
+        self, key: EpisodeKey, reason: CloseReason, now: float | None = None, wall_time: float | None = None
+    ) -> list[AlertEvent]:
+        """Close one open episode as ending at media ``now`` (None: when it was last seen)."""
+        if key not in self._open:
+            return []
+        return [self._close(key, now, reason, wall_time)]
+
+    def end_camera(self, camera_id: str, reason: CloseReason = CloseReason.CAMERA_ENDED) -> list[AlertEvent]:
+        """A camera changed or removed: close its open episodes and forget its cooldowns."""
+        events = [self._close(key, None, reason) for key in list(self._open) if key[0] == camera_id]
+        self._last_open_at = {k: v for k, v in self._last_open_at.items() if k[0] != camera_id}
         return events
 
     def close_all(

@@ -1,7 +1,11 @@
-"""The alert manager: candidates -> episodes -> evidence -> durable outbox -> sinks.
+"""The alert manager: episode events -> evidence -> durable outbox -> sinks. It only emits.
 
-``submit`` runs on the caller's thread and returns once the event is in the outbox (SQLite, synced),
-so an acknowledged submit survives a crash. Delivery runs on one thread per sink.
+What opens, updates and closes an alert is decided by the decision core
+(:class:`~agent.decision.core.DecisionCore`); its events come here through :meth:`AlertManager.post`,
+a queue that one emission thread empties (evidence JPEGs, the synced outbox write, hold-back on a
+full disk, retention), so the video loop never waits on this manager's lock. :meth:`emit` does the
+same on the caller's thread and returns once the event is in the outbox (SQLite, synced), so an
+acknowledged event survives a crash. Delivery runs on one thread per sink.
 """
 
 from __future__ import annotations
@@ -10,20 +14,14 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Self
 
 from agent.alerts.config import AlertsConfig, RetryConfig
 from agent.alerts.delivery import DeliveryCounters, DeliveryWorker, stop_workers
-from agent.alerts.episodes import (
-    AlertEvent,
-    AlertEventKind,
-    AlertStateView,
-    CloseReason,
-    EpisodeCounters,
-    EpisodeTracker,
-)
+from agent.alerts.episodes import AlertEvent, AlertEventKind, EpisodeCounters
 from agent.alerts.evidence import EvidenceError, EvidencePaths, EvidenceStore
 from agent.alerts.health import AlertsSnapshot, SinkSnapshot, alerts_health
 from agent.alerts.holdback import HoldBack, StorageCounters
@@ -31,17 +29,18 @@ from agent.alerts.outbox import Outbox
 from agent.alerts.payload import build_payload, closed_after_restart
 from agent.alerts.sinks import Sink, build_sink
 from agent.api.metrics import Metric
-from agent.types import Candidate, TrackEvent, TrackEventKind
 
 log = logging.getLogger(__name__)
 
 DRAIN_POLL_S = 0.05
 STOP_TIMEOUT_S = 2.0
+HOUSEKEEPING_S = 1.0  # the emission thread flushes the hold-back and checks retention this often
 
 
 @dataclass
 class AlertStats:
-    """Counts for metrics: episode events, errors, and per sink the backlog and delivery counts."""
+    """Counts for metrics: events emitted by kind (``episodes``: opened, updated, closed), errors,
+    and per sink the backlog and delivery counts."""
 
     episodes: EpisodeCounters
     open_episodes: int
@@ -52,14 +51,14 @@ class AlertStats:
     storage: StorageCounters = field(default_factory=StorageCounters)
 
     def metrics(self) -> list[Metric]:
-        """Episode events, each sink's deliveries and backlog, and what the storage refused."""
+        """Alert events emitted, each sink's deliveries and backlog, and what the storage refused."""
         backlog = Metric(
             "watchword_sink_backlog", "gauge", "Alert events waiting for a sink's acknowledgement"
         )
         for sink, pending in self.backlog.items():
             backlog.add(pending, sink=sink)
         deliveries = [metric for sink, counters in self.sinks.items() for metric in counters.metrics(sink)]
-        return [*self.episodes.metrics(), *deliveries, backlog, *self.storage.metrics()]
+        return [*self.episodes.event_metrics(), *deliveries, backlog, *self.storage.metrics()]
 
 
 @dataclass
@@ -71,17 +70,17 @@ class _Bundle:
 
 
 class AlertManager:
-    """Turns candidates and track events into alert events, stores them and delivers them.
+    """Stores alert events with their evidence and delivers them (see the module docstring).
 
     Args:
         config: the alerts config.
         site: the site name put into every payload and MQTT topic.
-        clock: UNIX-seconds clock for quiet timeouts, retention and delivery times.
+        clock: UNIX-seconds clock for retention, hold-back and delivery times.
         sinks: sinks to use instead of the configured ones (each with ``retry``).
         retry: backoff for ``sinks``; configured sinks use their own ``retry``.
         extra_sinks: sinks added to either, each with its own backoff (the fleet's).
 
-    Call :meth:`start` (or use it as a context manager) before submitting; :meth:`close` at the end.
+    Call :meth:`start` (or use it as a context manager) before emitting; :meth:`close` at the end.
     Constructing it opens (and creates or upgrades) the database but connects to nothing.
     """
 
@@ -102,13 +101,13 @@ class AlertManager:
         self.evidence = EvidenceStore(
             config.evidence_dir, crop_padding=config.crop_padding, jpeg_quality=config.jpeg_quality
         )
-        self.episodes = EpisodeTracker(
-            cooldown_s=config.cooldown_s,
-            quiet_s=config.episode_quiet_s,
-            update_interval_s=config.update_interval_s,
-            require_verified=config.require_verified,
-            unverified_policy=config.unverified.action,
-        )
+        self.emitted = EpisodeCounters()  # opened, updated, closed: the events emitted
+        self._open_alerts: set[str] = set()
+        self._posted: deque[AlertEvent] = deque()
+        self._post_cond = threading.Condition()
+        self._emitting = False
+        self._emitter: threading.Thread | None = None
+        self._stop_emitter = False
         if sinks is None:
             pairs = [(build_sink(sink_config), sink_config.retry) for sink_config in config.sinks]
         else:
@@ -130,7 +129,7 @@ class AlertManager:
 
     # --- life cycle --------------------------------------------------------------------------
 
-    def __enter__(self) -> AlertManager:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -155,6 +154,8 @@ class AlertManager:
             log.warning("outbox: events pending for sink %r, which is no longer configured", name)
         for worker in self.workers:
             worker.start()
+        self._emitter = threading.Thread(target=self._run_emitter, name="alert-emitter", daemon=True)
+        self._emitter.start()
         log.info("alerts: started with sinks %s, backlog %s", self.sink_names, self.backlog())
 
     @property
@@ -163,18 +164,17 @@ class AlertManager:
         return self._started and not self._closed
 
     def close(self, drain_timeout_s: float | None = None, stop_timeout_s: float | None = None) -> None:
-        """Close open episodes, give the sinks ``drain_timeout_s`` (default: the config's) to deliver, stop.
+        """Emit what was posted, give the sinks ``drain_timeout_s`` (default: the config's) to
+        deliver, stop.
 
         The delivery threads are stopped together, all within ``stop_timeout_s``. What is not
         delivered by then stays in the outbox and is sent after the next start.
         """
+        self._stop_emission()
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            if self._started:
-                for event in self.episodes.close_all(CloseReason.SHUTDOWN, wall_time=self.clock()):
-                    self._emit(event)
             self.holdback.flush(force=True)
             self.holdback.drop_all()
         if self._started:
@@ -198,51 +198,92 @@ class AlertManager:
 
     # --- input -------------------------------------------------------------------------------
 
-    def submit(self, candidate: Candidate, *, opens: bool = True) -> AlertEvent | None:
-        """Take a candidate; return the event it caused once stored in the outbox, else None.
+    def post(self, events: Iterable[AlertEvent]) -> None:
+        """Queue events for the emission thread; returns at once (the video loop calls this).
 
-        ``opens`` False: it may only update an open episode (see :meth:`EpisodeTracker.accept`).
+        Before :meth:`start` or after :meth:`close` they are emitted on the caller's thread.
         """
+        events = list(events)
+        with self._post_cond:
+            running = self._emitter is not None and not self._stop_emitter
+            if running:
+                self._posted.extend(events)
+                self._post_cond.notify_all()
+                return
+        for event in events:
+            self.emit(event)
+
+    def wait_emitted(self, timeout_s: float) -> bool:
+        """Block until every posted event is emitted (True) or ``timeout_s`` passes (False)."""
+        deadline = time.monotonic() + timeout_s
+        with self._post_cond:
+            while self._posted or self._emitting:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._post_cond.wait(remaining)
+            return True
+
+    def _run_emitter(self) -> None:
+        """The emission thread: posted events, and about once a second the hold-back and retention."""
+        while True:
+            with self._post_cond:
+                if not self._posted and not self._stop_emitter:
+                    self._post_cond.wait(HOUSEKEEPING_S)
+                if not self._posted and self._stop_emitter:
+                    return
+                events = list(self._posted)
+                self._posted.clear()
+                self._emitting = True
+            try:
+                for event in events:
+                    self.emit(event)
+                self.tick()
+            except Exception:  # one bad event must not stop the emission of the others
+                log.exception("alerts: emitting failed")
+            finally:
+                with self._post_cond:
+                    self._emitting = False
+                    self._post_cond.notify_all()
+
+    def _stop_emission(self) -> None:
+        """Emit what is posted, then stop the emission thread."""
+        with self._post_cond:
+            self._stop_emitter = True
+            self._post_cond.notify_all()
+            emitter = self._emitter
+        if emitter is not None:
+            emitter.join(STOP_TIMEOUT_S)
+            if emitter.is_alive():
+                log.warning("alerts: the emission thread is still writing after %.1f s", STOP_TIMEOUT_S)
+        with self._post_cond:
+            left, self._posted = list(self._posted), deque()
+        for event in left:
+            self.emit(event)
+
+    def emit(self, event: AlertEvent) -> bool:
+        """Store one event with its evidence in the outbox (or hold it back); False if it could not
+        be stored. Runs on the caller's thread under the manager's lock."""
         with self._lock:
-            event = self.episodes.accept(candidate, opens=opens)
-            if event is None:
-                return None
-            return event if self._emit(event) else None
+            counted = {
+                AlertEventKind.OPENED: "opened",
+                AlertEventKind.UPDATED: "updated",
+                AlertEventKind.CLOSED: "closed",
+            }[event.kind]
+            setattr(self.emitted, counted, getattr(self.emitted, counted) + 1)
+            if event.kind is AlertEventKind.CLOSED:
+                self._open_alerts.discard(event.alert_id)
+            else:
+                self._open_alerts.add(event.alert_id)
+            return self._emit(event)
 
-    def alert_state(self) -> AlertStateView:
-        """Which (camera, query, track) keys are open or cooling down (candidate selection reads it)."""
-        with self._lock:
-            return self.episodes.alert_state()
-
-    def on_track_event(self, event: TrackEvent, media_time: float | None = None) -> list[AlertEvent]:
-        """Close the episodes of a removed track; other kinds are ignored.
-
-        ``media_time`` is when the removal was seen on the decision clock (None: the event's
-        ``last_seen``, for callers on wall time).
-        """
-        if event.kind is not TrackEventKind.REMOVED:
-            return []
-        now = event.last_seen if media_time is None else media_time
-        with self._lock:
-            events = self.episodes.track_ended(
-                event.camera_id, event.track_id, now, wall_time=event.last_seen
-            )
-            return [e for e in events if self._emit(e)]
-
-    def tick(self, media_time: float | None = None, camera_id: str | None = None) -> list[AlertEvent]:
-        """Close quiet episodes and, every ``prune_interval_s``, apply retention; call about once a second.
-
-        ``media_time`` and ``camera_id``: close only that camera's quiet episodes, on its media clock
-        (None: every camera, on the wall clock).
-        """
+    def tick(self) -> None:
+        """Flush the hold-back and, every ``prune_interval_s``, apply retention (wall clock)."""
         now = self.clock()
         with self._lock:
             self.holdback.flush()
-            ticked = self.episodes.tick(now if media_time is None else media_time, camera_id)
-            events = [e for e in ticked if self._emit(e)]
             if now - self._last_prune >= self.config.prune_interval_s:
                 self.prune()
-        return events
 
     def prune(self) -> None:
         """Apply the retention limits to evidence bundles and to the delivered alert history."""
@@ -365,7 +406,7 @@ class AlertManager:
 
     def _undelivered_alerts(self) -> set[str]:
         """Alerts whose evidence must stay: open, held in memory, or not yet delivered to every sink."""
-        keep = {episode.alert_id for episode in self.episodes.open_episodes}
+        keep = set(self._open_alerts)
         keep.update(str(p.get("alert_id")) for p in self.holdback.held())
         try:
             keep.update(self.outbox.undelivered_alert_ids())
@@ -445,7 +486,7 @@ class AlertManager:
     def stats(self) -> AlertStats:
         """Episode counts, error counts, backlog and delivery counts per sink."""
         with self._lock:
-            episodes, open_episodes = replace(self.episodes.counters), len(self.episodes.open_episodes)
+            episodes, open_episodes = replace(self.emitted), len(self._open_alerts)
         return AlertStats(
             episodes=episodes,
             open_episodes=open_episodes,

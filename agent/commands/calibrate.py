@@ -147,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
     from agent.cameras import site_cameras
+    from agent.decision.core import DecisionCore
     from agent.matching.calibration import ScoreCollector, footage_warning
     from agent.pipeline import Pipeline
     from agent.queries import QueryError, QueryRegistry, QueryUpdate
@@ -193,15 +194,17 @@ def run(args: argparse.Namespace) -> int:
         matcher = scoring.matcher
         for line in scoring.unmapped():
             print(f"watchword calibrate: not calibrated: {line}", file=sys.stderr)
-        if not matcher.book.queries:
+        if not matcher.queries:
             print("watchword calibrate: no enabled queries to calibrate", file=sys.stderr)
             return EXIT_USAGE
-        collector = ScoreCollector(matcher.book)
+        # the decision core pools the samples as the agent does; its alerts are not wanted here
+        core = DecisionCore(config.matching, config.alerts, matcher.query, lambda events: None)
+        collector = ScoreCollector(core.book)
         with _progress_bar(expected, not args.no_progress) as advance:
             pipeline = Pipeline(
                 config.model_copy(update={"cameras": [camera]}),
                 max_frames=args.max_frames,
-                analyzers=[*scoring.before, matcher, collector, _Progress(advance)],
+                analyzers=[*scoring.before, matcher, core, collector, _Progress(advance)],
             )
             summary = pipeline.run()
         counters = summary.cameras[0].counters

@@ -226,7 +226,9 @@ def run_replay(args: argparse.Namespace) -> int:
 
                 opened = OpenedVerifier(config)
                 try:
-                    result = replay_frames(args.frames, config, queries, opened.verifier)
+                    result = replay_frames(
+                        args.frames, config, queries, opened.stage, opened.run_clock, opened.pixels
+                    )
                 finally:
                     opened.close()
             else:

@@ -49,8 +49,11 @@ class LiveFrames:
         self.encoded_frames = 0
 
     def process(self, results: list[FrameResult]) -> None:
-        with self._lock:
-            for result in results:
+        for result in results:
+            if result.extra.get("camera_ended"):  # the record that ends a changed camera: no pixels
+                self.forget(result.frame.camera_id)
+                continue
+            with self._lock:
                 self._latest[result.frame.camera_id] = result
 
     def forget(self, camera_id: str) -> None:

@@ -1,12 +1,15 @@
 """Re-run the decision layer over recorded frame records, without any model.
 
-``watchword run --jsonl`` writes one record per analysed frame with the calibrated probability of
-each sample taken in it (``samples``), its track events and its media time. Feeding those back
-through the same :class:`~agent.matching.trackbook.TrackBook` (pooling, hysteresis, fair selection)
-and :class:`~agent.alerts.episodes.EpisodeTracker` (cooldown, episodes), frame by frame as the live
-matcher and alert feed did, gives the alerts the run gave, in seconds. Thresholds, pooling and
-cooldowns come from the replay's config and registry, so they can be changed and judged on the same
-footage.
+``watchword run --jsonl`` writes one record per analysed frame with the calibrated samples taken in
+it (``samples``, or ``cue_samples`` from behaviour cues), its track events, its media time and, when
+the scored queries changed, their columns. Feeding those records back, one at a time, through the
+same :class:`~agent.decision.core.DecisionCore` the live agent fed (pooling, hysteresis, fair
+selection, the candidate queue, episodes, cooldowns, what the LMM said) gives the alerts the run
+gave, in seconds. Thresholds, pooling and cooldowns come from the replay's config and registry, so
+they can be changed and judged on the same footage.
+
+With the re-ranker (:mod:`agent.evaluation.replay_rerank`) the LMM is called on the core's thread:
+media time stands still during a call, so a replay decides the same way on every run.
 """
 
 from __future__ import annotations
@@ -18,25 +21,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from agent.alerts.episodes import AlertEvent, AlertEventKind, CloseReason, EpisodeTracker
-from agent.alerts.feed import AlertFeed
+from agent.alerts.episodes import AlertEvent, AlertEventKind
 from agent.config import AgentConfig
-from agent.evaluation.replay_rerank import FramePixels, ReplayVerifier
-from agent.matching.scoring import PoolingParams
-from agent.matching.trackbook import TrackBook
+from agent.decision.core import DecisionCore, RunClock
+from agent.decision.records import NO_PIXELS, FrameRecord, FrameRecordError, media_time_of
+from agent.decision.verifier import InlineVerifier
+from agent.evaluation.replay_rerank import FramePixels, PixelStage
+from agent.matching.stage import CandidateStage
 from agent.queries import Query
-from agent.types import Candidate, Detections, Frame, FrameResult, TrackEvent, TrackEventKind
 
 log = logging.getLogger(__name__)
 
-# Frame records hold no pixels: candidates of a frames replay carry this 1x1 stand-in image.
-NO_PIXELS = np.zeros((1, 1, 3), np.uint8)
-
-
-class FrameRecordError(ValueError):
-    """A frame record file that cannot be replayed; the message names the line."""
+__all__ = [
+    "NO_PIXELS",
+    "Footage",
+    "FrameRecordError",
+    "FrameReplay",
+    "ReplayResult",
+    "ReplayedAlert",
+    "media_time_of",
+    "read_records",
+    "replay_frames",
+]
 
 
 @dataclass(frozen=True)
@@ -110,167 +116,79 @@ def read_records(path: Path) -> Iterator[dict[str, Any]]:
             yield record
 
 
-def media_time_of(record: dict[str, Any]) -> float:
-    """A record's decision time: ``media_time`` when recorded, else its pts, else its wall time."""
-    for key in ("media_time", "pts", "wall_time"):
-        value = record.get(key)
-        if value is not None:
-            return float(value)
-    raise FrameRecordError(f"frame {record.get('frame')} of camera {record.get('camera')}: no time")
+class ReplayQueries:
+    """The replay's queries by id: what the core looks a recorded column up in."""
 
+    def __init__(self, queries: Iterable[Query]) -> None:
+        self._by_id = {q.id: q for q in queries}
 
-class _TrackerClock:
-    """Lets the :class:`AlertFeed` drive a bare episode tracker, collecting the events."""
+    def __call__(self, query_id: int) -> Query | None:
+        return self._by_id.get(query_id)
 
-    def __init__(self, tracker: EpisodeTracker, events: list[AlertEvent]) -> None:
-        self.tracker = tracker
-        self.events = events
-
-    def on_track_event(self, event: TrackEvent, media_time: float | None = None) -> object:
-        if event.kind is TrackEventKind.REMOVED:
-            now = event.last_seen if media_time is None else media_time
-            self.events += self.tracker.track_ended(event.camera_id, event.track_id, now)
-        return None
-
-    def tick(self, media_time: float | None = None, camera_id: str | None = None) -> object:
-        assert media_time is not None
-        self.events += self.tracker.tick(media_time, camera_id)
-        return None
+    def all(self) -> list[Query]:
+        return list(self._by_id.values())
 
 
 class FrameReplay:
-    """The decision layer of one agent config, fed frame records one at a time.
+    """The decision core of one agent config, fed frame records one at a time.
 
-    With a ``verifier`` (the re-ranker on media time) and ``pixels`` (the recordings), candidates
-    that may open an alert are re-ranked first, as in the live agent.
+    With a ``stage`` (the re-ranker, its budget on ``run_clock``) candidates that may open an
+    alert go through the core's queue to it, as in the live agent, decided on the core's thread.
     """
 
     def __init__(
         self,
         config: AgentConfig,
         queries: list[Query],
-        verifier: ReplayVerifier | None = None,
+        stage: CandidateStage | None = None,
+        run_clock: RunClock | None = None,
         pixels: FramePixels | None = None,
     ) -> None:
-        self.verifier = verifier
-        self.pixels = pixels
-        self._sizes: dict[str, tuple[int, int]] = {}
-        matching = config.matching
-        params = PoolingParams(matching.ema_alpha, matching.pool_window_s, matching.exit_margin)
-        self.book = TrackBook(params, matching.window_s, matching.top_k, matching.history)
-        thresholds = np.array(
-            [q.threshold if q.threshold is not None else matching.default_threshold for q in queries],
-            np.float32,
-        )
-        self.book.set_queries(queries, thresholds, [str(q.id) for q in queries])
-        self._column = {str(q.id): i for i, q in enumerate(queries)}
-        alerts = config.alerts
-        self.tracker = EpisodeTracker(
-            cooldown_s=alerts.cooldown_s,
-            quiet_s=alerts.episode_quiet_s,
-            update_interval_s=alerts.update_interval_s,
-            require_verified=alerts.require_verified,
-            unverified_policy=alerts.unverified.action,
-        )
         self.events: list[AlertEvent] = []
-        self.feed = AlertFeed(_TrackerClock(self.tracker, self.events))
+        self._sizes: dict[str, tuple[int, int]] = {}
+        if stage is not None and pixels is not None:
+            stage = PixelStage(stage, pixels, self._sample_frame)
+        self.core = DecisionCore(
+            config.matching,
+            config.alerts,
+            ReplayQueries(queries),
+            self.events.extend,
+            verifier=None if stage is None else InlineVerifier(stage),
+            model_versions={"replay": "frames"},
+            run_clock=run_clock,
+        )
         self.footage = Footage()
         self.frames = 0
-        self.windows = 0
-        self.candidates = 0
-        self.model_versions = {"replay": "frames"}
 
     def feed_record(self, record: dict[str, Any]) -> None:
-        """One frame: removals, its samples, the camera's window, then track events and quiet ticks."""
-        camera = str(record["camera"])
-        now = media_time_of(record)
-        self._sizes[camera] = (int(record.get("width") or 0), int(record.get("height") or 0))
-        if self.verifier is not None:
-            self.verifier.clock.now = now
+        """One JSON frame record (see :mod:`agent.decision.records`)."""
+        self.feed(FrameRecord.from_json(record))
+
+    def _sample_frame(self, camera_id: str, track_id: int) -> tuple[float | None, int, int] | None:
+        """The pts and analysed size of a track's latest sample (where to read its pixels)."""
+        state = self.core.book.tracks.get((camera_id, track_id))
+        if state is None or state.frame is None:
+            return None
+        width, height = self._sizes.get(camera_id, (0, 0))
+        return state.frame.pts_s, width, height
+
+    def feed(self, record: FrameRecord) -> None:
         self.frames += 1
-        self.footage.add(camera, now)
-        frame = Frame(
-            camera_id=camera,
-            index=int(record["frame"]),
-            pts_s=record.get("pts"),
-            wall_time=float(record.get("wall_time") or 0.0),
-            image=NO_PIXELS,
-        )
-        events = [
-            TrackEvent(TrackEventKind(e["kind"]), camera, int(e["id"]), frame.index, now, now, 0)
-            for e in record.get("events", [])
-            if e.get("kind") in {k.value for k in TrackEventKind}
-        ]
-        for event in events:
-            if event.kind is TrackEventKind.REMOVED:
-                self.book.remove(camera, event.track_id)
-        boxes = {int(t["id"]): tuple(float(v) for v in t["box"]) for t in record.get("tracks", [])}
-        for track_id, per_query in (record.get("samples") or {}).items():
-            self._sample(frame, now, int(track_id), per_query, boxes.get(int(track_id)))
-        if self.book.window_due(camera, now):
-            self.windows += 1
-            pending = self.verifier.pending() if self.verifier is not None else frozenset()
-            for pick in self.book.select(camera, now, self.tracker.alert_state(), pending):
-                candidate = self.book.candidate(camera, pick, now, self.model_versions)
-                self.candidates += int(pick.opens)
-                if pick.opens and self.verifier is not None and self._add_pixels(candidate):
-                    self.verifier.put(candidate)
-                else:
-                    self._accept(candidate, pick.opens)
-        if self.verifier is not None:
-            for candidate in self.verifier.decided():
-                self._accept(candidate, True)
-        self.feed.frame(FrameResult(frame, Detections.empty(), events))
-
-    def _accept(self, candidate: Candidate, opens: bool) -> None:
-        accepted = self.tracker.accept(candidate, opens=opens)
-        if accepted is not None:
-            self.events.append(accepted)
-
-    def _add_pixels(self, candidate: Candidate) -> bool:
-        """Give the candidate its frame from the recording; False (unverified) when there is none."""
-        state = self.book.tracks[(candidate.camera_id, candidate.track_id)]
-        if self.pixels is None or state.frame is None:
-            return False
-        width, height = self._sizes.get(candidate.camera_id, (0, 0))
-        image = self.pixels.image(candidate.camera_id, state.frame.pts_s, width, height)
-        if image is None:
-            return False
-        candidate.frame = image
-        return True
-
-    def _sample(
-        self,
-        frame: Frame,
-        now: float,
-        track_id: int,
-        per_query: dict[str, float],
-        box: tuple[float, ...] | None,
-    ) -> None:
-        size = len(self.book.queries)
-        probability = np.full(size, np.nan, np.float32)
-        columns = np.zeros(size, bool)
-        for query_id, p in per_query.items():
-            column = self._column.get(query_id)
-            if column is not None:
-                probability[column], columns[column] = p, True
-        if not columns.any():
-            return
-        state = self.book.get(frame.camera_id, track_id)
-        state.frame = frame
-        if box is not None and len(box) == 4:
-            state.box = (box[0], box[1], box[2], box[3])
-        self.book.add_sample(state, now, probability, np.full(size, np.nan, np.float32), columns=columns)
+        self._sizes[record.camera_id] = (record.width, record.height)
+        if not record.camera_ended:
+            self.footage.add(record.camera_id, record.media_time)
+        self.core.feed(record)
 
     def finish(self) -> ReplayResult:
         """Close what is open (as at shutdown) and return the alerts opened, in order."""
-        self.events += self.tracker.close_all(CloseReason.SHUTDOWN)
+        self.core.finish()
+        stats = self.core.stats()
         return ReplayResult(
             alerts=opened_alerts(self.events),
             footage=self.footage,
             frames=self.frames,
-            windows=self.windows,
-            candidates=self.candidates,
+            windows=stats.windows,
+            candidates=stats.candidates,
         )
 
 
@@ -299,18 +217,16 @@ def replay_frames(
     path: Path,
     config: AgentConfig,
     queries: list[Query],
-    verifier: ReplayVerifier | None = None,
+    stage: CandidateStage | None = None,
+    run_clock: RunClock | None = None,
+    pixels: FramePixels | None = None,
 ) -> ReplayResult:
-    """Replay the decision layer of ``config`` with ``queries`` over the frame records in ``path``
-    (re-ranking with ``verifier``, the pixels read back from the recordings the config names)."""
-    pixels = FramePixels(config) if verifier is not None else None
-    if pixels is not None and not pixels.paths:
-        log.warning("no camera of the config names a recording: candidates pass on unverified")
-    replay = FrameReplay(config, queries, verifier, pixels)
-    try:
-        for record in read_records(path):
+    """Replay the decision core of ``config`` with ``queries`` over the frame records in ``path``
+    (re-ranking with ``stage``, whose budget runs on ``run_clock``, on frames from ``pixels``)."""
+    replay = FrameReplay(config, queries, stage, run_clock, pixels)
+    for number, record in enumerate(read_records(path), 1):
+        try:
             replay.feed_record(record)
-    finally:
-        if pixels is not None:
-            pixels.close()
+        except FrameRecordError as exc:
+            raise FrameRecordError(f"{path}:{number}: {exc}") from exc
     return replay.finish()

@@ -1,8 +1,10 @@
-"""The re-ranker in a frames replay: pixels read back from the recording, the call budget and the
-deadline on media time, so a replay with the LMM decides the same way on every run.
+"""The re-ranker in a frames replay: pixels read back from the recording, the call budget on the
+replay's run clock, so a replay with the LMM decides the same way on every run.
 
-Frame records hold no pixels. When the replay's config names a camera's recording (a file ``uri``)
-the candidate's frame is read back from it at the record's pts and scaled to the analysed size; a
+The queue in front of the stage is the decision core's, as live (:mod:`agent.decision`); its
+deadline runs on each candidate's own camera's media time. Frame records hold no pixels. When the
+replay's config names a camera's recording (a file ``uri``) the candidate's frame is read back from
+it at the sample's pts and scaled to the analysed size; a
 candidate whose frame cannot be read is passed on unverified. Candidates wait as in the live queue:
 one per (camera, query) incident, severity then score first, as many decided per media minute as
 ``rerank.calls_per_minute`` allows, dropped after ``rerank.deadline_s`` media seconds.
@@ -11,15 +13,16 @@ one per (camera, query) incident, severity then score first, as many decided per
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from agent.config import AgentConfig
-from agent.matching.selection import severity_rank
-from agent.matching.stage import CandidateStage
+from agent.decision.core import RunClock
+from agent.matching.stage import CandidateStage, Decision
+from agent.rerank.reranker import RerankOutcome, UnverifiedReason, apply_outcome
 from agent.sources.base import SourceError
 from agent.sources.uri import parse_source_uri
 from agent.types import Candidate
@@ -67,68 +70,64 @@ def _file_of(uri: str) -> Path | None:
     return spec.path if spec.kind == "file" and spec.path is not None and spec.path.is_file() else None
 
 
-@dataclass
-class _Waiting:
-    candidate: Candidate
-    since_s: float
+class PixelStage:
+    """The stage with each candidate's frame read back from its recording first (see the module
+    docstring); a candidate without pixels is passed on unverified (``error``: no frame)."""
 
-
-class MediaClock:
-    """The replay's current media time, as the stage's clock."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class ReplayVerifier:
-    """The live candidate queue in front of the re-ranking stage, run on media time."""
-
-    def __init__(self, stage: CandidateStage, clock: MediaClock) -> None:
+    def __init__(
+        self,
+        stage: CandidateStage,
+        pixels: FramePixels,
+        frame_of: Callable[[str, int], tuple[float | None, int, int] | None],
+    ) -> None:
         self.stage = stage
-        self.clock = clock
-        self._waiting: list[_Waiting] = []
+        self.pixels = pixels
+        self.frame_of = frame_of  # (camera, track) -> (pts s, width, height) of its latest sample
 
-    def pending(self) -> frozenset[tuple[str, int, int]]:
-        return frozenset(
-            (w.candidate.camera_id, w.candidate.query_id, w.candidate.track_id) for w in self._waiting
-        )
+    @property
+    def deadline_s(self) -> float | None:
+        return self.stage.deadline_s
 
-    def put(self, candidate: Candidate) -> None:
-        """Queue a candidate; a newer one of the same (camera, query) takes the older one's place."""
-        incident = (candidate.camera_id, candidate.query_id)
-        self._waiting = [
-            w for w in self._waiting if (w.candidate.camera_id, w.candidate.query_id) != incident
-        ]
-        self._waiting.append(_Waiting(candidate, self.clock.now))
+    def capacity(self) -> int:
+        return self.stage.capacity()
 
-    def decided(self) -> list[Candidate]:
-        """The candidates decided at the current media time: stale ones as the stage passes them on
-        (``expire``), then as many as its budget allows."""
-        deadline = self.stage.deadline_s
-        now = self.clock.now
-        done: list[Candidate] = []
-        if deadline is not None:
-            stale = [w for w in self._waiting if now - w.since_s > deadline]
-            if stale:
-                expired = self.stage.expire([w.candidate for w in stale], [now - w.since_s for w in stale])
-                done += [d.candidate for d in expired]
-                self._waiting = [w for w in self._waiting if w not in stale]
-        while self._waiting:
-            room = self.stage.capacity()
-            if room <= 0:
-                break
-            self._waiting.sort(key=lambda w: (-severity_rank(w.candidate.severity), -w.candidate.score))
-            batch, self._waiting = self._waiting[:room], self._waiting[room:]
-            decisions = self.stage.decide([w.candidate for w in batch], [now - w.since_s for w in batch])
-            done += [d.candidate for d in decisions]
-        return done
+    def wait_s(self) -> float:
+        return self.stage.wait_s()
+
+    def decide(self, candidates: list[Candidate], queued_s: list[float]) -> list[Decision]:
+        with_pixels: list[tuple[Candidate, float]] = []
+        decisions: dict[int, Decision] = {}
+        for candidate, waited in zip(candidates, queued_s, strict=True):
+            where = self.frame_of(candidate.camera_id, candidate.track_id)
+            image = None if where is None else self.pixels.image(candidate.camera_id, *where)
+            if image is None:
+                outcome = RerankOutcome.unverified(
+                    candidate.score, UnverifiedReason.ERROR, "no frame: the recording could not be read"
+                )
+                outcome.rationale["query"] = candidate.query_text
+                apply_outcome(candidate, outcome)
+                decisions[id(candidate)] = Decision(candidate, None, waited, 0.0)
+            else:
+                candidate.frame = image
+                with_pixels.append((candidate, waited))
+        if with_pixels:
+            decided = self.stage.decide([c for c, _ in with_pixels], [w for _, w in with_pixels])
+            decisions.update({id(d.candidate): d for d in decided})
+        return [decisions[id(c)] for c in candidates]
+
+    def expire(self, candidates: list[Candidate], queued_s: list[float]) -> list[Decision]:
+        return self.stage.expire(candidates, queued_s)
+
+    def overflow(self, candidates: list[Candidate], queued_s: list[float]) -> list[Decision]:
+        return self.stage.overflow(candidates, queued_s)
+
+    def close(self, timeout_s: float) -> None:
+        self.stage.close(timeout_s)
 
 
 class OpenedVerifier:
-    """A :class:`ReplayVerifier` built from a config, with what it loaded (closed by :meth:`close`)."""
+    """The re-ranking stage of a config for a replay, its budget on :attr:`run_clock`, with what it
+    loaded (closed by :meth:`close`)."""
 
     def __init__(self, config: AgentConfig) -> None:
         from agent.embedding import ClipEncoder
@@ -144,10 +143,14 @@ class OpenedVerifier:
             # Media time stands still during a call: the verdict request must not wait for a refill.
             log.info("replay: rerank.burst raised to 2 so that a candidate's two requests go out together")
             rerank = rerank.model_copy(update={"burst": 2})
-        clock = MediaClock()
-        self.verifier = ReplayVerifier(RerankService(rerank, self.backend, embed_texts, clock=clock), clock)
+        self.run_clock = RunClock()
+        self.stage = RerankService(rerank, self.backend, embed_texts, clock=self.run_clock)
+        self.pixels = FramePixels(config)
+        if not self.pixels.paths:
+            log.warning("no camera of the config names a recording: candidates pass on unverified")
 
     def close(self) -> None:
+        self.pixels.close()
         self.backend.close()
         if self.encoder is not None:
             self.encoder.close()

@@ -21,8 +21,9 @@ def replay_video(config: AgentConfig, frames_out: Path) -> ReplayResult:
     """
     agent = Agent(config, jsonl_path=frames_out)
     summary = agent.run()
-    windows = agent.matcher.stats.windows if agent.matcher is not None else 0
-    candidates = agent.matcher.stats.candidates if agent.matcher is not None else 0
+    decided = agent.decisions.stats() if agent.decisions is not None else None
+    windows = 0 if decided is None else decided.windows
+    candidates = 0 if decided is None else decided.candidates
     outbox = Outbox(config.alerts.database)
     try:
         alerts = []

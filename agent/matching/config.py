@@ -49,6 +49,20 @@ class MatchingConfig(StrictConfigModel):
     candidate_queue: int = Field(
         32, ge=1, le=10000, description="candidates waiting for the re-ranker and the alerts (one queue)"
     )
+    rejection_cooldown_s: float = Field(
+        60.0,
+        ge=0,
+        le=86400,
+        description="a person the LMM rejected is not sent again for that query for this long, media s",
+    )
+    rejection_margin: float = Field(
+        0.1, ge=0, le=1, description="... unless their pooled score rose this much above the rejected one"
+    )
+    select_on_entry: bool = Field(
+        True,
+        description="a pair that becomes active selects its camera's candidates at once, not at the "
+        "next window boundary",
+    )
     refresh_s: float = Field(0.25, gt=0, le=1, description="how often the query registry is checked")
 
     @field_validator("templates")

@@ -1,15 +1,16 @@
-"""Scores every track against every standing query and selects each window's candidates fairly.
+"""Produces calibrated CLIP samples of every track against every standing query; decides nothing.
 
 Called by the pipeline once per detection batch with the frames of all cameras in it, so crops of
-all cameras are embedded together; the samples are then pooled frame by frame, in order, on each
-frame's media time (:attr:`agent.types.Frame.media_time`), and each camera's window is closed at the
-frame that ends it. A track is embedded when first seen, then every ``embed_interval_s`` of media
-time, or sooner when its box changes shape markedly (someone falling, bending, lying down changes
-the aspect ratio long before the interval is up).
+all cameras are embedded together. A track is embedded when first seen, then every
+``embed_interval_s`` of media time, or sooner when its box changes shape markedly (someone falling,
+bending, lying down changes the aspect ratio long before the interval is up). Each sample's
+calibrated probability (rounded to 6 decimals, what frame records keep) goes into the frame's
+``samples``, its cosine into ``cosines``; the decision core (:mod:`agent.decision`) pools them,
+selects and decides, live and in ``watchword eval replay --frames`` alike.
 
-Each frame's JSON record gets ``scores`` (pooled, by track and query id) and ``samples`` (the
-calibrated probability of each sample taken in that frame), from which ``watchword eval replay
---frames`` re-runs every decision without a model.
+A query added or edited while the agent runs is scored at once on each track's latest embedding;
+those first samples travel in the next record of the track's camera, like any other sample, so a
+replay of the records pools what the run pooled.
 """
 
 from __future__ import annotations
@@ -17,27 +18,27 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
-from agent.alerts.episodes import AlertStateView
 from agent.api.metrics import Metric, stage_metrics
 from agent.matching.config import MatchingConfig
 from agent.matching.exemplars import ExemplarStore
+from agent.matching.producer import ScoredQueries
 from agent.matching.querybank import QueryBank, TextEncoder
 from agent.matching.samples import TrackSample
-from agent.matching.scoring import PoolingParams, calibrated_scores
-from agent.matching.selection import Pick
-from agent.matching.trackbook import TrackBook, TrackState
+from agent.matching.scoring import calibrated_scores
+from agent.matching.trackbook import quantise
 from agent.queries import Query, QueryRegistry
-from agent.types import Candidate, FrameResult, TrackEventKind
+from agent.types import FrameResult, TrackEventKind
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AlertStateSource", "ClipEncoderLike", "Matcher", "MatcherStats", "SelectionSink", "TrackState"]
+__all__ = ["ClipEncoderLike", "Matcher", "MatcherStats"]
 
 
 class ClipEncoderLike(TextEncoder, Protocol):
@@ -58,81 +59,43 @@ class CueFusionLike(Protocol):
     ) -> dict[str, Any] | None: ...
 
 
-class AlertStateSource(Protocol):
-    """Which (camera, query, track) keys are alerting or cooling down (the alert manager)."""
-
-    def alert_state(self) -> AlertStateView: ...
-
-
-class SelectionSink(Protocol):
-    """Where each window's selection goes (the :class:`~agent.matching.candidates.CandidateQueue`)."""
-
-    def put_window(self, opens: list[Candidate], updates: list[Candidate]) -> None: ...
-
-    def pending(self) -> frozenset[tuple[str, int, int]]: ...
-
-
 @dataclass
 class MatcherStats:
     embeddings: int = 0
     embed_calls: int = 0
     embed_seconds: float = 0.0
-    windows: int = 0
-    candidates: int = 0
-    updates: int = 0
+    samples: int = 0
 
     def metrics(self, *, embedder: bool) -> list[Metric]:
-        """Candidates chosen, and with a CLIP ``embedder`` the crops embedded and the embed stage."""
-        chosen = Metric("watchword_candidates_total", "counter", "Candidates chosen by the matcher")
+        """With a CLIP ``embedder``, the crops embedded and the embed stage (the candidates chosen
+        are the decision core's)."""
         if not embedder:
-            return [chosen.add(self.candidates)]
+            return []
         return [
             Metric("watchword_embeddings_total", "counter", "Person crops embedded").add(self.embeddings),
-            chosen.add(self.candidates),
             *stage_metrics("embed", self.embed_seconds, self.embed_calls),
         ]
 
 
-class WindowedSelection:
-    """What CLIP matching and cue-only matching share: every ``window_s`` of a camera's media time,
-    select fairly from the track book and hand opens and updates to the sink.
+@dataclass
+class TrackEmbeddings:
+    """What the matcher keeps of one track: its latest crop embeddings and when they were taken."""
 
-    Subclasses set ``book``, ``sink``, ``alerts`` and ``stats`` and say how a pick becomes a candidate.
-    """
-
-    book: TrackBook
-    sink: SelectionSink | None
-    alerts: AlertStateSource | None
-    stats: MatcherStats
-
-    def candidate(self, camera_id: str, pick: Pick, now: float) -> Candidate:
-        raise NotImplementedError
-
-    def _window(self, camera_id: str, now: float) -> None:
-        if not self.book.window_due(camera_id, now):
-            return
-        alert_state = self.alerts.alert_state() if self.alerts is not None else AlertStateView()
-        pending = self.sink.pending() if self.sink is not None else frozenset()
-        picks = self.book.select(camera_id, now, alert_state, pending)
-        self.stats.windows += 1
-        opens = [self.candidate(camera_id, pick, now) for pick in picks if pick.opens]
-        updates = [self.candidate(camera_id, pick, now) for pick in picks if not pick.opens]
-        self.stats.candidates += len(opens)
-        self.stats.updates += len(updates)
-        if self.sink is not None and (opens or updates):
-            self.sink.put_window(opens, updates)
+    camera_id: str
+    track_id: int
+    last_embed_time: float = -float("inf")  # media seconds
+    last_aspect: float = 0.0
+    embeddings: deque[np.ndarray] = field(default_factory=deque)
 
 
-class Matcher(WindowedSelection):
-    """Per (track, query) calibrated pooled scores, hysteresis, and fair candidates per window.
+class Matcher:
+    """CLIP samples per (track, query); see the module docstring.
 
     Args:
         config: matching settings.
         encoder: the CLIP encoder (image and text).
         registry: the query registry shared with the CLI and the API.
-        sink: receives each window's selection; must not block for long.
-        alerts: tells selection which pairs are alerting or cooling down (None: none are).
-        model_versions: recorded in every candidate (e.g. {"clip": manifest hash, "detector": name}).
+        model_versions: recorded in every candidate (e.g. {"detector": name}); the CLIP hash is added.
         cue_fusion: blends pose cues into the calibrated probabilities of cue-mapped queries (None: off).
         exemplars: operator feedback; crops like a query's negative exemplars are scored down.
         on_samples: receives each batch's new crop embeddings (the search index); must not block.
@@ -144,8 +107,6 @@ class Matcher(WindowedSelection):
         encoder: ClipEncoderLike,
         registry: QueryRegistry,
         *,
-        sink: SelectionSink | None = None,
-        alerts: AlertStateSource | None = None,
         model_versions: dict[str, str] | None = None,
         cue_fusion: CueFusionLike | None = None,
         exemplars: ExemplarStore | None = None,
@@ -157,26 +118,31 @@ class Matcher(WindowedSelection):
         self.encoder = encoder
         self.cue_fusion = cue_fusion
         self.bank = QueryBank(registry, encoder, config)
-        self.sink = sink
-        self.alerts = alerts
         self.model_versions = {"clip": encoder.manifest_hash, **(model_versions or {})}
-        self.params = PoolingParams(
-            ema_alpha=config.ema_alpha,
-            window_s=config.pool_window_s,
-            exit_margin=config.exit_margin,
-        )
-        self.book = TrackBook(self.params, config.window_s, config.top_k, config.history)
+        self.scored = ScoredQueries()
+        self.tracks: dict[tuple[str, int], TrackEmbeddings] = {}
         self.stats = MatcherStats()
+        self._rescored: dict[str, dict[int, dict[str, float]]] = {}  # camera -> first samples of new queries
         self._lock = threading.Lock()
         self.bank.refresh(force=True)
         self._adopt_queries()
 
+    # --- what the decision core asks -------------------------------------------------------
+
+    def query(self, query_id: int) -> Query | None:
+        return self.scored.query(query_id)
+
     @property
-    def tracks(self) -> dict[tuple[str, int], TrackState]:
-        return self.book.tracks
+    def queries(self) -> list[Query]:
+        return self.scored.all()
+
+    @property
+    def evidence(self) -> Callable[..., dict[str, Any] | None] | None:
+        """Cue evidence for candidates when cues are fused in (pose), else None."""
+        return None if self.cue_fusion is None else self.cue_fusion.evidence
 
     def metrics(self) -> list[Metric]:
-        """Crops embedded, candidates chosen and the embed stage's time (:meth:`MatcherStats.metrics`)."""
+        """Crops embedded and the embed stage's time (:meth:`MatcherStats.metrics`)."""
         return self.stats.metrics(embedder=True)
 
     # --- sampling --------------------------------------------------------------------------
@@ -196,11 +162,17 @@ class Matcher(WindowedSelection):
         self.stats.embeddings += len(regions)
         return np.asarray(embeddings, dtype=np.float32)
 
-    # --- per batch -------------------------------------------------------------------------
+    def _state(self, camera_id: str, track_id: int) -> TrackEmbeddings:
+        key = (camera_id, int(track_id))
+        state = self.tracks.get(key)
+        if state is None:
+            state = self.tracks[key] = TrackEmbeddings(camera_id, int(track_id))
+            state.embeddings = deque(maxlen=self.config.history)
+        return state
 
     def process(self, results: list[FrameResult]) -> None:
-        """Update scores from one batch of analysed frames; adds ``scores`` (and ``samples`` where
-        crops were sampled) to each result's extra, and selects candidates at window boundaries."""
+        """Sample one batch of analysed frames: adds ``samples`` and ``cosines`` where crops were
+        embedded, and ``columns`` to the first frame after the queries changed."""
         with self._lock:
             self._process(results)
 
@@ -221,7 +193,7 @@ class Matcher(WindowedSelection):
             for track_id, box in zip(ids, result.tracks.xyxy, strict=True):
                 key = (frame.camera_id, int(track_id))
                 if key not in seen:
-                    state = self.book.tracks.get(key)
+                    state = self.tracks.get(key)
                     seen[key] = (
                         (-float("inf"), 0.0) if state is None else (state.last_embed_time, state.last_aspect)
                     )
@@ -232,19 +204,31 @@ class Matcher(WindowedSelection):
             plan.append(chosen)
         return plan
 
+    def refresh_queries(self, force: bool = False) -> bool:
+        """Take the registry's changes (checked at most every ``refresh_s``, or now with ``force``);
+        a new or edited query is scored at once on each track's latest crop, and those samples
+        and the new columns go into the next frames. True if the queries changed."""
+        with self._lock:
+            return self._refresh(force)
+
+    def _refresh(self, force: bool = False) -> bool:
+        if not self.bank.refresh(force=force):
+            return False
+        self._adopt_queries(rescore=True)
+        return True
+
     def _process(self, results: list[FrameResult]) -> None:
-        if self.bank.refresh():
-            self._adopt_queries(rescore=True)
+        self._refresh()
         plan = self._plan(results)
         regions = [
             (result.frame.image, box)
             for result, chosen in zip(results, plan, strict=True)
             for _, _, box in chosen
         ]
+        matrix = self.bank.matrix
         probability = cosine = embeddings = np.zeros((0, 0), np.float32)
         if regions:
             embeddings = self._embed(regions)
-            matrix = self.bank.matrix
             if matrix.queries:
                 probability, cosine = calibrated_scores(
                     embeddings,
@@ -275,61 +259,64 @@ class Matcher(WindowedSelection):
                     ]
                 )
             # --- end console
+        columns = self.scored.announce()
+        if columns is not None and results:
+            results[0].extra["columns"] = columns
+        names = [str(q.id) for q in matrix.queries]
+        recorded, recorded_cos = quantise(probability), quantise(cosine)
         row = 0
         for result, chosen in zip(results, plan, strict=True):
             frame = result.frame
             for event in result.events:
                 if event.kind is TrackEventKind.REMOVED:
-                    self.book.remove(frame.camera_id, event.track_id)
+                    self.tracks.pop((frame.camera_id, event.track_id), None)
+                    self._rescored.get(frame.camera_id, {}).pop(event.track_id, None)
+            applies = [q.applies_to(frame.camera_id) for q in matrix.queries]
             samples: dict[str, dict[str, float]] = {}
-            for track_id, aspect, box in chosen:
-                state = self.book.get(frame.camera_id, track_id)
+            cosines: dict[str, dict[str, float]] = {}
+            for track_id, aspect, _ in chosen:
+                state = self._state(frame.camera_id, track_id)
                 state.embeddings.append(embeddings[row])
                 state.last_embed_time, state.last_aspect = frame.media_time, aspect
-                # the box and frame of the latest sample travel together into a candidate
-                state.frame, state.box = frame, (box[0], box[1], box[2], box[3])
                 if len(probability):
-                    added = self.book.add_sample(state, frame.media_time, probability[row], cosine[row])
-                    if added:
-                        samples[str(track_id)] = added
+                    rows = zip(names, recorded[row], recorded_cos[row], applies, strict=True)
+                    sampled = [(n, float(p), float(c)) for n, p, c, a in rows if a]
+                    samples[str(track_id)] = {n: p for n, p, _ in sampled}
+                    cosines[str(track_id)] = {n: c for n, _, c in sampled}
                 row += 1
-            ids = result.tracks.tracker_id
-            result.extra["scores"] = self.book.frame_scores(
-                frame.camera_id, [] if ids is None else ids.tolist()
-            )
+            for track_id, first in self._rescored.pop(frame.camera_id, {}).items():
+                if str(track_id) not in samples and first:
+                    samples[str(track_id)] = first
+            samples = {t: s for t, s in samples.items() if s}
             if samples:
+                self.stats.samples += len(samples)
                 result.extra["samples"] = samples
-            self._window(frame.camera_id, frame.media_time)
+                result.extra["cosines"] = {t: cosines[t] for t in samples if t in cosines}
 
     def _adopt_queries(self, rescore: bool = False) -> None:
-        """Take the bank's queries; with ``rescore``, score new queries at once on each track's
-        latest embedding (an operator sees a new query scored within a second)."""
+        """Take the bank's queries; with ``rescore``, score new or edited queries at once on each
+        track's latest embedding (an operator sees a new query scored within a second): those
+        samples go into the next record of each track's camera."""
         matrix = self.bank.matrix
-        self.book.set_queries(matrix.queries, matrix.thresholds, matrix.text_hashes)
-        known = [s for s in self.book.tracks.values() if s.embeddings]
-        if not (rescore and known and matrix.queries):
+        before = set(zip(self.scored.hashes, (q.id for q in self.scored.queries), strict=True))
+        self.scored.set(matrix.queries, matrix.text_hashes)
+        known = [s for s in self.tracks.values() if s.embeddings]
+        pairs = zip(matrix.queries, matrix.text_hashes, strict=True)
+        new = [i for i, (q, h) in enumerate(pairs) if (h, q.id) not in before]
+        if not (rescore and known and new):
             return
-        probability, cosine = calibrated_scores(
-            np.stack([s.embeddings[-1] for s in known]),
-            matrix.embeddings,
-            matrix.normal_bank,
-            matrix.normal_index,
-            self.encoder.logit_scale,
+        latest = np.stack([s.embeddings[-1] for s in known])
+        probability, _ = calibrated_scores(
+            latest, matrix.embeddings, matrix.normal_bank, matrix.normal_index, self.encoder.logit_scale
         )
         if self.exemplars is not None:  # console: operator feedback
-            latest = np.stack([s.embeddings[-1] for s in known])
             probability = self.exemplars.adjust([s.camera_id for s in known], latest, matrix.ids, probability)
+        recorded = quantise(probability)
         for row, state in enumerate(known):
-            self.book.add_sample(state, state.last_embed_time, probability[row], cosine[row], only_new=True)
-
-    # --- candidates ------------------------------------------------------------------------
-
-    def candidate(self, camera_id: str, pick: Pick, now: float) -> Candidate:
-        """The candidate of a pick, chosen at media time ``now``, with its latest sample's frame."""
-        candidate = self.book.candidate(camera_id, pick, now, self.model_versions)
-        if self.cue_fusion is not None:  # pose cues: the track's cue evidence travels with it
-            query = self.book.queries[pick.column]
-            state = self.book.tracks[(camera_id, pick.track_id)]
-            frame_time = state.frame.media_time if state.frame is not None else None
-            candidate.pose = self.cue_fusion.evidence(camera_id, pick.track_id, query, frame_time)
-        return candidate
+            first = {
+                str(matrix.queries[i].id): float(recorded[row, i])
+                for i in new
+                if matrix.queries[i].applies_to(state.camera_id)
+            }
+            if first:
+                self._rescored.setdefault(state.camera_id, {})[state.track_id] = first

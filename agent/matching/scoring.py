@@ -88,6 +88,8 @@ class TrackScores:
         self.pooled = np.full(size, np.nan, np.float32)
         self.cosine = np.full(size, np.nan, np.float32)
         self.active = np.zeros(size, bool)
+        self.entered = np.zeros(size, bool)  # became active at the latest sample
+        self.ongoing = np.zeros(size, bool)  # the latest moving average is still above the exit level
         self.samples: deque[tuple[float, np.ndarray]] = deque()
         self.history: deque[tuple[float, np.ndarray]] = deque(maxlen=history)
 
@@ -117,11 +119,19 @@ class TrackScores:
         return self.pooled
 
     def update_state(self, thresholds: np.ndarray) -> np.ndarray:
-        """Apply hysteresis at ``thresholds`` (one per column); returns the active columns."""
+        """Apply hysteresis at ``thresholds`` (one per column); returns the active columns.
+
+        Also says which columns just ``entered`` (active now, not before) and which are
+        ``ongoing``: the moving average itself, not only its held maximum, is still above the exit
+        level, so the behaviour is still going on (an alert may open on it).
+        """
         with np.errstate(invalid="ignore"):
             enter = self.pooled >= thresholds
             stay = self.pooled >= thresholds - self.params.exit_margin
+            self.ongoing = (self.ema >= thresholds - self.params.exit_margin) & self.scored
+        previous = self.active
         self.active = np.where(self.active, stay, enter) & self.scored
+        self.entered = self.active & ~previous
         return self.active
 
     def column_history(self, column: int) -> list[tuple[float, float]]:
@@ -141,5 +151,6 @@ class TrackScores:
 
         self.ema, self.pooled = moved(self.ema, np.nan), moved(self.pooled, np.nan)
         self.cosine, self.active = moved(self.cosine, np.nan), moved(self.active, False)
+        self.entered, self.ongoing = moved(self.entered, False), moved(self.ongoing, False)
         self.samples = deque((t, moved(ema, np.nan)) for t, ema in self.samples)
         self.history = deque(((t, moved(p, np.nan)) for t, p in self.history), maxlen=self.history.maxlen)

@@ -6,7 +6,11 @@ busy camera can take another's place:
 * a (camera, query, track) with an open episode updates that episode;
 * one in cooldown (the query's ``cooldown_s``, else ``alerts.cooldown_s``) is skipped;
 * one already waiting for the re-ranker (pending) is skipped;
-* neither takes a candidate slot. Of the remaining active tracks of each (camera, query), the
+* one the re-ranker rejected is skipped until the rejection expires or its score rises
+  (:mod:`agent.decision.verdicts`);
+* one whose latest moving average fell below the exit level opens nothing: the pooled maximum
+  held over ``pool_window_s`` keeps it active, but the behaviour has stopped;
+* none of these takes a candidate slot. Of the remaining active tracks of each (camera, query), the
   ``top_k`` best (default 1: the incident's best track) become candidates.
 
 Candidates are handed on ordered by severity, then score; the LMM budget behind the priority queue,
@@ -18,7 +22,7 @@ alerting or cooling down).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -45,6 +49,9 @@ class ScoredTrack(Protocol):
 
     @property
     def active(self) -> np.ndarray: ...
+
+    @property
+    def ongoing(self) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,10 @@ class WindowClock:
         self._start[camera_id] = now
         return True
 
+    def restart(self, camera_id: str, now: float) -> None:
+        """Start the camera's next window at ``now`` (a window was held early)."""
+        self._start[camera_id] = now
+
     def forget(self, camera_id: str) -> None:
         self._start.pop(camera_id, None)
 
@@ -87,16 +98,21 @@ def select(
     alert_state: AlertStateView,
     pending: frozenset[tuple[str, int, int]] = frozenset(),
     top_k: int = 1,
+    held: Callable[[tuple[str, int, int], float], bool] | None = None,
 ) -> list[Pick]:
     """One camera's picks at media time ``now``: updates first, then opens by severity and score.
 
-    ``tracks`` hold one column per entry of ``queries``.
+    ``tracks`` hold one column per entry of ``queries``. ``held(key, score)`` says whether an idle
+    key is held back by what the LMM said of it (a remembered rejection): it takes no slot either.
     """
     by_column: dict[int, list[tuple[float, int]]] = {}
+    ongoing: set[tuple[int, int]] = set()
     for track in tracks:
         active = track.active
         for column in np.flatnonzero(active[: len(queries)]).tolist():
             by_column.setdefault(column, []).append((float(track.pooled[column]), track.track_id))
+            if bool(track.ongoing[column]):
+                ongoing.add((track.track_id, column))
     updates: list[Pick] = []
     opens: list[tuple[int, Pick]] = []
     for column, scored in by_column.items():
@@ -107,7 +123,7 @@ def select(
             state = alert_state.state(key, now, query.cooldown_s)
             if state is PairState.OPEN:
                 updates.append(Pick(track_id, column, score, opens=False))
-            elif state is PairState.IDLE and key not in pending:
+            elif state is PairState.IDLE and key not in pending and (held is None or not held(key, score)):
                 eligible.append((score, track_id))
         eligible.sort(key=lambda item: (-item[0], item[1]))
         rank = severity_rank(query.severity)

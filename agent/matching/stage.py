@@ -2,9 +2,10 @@
 a decision comes out.
 
 A stage (the LMM re-ranker is one) takes a batch of candidates when it has room and returns one
-:class:`Decision` per candidate. The :class:`~agent.matching.candidates.DecisionDispatcher` owns the
-only queue and the only thread between the matcher and the alert manager, asks the stage how many
-candidates it can take now (its budget), and hands every decision to the alert manager.
+:class:`Decision` per candidate. The :class:`~agent.decision.core.DecisionCore` owns the only
+queue in front of it, asks the stage how many candidates it can take now (its budget), hands it a
+batch on the LMM's own thread (:class:`~agent.decision.verifier.LmmWorker`) and applies the
+decisions that come back at its next record.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ class CandidateStage(Protocol):
     def decide(self, candidates: list[Candidate], queued_s: list[float]) -> list[Decision]:
         """Decide a batch (at most :meth:`capacity` long); one decision per candidate, in order.
 
-        ``queued_s`` holds how long each candidate waited. Runs on the dispatcher's thread and may
-        block for the length of an LMM call.
+        ``queued_s`` holds how long each candidate waited. Runs on the LMM's thread (live) or the
+        decision core's (a replay) and may block for the length of an LMM call.
         """
         ...
 
@@ -68,9 +69,3 @@ class CandidateStage(Protocol):
     def close(self, timeout_s: float) -> None:
         """Release what the stage holds (its backend), waiting at most ``timeout_s`` seconds."""
         ...
-
-
-class DecisionSink(Protocol):
-    """Where decided candidates go: the alert manager (``AlertManager.submit``)."""
-
-    def submit(self, candidate: Candidate, *, opens: bool = True) -> object: ...

@@ -10,7 +10,7 @@ run pooled.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,6 +52,10 @@ class TrackState:
     def active(self) -> np.ndarray:
         return self.scores.active if self.scores is not None else np.zeros(0, bool)
 
+    @property
+    def ongoing(self) -> np.ndarray:
+        return self.scores.ongoing if self.scores is not None else np.zeros(0, bool)
+
 
 class TrackBook:
     """Tracks by (camera, track id), their pooled scores over the current query columns, and windows.
@@ -61,10 +65,21 @@ class TrackBook:
         window_s: candidates are selected once per this many media seconds, per camera.
         top_k: candidates per (camera, query) incident and window (its best tracks).
         history: crop embeddings kept per track.
+        select_on_entry: a pair that becomes active brings its camera's window forward to that
+            frame (the window clock restarts there), so an alert does not wait up to ``window_s``.
     """
 
-    def __init__(self, params: PoolingParams, window_s: float, top_k: int = 1, history: int = 16) -> None:
+    def __init__(
+        self,
+        params: PoolingParams,
+        window_s: float,
+        top_k: int = 1,
+        history: int = 16,
+        select_on_entry: bool = False,
+    ) -> None:
         self.params = params
+        self.select_on_entry = select_on_entry
+        self._entered: set[str] = set()  # cameras with a pair that became active since their window
         self.top_k = top_k
         self.history = history
         self.clock = WindowClock(window_s)
@@ -112,6 +127,12 @@ class TrackBook:
     def remove(self, camera_id: str, track_id: int) -> None:
         self.tracks.pop((camera_id, int(track_id)), None)
 
+    def forget_camera(self, camera_id: str) -> None:
+        """Drop a camera's tracks and window (it changed or was removed)."""
+        self.tracks = {k: v for k, v in self.tracks.items() if k[0] != camera_id}
+        self.clock.forget(camera_id)
+        self._entered.discard(camera_id)
+
     def add_sample(
         self,
         state: TrackState,
@@ -136,6 +157,8 @@ class TrackBook:
         recorded = quantise(probability)
         state.scores.add(time_s, recorded.astype(np.float32), np.asarray(cosine, np.float32), mask)
         state.scores.update_state(self.thresholds)
+        if self.select_on_entry and (state.scores.entered & mask).any():
+            self._entered.add(state.camera_id)
         names = self._names[mask].tolist()
         return dict(zip(names, recorded[mask].tolist(), strict=True))
 
@@ -154,7 +177,12 @@ class TrackBook:
         return scores
 
     def window_due(self, camera_id: str, now: float) -> bool:
-        """True at a window boundary of the camera's media clock (once per window)."""
+        """True at a window boundary of the camera's media clock (once per window), or at once when
+        a pair of the camera became active (``select_on_entry``)."""
+        if camera_id in self._entered:
+            self._entered.discard(camera_id)
+            self.clock.restart(camera_id, now)
+            return True
         return self.clock.due(camera_id, now)
 
     def select(
@@ -163,10 +191,11 @@ class TrackBook:
         now: float,
         alert_state: AlertStateView,
         pending: frozenset[tuple[str, int, int]] = frozenset(),
+        held: Callable[[tuple[str, int, int], float], bool] | None = None,
     ) -> list[Pick]:
         """The camera's picks at media time ``now`` (see :func:`~agent.matching.selection.select`)."""
         tracks = [s for s in self.tracks.values() if s.camera_id == camera_id and s.scores is not None]
-        return select(camera_id, now, tracks, self.queries, alert_state, pending, self.top_k)
+        return select(camera_id, now, tracks, self.queries, alert_state, pending, self.top_k, held)
 
     def candidate(self, camera_id: str, pick: Pick, now: float, model_versions: dict[str, str]) -> Candidate:
         """The candidate of a pick, chosen at media time ``now``, with its latest sample's frame and box."""

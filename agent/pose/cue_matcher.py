@@ -1,12 +1,12 @@
-"""Standing queries scored from behaviour cues alone, for an agent without a CLIP model.
+"""Standing queries sampled from behaviour cues alone, for an agent without a CLIP model.
 
-Each enabled query that maps to a cue (:mod:`agent.pose.vocabulary`) becomes a column of the same
-:class:`~agent.matching.trackbook.TrackBook` the CLIP matcher uses. A track's cue value, sampled every
-``pose.score_interval_s`` of media time, is the calibrated probability of the sample (cues are
-updated on every frame, so sampling them costs nothing, unlike a crop embedding). Pooling,
-hysteresis, fair per-window selection, the candidate queue, episodes and alerts are then exactly
-those of CLIP scores. Queries that map to no cue are not columns, so they stay unevaluated (the
-start-up message names them).
+Each enabled query that maps to a cue (:mod:`agent.pose.vocabulary`) is a scored query of this
+producer. A track's cue value, sampled every ``pose.score_interval_s`` of media time, is the
+calibrated probability of the sample (cues are updated on every frame, so sampling them costs
+nothing, unlike a crop embedding); the samples go into the frame's ``cue_samples``. Pooling,
+hysteresis, fair per-window selection, the candidate queue, episodes and alerts are the decision
+core's (:mod:`agent.decision`), exactly as for CLIP samples. Queries that map to no cue are not
+scored, so they stay unevaluated (the start-up message names them).
 
 With a CLIP model, :class:`CueFusion` instead blends the cue into the CLIP matcher's calibrated
 probabilities (``pose.cue_weight``, scaled by the mapping's confidence).
@@ -25,15 +25,14 @@ import numpy as np
 
 from agent.api.metrics import Metric
 from agent.matching.config import MatchingConfig
-from agent.matching.matcher import AlertStateSource, MatcherStats, SelectionSink, WindowedSelection
-from agent.matching.scoring import PoolingParams
-from agent.matching.selection import Pick
-from agent.matching.trackbook import TrackBook
+from agent.matching.matcher import MatcherStats
+from agent.matching.producer import ScoredQueries
+from agent.matching.trackbook import SAMPLE_DECIMALS
 from agent.pose.analyzer import PoseAnalyzer
 from agent.pose.config import PoseConfig
 from agent.pose.querycues import QueryCues
 from agent.queries import Query
-from agent.types import Candidate, FrameResult, TrackEventKind
+from agent.types import FrameResult, TrackEventKind
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +42,14 @@ def cue_hash(query: Query, cue: str) -> str:
     return hashlib.sha256(json.dumps([query.text, cue]).encode()).hexdigest()[:32]
 
 
-class CueMatcher(WindowedSelection):
-    """Scores cue-mapped queries from the pose stage's cues; selects candidates like the CLIP matcher.
+class CueMatcher:
+    """Samples cue-mapped queries from the pose stage's cues (see the module docstring).
 
     Args:
-        config: matching settings (pooling, thresholds, windows).
+        config: matching settings.
         pose_config: the ``pose:`` section (the sampling cadence of cue scores).
         pose: the pose stage, which runs before this one in the same batch.
         cues: the queries' cue mappings, kept in step with the registry.
-        sink: receives each window's selection.
-        alerts: which pairs are alerting or cooling down.
         model_versions: recorded in every candidate.
     """
 
@@ -63,47 +60,47 @@ class CueMatcher(WindowedSelection):
         pose: PoseAnalyzer,
         cues: QueryCues,
         *,
-        sink: SelectionSink | None = None,
-        alerts: AlertStateSource | None = None,
         model_versions: dict[str, str] | None = None,
     ) -> None:
         self.config = config
         self.interval_s = pose_config.score_interval_s
         self.pose = pose
         self.cues = cues
-        self.sink = sink
-        self.alerts = alerts
         self.model_versions = {"pose": pose.estimator.version, "cues": "minilm", **(model_versions or {})}
-        params = PoolingParams(
-            ema_alpha=config.ema_alpha, window_s=config.pool_window_s, exit_margin=config.exit_margin
-        )
-        self.book = TrackBook(params, config.window_s, config.top_k, config.history)
+        self.scored = ScoredQueries()
         self.stats = MatcherStats()
         self.column_cues: list[str] = []
+        self._last_sample: dict[tuple[str, int], float] = {}  # track -> media s of its last sample
         self._lock = threading.Lock()
         self.cues.refresh(force=True)
         self._adopt()
+
+    def query(self, query_id: int) -> Query | None:
+        return self.scored.query(query_id)
+
+    @property
+    def queries(self) -> list[Query]:
+        return self.scored.all()
 
     def _adopt(self) -> None:
         mapped = self.cues.mapped()
         queries = [query for query, _ in mapped]
         self.column_cues = [mapping.cue for _, mapping in mapped if mapping.cue is not None]
-        thresholds = np.array(
-            [q.threshold if q.threshold is not None else self.config.default_threshold for q in queries],
-            np.float32,
-        )
         hashes = [cue_hash(q, cue) for q, cue in zip(queries, self.column_cues, strict=True)]
-        self.book.set_queries(queries, thresholds, hashes)
+        self.scored.set(queries, hashes)
 
     def metrics(self) -> list[Metric]:
-        """Candidates chosen from the cues (no crop is embedded here)."""
+        """None of its own: no crop is embedded here, and candidates are the decision core's."""
         return self.stats.metrics(embedder=False)
 
     def process(self, results: list[FrameResult]) -> None:
-        """Sample cue values into the track book; adds ``cue_scores`` to each frame's extra."""
+        """Sample cue values: adds ``cue_samples`` to each frame where a track was sampled."""
         with self._lock:
             if self.cues.refresh():
                 self._adopt()
+            columns = self.scored.announce()
+            if columns is not None and results:
+                results[0].extra["columns"] = columns
             for result in results:
                 self._frame(result)
 
@@ -112,44 +109,48 @@ class CueMatcher(WindowedSelection):
         now = frame.media_time
         for event in result.events:
             if event.kind is TrackEventKind.REMOVED:
-                self.book.remove(frame.camera_id, event.track_id)
+                self._last_sample.pop((frame.camera_id, event.track_id), None)
         samples: dict[str, dict[str, float]] = {}
+        taken_on: dict[int, tuple[Any, tuple[float, float, float, float]]] = {}
         ids = result.tracks.tracker_id
-        if ids is not None and self.column_cues:
-            for track_id in ids.tolist():
-                pose_track = self.pose.track(frame.camera_id, track_id)
-                if pose_track is None or pose_track.cues.posture is None or pose_track.frame is None:
-                    continue  # no pose sample yet: nothing to score
-                state = self.book.get(frame.camera_id, track_id)
-                if now - state.last_embed_time < self.interval_s:
-                    continue
-                state.last_embed_time = now
+        queries = self.scored.queries
+        if ids is None or not queries:
+            return
+        applies = [q.applies_to(frame.camera_id) for q in queries]
+        for track_id in ids.tolist():
+            pose_track = self.pose.track(frame.camera_id, track_id)
+            if pose_track is None or pose_track.cues.posture is None or pose_track.frame is None:
+                continue  # no pose sample yet: nothing to score
+            key = (frame.camera_id, int(track_id))
+            if now - self._last_sample.get(key, -float("inf")) < self.interval_s:
+                continue
+            self._last_sample[key] = now
+            values = pose_track.cues.values
+            sample = {
+                str(q.id): round(float(np.float32(values.get(cue, 0.0))), SAMPLE_DECIMALS)
+                for q, cue, a in zip(queries, self.column_cues, applies, strict=True)
+                if a
+            }
+            if sample:
+                samples[str(track_id)] = sample
                 # the evidence frame is the one the latest pose sample was taken on (at most
                 # pose.interval_s old), so its skeleton is drawn on the person, not beside them
-                state.frame, state.box = pose_track.frame, pose_track.box
-                values = pose_track.cues.values
-                probability = np.array([values.get(cue, 0.0) for cue in self.column_cues], np.float32)
-                added = self.book.add_sample(state, now, probability, probability)
-                if added:
-                    samples[str(track_id)] = added
-        result.extra["cue_scores"] = self.book.frame_scores(
-            frame.camera_id, [] if ids is None else ids.tolist()
-        )
+                taken_on[int(track_id)] = (pose_track.frame, pose_track.box)
         if samples:
+            self.stats.samples += len(samples)
             result.extra["cue_samples"] = samples
-        self._window(frame.camera_id, now)
+            result.extra["_sample_frames"] = taken_on
 
-    def candidate(self, camera_id: str, pick: Pick, now: float) -> Candidate:
-        """The candidate of a pick, with the track's cue evidence (values, history, keypoints)."""
-        query = self.book.queries[pick.column]
-        candidate = self.book.candidate(camera_id, pick, now, self.model_versions)
-        state = self.book.tracks[(camera_id, pick.track_id)]
-        frame_time = state.frame.media_time if state.frame is not None else None
-        evidence = self.pose.evidence(camera_id, pick.track_id, frame_time) or {}
-        evidence["cue"] = self.column_cues[pick.column]
-        evidence["mapping"] = self.cues.mappings[query.id].to_dict()
-        candidate.pose = evidence
-        return candidate
+    def evidence(
+        self, camera_id: str, track_id: int, query: Query, frame_time: float | None = None
+    ) -> dict[str, Any] | None:
+        """The track's cue evidence (values, history, keypoints) for a candidate of ``query``."""
+        evidence = self.pose.evidence(camera_id, track_id, frame_time) or {}
+        mapping = self.cues.mappings.get(query.id)
+        if mapping is not None:
+            evidence["cue"] = mapping.cue
+            evidence["mapping"] = mapping.to_dict()
+        return evidence
 
 
 class CueFusion:

@@ -1,10 +1,10 @@
 """The live re-ranking stage: a batch of candidates in, one decision per candidate out.
 
 :class:`RerankService` implements :class:`~agent.matching.stage.CandidateStage`. The queue in
-front of it, and the thread that calls it, belong to
-:class:`~agent.matching.candidates.DecisionDispatcher`: candidates wait there in priority order
-(severity, then score) and the dispatcher hands the stage as many as :meth:`RerankService.capacity`
-allows, which is what the call budget limits.
+front of it belongs to the :class:`~agent.decision.core.DecisionCore` (severity, then the incident
+served least recently, then score) and the thread that calls it to
+:class:`~agent.decision.verifier.LmmWorker`: the core hands the stage as many candidates as
+:meth:`RerankService.capacity` allows, which is what the call budget limits.
 
 Bounds, each counted in :meth:`RerankService.stats`:
 
@@ -19,7 +19,7 @@ Bounds, each counted in :meth:`RerankService.stats`:
 Wiring it into a pipeline::
 
     stage = RerankService.from_config(config.rerank, text_embedder=clip.embed_texts)
-    dispatcher = DecisionDispatcher(queue, alerts, stage)
+    core.verifier = LmmWorker(stage)
 """
 
 from __future__ import annotations
@@ -222,7 +222,7 @@ class RerankService:
     def close(self, timeout_s: float = 5.0) -> None:
         """Take no more candidates and close the backend the service built.
 
-        The dispatcher waits (up to its own timeout) for a call in flight before it closes the stage.
+        The LMM worker waits (up to its own timeout) for a call in flight before it closes the stage.
         """
         self._closed = True
         if self._in_flight:

@@ -25,7 +25,9 @@ __getattr__ = lazy_exports(
 __all__ = ["CameraTracker", "TrackInfo", "build_tracker", "load_tracker_config"]
 
 
-def build_tracker(config: TrackerConfig, camera_id: str, frame_rate: float) -> CameraTracker:
+def build_tracker(
+    config: TrackerConfig, camera_id: str, frame_rate: float, first_id: int = 1
+) -> CameraTracker:
     """Build a fresh tracker for one camera.
 
     Args:
@@ -33,6 +35,7 @@ def build_tracker(config: TrackerConfig, camera_id: str, frame_rate: float) -> C
         camera_id: the camera it tracks, copied into its events.
         frame_rate: analysed frames per second of that camera; ``track_buffer`` counts frames at
             30 frames/s and is scaled to this rate, as ByteTrack does.
+        first_id: the first person id (a camera changed at run time continues its old ids).
     """
     from agent.tracking.backends import make_backend, make_reassociator, track_buffer_frames
     from agent.tracking.camera_tracker import CameraTracker
@@ -42,7 +45,7 @@ def build_tracker(config: TrackerConfig, camera_id: str, frame_rate: float) -> C
     reassociator = make_reassociator(config.reassociation)
     name = f"{config.type}(buffer={buffer} frames"
     name += f", re-association {config.reassociation.max_gap_s:g} s)" if reassociator else ")"
-    return CameraTracker(camera_id, backend, name=name, reassociator=reassociator)
+    return CameraTracker(camera_id, backend, name=name, reassociator=reassociator, first_id=first_id)
 
 
 def load_tracker_config(path: str | Path) -> TrackerConfig:

@@ -58,13 +58,14 @@ class CameraTracker:
     - ``REMOVED`` once, when they can no longer come back (the tracker dropped their track and
       ``max_gap_s`` of media time passed since they were last seen, or the track was merged away).
 
-    Ids are this camera's person ids, counted from 1 in order of first output, dense and
+    Ids are this camera's person ids, counted from ``first_id`` (1) in order of first output, dense and
     independent of other cameras and of the tracker's own ids. When a re-associator is given
     (:mod:`agent.tracking.reassociation`), a new track that continues a recently lost person takes
     that person's id, so one person keeps one id through detector misses and short occlusions.
     The tracker counts analysed frames: frames dropped before analysis do not age lost tracks.
-    Re-association runs on media time (the frame's pts, or its wall time when it has none); a pts
-    that goes backwards (a reconnected stream) ends every re-association window.
+    Re-association runs on media time (:attr:`Frame.media_time`: a file's pts, a live camera's wall
+    time, since a live stream's pts restart when it reconnects); a time that goes backwards ends
+    every re-association window.
     """
 
     def __init__(
@@ -73,6 +74,7 @@ class CameraTracker:
         backend: TrackerBackend,
         name: str,
         reassociator: Reassociator | None = None,
+        first_id: int = 1,
     ) -> None:
         self.camera_id = camera_id
         self.name = name
@@ -82,7 +84,8 @@ class CameraTracker:
         self._pending: dict[int, float] = {}  # backend id held back -> media time first held back
         # backend id -> our id; a re-associated person has several
         self._our_id: dict[int, int] = {}
-        self._next_id = 1
+        self._first_id = first_id
+        self._next_id = first_id
         self._last_frame_index = -1
 
     @property
@@ -117,7 +120,7 @@ class CameraTracker:
             them, and the lifecycle events of this frame.
         """
         rows = self._backend.update(detections.xyxy, detections.confidence, detections.class_id, frame.image)
-        pts = frame.pts_s if frame.pts_s is not None else frame.wall_time
+        pts = frame.media_time  # a live camera's wall time: its pts restart when it reconnects
         person_ids, shown = self._person_ids(rows[:, 0], detections.xyxy[rows[:, 1]], frame, pts)
         tracked = detections[rows[shown, 1]]
         tracked.tracker_id = person_ids[shown]
@@ -221,8 +224,14 @@ class CameraTracker:
         """Tracks output at least once and not removed yet (lost ones included), by track id."""
         return dict(self._tracks)
 
+    @property
+    def next_id(self) -> int:
+        """The id the next new person gets (a tracker that replaces this one starts there)."""
+        return self._next_id
+
     def reset(self) -> list[TrackEvent]:
-        """Drop every track and restart ids at 1, for example after the source reconnects.
+        """Drop every track, for example after the source reconnects; ids go on from where they
+        were, so a new person never takes the id of one dropped here.
 
         Returns:
             A ``REMOVED`` event for each track that was still held.
@@ -237,7 +246,6 @@ class CameraTracker:
         self._tracks.clear()
         self._pending.clear()
         self._our_id.clear()
-        self._next_id = 1
         logger.debug(
             "tracker %s of camera %s reset, %d tracks dropped", self.name, self.camera_id, len(events)
         )

@@ -195,7 +195,8 @@ alerts:
         )
         assert agent.rerank is not None
         stats = agent.rerank.stats()
-        offered = agent.candidates.snapshot_stats().put
+        assert agent.decisions is not None
+        offered = agent.decisions.stats().queue.put
     finally:
         agent.stop()
         runner.join(15)

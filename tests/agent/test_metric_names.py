@@ -104,6 +104,8 @@ ADDED_SERIES = {
     "watchword_search_tracks{}",
     "watchword_search_faults_total{}",
     "watchword_storage_free_bytes{holds}",
+    # the decision core: candidates a remembered LMM rejection kept from the LMM
+    "watchword_alerts_suppressed_total{reason=rejected_remembered}",
 }
 
 _SAMPLE = re.compile(r"^(?P<name>[a-z_]+)(?:\{(?P<labels>[^}]*)\})? \S+$")

@@ -78,8 +78,8 @@ def test_missing_config_file_exits_2(tmp_path: Path) -> None:
 
 
 def test_the_summary_counts_this_runs_alerts_not_the_history(tmp_path: Path, ssd_model_dir: Path) -> None:
-    from agent.alerts.manager import AlertManager
     from agent.config import load_config
+    from tests.agent.alerts.deciding import DecidingManager
     from tests.agent.alerts.helpers import make_candidate
 
     config = _write(
@@ -88,7 +88,7 @@ def test_the_summary_counts_this_runs_alerts_not_the_history(tmp_path: Path, ssd
         "cameras:\n  - {id: gate, uri: 'test://?fps=5&width=160&height=120'}\n"
         f"detector: {{type: ssd-mobilenet, model_dir: '{ssd_model_dir}'}}\n",
     )
-    earlier = AlertManager(load_config(config).alerts, "site")  # the history: an earlier run's alerts
+    earlier = DecidingManager(load_config(config).alerts, "site")  # the history: an earlier run's alerts
     earlier.start()
     for track in range(1, 6):
         earlier.submit(make_candidate(track=track, query=1, t=1_000.0 + track))

@@ -10,10 +10,10 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from agent.alerts.manager import AlertManager
 from agent.api.app import ApiContext, create_app
 from agent.api.server import ApiServer
 from agent.queries import QueryRegistry
+from tests.agent.alerts.deciding import DecidingManager
 from tests.agent.alerts.helpers import WebhookReceiver, alerts_config, make_candidate, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,7 +40,7 @@ def test_a_refused_event_is_dead_lettered_and_does_not_block_later_ones(
     tmp_path: Path, webhook_receiver: WebhookReceiver
 ) -> None:
     config = alerts_config(tmp_path, webhook_url=webhook_receiver.url, update_interval_s=0.0)
-    manager = AlertManager(config, "deadletters")
+    manager = DecidingManager(config, "deadletters")
     manager.start()
     server = ApiServer(
         create_app(

@@ -9,8 +9,8 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from agent.alerts.manager import AlertManager
 from agent.types import TrackEvent, TrackEventKind
+from tests.agent.alerts.deciding import DecidingManager
 from tests.agent.alerts.helpers import WebhookReceiver, alerts_config, make_candidate, wait_until
 from tests.fixtures.small_fs import fill, small_tmpfs
 
@@ -36,7 +36,7 @@ def test_alerts_raised_while_the_disk_is_full_arrive_once_space_returns(
         config = alerts_config(
             root, webhook_url=webhook_receiver.url, jsonl=True, update_interval_s=0.0, retention_bytes=None
         )
-        manager = AlertManager(config, "diskfull")
+        manager = DecidingManager(config, "diskfull")
         manager.start()
         try:
             filler = root / "filler.bin"
@@ -49,7 +49,7 @@ def test_alerts_raised_while_the_disk_is_full_arrive_once_space_returns(
                     make_candidate(camera=f"cam{track % 3}", track=track, query=track % 4, t=t + 0.5)
                 )
                 manager.on_track_event(_removed(f"cam{track % 3}", track, t + 1.0))
-                manager.tick()
+                manager.tick_episodes()
             stats = manager.stats()
             # Nothing was dropped: what could not be stored waits in memory, and the health says so.
             assert stats.storage.dropped == 0
@@ -57,7 +57,11 @@ def test_alerts_raised_while_the_disk_is_full_arrive_once_space_returns(
             assert manager.health()["status"] == "degraded"
 
             filler.unlink()
-            wait_until(lambda: (manager.tick(), manager.stats().storage.buffered == 0)[1], 30, "buffer flush")
+            wait_until(
+                lambda: (manager.tick_episodes(), manager.stats().storage.buffered == 0)[1],
+                30,
+                "buffer flush",
+            )
             expected = 3 * tracks  # opened, updated, closed per track
             wait_until(lambda: len(set(webhook_receiver.event_ids())) >= expected, 60, "webhook delivery")
             wait_until(lambda: not any(manager.backlog().values()), 60, "JSONL delivery")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.alerts.manager import AlertManager
 from agent.types import TrackEvent, TrackEventKind
+from tests.agent.alerts.deciding import DecidingManager
 from tests.agent.alerts.helpers import WebhookReceiver, alerts_config, make_candidate, wait_until
 
 
-def _raise_and_end(manager: AlertManager, track: int) -> str:
+def _raise_and_end(manager: DecidingManager, track: int) -> str:
     """One alert on ``track``, whose track then ends (the episode closes); return its id."""
     t = 1_000.0 + track
     event = manager.submit(make_candidate(track=track, query=track, t=t))
@@ -26,7 +26,7 @@ def test_byte_cap_is_enforced_when_writing_and_undelivered_evidence_is_kept(
     tmp_path: Path, webhook_receiver: WebhookReceiver
 ) -> None:
     # Size the cap from a real bundle: room for three.
-    probe = AlertManager(alerts_config(tmp_path / "probe"), "probe")
+    probe = DecidingManager(alerts_config(tmp_path / "probe"), "probe")
     probe.start()
     probe.submit(make_candidate(track=1, t=1_000.0))
     probe.close()
@@ -36,7 +36,7 @@ def test_byte_cap_is_enforced_when_writing_and_undelivered_evidence_is_kept(
     config = alerts_config(
         tmp_path, webhook_url=webhook_receiver.url, retention_bytes=cap, prune_interval_s=3600.0
     )
-    manager = AlertManager(config, "retention")
+    manager = DecidingManager(config, "retention")
     manager.start()
     evidence = config.evidence_dir
     try:

@@ -1,4 +1,4 @@
-"""A stand-in agent for the crash test: an AlertManager on a scripted candidate stream.
+"""A stand-in agent for the crash test: an DecidingManager on a scripted candidate stream.
 
 Each track gets one candidate (an "opened" event) and ends (a "closed" event) after the next
 track opened, so an episode is always open when the script is killed. Once an event is stored, the
@@ -21,8 +21,8 @@ import numpy as np
 
 from agent.alerts.config import AlertsConfig
 from agent.alerts.episodes import AlertEvent
-from agent.alerts.manager import AlertManager
 from agent.types import Candidate, TrackEvent, TrackEventKind
+from tests.agent.alerts.deciding import DecidingManager
 
 
 def _say(line: str) -> None:
@@ -49,7 +49,7 @@ def main() -> int:
 
     config = AlertsConfig.model_validate_json(args.config.read_text())
     frame = np.full((120, 160, 3), 90, np.uint8)
-    manager = AlertManager(config, args.site)
+    manager = DecidingManager(config, args.site)
     manager.start()
     _say("started")
     previous: TrackEvent | None = None

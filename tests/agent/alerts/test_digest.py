@@ -5,24 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.alerts.digest import alert_digest
-from agent.alerts.manager import AlertManager
+from tests.agent.alerts.deciding import DecidingManager
 from tests.agent.alerts.helpers import alerts_config, make_candidate
 
 
 def test_the_run_summary_counts_this_runs_alerts_only(tmp_path: Path) -> None:
     config = alerts_config(tmp_path, jsonl=True, update_interval_s=0.0)
-    earlier = AlertManager(config, "site")
+    earlier = DecidingManager(config, "site")
     earlier.start()
     for track in (1, 2, 3):
         earlier.submit(make_candidate(track=track, query=1, t=1_000.0 + track))
     earlier.close()
-    crashed = AlertManager(config, "site")  # left two alerts open: the next start closes them
+    crashed = DecidingManager(config, "site")  # left two alerts open: the next start closes them
     for track in (4, 5):
         crashed.submit(make_candidate(track=track, query=1, t=1_100.0 + track))
     assert len(crashed.recent(limit=100)) == 5
     crashed.outbox.close()
 
-    manager = AlertManager(config, "site")
+    manager = DecidingManager(config, "site")
     manager.start()
     try:
         assert manager.opened_this_run() == ([], None)

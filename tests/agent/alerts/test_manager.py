@@ -10,9 +10,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from agent.alerts.manager import AlertManager
 from agent.alerts.sinks.mqtt import MqttSink
 from agent.types import TrackEvent, TrackEventKind
+from tests.agent.alerts.deciding import DecidingManager
 
 from .helpers import Mosquitto, MqttSubscriber, WebhookReceiver, alerts_config, make_candidate, wait_until
 
@@ -40,7 +40,7 @@ def test_every_alert_reaches_mqtt_webhook_and_jsonl_once(
         update_interval_s=5.0,
     )
     clock = FakeClock(1000.0)
-    with AlertManager(config, site="lab", clock=clock) as manager:
+    with DecidingManager(config, site="lab", clock=clock) as manager:
         events = [
             manager.submit(make_candidate(camera="dock-1", track=1, t=1000.0)),
             manager.submit(make_candidate(camera="dock-1", track=1, t=1002.0)),  # within the update interval
@@ -53,7 +53,7 @@ def test_every_alert_reaches_mqtt_webhook_and_jsonl_once(
         events += manager.on_track_event(_removed("dock-1", 1, last_seen=1009.0))
         events += manager.on_track_event(TrackEvent(TrackEventKind.LOST, "gate", 5, 0, 1000.0, 1008.0, 5))
         clock.now = 1008.0 + config.episode_quiet_s
-        events += manager.tick()
+        events += manager.tick_episodes()
         expected = [f"{e.alert_id}/{e.seq}" for e in events if e is not None]
         assert [e.kind.value if e else None for e in events] == [
             "opened", None, "updated", "updated", "opened", "closed", "closed",
@@ -95,7 +95,7 @@ def test_broker_outage_piles_up_in_the_outbox_then_each_is_delivered_once(
     tmp_path: Path, mosquitto: Mosquitto, mqtt_subscriber: MqttSubscriber
 ) -> None:
     config = alerts_config(tmp_path, mqtt_port=mosquitto.port)
-    with AlertManager(config, site="lab") as manager:
+    with DecidingManager(config, site="lab") as manager:
         sink = manager.workers[0].sink
         assert isinstance(sink, MqttSink)
         now = time.time()
@@ -127,7 +127,7 @@ def test_webhook_errors_are_retried_until_acknowledged(
 ) -> None:
     webhook_receiver.fail_next = 3
     config = alerts_config(tmp_path, webhook_url=webhook_receiver.url)
-    with AlertManager(config, site="lab") as manager:
+    with DecidingManager(config, site="lab") as manager:
         now = time.time()
         events = [manager.submit(make_candidate(track=i, t=now)) for i in (1, 2)]
         expected = [f"{e.alert_id}/0" for e in events if e is not None]
@@ -144,7 +144,7 @@ def test_pending_alerts_of_a_stopped_manager_are_sent_by_the_next(
 ) -> None:
     webhook_receiver.fail_next = 10**6
     config = alerts_config(tmp_path, webhook_url=webhook_receiver.url, drain_timeout_s=0.0)
-    first = AlertManager(config, site="lab")
+    first = DecidingManager(config, site="lab")
     first.start()
     now = time.time()
     opened = first.submit(make_candidate(track=1, t=now))
@@ -153,7 +153,7 @@ def test_pending_alerts_of_a_stopped_manager_are_sent_by_the_next(
     assert webhook_receiver.event_ids() == []
 
     webhook_receiver.fail_next = 0
-    second = AlertManager(config, site="lab")
+    second = DecidingManager(config, site="lab")
     # read before start(): once its delivery thread runs, the backlog shrinks as events go out
     assert second.backlog()["webhook"] == 2
     with second:
@@ -167,7 +167,7 @@ def test_evidence_files_match_the_alert(tmp_path: Path, webhook_receiver: Webhoo
         tmp_path, webhook_url=webhook_receiver.url, crop_padding=0.0, update_interval_s=0.0
     )
     box = (100.0, 50.0, 164.0, 210.0)
-    with AlertManager(config, site="lab") as manager:
+    with DecidingManager(config, site="lab") as manager:
         now = time.time()
         opened = manager.submit(make_candidate(track=3, t=now, box=box, frame_index=42))
         rationale = {"answers": ["falling"], "agreement": 0.8}

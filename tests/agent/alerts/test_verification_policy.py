@@ -13,7 +13,7 @@ import pytest
 
 from agent.alerts.config import AlertsConfig, UnverifiedPolicy
 from agent.alerts.episodes import EpisodeTracker
-from agent.alerts.manager import AlertManager
+from tests.agent.alerts.deciding import DecidingManager
 
 from .helpers import alerts_config, make_candidate, wait_until
 
@@ -64,7 +64,7 @@ def test_a_held_candidate_opens_later_once_verified() -> None:
 def test_payload_states_the_verification_and_its_reason(tmp_path: Path) -> None:
     config = alerts_config(tmp_path, jsonl=True)
     assert config.unverified.action("critical") == "raise"
-    with AlertManager(config, site="lab") as manager:
+    with DecidingManager(config, site="lab") as manager:
         manager.submit(_unverified("critical", "deadline", track=1))  # type: ignore[arg-type]
         manager.submit(_unverified("warning", "budget", track=2))  # type: ignore[arg-type]
         manager.submit(

@@ -179,15 +179,15 @@ def test_query_added_in_the_ui_is_registered_and_scored(page: Any, live: Running
     assert len(stored) == 1 and stored[0].threshold == pytest.approx(0.3) and stored[0].severity == "info"
 
     def scored() -> bool:
-        matcher = live.agent.matcher
-        assert matcher is not None
+        matcher, core = live.agent.matcher, live.agent.decisions
+        assert matcher is not None and core is not None
         ids = matcher.bank.matrix.ids
         if stored[0].id not in ids:
             return False
         column = ids.index(stored[0].id)
         return any(
             s.scores is not None and column < s.scores.size and not math.isnan(float(s.scores.pooled[column]))
-            for s in list(matcher.tracks.values())
+            for s in list(core.book.tracks.values())
         )
 
     wait_for(scored, 30, "a score for the query added in the browser")

@@ -17,10 +17,10 @@ from agent.queries import QueryRegistry
 CLIP_FRAMES = 60  # 6 s of the 10 frames/s sample video
 
 
-def _clip(sample_video: Path, path: Path) -> Path:
+def _clip(sample_video: Path, path: Path, frames: int = CLIP_FRAMES) -> Path:
     capture = cv2.VideoCapture(str(sample_video))
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 10.0, (768, 576))
-    for _ in range(CLIP_FRAMES):
+    for _ in range(frames):
         ok, frame = capture.read()
         assert ok
         writer.write(frame)
@@ -93,4 +93,41 @@ alerts:
     assert main(args) == 0
     assert _replayed(json.loads(video_report.read_text())) == live, "a second run on media time: the same"
     assert alerts_jsonl.read_text().count('"opened"') == len(live), "sinks are off in a replay"
+    assert "overall" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_the_demos_cue_alerts_replay_from_its_records(
+    tmp_path: Path,
+    sample_video: Path,
+    pose_model_dir: Path,
+    ssd_model_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Finding 9: the demo (behaviour cues, no CLIP) raised 2 alerts and its ``--frames`` replay 0:
+    the replay read ``samples`` only, not the ``cue_samples`` the records carry. The demo's own
+    config on its first 13 s (the man standing still near the door from about 4 s)."""
+    clip = _clip(sample_video, tmp_path / "clip.avi", frames=130)
+    alerts_jsonl = tmp_path / "alerts.jsonl"
+    demo = Path(__file__).resolve().parents[3] / "configs" / "demo.yaml"
+    text = demo.read_text().replace("/usr/share/doc/opencv-doc/examples/data/vtest.avi", str(clip))
+    text += f"""
+state_dir: {tmp_path}/state
+alerts:
+  sinks: [{{type: jsonl, path: "{alerts_jsonl}"}}]
+"""
+    text = text.replace("detector:\n", f"detector:\n  model_dir: {ssd_model_dir}\n", 1)
+    text = text.replace("pose:\n", f"pose:\n  model_dir: {pose_model_dir}\n  export_if_missing: false\n", 1)
+    text = text.replace("output:\n  jsonl: out/demo/frames.jsonl\n  video_dir: out/demo/video\n", "")
+    config = tmp_path / "demo.yaml"
+    config.write_text(text)
+    frames = tmp_path / "frames.jsonl"
+    assert main(["run", str(config), "--jsonl", str(frames)]) == 0
+    live = _opened(alerts_jsonl)
+    assert live, "the man standing still raises an alert"
+    assert any("cue_samples" in json.loads(line) for line in frames.read_text().splitlines())
+    report_path = tmp_path / "report.json"
+    args = ["eval", "replay", "--frames", str(frames), "--config", str(config), "--report", str(report_path)]
+    assert main(args) == 0
+    assert _replayed(json.loads(report_path.read_text())) == live
     assert "overall" in capsys.readouterr().out

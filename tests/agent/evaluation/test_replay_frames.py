@@ -58,10 +58,14 @@ def _old_selection(replay: FrameReplay, top_k: int = 3) -> None:
     pooled score, before open episodes and cooldowns are looked at (``Matcher.window_candidates``)."""
 
     def select(
-        camera_id: str, now: float, alert_state: AlertStateView, pending: frozenset[Any] = frozenset()
+        camera_id: str,
+        now: float,
+        alert_state: AlertStateView,
+        pending: frozenset[Any] = frozenset(),
+        held: Any = None,
     ) -> list[Pick]:
         active = []
-        for state in replay.book.tracks.values():
+        for state in replay.core.book.tracks.values():
             if state.scores is None:
                 continue
             for column in np.flatnonzero(state.scores.active).tolist():
@@ -69,7 +73,7 @@ def _old_selection(replay: FrameReplay, top_k: int = 3) -> None:
         active.sort(key=lambda pick: pick.score, reverse=True)
         return active[:top_k]
 
-    replay.book.select = select  # type: ignore[method-assign]
+    replay.core.book.select = select  # type: ignore[method-assign]
 
 
 def _replay(frames: Path, config: AgentConfig, registry: QueryRegistry, old: bool = False) -> ReplayResult:
@@ -194,7 +198,8 @@ def test_replay_command_with_labels_overrides_and_report(
     labels = write_labels(tmp_path / "labels.jsonl", [("c1", critical, 10.0, 20.0), ("c1", info, 0.0, 60.0)])
     report_path = tmp_path / "out" / "report.json"
     args = ["eval", "replay", "--frames", str(frames), "--db", str(registry.path), "--labels", str(labels)]
-    assert main([*args, "--report", str(report_path), "--set", "matching.window_s=4"]) == 0
+    windows = ["--set", "matching.window_s=4", "--set", "matching.select_on_entry=false"]
+    assert main([*args, "--report", str(report_path), *windows]) == 0
     out = capsys.readouterr().out
     assert "overall" in out and "falling down" in out and "windows: 14" in out
     report = json.loads(report_path.read_text())

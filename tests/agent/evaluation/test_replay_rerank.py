@@ -11,8 +11,9 @@ import numpy as np
 from frame_files import registry_with, write_frames
 
 from agent.config import AgentConfig
+from agent.decision.core import RunClock
 from agent.evaluation.replay_frames import replay_frames
-from agent.evaluation.replay_rerank import MediaClock, ReplayVerifier
+from agent.evaluation.replay_rerank import FramePixels
 from agent.rerank.backends.base import LmmBackend, LmmRequest, LmmResponse
 from agent.rerank.config import RerankConfig
 from agent.rerank.service import RerankService
@@ -62,9 +63,11 @@ def test_frames_replay_reranks_recorded_pixels_under_a_media_time_budget(tmp_pat
     runs = []
     for _ in range(2):
         backend = ColourBackend()
-        clock = MediaClock()
-        verifier = ReplayVerifier(RerankService(rerank, backend, clock=clock), clock)
-        result = replay_frames(frames, config, queries, verifier)
+        clock = RunClock()
+        stage = RerankService(rerank, backend, clock=clock)
+        pixels = FramePixels(config)
+        result = replay_frames(frames, config, queries, stage, clock, pixels)
+        pixels.close()
         runs.append((result.alerts, backend.colours))
     alerts, colours = runs[0]
     assert runs[0] == runs[1], "the same decisions on every run"

@@ -16,6 +16,8 @@ import pytest
 
 from agent.alerts import AlertManager
 from agent.alerts.config import AlertsConfig
+from agent.alerts.episodes import AlertEvent
+from agent.decision.core import DecisionCore
 from agent.detection import build_detector
 from agent.detection.config import SSDDetectorConfig
 from agent.embedding import ClipEncoder
@@ -23,7 +25,7 @@ from agent.matching.config import MatchingConfig
 from agent.matching.exemplars import ExemplarStore, FeedbackConfig
 from agent.matching.matcher import Matcher
 from agent.queries import QueryRegistry
-from agent.types import Candidate, Detections, Frame, FrameResult, TrackEvent, TrackEventKind
+from agent.types import Detections, Frame, FrameResult, TrackEvent, TrackEventKind
 
 
 def _frames(video: Path, indices: tuple[int, ...]) -> list[np.ndarray]:
@@ -47,22 +49,16 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class AlertingSink:
-    """The matcher's selection straight into a real alert manager (no re-ranker): who alerted."""
+    """The decision core's events into a real alert manager (no re-ranker): who alerted."""
 
     def __init__(self, alerts: AlertManager) -> None:
         self.alerts = alerts
         self.opened: list[int] = []
 
-    def put_window(self, opens: list[Candidate], updates: list[Candidate]) -> None:
-        for candidate in opens:
-            event = self.alerts.submit(candidate)
-            if event is not None and event.kind.value == "opened":
-                self.opened.append(candidate.track_id)
-        for candidate in updates:
-            self.alerts.submit(candidate, opens=False)
-
-    def pending(self) -> frozenset[tuple[str, int, int]]:
-        return frozenset()
+    def __call__(self, events: list[AlertEvent]) -> None:
+        for event in events:
+            if self.alerts.emit(event) and event.kind.value == "opened":
+                self.opened.append(event.episode.track_id)
 
 
 def _result(image: np.ndarray, index: int, t: float, boxes: list[np.ndarray], ids: list[int]) -> FrameResult:
@@ -117,13 +113,18 @@ def test_false_alarm_look_alike_is_scored_down_while_other_tracks_still_alert(
     alerts.start()
     sink = AlertingSink(alerts)
     config = MatchingConfig(window_s=1.0, embed_interval_s=0.5, pool_window_s=2.0)
-    matcher = Matcher(config, encoder, registry, sink=sink, alerts=alerts, exemplars=exemplars)
+    matcher = Matcher(config, encoder, registry, exemplars=exemplars)
+    core = DecisionCore(config, alerts.config, matcher.query, sink)
+
+    def analyse(results: list[FrameResult]) -> None:
+        matcher.process(results)
+        core.process(results)
 
     def run(image: np.ndarray, boxes: list[np.ndarray], ids: list[int], start: float) -> set[int]:
         sink.opened.clear()
         for step in range(12):  # 6 s of frames at 2 per second
             t = start + step * 0.5
-            matcher.process([_result(image, int(t * 10), t, boxes, ids)])
+            analyse([_result(image, int(t * 10), t, boxes, ids)])
         return set(sink.opened)
 
     # both people alert at first
@@ -132,10 +133,10 @@ def test_false_alarm_look_alike_is_scored_down_while_other_tracks_still_alert(
     assert exemplars.add(query.id, "cam", np.stack(list(matcher.tracks[("cam", 1)].embeddings))) > 0
     # both tracks end
     gone = [TrackEvent(TrackEventKind.REMOVED, "cam", i, 80, 100.0, 103.5, 8) for i in (1, 2)]
-    matcher.process([FrameResult(Frame("cam", 80, 150.0, 150.0, first), Detections.empty(), gone)])
+    analyse([FrameResult(Frame("cam", 80, 150.0, 150.0, first), Detections.empty(), gone)])
     # later, the same person under a new id is scored down; the other person still alerts
     assert run(later, [boxes_later[a_later], boxes_later[b_later]], [3, 4], 200.0) == {4}
-    scores = {tid: s.scores.pooled[0] for (_, tid), s in matcher.tracks.items() if s.scores is not None}
+    scores = {tid: s.scores.pooled[0] for (_, tid), s in core.book.tracks.items() if s.scores is not None}
     assert scores[3] == 0.0 and scores[4] > 0.01
     assert exemplars.suppressed > 0
     # the exemplars survive a restart (they live in the state database)

@@ -1,5 +1,5 @@
 """The matcher with a real (tiny, random) CLIP export: sampling, scores for every pair, the query
-bank's cache and hot reload, and candidates across cameras."""
+bank's cache and hot reload, and the decision core's candidates across cameras from its samples."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent.alerts.config import AlertsConfig
+from agent.alerts.episodes import AlertEvent, AlertEventKind
+from agent.decision.core import DecisionCore
 from agent.embedding import ClipEncoder
 from agent.matching.config import MatchingConfig
 from agent.matching.matcher import Matcher
 from agent.matching.querybank import QueryBank
 from agent.queries import QueryRegistry, QueryUpdate
-from agent.types import Candidate, Detections, Frame, FrameResult, TrackEvent, TrackEventKind
+from agent.types import Detections, Frame, FrameResult, TrackEvent, TrackEventKind
 
 RNG = np.random.default_rng(0)
 FRAME = RNG.integers(0, 255, (240, 320, 3), dtype=np.uint8)
@@ -69,8 +72,11 @@ def test_scores_for_every_track_and_query_pair(tmp_path: Path, encoder: Counting
     matcher = Matcher(MatchingConfig(), encoder, registry)
     frame = result("cam", 0, 100.0, [[10, 10, 60, 150], [100, 20, 150, 200], [200, 50, 260, 230]], [1, 2, 3])
     matcher.process([frame])
-    scores = frame.extra["scores"]
+    scores = frame.extra["samples"]
     assert set(scores) == {"1", "2", "3"}
+    assert frame.extra["columns"] == [
+        [q.id, h] for q, h in zip(matcher.queries, matcher.bank.matrix.text_hashes, strict=True)
+    ]
     for per_query in scores.values():
         assert set(per_query) == {str(i) for i in ids}
         assert all(0.0 <= value <= 1.0 for value in per_query.values())
@@ -142,43 +148,33 @@ def test_registry_changes_reach_the_matcher_within_a_second(tmp_path: Path, enco
         matcher.process([frame])
         time.sleep(0.05)
     assert matcher.bank.matrix.ids == [added.id]
-    assert set(frame.extra["scores"]["1"]) == {str(added.id)}
-
-
-class Windows:
-    """Stands in for the candidate queue: records each window's selection."""
-
-    def __init__(self) -> None:
-        self.opens: list[list[Candidate]] = []
-        self.updates: list[list[Candidate]] = []
-
-    def put_window(self, opens: list[Candidate], updates: list[Candidate]) -> None:
-        self.opens.append(opens)
-        self.updates.append(updates)
-
-    def pending(self) -> frozenset[tuple[str, int, int]]:
-        return frozenset()
+    assert set(frame.extra["samples"]["1"]) == {str(added.id)}, "the new query is sampled at once"
+    assert frame.extra["columns"] == [[added.id, matcher.bank.matrix.text_hashes[0]]]
 
 
 def test_each_camera_window_gives_its_best_tracks_per_query(tmp_path: Path, encoder: CountingEncoder) -> None:
     registry = QueryRegistry(tmp_path / "w.db")
     query = registry.add("a person falling down", threshold=0.01, severity="critical", cooldown_s=5.0)
-    windows = Windows()
-    config = MatchingConfig(window_s=2.0, top_k=2, embed_interval_s=0.5)
-    matcher = Matcher(config, encoder, registry, sink=windows, model_versions={"detector": "x"})
+    events: list[AlertEvent] = []
+    config = MatchingConfig(window_s=2.0, top_k=2, embed_interval_s=0.5, select_on_entry=False)
+    matcher = Matcher(config, encoder, registry, model_versions={"detector": "x"})
+    core = DecisionCore(
+        config, AlertsConfig(), matcher.query, events.extend, model_versions=matcher.model_versions
+    )
     boxes: list[list[float]] = [[10, 10, 60, 150], [100, 20, 150, 200], [200, 50, 260, 230]]
     for step in range(6):  # media time 0 .. 2.5 s; wall time far away and running faster
         t = step * 0.5
         frame_a = Frame("a", step, t, 1000.0 + step * 0.1, FRAME)
         frame_b = Frame("b", step, t, 1000.0 + step * 0.1, FRAME)
-        matcher.process(
-            [
-                _with_frame(result("a", step, t, boxes, [1, 2, 3]), frame_a),
-                _with_frame(result("b", step, t, boxes[:1], [9]), frame_b),
-            ]
-        )
-    assert len(windows.opens) == 2, "one window of 2 media seconds per camera (at pts 2.0)"
-    by_camera = {opens[0].camera_id: opens for opens in windows.opens}
+        batch = [
+            _with_frame(result("a", step, t, boxes, [1, 2, 3]), frame_a),
+            _with_frame(result("b", step, t, boxes[:1], [9]), frame_b),
+        ]
+        matcher.process(batch)
+        core.process(batch)
+    assert core.stats().windows == 2, "one window of 2 media seconds per camera (at pts 2.0)"
+    opens = [e.candidate for e in events if e.kind is AlertEventKind.OPENED and e.candidate is not None]
+    by_camera = {c: [o for o in opens if o.camera_id == c] for c in ("a", "b")}
     assert len(by_camera["a"]) == 2 and len(by_camera["b"]) == 1, "top_k tracks per (camera, query)"
     assert by_camera["a"][0].score >= by_camera["a"][1].score
     for candidate in by_camera["a"] + by_camera["b"]:

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent.alerts.config import AlertsConfig
+from agent.decision.core import DecisionCore
 from agent.matching.config import MatchingConfig
 from agent.matching.selection import Pick
 from agent.pose.analyzer import PoseAnalyzer
@@ -55,6 +57,14 @@ def test_the_evidence_frame_gets_the_keypoints_taken_on_it_or_none(
     pose = PoseAnalyzer(config, PoseEstimator(config))
     cues = QueryCues(registry, CueVocabulary({"minilm": sentence_embedder.embed}))
     matcher = CueMatcher(MatchingConfig(window_s=1.0), config, pose, cues)
+    core = DecisionCore(
+        MatchingConfig(window_s=1.0),
+        AlertsConfig(),
+        matcher.query,
+        lambda events: None,
+        model_versions=matcher.model_versions,
+        evidence=matcher.evidence,
+    )
     drawn = []
     try:
         for index, box in WALKING.items():
@@ -71,7 +81,8 @@ def test_the_evidence_frame_gets_the_keypoints_taken_on_it_or_none(
             results = [FrameResult(frame, tracks, [event])]
             pose.process(results)
             matcher.process(results)
-            candidate = matcher.candidate("cam", Pick(TRACK, 0, 0.5, True), t)
+            core.process(results)
+            candidate = core.candidate("cam", Pick(TRACK, 0, 0.5, True), t)
             assert candidate.pose is not None and candidate.pose["keypoints"] is not None, t
             assert candidate.box == pytest.approx(WALKING[candidate.frame_index])  # the frame's own box
             width = candidate.box[2] - candidate.box[0]

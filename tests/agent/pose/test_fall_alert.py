@@ -18,7 +18,7 @@ import pytest
 
 from agent.alerts import AlertManager
 from agent.alerts.config import AlertsConfig
-from agent.matching.candidates import CandidateQueue, DecisionDispatcher
+from agent.decision.core import DecisionCore
 from agent.matching.config import MatchingConfig
 from agent.pose.analyzer import PoseAnalyzer
 from agent.pose.config import PoseConfig
@@ -91,20 +91,25 @@ def chain(tmp_path: Path, pose_config: PoseConfig, sentence_embedder: SentenceEm
         AlertsConfig(database=tmp_path / "alerts.db", evidence_dir=tmp_path / "evidence"), "test"
     )
     alerts.start()
-    queue = CandidateQueue(32)
-    dispatcher = DecisionDispatcher(queue, alerts)
     config = pose_config.model_copy(update={"interval_s": 1.0})
     pose = PoseAnalyzer(config, PoseEstimator(config))
     cues = QueryCues(registry, CueVocabulary({"minilm": sentence_embedder.embed}))
-    matcher = CueMatcher(MatchingConfig(window_s=1.0), config, pose, cues, sink=queue, alerts=alerts)
-    yield pose, matcher, alerts, tmp_path / "evidence", dispatcher
-    dispatcher.close(timeout_s=2.0)
+    matcher = CueMatcher(MatchingConfig(window_s=1.0), config, pose, cues)
+    core = DecisionCore(
+        MatchingConfig(window_s=1.0),
+        alerts.config,
+        matcher.query,
+        alerts.post,
+        model_versions=matcher.model_versions,
+        evidence=matcher.evidence,
+    )
+    yield pose, matcher, alerts, tmp_path / "evidence", core
     alerts.close(drain_timeout_s=1.0)
     registry.close()
 
 
 def run(chain, frames) -> list[dict]:
-    pose, matcher, alerts, _, dispatcher = chain
+    pose, matcher, alerts, _, core = chain
     for index, (t, image, box) in enumerate(frames):
         frame = Frame("cam", index, t, WALL_START + t, image)
         tracks = Detections(
@@ -118,9 +123,8 @@ def run(chain, frames) -> list[dict]:
         results = [FrameResult(frame, tracks, [event])]
         pose.process(results)
         matcher.process(results)
-    # Every candidate the matcher selected has been decided and handed to the alerts (15 s: the
-    # dispatcher thread on a busy machine): what the alerts hold now is all this run raises.
-    assert dispatcher.wait_idle(15.0), "candidates still queued or in flight"
+        core.process(results)
+    assert alerts.wait_emitted(15.0), "the emission thread took every event the core decided"
     return alerts.recent(limit=10)
 
 
@@ -149,7 +153,7 @@ def test_the_same_person_upright_raises_no_alert(chain) -> None:
     if reason:
         pytest.skip(reason)
     assert run(chain, sequence(falls=False)) == []
-    pose, matcher = chain[0], chain[1]
-    assert matcher.stats.windows >= 7, "the person was scored window after window"
+    pose, core = chain[0], chain[4]
+    assert core.stats().windows >= 7, "the person was scored window after window"
     track = pose.track("cam", 7)
     assert track is not None and track.cues.values["upright"] > 0.5 and track.cues.values["fall"] < 0.1

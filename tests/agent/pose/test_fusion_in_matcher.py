@@ -8,6 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent.alerts.config import AlertsConfig
+from agent.alerts.episodes import AlertEvent, AlertEventKind
+from agent.decision.core import DecisionCore
 from agent.embedding import ClipEncoder
 from agent.matching.config import MatchingConfig
 from agent.matching.matcher import Matcher
@@ -16,7 +19,6 @@ from agent.pose.config import PoseConfig
 from agent.pose.cue_matcher import CueFusion
 from agent.queries import QueryRegistry
 from agent.types import Detections, Frame, FrameResult
-from tests.agent.matching.test_matcher import Windows
 from tests.fixtures import posture_set
 
 
@@ -31,10 +33,11 @@ def test_cues_fused_into_clip_scores(tmp_path: Path, clip_fp32: Path, pose_confi
     encoder = ClipEncoder.load(clip_fp32, providers=["cpu"])
     stage = build_pose_stage(pose_config, registry, tmp_path)
     fusion = CueFusion(stage.analyzer, stage.cues, cue_weight=0.5)
-    windows = Windows()
+    events: list[AlertEvent] = []
     config = MatchingConfig(window_s=1.0, embed_interval_s=0.5)
     plain = Matcher(config, encoder, registry)
-    fused = Matcher(config, encoder, registry, sink=windows, cue_fusion=fusion)
+    fused = Matcher(config, encoder, registry, cue_fusion=fusion)
+    core = DecisionCore(config, AlertsConfig(), fused.query, events.extend, evidence=fused.evidence)
     image = np.ascontiguousarray(sample.image)
     compared = 0
     for step in range(4):
@@ -49,6 +52,7 @@ def test_cues_fused_into_clip_scores(tmp_path: Path, clip_fp32: Path, pose_confi
         stage.analyzer.process([two])  # the pose stage runs before the matcher
         plain.process([one])
         fused.process([two])
+        core.process([two])
         if "samples" in one.extra:
             clip = one.extra["samples"]["1"]
             blended = two.extra["samples"]["1"]
@@ -61,7 +65,7 @@ def test_cues_fused_into_clip_scores(tmp_path: Path, clip_fp32: Path, pose_confi
             assert blended[str(coat.id)] == pytest.approx(clip[str(coat.id)], abs=1e-9)  # maps to no cue
             compared += 1
     assert compared >= 3, "samples on the embedding cadence were compared"
-    opened = [c for window in windows.opens for c in window]
+    opened = [e.candidate for e in events if e.kind is AlertEventKind.OPENED and e.candidate is not None]
     assert opened, "a window selected candidates"
     evidence = next(c.pose for c in opened if c.query_id == still.id)
     assert evidence is not None and evidence["cue"] == "upright" and evidence["keypoints"] is not None

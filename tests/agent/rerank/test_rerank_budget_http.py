@@ -8,20 +8,10 @@ from typing import Any
 from chat_server import FakeChatServer
 from rerank_fakes import make_candidate
 
-from agent.matching.candidates import CandidateQueue, DecisionDispatcher
+from agent.decision.verifier import LmmWorker
 from agent.rerank.config import RerankConfig
 from agent.rerank.service import RerankService
 from agent.types import Candidate
-
-
-class Collector:
-    """The alert manager's place: records what reaches it."""
-
-    def __init__(self) -> None:
-        self.candidates: list[Candidate] = []
-
-    def submit(self, candidate: Candidate, *, opens: bool = True) -> None:
-        self.candidates.append(candidate)
 
 
 def test_retries_against_a_failing_server_take_budget_tokens() -> None:
@@ -47,16 +37,19 @@ def test_retries_against_a_failing_server_take_budget_tokens() -> None:
         }
     )
     service = RerankService.from_config(config)
-    queue, sink = CandidateQueue(100), Collector()
-    dispatcher = DecisionDispatcher(queue, sink, service)
+    worker = LmmWorker(service)  # the LMM's own thread, as the decision core hands it batches
+    waiting = [make_candidate(query_id=query) for query in range(20)]
+    passed_on: list[Candidate] = []
     started = time.monotonic()
     try:
-        for query in range(20):
-            queue.put(make_candidate(query_id=query))
-        time.sleep(6.0)
+        while time.monotonic() - started < 6.0 and waiting:  # six seconds of a busy queue
+            if worker.capacity() > 0:
+                worker.submit([waiting.pop(0)], [0.0])
+            worker.wait_idle(0.05)
+            passed_on += [d.candidate for d in worker.collect()]
     finally:
-        dispatcher.close(timeout_s=5.0)
-        service.close(timeout_s=5.0)
+        worker.close(timeout_s=5.0)
+        passed_on += [d.candidate for d in worker.collect()]
         server.close()
     elapsed = time.monotonic() - started
     times = list(server.times)
@@ -69,8 +62,8 @@ def test_retries_against_a_failing_server_take_budget_tokens() -> None:
     assert stats.calls == len(times)  # the service counted every request the server saw
     assert stats.calls_last_minute == len(times)
     # the candidates the server failed are passed on as unverified, reason error
-    assert sink.candidates and stats.failed == len(sink.candidates)
-    assert all(c.verification == "unverified" and c.verification_reason == "error" for c in sink.candidates)
+    assert passed_on and stats.failed == len(passed_on)
+    assert all(c.verification == "unverified" and c.verification_reason == "error" for c in passed_on)
 
 
 def test_a_request_the_budget_cannot_allow_in_time_leaves_the_candidate_unverified_for_budget() -> None:

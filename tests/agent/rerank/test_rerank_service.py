@@ -11,7 +11,10 @@ from contextlib import contextmanager
 import pytest
 from rerank_fakes import ScriptedBackend, make_candidate
 
-from agent.matching.candidates import CandidateQueue, DecisionDispatcher
+from agent.alerts.config import AlertsConfig
+from agent.decision.core import DecisionCore
+from agent.decision.verifier import LmmWorker
+from agent.matching.config import MatchingConfig
 from agent.rerank.budget import CallBudget
 from agent.rerank.config import RerankConfig
 from agent.rerank.service import RerankService
@@ -79,27 +82,46 @@ def _config(**overrides: object) -> RerankConfig:
 
 
 class Collector:
-    """The alert manager's place: records what reaches it, in order."""
+    """What the stage passed back, in order (the decision core's ``on_decision``)."""
 
     def __init__(self) -> None:
         self.candidates: list[Candidate] = []
 
-    def submit(self, candidate: Candidate, *, opens: bool = True) -> None:
-        self.candidates.append(candidate)
-
 
 @contextmanager
-def wired(
-    service: RerankService, queue_size: int = 64
-) -> Iterator[tuple[CandidateQueue, DecisionDispatcher, Collector]]:
-    queue = CandidateQueue(queue_size)
+def wired(service: RerankService, queue_size: int = 64) -> Iterator[tuple[DecisionCore, Collector]]:
+    """The live decision core in front of ``service`` (the LMM on its own thread, the queue's
+    deadline on monotonic time); candidates are offered as windows would."""
     sink = Collector()
-    dispatcher = DecisionDispatcher(queue, sink, service)
+    core = DecisionCore(
+        MatchingConfig(candidate_queue=queue_size),
+        AlertsConfig(),
+        lambda query_id: None,
+        lambda events: None,
+        verifier=LmmWorker(service),
+        queue_clock=time.monotonic,
+        on_decision=sink.candidates.append,
+    )
     try:
-        yield queue, dispatcher, sink
+        yield core, sink
     finally:
-        dispatcher.close(timeout_s=2.0)
-        service.close(timeout_s=2.0)
+        core.finish(timeout_s=2.0)
+        core.close(timeout_s=2.0)
+
+
+def drain(core: DecisionCore, timeout_s: float) -> bool:
+    """Apply decisions and serve the queue (what each record does) until it is empty and none is
+    out (True), or ``timeout_s`` passes (False)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        core.pump()
+        queue = core.stats().queue
+        if queue.queued == 0 and queue.in_flight == 0:
+            return True
+        if not core.wait_idle(0.01):
+            continue
+        time.sleep(0.005)  # the budget refills: poll the queue again
+    return False
 
 
 def _wait_in_flight(service: RerankService) -> None:
@@ -112,16 +134,16 @@ def test_calls_stay_within_budget_and_stale_candidates_are_skipped() -> None:
     """A backend taking 50 ms a call, 30 incidents, a budget of 4 requests/s and a 0.6 s deadline."""
     backend = ScriptedBackend(delay_s=0.05)
     service = RerankService(_config(calls_per_minute=240, burst=2, deadline_s=0.6), backend)
-    with wired(service) as (queue, dispatcher, sink):
+    with wired(service) as (core, sink):
         started = time.monotonic()
         for i in range(30):
-            assert queue.put(make_candidate(score=0.5, track_id=i, query_id=i))
+            core.offer(make_candidate(score=0.5, track_id=i, query_id=i))
         put_s = time.monotonic() - started
-        assert dispatcher.wait_idle(timeout_s=10.0)
+        assert drain(core, timeout_s=10.0)
         elapsed = time.monotonic() - started
-    stats, queued = service.stats(), queue.snapshot_stats()
+    stats, queued = service.stats(), core.stats().queue
 
-    assert put_s < 0.5  # 30 puts; waiting for the LMM would take at least 30 x 0.05 s
+    assert put_s < 0.5  # 30 offers; waiting for the LMM would take at least 30 x 0.05 s
     assert stats.skipped_stale == queued.expired > 0
     assert stats.completed + stats.skipped_stale == 30
     # every request takes a token: two turns per candidate
@@ -147,36 +169,31 @@ def test_processing_order_is_severity_then_score() -> None:
     backend = ScriptedBackend()
     backend.answer = lambda request: (gate.wait(5.0), ScriptedBackend().answer(request))[1]
     service = RerankService(_config(calls_per_minute=6000, deadline_s=30.0), backend)
-    with wired(service) as (queue, dispatcher, sink):
-        queue.put(make_candidate(score=0.99, query_id=100))
+    with wired(service) as (core, sink):
+        core.offer(make_candidate(score=0.99, query_id=100))
         _wait_in_flight(service)
         for i, (score, severity) in enumerate(
             [(0.2, "critical"), (0.9, "info"), (0.7, "warning"), (0.4, "critical")]
         ):
             candidate = make_candidate(score=score, query_id=i)
             candidate.severity = severity
-            queue.put(candidate)
+            core.offer(candidate)
         gate.set()
-        assert dispatcher.wait_idle(timeout_s=5.0)
+        assert drain(core, timeout_s=5.0)
     assert [c.score for c in sink.candidates] == [0.99, 0.4, 0.2, 0.7, 0.9]
 
 
-def test_updates_of_open_episodes_never_wait_for_the_budget() -> None:
+def test_an_open_waiting_for_the_budget_is_pending() -> None:
     backend = ScriptedBackend()
     # two requests a minute: the first candidate's two turns spend the budget
     service = RerankService(_config(calls_per_minute=2, burst=2, deadline_s=30.0), backend)
-    with wired(service) as (queue, dispatcher, sink):
-        queue.put(make_candidate(query_id=1))
-        assert dispatcher.wait_idle(timeout_s=5.0)  # the two requests of the budget
-        queue.put(make_candidate(query_id=2))  # waits for the budget (a minute)
-        update = make_candidate(query_id=3)
-        queue.put(update, opens=False)
-        deadline = time.monotonic() + 5.0
-        while len(sink.candidates) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert [c.query_id for c in sink.candidates] == [1, 3]
-        assert update.fused_score is None, "an update is not re-ranked"
-        assert queue.pending() == {("cam", 2, 1)}, "the waiting open counts as pending"
+    with wired(service) as (core, sink):
+        core.offer(make_candidate(query_id=1))
+        assert not drain(core, timeout_s=0.5) or core.stats().queue.queued == 0
+        core.offer(make_candidate(query_id=2))  # waits for the budget (a minute)
+        core.pump()
+        assert [c.query_id for c in sink.candidates] == [1]
+        assert core.queue.pending() == {("cam", 2, 1)}, "the waiting open counts as pending"
 
 
 def test_batches_follow_batch_size_and_backend_limit() -> None:
@@ -186,14 +203,14 @@ def test_batches_follow_batch_size_and_backend_limit() -> None:
     answer = backend.answer
     backend.answer = lambda request: (gate.wait(5.0), answer(request))[1]
     service = RerankService(config, backend)
-    with wired(service) as (queue, dispatcher, _):
-        queue.put(make_candidate(query_id=99))
+    with wired(service) as (core, _):
+        core.offer(make_candidate(query_id=99))
         _wait_in_flight(service)
         for i in range(7):
-            queue.put(make_candidate(query_id=i))
+            core.offer(make_candidate(query_id=i))
         time.sleep(0.05)  # the token bucket refills to a full batch
         gate.set()
-        assert dispatcher.wait_idle(timeout_s=5.0)
+        assert drain(core, timeout_s=5.0)
     # each batch goes twice (cloze turn, verdict turn)
     sizes = backend.batch_sizes
     assert sizes[:2] == [1, 1] and max(sizes) == 3 and sum(sizes) == 16
@@ -203,28 +220,27 @@ def test_failures_are_counted_and_passed_on_and_close_is_prompt() -> None:
     backend = ScriptedBackend()
     backend.fail = True
     service = RerankService(_config(calls_per_minute=6000, deadline_s=30.0), backend)
-    with wired(service) as (queue, dispatcher, sink):
-        queue.put(make_candidate())
-        assert dispatcher.wait_idle(timeout_s=5.0)
+    with wired(service) as (core, sink):
+        core.offer(make_candidate())
+        assert drain(core, timeout_s=5.0)
         started = time.monotonic()
     assert time.monotonic() - started < 1.5
     stats = service.stats()
     assert stats.failed == 1 and stats.completed == 0 and stats.last_error == "scripted failure"
     assert len(sink.candidates) == 1 and sink.candidates[0].fused_score is None
-    assert queue.snapshot_stats().failed == 1
-    assert not queue.put(make_candidate())  # closed
+    assert core.stats().failed == 1
     assert not backend.closed  # not built by the service, so not closed by it
 
 
 def test_close_discards_waiting_candidates_and_counts_them() -> None:
     backend = ScriptedBackend(delay_s=0.3)
     service = RerankService(_config(calls_per_minute=6000, deadline_s=30.0), backend)
-    with wired(service) as (queue, _, _):
+    with wired(service) as (core, _):
         for i in range(5):
-            queue.put(make_candidate(query_id=i))
+            core.offer(make_candidate(query_id=i))
         _wait_in_flight(service)
     # the candidate in flight finishes both its turns; the four waiting never reach the LMM
-    assert queue.snapshot_stats().discarded_at_close == 4 and service.stats().calls == 2
+    assert core.stats().discarded == 4 and service.stats().calls == 2
 
 
 def test_a_candidate_dropped_from_a_full_queue_is_passed_on_unverified_for_budget() -> None:
@@ -232,14 +248,14 @@ def test_a_candidate_dropped_from_a_full_queue_is_passed_on_unverified_for_budge
     backend = ScriptedBackend()
     backend.answer = lambda request: (gate.wait(5.0), ScriptedBackend().answer(request))[1]
     service = RerankService(_config(calls_per_minute=6000, deadline_s=30.0), backend)
-    with wired(service, queue_size=2) as (queue, dispatcher, sink):
-        queue.put(make_candidate(score=0.99, query_id=100))
+    with wired(service, queue_size=2) as (core, sink):
+        core.offer(make_candidate(score=0.99, query_id=100))
         _wait_in_flight(service)
         for i, score in enumerate([0.5, 0.6, 0.7]):  # the queue holds two: the 0.5 one is dropped
-            queue.put(make_candidate(score=score, query_id=i))
+            core.offer(make_candidate(score=score, query_id=i))
         gate.set()
-        assert dispatcher.wait_idle(timeout_s=5.0)
+        assert drain(core, timeout_s=5.0)
     dropped = [c for c in sink.candidates if c.score == 0.5]
     assert len(dropped) == 1 and dropped[0].verification == "unverified"
     assert dropped[0].verification_reason == "budget"
-    assert queue.snapshot_stats().dropped == 1
+    assert core.stats().overflow == 1

@@ -160,7 +160,7 @@ def test_reset_forgets_lost_people() -> None:
     gap(camera, range(20, 25))
     assert [(e.kind, e.track_id) for e in camera.reset()] == [(REMOVED, 1)]
     events = walk(camera, range(25, 30), RED_OVER_BLUE)
-    assert events[0] == (NEW, 1) and camera.reassociations == 0  # ids restart, nobody to continue
+    assert events[0] == (NEW, 2) and camera.reassociations == 0  # a new id: nobody to continue
 
 
 def test_embedder_hook_replaces_colour() -> None:
