@@ -276,11 +276,13 @@ class DecisionCore:
             return
         state = self.book.get(record.camera_id, track_id)
         taken = record.sample_frames.get(track_id)
+        box = record.boxes.get(track_id)
         if taken is not None:
             state.frame, state.box = taken
-        else:
+        elif box is not None or state.frame is None:
+            # a sample of a person not in this frame (a new query scored on their latest crop)
+            # keeps the frame and box they were last sampled on
             state.frame = record.stand_in_frame()
-            box = record.boxes.get(track_id)
             if box is not None:
                 state.box = box
         self.book.add_sample(state, record.media_time, probability, cosine, columns=columns)

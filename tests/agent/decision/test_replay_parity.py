@@ -25,6 +25,8 @@ from agent.outputs.jsonl import frame_record
 from agent.queries import QueryRegistry, QueryUpdate
 from agent.types import Detections, Frame, FrameResult, TrackEvent, TrackEventKind
 
+# thresholds at 0.01: the tiny CLIP has random weights, so every pair is active whatever it scores;
+# what is compared is when each alert opens, which the first sample of an added query decides
 RNG = np.random.default_rng(7)
 IMAGES = [RNG.integers(0, 255, (240, 320, 3), dtype=np.uint8) for _ in range(4)]
 BOXES = [[10.0, 10.0, 60.0, 150.0], [100.0, 20.0, 150.0, 200.0]]
@@ -44,8 +46,8 @@ def _result(index: int, t: float, ids: list[int]) -> FrameResult:
 
 def test_a_run_whose_queries_changed_replays_to_the_same_alerts(tmp_path: Path, clip_fp32: Path) -> None:
     registry = QueryRegistry(tmp_path / "q.db")
-    edited = registry.add("a person walking a dog", threshold=0.2, cooldown_s=4.0)
-    registry.add("a person carrying a box", threshold=0.28, cooldown_s=4.0)
+    edited = registry.add("a person walking a dog", threshold=0.01, cooldown_s=4.0)
+    registry.add("a person carrying a box", threshold=0.01, cooldown_s=4.0)
     matching = MatchingConfig(window_s=1.0, embed_interval_s=2.0, refresh_s=0.01, pool_window_s=3.0)
     alerts = AlertsConfig(cooldown_s=4.0, episode_quiet_s=3.0)
     encoder = ClipEncoder.load(clip_fp32, providers=["cpu"])
@@ -57,7 +59,7 @@ def test_a_run_whose_queries_changed_replays_to_the_same_alerts(tmp_path: Path, 
     for index in range(120):  # 12 s at 10 frames/s
         t = index / 10.0
         if index == 35:  # the operator adds a query and edits another, between two batches
-            added = registry.add("someone sitting on a bench", threshold=0.19, cooldown_s=4.0)
+            added = registry.add("someone sitting on a bench", threshold=0.01, cooldown_s=4.0)
             registry.update(edited.id, QueryUpdate(text="a person running with a dog"))
             assert matcher.refresh_queries(force=True)  # at once here; live within matching.refresh_s
         result = _result(index, t, [1, 2])
