@@ -203,7 +203,14 @@ def test_images_run_as_a_user_with_state_on_the_volume_and_a_healthcheck(image: 
 def test_compose_runs_the_agent_with_a_broker_and_the_state_volume() -> None:
     compose = yaml.safe_load((REPO / "compose.yaml").read_text(encoding="utf-8"))
     services = compose["services"]
-    assert set(services) == {"agent", "mosquitto"}
+    assert set(services) == {"agent", "mosquitto", "nats-hub"}
+    # the fleet's hub, one node, only with `--profile hub` (README "Fleet")
+    hub = services["nats-hub"]
+    assert hub["profiles"] == ["hub"] and "agent" not in hub.get("depends_on", [])
+    for volume in hub["volumes"]:
+        source = volume.split(":")[0]
+        if source.startswith("./"):
+            assert (REPO / source).is_file(), source
     agent = services["agent"]
     assert any(volume.endswith(":/data") for volume in agent["volumes"])
     assert agent["environment"]["WATCHWORD_STATE_DIR"] == "/data"
