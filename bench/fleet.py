@@ -13,7 +13,7 @@ Rows (targets from issue 18 in brackets):
 - SIGKILL: an agent process delivering a 400-event backlog is killed mid-delivery and started
   again on the same outbox: events lost and duplicated at the hub [0 and 0];
 - hub ingest: ``--ingest-sites`` (100) leaf nodes, each with the real fleet sink (the simulated
-  sites spread over ``--publisher-processes`` (4) processes), publishing ``--ingest-events`` (40)
+  sites spread over ``--publisher-processes`` (4) processes), publishing ``--ingest-events`` (100)
   alerts each at once: events/s published, stored at the hub and listed by its index, and the
   hub's resident memory [>= 2,000 events/s]. On 2 shared cores the publishers bound this row;
 - hub catch-up: the hub stopped while every site holds ``--backlog-events`` (100) more, then
@@ -432,7 +432,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--outage-s", type=float, default=60.0)
     parser.add_argument("--ingest-sites", type=int, default=100)
-    parser.add_argument("--ingest-events", type=int, default=40, help="per site, live")
+    parser.add_argument("--ingest-events", type=int, default=100, help="per site, live")
     parser.add_argument("--backlog-events", type=int, default=100, help="per site, held during a hub outage")
     parser.add_argument(
         "--publisher-processes", type=int, default=4, help="processes the sites are spread over"
