@@ -112,6 +112,22 @@ class NatsLink:
             await self._connected_now()
             return
 
+    def once_connected(self, setup: Callable[[], Awaitable[None]]) -> None:
+        """Run ``setup`` once, as soon as the link is (or now that it is) connected: for
+        subscriptions, which nats-py restores by itself after a reconnection (``on_connect`` hooks
+        run after every connection, for what the server may have lost: streams)."""
+
+        async def run_once() -> None:
+            while not self.connected:
+                await asyncio.sleep(0.05)
+            try:
+                await setup()
+            except Exception as exc:
+                log.warning("fleet: setting up on %s: %s", self.shown_url, redact_text(repr(exc)))
+
+        self.start()
+        self.spawn(run_once())
+
     async def _connected_now(self) -> None:
         self.connections += 1
         self._connected.set()

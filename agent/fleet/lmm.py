@@ -165,8 +165,7 @@ class LmmWorker:
         self.ready = False
 
     def start(self) -> None:
-        self.link.on_connect.append(self._subscribe)
-        self.link.start()
+        self.link.once_connected(self._subscribe)
 
     async def _subscribe(self) -> None:
         self._lock = asyncio.Lock()

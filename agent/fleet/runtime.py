@@ -96,9 +96,9 @@ class FleetRuntime:
         answers to the hub's query drafts (through the agent's API, ``api``)."""
         log.info("fleet: site %s on %s", self.site, self.link.shown_url)
         self._registry = registry
+        self.link.start()
         if api is not None:
             TryResponder(self.link, self.site, api).start()
-        self.link.start()
         if self.config.queries:
             self.queries = FleetQuerySync(self.link, registry, self.site)
             self.queries.start()

@@ -42,7 +42,7 @@ class TryResponder:
         self.link, self.site, self.api, self.timeout_s = link, site, api, timeout_s
 
     def start(self) -> None:
-        self.link.on_connect.append(self._subscribe)
+        self.link.once_connected(self._subscribe)
 
     async def _subscribe(self) -> None:
         await self.link.client().subscribe(try_subject(self.site), cb=self._answer)
