@@ -43,8 +43,15 @@ bench: setup
 # Byte-compile our own modules (compileall skips the up-to-date ones): the editable install leaves
 # them as sources, and where PYTHONDONTWRITEBYTECODE is set every start would compile them again
 # (about 0.2 s of `watchword run`'s start-up).
-setup: system-deps $(VENV)/.installed
+setup: system-deps $(VENV)/.installed node_modules/.installed
 	@$(PY) -m compileall -q agent engines export
+
+# Test-only JavaScript (axe-core for the console's accessibility checks), pinned by package-lock.json.
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || { sudo=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends nodejs npm; }
+	npm ci --ignore-scripts --no-audit --no-fund
+	@touch $@
 
 system-deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \

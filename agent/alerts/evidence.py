@@ -85,10 +85,14 @@ def draw_box(frame: np.ndarray, box: tuple[float, float, float, float], label: s
     if label:
         scale = max(0.4, min(height, width) / 1000)
         (text_w, text_h), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-        top = y1 - text_h - baseline - 2 if y1 - text_h - baseline - 2 >= 0 else min(y2 + 2, height - 1)
-        cv2.rectangle(image, (x1, top), (x1 + text_w + 2, top + text_h + baseline + 2), BOX_COLOR_BGR, -1)
+        label_h = text_h + baseline + 2
+        # above the box where there is room, else just inside its top edge; never past the frame's
+        # edges (a label cut by the edge was found on people at the top or right of the picture)
+        top = y1 - label_h if y1 - label_h >= 0 else max(0, min(y1, height - label_h))
+        left = max(0, min(x1, width - text_w - 2))
+        cv2.rectangle(image, (left, top), (left + text_w + 2, top + label_h), BOX_COLOR_BGR, -1)
         cv2.putText(
-            image, label, (x1 + 1, top + text_h + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1
+            image, label, (left + 1, top + text_h + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1
         )
     return image
 

@@ -42,11 +42,18 @@ class EventHub:
     Args:
         alerts_db: the alert manager's database file (read only here).
         status: returns the camera status to push (the health answer's ``cameras``).
+        on_alert: called with each new alert event's payload (the alert clips), on the follower thread.
     """
 
-    def __init__(self, alerts_db: Path | None, status: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        alerts_db: Path | None,
+        status: Callable[[], dict[str, Any]],
+        on_alert: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.alerts_db = alerts_db
         self.status = status
+        self.on_alert = on_alert
         self._ring: deque[tuple[int, dict[str, Any]]] = deque(maxlen=RING_SIZE)
         self._next_id = int(time.time() * 1000)
         self._row = 0
@@ -103,7 +110,13 @@ class EventHub:
                 continue
             for row_id, payload in rows:
                 self._row = int(row_id)
-                self.publish("alert", json.loads(payload))
+                event = json.loads(payload)
+                self.publish("alert", event)
+                if self.on_alert is not None:
+                    try:
+                        self.on_alert(event)
+                    except Exception:  # a listener that fails never stops the push channel
+                        log.exception("console events: alert listener failed")
 
     async def stream(self, last_event_id: str | None, disconnected: Callable[[], Any]) -> AsyncIterator[str]:
         """The SSE body: replay after ``last_event_id``, then live events and status until closed."""

@@ -47,6 +47,7 @@ class LiveFrames:
         self._encoded: dict[str, LiveJpeg] = {}
         self._lock = threading.Lock()
         self.encoded_frames = 0
+        self.listeners: list[Callable[[list[FrameResult]], None]] = []
 
     def process(self, results: list[FrameResult]) -> None:
         for result in results:
@@ -55,6 +56,8 @@ class LiveFrames:
                 continue
             with self._lock:
                 self._latest[result.frame.camera_id] = result
+        for listener in self.listeners:  # the alert clips' ring: an append per frame
+            listener(results)
 
     def forget(self, camera_id: str) -> None:
         with self._lock:

@@ -22,7 +22,7 @@ from agent.alerts.evidence import EvidenceError, _write_atomic
 log = logging.getLogger(__name__)
 
 REVIEW_FILE = "review.json"
-Action = Literal["acknowledge", "resolve", "true_alarm", "false_alarm", "reopen"]
+Action = Literal["acknowledge", "resolve", "true_alarm", "false_alarm", "reopen", "note"]
 _STATE = {"acknowledge": "acknowledged", "resolve": "resolved", "reopen": "new"}
 _VERDICT = {"true_alarm": "true", "false_alarm": "false"}
 
@@ -113,7 +113,7 @@ class ReviewStore:
             was_false = review["verdict"] == "false"
             if action in _STATE:
                 review["state"] = _STATE[action]
-            else:
+            elif action in _VERDICT:  # "note" changes neither state nor verdict
                 review["verdict"] = _VERDICT[action]
                 if review["state"] == "new":
                     review["state"] = "acknowledged"

@@ -11,14 +11,18 @@ from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.alerts.clip import CLIP_FILE
 from agent.api.lockout import AuthLockout, client_key, retry_after
 from agent.api.models import binary
 from agent.console.live import MJPEG_BOUNDARY, mjpeg_stream
+from agent.console.reason import alert_reason
 from agent.console.reviews import Action, ReviewError
 from agent.console.services import (
     ERROR_RESPONSES,
+    SEARCH_OFF,
     AlertId,
     CameraId,
+    CapabilitiesOut,
     ConsoleServices,
     ReviewOut,
     SessionState,
@@ -150,9 +154,23 @@ def add_console_routes(
         headers = {**NO_STORE, "X-Frame-Index": str(frame.index), "X-Frame-Time": f"{frame.wall_time:.3f}"}
         return Response(frame.jpeg, media_type="image/jpeg", headers=headers)
 
+    @router.get("/capabilities", tags=["console"], dependencies=guarded, response_model=CapabilitiesOut)
+    def capabilities() -> dict[str, Any]:
+        """What this agent's console can do, and for what is off, why and how to turn it on."""
+        search = console.index is not None and console.scorer is not None
+        return {
+            "search": search,
+            "search_reason": None if search else SEARCH_OFF,
+            "live": console.live is not None,
+            "reviews": console.reviews is not None,
+            "default_threshold": console.default_threshold,
+        }
+
     @router.get("/alerts/{alert_id}", tags=["alerts"], dependencies=guarded)
     def alert_detail(alert_id: AlertId) -> dict[str, Any]:
-        """Every event of the alert, its evidence record, review marks and delivery per sink."""
+        """Every event of the alert, its evidence record, review marks, delivery per sink, and
+        ``reason``: one line saying why it fired (cue values, the LMM's verdict, or the score), and
+        ``threshold``: the query's effective threshold now (null when the query is gone)."""
         events = alert_events(alert_id) if alert_events is not None else []
         if not events:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such alert")
@@ -165,8 +183,19 @@ def add_console_routes(
                 record = json.loads((evidence_dir / alert_id / "evidence.json").read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 record = None
+        latest = events[-1]
+        if (
+            evidence_dir is not None
+            and latest.get("evidence")
+            and (evidence_dir / alert_id / CLIP_FILE).is_file()
+        ):
+            latest = {**latest, "evidence": {**latest["evidence"], "clip": f"{alert_id}/{CLIP_FILE}"}}
+            events = [*events[:-1], latest]
+        threshold = console.query_threshold(latest.get("query_id"))
         return {
             "alert": events[-1],
+            "reason": alert_reason(latest, record, threshold),
+            "threshold": threshold,
             "events": events,
             "evidence": record,
             "review": reviews.attach([dict(events[-1])])[0]["review"] if reviews is not None else None,
@@ -175,7 +204,8 @@ def add_console_routes(
 
     @router.post("/alerts/{alert_id}/review", tags=["alerts"], dependencies=guarded, response_model=ReviewOut)
     def review(alert_id: AlertId, body: ReviewIn) -> dict[str, Any]:
-        """Acknowledge, resolve, reopen, or mark a true / false alarm (a false alarm teaches the matcher)."""
+        """Acknowledge, resolve, reopen, mark a true / false alarm (a false alarm teaches the matcher), or
+        only add a note (``note``)."""
         if console.reviews is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="alerts are not configured")
         try:

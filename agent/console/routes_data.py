@@ -16,6 +16,7 @@ from agent.api.models import binary
 from agent.cameras.store import CameraError, CameraNotFoundError, redacted
 from agent.console.services import (
     ERROR_RESPONSES,
+    SEARCH_OFF,
     CameraId,
     CameraOut,
     ConsoleServices,
@@ -189,9 +190,7 @@ def add_data_routes(
 
     def scorer_or_404() -> Any:
         if console.index is None or console.scorer is None:
-            raise HTTPException(
-                status.HTTP_404_NOT_FOUND, detail="search needs a CLIP model (matching.embedder)"
-            )
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=SEARCH_OFF)
         return console.index, console.scorer
 
     @router.get("/search", tags=["search"], dependencies=guarded, response_model=SearchOut)
@@ -235,6 +234,7 @@ def add_data_routes(
         and the threshold that would have given ``alerts_per_hour`` on that footage."""
         index, scorer = scorer_or_404()
         now = time.time()
+        needed_h = min(24.0, 1.0 / body.alerts_per_hour)  # at least one alert's worth at the rate asked
         since = now - body.hours * 3600.0
         score = scorer.scorer(body.text, body.normal_prompts)
         hits = index.search(scorer.query_vector(body.text), score, since=since, limit=0, exhaustive=True)
@@ -253,6 +253,8 @@ def add_data_routes(
             "text": body.text,
             "tracks": len(hits),
             "footage_hours": round(span_h, 4),
+            "footage_too_short": bool(hits) and span_h < needed_h,
+            "footage_needed_hours": round(needed_h, 4),
             "threshold": threshold,
             "would_alert": sum(1 for h in hits if h.score >= threshold),
             "suggested_threshold": threshold_for_rate([h.score for h in hits], span_h, body.alerts_per_hour),

@@ -25,6 +25,13 @@ CameraId = Annotated[str, PathParameter(pattern=CAMERA_ID)]
 AlertId = Annotated[str, PathParameter(min_length=1, max_length=128, description="an alert id (a UUID)")]
 
 
+SEARCH_OFF = (
+    "Search and try-before-you-save compare your words with what the cameras saw, which needs a CLIP "
+    "model. This agent runs without one (behaviour cues only). To turn them on, set matching.embedder "
+    "in the config (see the README's CLIP section) and restart the agent."
+)
+
+
 class ErrorBody(BaseModel):
     detail: Any
 
@@ -35,6 +42,14 @@ class ErrorBody(BaseModel):
 class SessionState(BaseModel):
     token_required: bool = Field(description="whether signing in is needed at all")
     signed_in: bool
+
+
+class CapabilitiesOut(BaseModel):
+    search: bool = Field(description="search and try-before-you-save (they need a CLIP model)")
+    search_reason: str | None = Field(description="why search is off and how to turn it on")
+    live: bool
+    reviews: bool
+    default_threshold: float = Field(description="the threshold of queries set to automatic")
 
 
 class SignedOut(BaseModel):
@@ -97,6 +112,10 @@ class TryOut(BaseModel):
     text: str
     tracks: int
     footage_hours: float
+    footage_too_short: bool = Field(
+        description="the footage is too short to tell the rate asked (under one alert's worth at it)"
+    )
+    footage_needed_hours: float = Field(description="footage needed to tell the rate asked")
     threshold: float
     would_alert: int
     suggested_threshold: float | None
@@ -148,6 +167,8 @@ class ConsoleServices:
             ``error`` (None or why, credentials redacted), ``seconds``.
         media: the folders whose video files a camera given through the API may read.
         pages: whether to serve the HTML console at ``/``.
+        default_threshold: the threshold of queries set to automatic.
+        thresholds: query id -> its own threshold (None: automatic).
     """
 
     sessions: SessionStore | None
@@ -161,3 +182,14 @@ class ConsoleServices:
     media: MediaFolders = field(default_factory=lambda: MediaFolders(()))
     pages: bool = True
     default_threshold: float = 0.6
+    thresholds: Callable[[], dict[int, float | None]] | None = None
+
+    def query_threshold(self, query_id: Any) -> float | None:
+        """The effective threshold of a query: its own, or the automatic default; None if unknown."""
+        if self.thresholds is None or not isinstance(query_id, int):
+            return None
+        known = self.thresholds()
+        if query_id not in known:
+            return None
+        own = known[query_id]
+        return self.default_threshold if own is None else own

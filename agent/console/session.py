@@ -5,20 +5,31 @@ request authenticates by one means only: a request with an ``Authorization`` hea
 (a wrong one is a 401, whatever cookie comes with it), any other by its cookie. A request that
 changes something and carries a live session cookie must also carry the session's CSRF token in the
 ``X-CSRF-Token`` header, unless it holds the right bearer token; the console's script reads the CSRF
-token from a separate, non-HttpOnly cookie (double submit). Sessions live in memory: a restart signs
-everyone out.
+token from a separate, non-HttpOnly cookie (double submit).
+
+Sessions are kept in a small SQLite file in the state folder (``console_sessions.db``), so an agent
+restart does not sign the operator out: the browser's cookie is still good when the agent is back.
+The file holds a SHA-256 of each session id (never the id itself), its CSRF token, its expiry and a
+fingerprint of the API token it was opened with: changing the token ends every session. The file is
+derived state: one that cannot be opened is replaced with a warning (everyone signs in again), and
+without a state folder sessions live in memory.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import hmac
 import json
+import logging
 import secrets
+import sqlite3
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
+from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
@@ -31,6 +42,50 @@ CSRF_COOKIE = "watchword_csrf"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_SESSIONS = 1000
+SESSIONS_FILE = "console_sessions.db"
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """CREATE TABLE IF NOT EXISTS console_sessions (
+    id_hash TEXT PRIMARY KEY,
+    csrf TEXT NOT NULL,
+    token_fp TEXT NOT NULL,
+    expires_at REAL NOT NULL
+)"""
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _open_database(path: Path | None) -> sqlite3.Connection:
+    """The sessions database at ``path`` (replaced once, with a warning, when it cannot be used), or
+    an in-memory one for ``None``."""
+    if path is None:
+        memory = sqlite3.connect(":memory:", check_same_thread=False)
+        memory.execute(_SCHEMA)
+        return memory
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in (1, 2):
+        connection: sqlite3.Connection | None = None
+        try:
+            connection = sqlite3.connect(path, timeout=5.0, check_same_thread=False, isolation_level=None)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute(_SCHEMA)
+            connection.execute("SELECT COUNT(*) FROM console_sessions").fetchone()
+            return connection
+        except sqlite3.Error as exc:
+            if attempt == 2:
+                log.warning("console sessions: %s unusable (%s); keeping sessions in memory", path, exc)
+                break
+            log.warning("console sessions: %s unusable (%s); starting a new one (sign in again)", path, exc)
+            if connection is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.close()
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                with contextlib.suppress(OSError):
+                    Path(str(path) + suffix).unlink()
+    return _open_database(None)
 
 
 @dataclass
@@ -40,19 +95,37 @@ class _Session:
 
 
 class SessionStore:
-    """Open sessions by id, each with its CSRF token and expiry.
+    """Open sessions by id, each with its CSRF token and expiry, kept in ``path`` (SQLite).
 
     Args:
         token: the API token a sign-in must present.
         ttl_s: how long a session lasts without signing in again, seconds.
+        path: the sessions file (``<state_dir>/console_sessions.db``); None keeps them in memory
+            (a restart signs everyone out).
     """
 
-    def __init__(self, token: str, ttl_s: float = 12 * 3600.0) -> None:
+    def __init__(self, token: str, ttl_s: float = 12 * 3600.0, path: Path | None = None) -> None:
         self._token = token
         self._bearer = bearer_authenticator(token)
+        self._token_fp = _digest("watchword-console-session:" + token)
         self.ttl_s = ttl_s
-        self._sessions: dict[str, _Session] = {}
+        self.path = path
         self._lock = threading.Lock()
+        self._db = _open_database(path)
+
+    def shutdown(self) -> None:
+        """Close the sessions file (the sessions in it stay for the next start)."""
+        with self._lock:
+            self._db.close()
+
+    def count(self) -> int:
+        """Live sessions (for tests and health)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM console_sessions WHERE expires_at > ? AND token_fp = ?",
+                (time.time(), self._token_fp),
+            ).fetchone()
+        return int(row[0])
 
     def token_matches(self, supplied: str) -> bool:
         return hmac.compare_digest(supplied.encode(), self._token.encode())
@@ -62,11 +135,21 @@ class SessionStore:
         session_id, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
         now = time.time()
         with self._lock:
-            self._sessions = {k: s for k, s in self._sessions.items() if s.expires_at > now}
-            if len(self._sessions) >= MAX_SESSIONS:  # the oldest sign-in goes first
-                oldest = min(self._sessions, key=lambda k: self._sessions[k].expires_at)
-                del self._sessions[oldest]
-            self._sessions[session_id] = _Session(csrf, now + self.ttl_s)
+            db = self._db
+            db.execute(
+                "DELETE FROM console_sessions WHERE expires_at <= ? OR token_fp != ?", (now, self._token_fp)
+            )
+            (open_now,) = db.execute("SELECT COUNT(*) FROM console_sessions").fetchone()
+            if open_now >= MAX_SESSIONS:  # the oldest sign-ins go first
+                db.execute(
+                    "DELETE FROM console_sessions WHERE id_hash IN (SELECT id_hash FROM console_sessions "
+                    "ORDER BY expires_at LIMIT ?)",
+                    (open_now - MAX_SESSIONS + 1,),
+                )
+            db.execute(
+                "INSERT INTO console_sessions (id_hash, csrf, token_fp, expires_at) VALUES (?, ?, ?, ?)",
+                (_digest(session_id), csrf, self._token_fp, now + self.ttl_s),
+            )
         max_age = int(self.ttl_s)
         response.set_cookie(
             SESSION_COOKIE,
@@ -87,7 +170,7 @@ class SessionStore:
         session_id = request.cookies.get(SESSION_COOKIE)
         if session_id:
             with self._lock:
-                self._sessions.pop(session_id, None)
+                self._db.execute("DELETE FROM console_sessions WHERE id_hash = ?", (_digest(session_id),))
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         response.delete_cookie(CSRF_COOKIE, path="/", samesite="strict")
 
@@ -95,14 +178,20 @@ class SessionStore:
         return self._lookup(request.cookies.get(SESSION_COOKIE))
 
     def _lookup(self, session_id: str | None) -> _Session | None:
-        if not session_id:
+        if not session_id or len(session_id) > 256:
             return None
         with self._lock:
-            session = self._sessions.get(session_id)
-            if session is not None and session.expires_at <= time.time():
-                del self._sessions[session_id]
+            try:
+                row = self._db.execute(
+                    "SELECT csrf, expires_at FROM console_sessions WHERE id_hash = ? AND token_fp = ?",
+                    (_digest(session_id), self._token_fp),
+                ).fetchone()
+            except sqlite3.Error as exc:  # a sessions file gone bad reads as signed out
+                log.warning("console sessions: lookup failed: %s", exc)
                 return None
-        return session
+        if row is None or float(row[1]) <= time.time():
+            return None
+        return _Session(str(row[0]), float(row[1]))
 
     def signed_in(self, request: Request) -> bool:
         """A live session cookie (no CSRF check: for reads and for the sign-in state)."""

@@ -25,11 +25,13 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from agent.alerts import AlertManager
+    from agent.alerts.clip import ClipRecorder
     from agent.api.lockout import AuthLockout
     from agent.console.events import EventHub
     from agent.console.live import LiveFrames
     from agent.console.reviews import ReviewStore
     from agent.console.services import ConsoleServices
+    from agent.console.session import SessionStore
     from agent.matching.querybank import TextEncoder
     from agent.pipeline import Pipeline
     from agent.search.index import TrackIndex
@@ -70,6 +72,8 @@ class ConsoleRuntime:
 
             self.live = LiveFrames(self._query_names)
         self._registry: Any = None
+        self._sessions: SessionStore | None = None
+        self.clips: ClipRecorder | None = None
 
     @property
     def keep_running(self) -> bool:
@@ -123,7 +127,15 @@ class ConsoleRuntime:
             from agent.console.events import EventHub
             from agent.console.reviews import ReviewStore
 
-            self.hub = EventHub(alerts.config.database, status)
+            on_alert = None
+            evidence_dir = alerts.config.evidence_dir
+            if evidence_dir is not None and self.live is not None:
+                from agent.alerts.clip import ClipRecorder
+
+                self.clips = ClipRecorder(evidence_dir)
+                self.live.listeners.append(self.clips.process)
+                on_alert = self.clips.request
+            self.hub = EventHub(alerts.config.database, status, on_alert=on_alert)
             self.hub.start()
             self.reviews = ReviewStore(
                 alerts.config.database,
@@ -136,6 +148,8 @@ class ConsoleRuntime:
         """Stop in order: the push channel first (it ends open streams), then the writers."""
         if self.hub is not None:
             self.hub.close()
+        if self.clips is not None:
+            self.clips.close()
         if self._sync is not None:
             self._sync.close()
         if self.index is not None:
@@ -143,6 +157,8 @@ class ConsoleRuntime:
             self.index = None
         if self.reviews is not None:
             self.reviews.close()
+        if self._sessions is not None:
+            self._sessions.shutdown()
         self.exemplars.close()
         self.cameras.close()
 
@@ -200,7 +216,7 @@ class ConsoleRuntime:
         # API (and so without the console) never needs.
         from agent.cameras.probe import probe_camera
         from agent.console.services import ConsoleServices
-        from agent.console.session import SessionStore
+        from agent.console.session import SESSIONS_FILE, SessionStore
         from agent.search.scorer import TextScorer
 
         def probe(camera: CameraConfig) -> dict[str, Any]:
@@ -217,8 +233,10 @@ class ConsoleRuntime:
         scorer = None
         if self.encoder is not None:
             scorer = TextScorer(self.encoder, self.config.matching)
+        if token and self._sessions is None:
+            self._sessions = SessionStore(token, path=self.config.state_dir / SESSIONS_FILE)
         return ConsoleServices(
-            sessions=SessionStore(token) if token else None,
+            sessions=self._sessions if token else None,
             hub=self.hub,
             live=self.live,
             reviews=self.reviews,
@@ -255,6 +273,13 @@ def add_routes(app: FastAPI, context: Any, guarded: list[Any], lockout: AuthLock
     from agent.console.session import CsrfGuard
 
     console: ConsoleServices = context.console
+    registry = getattr(context, "registry", None)
+    if console.thresholds is None and registry is not None:
+
+        def thresholds() -> dict[int, float | None]:
+            return {query.id: query.threshold for query in registry.list_queries()}
+
+        console.thresholds = thresholds
     if console.sessions is not None:
         app.add_middleware(CsrfGuard, sessions=console.sessions)  # outermost: before the API guard
     alerts = context.alerts

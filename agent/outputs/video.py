@@ -51,15 +51,17 @@ class VideoWriter:
     """Writes BGR frames of one size to a video file through an ``appsrc`` pipeline.
 
     Frames of another size (a camera that came back at another resolution) are scaled to the first
-    frame's size. ``close()`` sends end-of-stream and waits, so the file is playable.
+    frame's size. ``close()`` sends end-of-stream and waits, so the file is playable. ``webm``: VP8 in
+    WebM even where H.264 is available (what every browser plays).
     """
 
-    def __init__(self, path: Path, width: int, height: int, fps: float) -> None:
+    def __init__(self, path: Path, width: int, height: int, fps: float, *, webm: bool = False) -> None:
         gst = _gst()
         self.width, self.height = width, height
         self.fps = max(1.0, fps)
         self.frames = 0
-        encoder = "openh264enc ! h264parse ! mp4mux" if gst.ElementFactory.find("openh264enc") else None
+        h264 = not webm and gst.ElementFactory.find("openh264enc") is not None
+        encoder = "openh264enc ! h264parse ! mp4mux" if h264 else None
         if encoder is None:
             path = path.with_suffix(".webm")
             encoder = "vp8enc deadline=1 ! webmmux"

@@ -1,18 +1,27 @@
-/* Watchword console: plain JavaScript, no build step, served by the agent. */
+/* Watchword console, the core: requests, errors, sign-in, the live feed and routing.
+   Plain JavaScript, no build step, served by the agent. The pages (live.js, alerts.js, admin.js)
+   register themselves in `pages`; a fleet console can reuse this file with its own pages. */
 "use strict";
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
-const state = { events: null, timers: [], queries: [], cameras: [], alerts: new Map(), statuses: {} };
+const state = { events: null, timers: [], queries: [], cameras: [], alerts: new Map(), statuses: {},
+  capabilities: {}, conn: { up: false, lostAt: null, lastStatusAt: 0, retry: null, delayMs: 1000, everUp: false } };
+const pages = {};  // name -> async function(arg): shows the page
+const STALE_AFTER_S = 5;  // no status from the agent for this long: the feed is down
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (k === "class") node.className = v;
     else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else if (v !== null && v !== undefined) node.setAttribute(k, v);
+    else if (v === true) node.setAttribute(k, "");
+    else if (v !== null && v !== undefined && v !== false) node.setAttribute(k, v);
   }
-  for (const child of children) node.append(child instanceof Node ? child : document.createTextNode(String(child ?? "")));
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
   return node;
 }
 
@@ -23,26 +32,74 @@ function csrf() {
 
 class SignedOut extends Error {}
 
+/** An answer the operator can read (`message`) with the server's own words behind it (`details`). */
+class ApiError extends Error {
+  constructor(status, message, details) { super(message); this.status = status; this.details = details; }
+}
+
+/** The server's error body as one line, without the status prefix. */
+function detailText(body) {
+  const d = body && body.detail;
+  if (typeof d === "string") return d;
+  if (Array.isArray(d)) {
+    return d.map((x) => {
+      const field = Array.isArray(x.loc) ? x.loc.filter((p) => p !== "body").join(".") : "";
+      let msg = String(x.msg || "").replace(/^Value error, /, "");
+      if (/should match pattern/.test(msg)) msg = "use only letters, digits, '.', '_' and '-'";
+      return field ? `${field}: ${msg}` : msg;
+    }).join("; ");
+  }
+  return d === undefined ? "" : JSON.stringify(d);
+}
+
+const STATUS_HINTS = {
+  400: "The request was malformed.", 403: "The page's security token is stale: reload the page.",
+  404: "Not found.", 409: "That conflicts with what is stored.", 413: "That is too large.",
+  422: "Check the form:", 429: "Too many tries: wait a moment.", 500: "The agent failed to answer: see its log.",
+  502: "The agent is not reachable.", 503: "The agent is busy or starting: try again in a moment.",
+};
+
 async function api(method, path, body) {
   const headers = { "X-CSRF-Token": csrf() };
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const res = await fetch(path, { method, headers, credentials: "same-origin",
-    body: body === undefined ? undefined : JSON.stringify(body) });
-  if (res.status === 401) { showSignIn(); throw new SignedOut("signed out"); }
+  let res;
+  try {
+    res = await fetch(path, { method, headers, credentials: "same-origin",
+      body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (e) {
+    throw new ApiError(0, "The agent is not reachable: check that it is running.", String(e));
+  }
+  if (res.status === 401) { showSignIn("Your session has ended: sign in again."); throw new SignedOut("signed out"); }
   if (!res.ok) {
-    let detail = res.statusText;
-    try {
-      const j = await res.json();
-      detail = typeof j.detail === "string" ? j.detail
-        : Array.isArray(j.detail) ? j.detail.map((d) => d.msg || JSON.stringify(d)).join("; ") : JSON.stringify(j.detail);
-    } catch (e) { /* not JSON */ }
-    throw new Error(`${res.status}: ${detail}`);
+    let raw = res.statusText, detail = "";
+    try { const j = await res.json(); detail = detailText(j); raw = JSON.stringify(j); } catch (e) { /* not JSON */ }
+    const hint = STATUS_HINTS[res.status] || `The agent answered ${res.status}.`;
+    const message = res.status === 422 && detail ? `${hint} ${detail}` : res.status === 404 && detail ? `${detail[0].toUpperCase()}${detail.slice(1)}.` : hint;
+    throw new ApiError(res.status, message, `${res.status} ${method} ${path}: ${raw}`);
   }
   if (res.status === 204) return null;
   return res.headers.get("content-type")?.includes("json") ? res.json() : res;
 }
 
+/** Shows `error` in `node`: a short message, the raw text behind a "details" toggle. */
+function showError(node, error) {
+  if (!error) { node.replaceChildren(); return; }
+  if (error instanceof SignedOut) return;
+  const message = error instanceof ApiError ? error.message : "Something went wrong in the page.";
+  const details = error instanceof ApiError ? error.details : String(error && error.stack || error);
+  node.replaceChildren(el("span", { class: "error-message" }, message), " ",
+    details ? el("details", { class: "error-details" }, el("summary", {}, "details"), el("pre", {}, details)) : null);
+}
+
+/** A short sentence for screen readers (new alerts, connection changes). */
+function announce(text) {
+  const region = $("#announcer");
+  region.textContent = "";
+  setTimeout(() => (region.textContent = text), 30);
+}
+
 const fmtTime = (s) => (s ? new Date(s * 1000).toLocaleString() : "");
+const fmtClock = (s) => (s ? new Date(s * 1000).toLocaleTimeString() : "");
 const fmt = (v, d = 2) => (v === null || v === undefined ? "" : Number(v).toFixed(d));
 
 /* --- sign-in ------------------------------------------------------------------------------ */
@@ -50,24 +107,35 @@ const fmt = (v, d = 2) => (v === null || v === undefined ? "" : Number(v).toFixe
 function stopAll() {
   $("#tiles").replaceChildren();
   if (state.events) { state.events.close(); state.events = null; }
+  clearTimeout(state.conn.retry);
   state.timers.forEach(clearInterval); state.timers = [];
 }
 
-function showSignIn() {
+function showSignIn(why = "") {
   stopAll();
-  $("#nav").hidden = true; $("#sign-out").hidden = true;
+  state.conn.up = false; state.conn.everUp = false;
+  $("#conn-banner").hidden = true;
+  $("#nav").hidden = true; $("#sign-out").hidden = true; $("#notify-box").hidden = true;
   $$(".page").forEach((p) => (p.hidden = true));
   $("#page-signin").hidden = false;
   $("#signin-token").value = "";
+  $("#signin-reason").textContent = why;
   $("#push-state").textContent = "";
+  document.title = "Sign in — Watchword console";
 }
 
 $("#signin-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   $("#signin-error").textContent = "";
-  const res = await fetch("/session", { method: "POST", credentials: "same-origin",
-    headers: { "Content-Type": "application/json" }, body: JSON.stringify({ token: $("#signin-token").value }) });
-  if (!res.ok) { $("#signin-error").textContent = res.status === 401 ? "Wrong token." : `Sign-in failed (${res.status}).`; return; }
+  let res;
+  try {
+    res = await fetch("/session", { method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json" }, body: JSON.stringify({ token: $("#signin-token").value }) });
+  } catch (e) { $("#signin-error").textContent = "The agent is not reachable: check that it is running."; return; }
+  if (!res.ok) {
+    $("#signin-error").textContent = res.status === 401 ? "Wrong token." : res.status === 429 ? "Too many failed sign-ins: wait and try again." : `Sign-in failed (${res.status}).`;
+    return;
+  }
   $("#signin-token").value = "";
   boot();
 });
@@ -78,50 +146,166 @@ $("#sign-out").addEventListener("click", async () => {
 });
 
 async function boot() {
-  const s = await (await fetch("/session", { credentials: "same-origin" })).json();
+  let s;
+  try { s = await (await fetch("/session", { credentials: "same-origin" })).json(); } catch (e) {
+    showConnection(false); state.conn.retry = setTimeout(boot, 2000); return;
+  }
   if (!s.signed_in) { showSignIn(); return; }
   $("#page-signin").hidden = true;
-  $("#nav").hidden = false; $("#sign-out").hidden = !s.token_required;
+  $("#nav").hidden = false; $("#sign-out").hidden = !s.token_required; $("#notify-box").hidden = false;
   connectEvents();
-  await refreshLists();
+  state.timers.push(setInterval(watchFeed, 1000));
+  try { state.capabilities = await api("GET", "/capabilities"); } catch (e) { state.capabilities = {}; }
+  await refreshLists().catch(() => {});
+  await loadUnreviewed().catch(() => {});
   route();
 }
 
-/* --- push channel --------------------------------------------------------------------------- */
+/* --- the live feed: alerts and camera status, and whether it is live at all ----------------- */
 
 function connectEvents() {
   if (state.events) return;
-  const source = new EventSource("/events");  // reconnects by itself, sending Last-Event-ID
+  const source = new EventSource("/events");  // retries by itself after a network error
   state.events = source;
-  source.onopen = () => ($("#push-state").textContent = "live");
-  source.onerror = () => ($("#push-state").textContent = "reconnecting…");
+  source.onopen = () => { state.conn.delayMs = 1000; };
+  source.onerror = () => {
+    showConnection(false);
+    if (source.readyState === EventSource.CLOSED) {  // an HTTP error (401 after a restart): it gave up
+      source.close(); if (state.events === source) state.events = null;
+      reconnectSoon();
+    }
+  };
   source.addEventListener("alert", (ev) => {
     const alert = JSON.parse(ev.data);
     const known = state.alerts.get(alert.alert_id);
     alert.review = known ? known.review : { state: "new", verdict: null };
     state.alerts.set(alert.alert_id, alert);
-    if (!$("#page-alerts").hidden) renderAlerts(alert.alert_id);
+    if (!known) onNewAlert(alert);
+    updateUnreviewed();
+    if (typeof renderAlerts === "function" && !$("#page-alerts").hidden) renderAlerts(alert.alert_id);
   });
   source.addEventListener("status", (ev) => {
     state.statuses = JSON.parse(ev.data);
-    renderStatuses();
+    state.conn.lastStatusAt = Date.now() / 1000;
+    for (const [id, s] of Object.entries(state.statuses)) {
+      if (s.last_frame_age_s !== null && s.last_frame_age_s !== undefined) s.frame_at = state.conn.lastStatusAt - s.last_frame_age_s;
+    }
+    showConnection(true);
+    if (typeof renderStatuses === "function") renderStatuses();
   });
 }
+
+/** After the feed gave up: signed out (sessions did not survive) -> sign-in at once; else retry. */
+function reconnectSoon() {
+  clearTimeout(state.conn.retry);
+  state.conn.retry = setTimeout(async () => {
+    let s = null;
+    try { s = await (await fetch("/session", { credentials: "same-origin" })).json(); } catch (e) { /* agent down */ }
+    if (s && !s.signed_in) { showSignIn("The agent restarted and your session has ended: sign in again."); return; }
+    state.conn.delayMs = Math.min(state.conn.delayMs * 2, 4000);
+    if (s) connectEvents(); else reconnectSoon();
+  }, state.conn.delayMs);
+}
+
+/** The feed counts as live while status arrives every second; silence is a lost connection. */
+function watchFeed() {
+  if (state.conn.up && Date.now() / 1000 - state.conn.lastStatusAt > STALE_AFTER_S) {
+    showConnection(false);
+    if (state.events && state.events.readyState !== EventSource.CONNECTING) {  // open but silent
+      state.events.close(); state.events = null; reconnectSoon();
+    }
+  }
+  if (!state.conn.up) {
+    const since = state.conn.lostAt ? Math.round(Date.now() / 1000 - state.conn.lostAt) : 0;
+    $("#conn-since").textContent = `${since} s`;
+  }
+}
+
+function showConnection(up) {
+  const conn = state.conn;
+  if (up === conn.up) return;
+  conn.up = up;
+  if (up) {
+    const wasLost = conn.lostAt !== null;
+    conn.lostAt = null; conn.everUp = true;
+    $("#conn-banner").hidden = true;
+    $("#push-state").textContent = "live";
+    $("#push-state").className = "conn-live";
+    if (wasLost) { announce("Connection to the agent is back: the view is live again."); reconnectTiles(); }
+  } else {
+    conn.lostAt = conn.lostAt ?? Date.now() / 1000;
+    $("#conn-lost-at").textContent = fmtClock(conn.lostAt);
+    $("#conn-banner").hidden = false;
+    $("#push-state").textContent = "not live";
+    $("#push-state").className = "conn-lost";
+    announce("Connection to the agent lost: what you see is not live.");
+  }
+  if (typeof renderStatuses === "function") renderStatuses();
+}
+
+/* --- new alerts: count, title, tile highlight, optional sound and notification -------------- */
+
+function unreviewedCount() {
+  let n = 0;
+  for (const a of state.alerts.values()) if ((a.review?.state || "new") === "new") n++;
+  return n;
+}
+
+function updateUnreviewed() {
+  const n = unreviewedCount();
+  $("#unreviewed").textContent = n ? String(n) : "";
+  $("#unreviewed").hidden = n === 0;
+  $("#unreviewed").setAttribute("aria-label", `${n} unreviewed`);
+  const page = $("#nav a[aria-current=page]")?.textContent.replace(/\d+$/, "").trim() || "Watchword";
+  document.title = `${n ? `(${n}) ` : ""}${page} — Watchword console`;
+}
+
+async function loadUnreviewed() {
+  const page = await api("GET", "/alerts?limit=500&since=" + String(Date.now() / 1000 - 86400));
+  for (const a of page.alerts) state.alerts.set(a.alert_id, a);
+  updateUnreviewed();
+}
+
+const NOTIFY_KEY = "watchword.notifyCritical";
+function onNewAlert(alert) {
+  announce(`New ${alert.severity} alert: ${alert.query} on ${alert.camera}.`);
+  const tile = $(`.tile[data-camera="${CSS.escape(alert.camera)}"]`);
+  if (tile) { tile.classList.add("alerting"); setTimeout(() => tile.classList.remove("alerting"), 10000); }
+  if (alert.severity !== "critical" || localStorage.getItem(NOTIFY_KEY) !== "1") return;
+  try {
+    const audio = new AudioContext(); const osc = audio.createOscillator(); const gain = audio.createGain();
+    osc.frequency.value = 880; gain.gain.value = 0.1; osc.connect(gain).connect(audio.destination);
+    osc.start(); osc.stop(audio.currentTime + 0.25);
+  } catch (e) { /* no audio */ }
+  if ("Notification" in window && Notification.permission === "granted") {
+    new Notification(`Critical: ${alert.query}`, { body: `${alert.camera}, track ${alert.track_id}`, tag: alert.alert_id });
+  }
+}
+
+$("#notify").checked = localStorage.getItem(NOTIFY_KEY) === "1";
+$("#notify").addEventListener("change", async (ev) => {
+  localStorage.setItem(NOTIFY_KEY, ev.target.checked ? "1" : "0");
+  if (ev.target.checked && "Notification" in window && Notification.permission === "default") {
+    await Notification.requestPermission();
+  }
+});
 
 /* --- routing ---------------------------------------------------------------------------------- */
 
 function route() {
   if (!$("#page-signin").hidden) return;
-  state.timers.forEach(clearInterval); state.timers = [];
   const [, page = "live", arg] = location.hash.split("/");
   $$(".page").forEach((p) => (p.hidden = true));
   $("#tiles").replaceChildren();  // closes the live streams of the tiles
-  $$("#nav a").forEach((a) => a.classList.toggle("active", a.dataset.page === page));
-  const pages = { live: showLive, alerts: arg ? () => showAlert(decodeURIComponent(arg)) : showAlerts,
-    queries: showQueries, search: showSearch, cameras: showCameras };
-  (pages[page] || showLive)().catch((e) => { if (!(e instanceof SignedOut)) console.error(e); });
+  const current = page === "alerts" ? "alerts" : page;
+  $$("#nav a").forEach((a) => {
+    if (a.dataset.page === current) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
+  });
+  updateUnreviewed();
+  const show = page === "alerts" && arg ? () => pages.alert(decodeURIComponent(arg)) : pages[page] || pages.live;
+  show().catch((e) => { if (!(e instanceof SignedOut)) showError($("#page-error"), e); });
 }
-window.addEventListener("hashchange", route);
+window.addEventListener("hashchange", () => { showError($("#page-error"), null); route(); });
 
 async function refreshLists() {
   [state.queries, state.cameras] = await Promise.all([api("GET", "/queries"), api("GET", "/cameras").catch(() => [])]);
@@ -133,234 +317,3 @@ async function refreshLists() {
   qsel.replaceChildren(el("option", { value: "" }, "all queries"), ...state.queries.map((q) => el("option", { value: q.id }, q.text)));
   qsel.value = qv;
 }
-
-/* --- live ------------------------------------------------------------------------------------- */
-
-async function showLive() {
-  $("#page-live").hidden = false;
-  await refreshLists();
-  // MJPEG: the agent pushes each analysed frame (a few a second) while the tile is shown
-  $("#tiles").replaceChildren(...state.cameras.filter((c) => c.enabled).map((c) => el("div", { class: "tile", "data-camera": c.id },
-    el("img", { alt: c.id, src: `/cameras/${encodeURIComponent(c.id)}/live.mjpg?fps=3` }),
-    el("div", { class: "meta" }, el("strong", {}, c.id), el("span", { class: "state" }), el("span", { class: "fps" }),
-      el("span", { class: "drops" }), el("span", { class: "reconnects" }), el("span", { class: "error error-text" })))));
-  renderStatuses();
-}
-
-function renderStatuses() {
-  for (const tile of $$(".tile")) {
-    const s = state.statuses[tile.dataset.camera] || {};
-    const st = $(".state", tile); st.textContent = s.state || "pending"; st.className = `state state-${s.state}`;
-    $(".fps", tile).textContent = `${fmt(s.fps, 1)} fps`;
-    $(".drops", tile).textContent = `drops ${s.drops ?? 0}`;
-    $(".reconnects", tile).textContent = `reconnects ${s.reconnects ?? 0}`;
-    $(".error", tile).textContent = s.error || "";
-  }
-  for (const row of $$("#camera-rows tr")) {
-    const s = state.statuses[row.dataset.camera];
-    if (!s) continue;
-    $(".state", row).textContent = s.state; $(".fps", row).textContent = fmt(s.fps, 1);
-    $(".drops", row).textContent = s.drops; $(".reconnects", row).textContent = s.reconnects;
-    $(".error", row).textContent = s.error || "";
-  }
-}
-
-/* --- alerts ----------------------------------------------------------------------------------- */
-
-async function showAlerts() {
-  $("#page-alerts").hidden = false;
-  await refreshLists();
-  await loadAlerts();
-}
-
-async function loadAlerts() {
-  const f = new FormData($("#alert-filters"));
-  const params = new URLSearchParams({ limit: "200" });
-  if (f.get("camera")) params.set("camera", f.get("camera"));
-  if (f.get("query")) params.set("query_id", f.get("query"));
-  if (f.get("since")) params.set("since", String(Date.now() / 1000 - Number(f.get("since"))));
-  const page = await api("GET", `/alerts?${params}`);
-  state.alerts = new Map(page.alerts.map((a) => [a.alert_id, a]));
-  renderAlerts();
-}
-$("#alert-filters").addEventListener("change", () => loadAlerts().catch(() => {}));
-
-function renderAlerts(fresh) {
-  const f = new FormData($("#alert-filters"));
-  const since = f.get("since") ? Date.now() / 1000 - Number(f.get("since")) : null;
-  const rows = Array.from(state.alerts.values())
-    .filter((a) => !f.get("camera") || a.camera === f.get("camera"))
-    .filter((a) => !f.get("query") || String(a.query_id) === f.get("query"))
-    .filter((a) => !f.get("severity") || a.severity === f.get("severity"))
-    .filter((a) => !f.get("state") || (a.review?.state || "new") === f.get("state"))
-    .filter((a) => since === null || a.started_at >= since)
-    .sort((a, b) => b.started_at - a.started_at);
-  $("#alert-rows").replaceChildren(...rows.map((a) => el("tr", { "data-alert": a.alert_id, class: a.alert_id === fresh ? "new-alert" : "" },
-    el("td", {}, el("a", { href: `#/alerts/${encodeURIComponent(a.alert_id)}` }, fmtTime(a.started_at))),
-    el("td", {}, a.camera), el("td", {}, a.query), el("td", { class: `sev-${a.severity}` }, a.severity),
-    el("td", {}, fmt(a.peak_score ?? a.score)), el("td", {}, a.event),
-    el("td", {}, [a.review?.state || "new", a.review?.verdict ? `${a.review.verdict} alarm` : ""].filter(Boolean).join(", ")))));
-}
-
-async function showAlert(id) {
-  $("#page-alert").hidden = false;
-  const d = await api("GET", `/alerts/${encodeURIComponent(id)}`);
-  const a = d.alert;
-  $("#page-alert").dataset.alert = id;
-  $("#alert-title").textContent = `${a.query} — ${a.camera}, track ${a.track_id} (${a.severity}, ${fmtTime(a.started_at)})`;
-  const ev = a.evidence || {};
-  $("#alert-crop").src = ev.crop ? `/alerts/${encodeURIComponent(id)}/evidence/crop.jpg` : "";
-  $("#alert-frame").src = ev.frame ? `/alerts/${encodeURIComponent(id)}/evidence/frame.jpg` : "";
-  const query = state.queries.find((q) => q.id === a.query_id);
-  const history = (d.evidence && d.evidence.score_history) || [];
-  window.drawScoreChart($("#alert-chart"), history, query ? query.threshold : null);
-  renderReview(d.review);
-  const r = a.rationale || {};
-  const box = $("#alert-rationale");
-  if (!r.blanks && !r.verdict) box.replaceChildren(el("p", { class: "muted" }, r.error ? `error: ${r.error}` : "not re-ranked"));
-  else box.replaceChildren(
-    el("p", {}, `cloze: `, el("span", { class: "blank" }, r.cloze || "")),
-    el("table", { class: "list" }, el("tr", {}, el("th", {}, "masked"), el("th", {}, "answer"), el("th", {}, "agreement")),
-      ...(r.blanks || []).map((b) => el("tr", {}, el("td", {}, b.masked), el("td", {}, b.answer), el("td", {}, fmt(b.agreement))))),
-    el("p", {}, `verdict: ${r.verdict ?? "none"} (p=${fmt(r.verdict_probability)}, ${r.verdict_source || ""}); fused ${fmt(r.fused_score)}; verified ${a.verified}`));
-  $("#alert-deliveries").replaceChildren(el("tr", {}, ...["event", "sink", "state", "attempts", "error", "delivered"].map((h) => el("th", {}, h))),
-    ...d.deliveries.map((x) => el("tr", {}, el("td", {}, `${x.seq} ${x.event}`), el("td", {}, x.sink), el("td", {}, x.state),
-      el("td", {}, x.attempts), el("td", {}, x.last_error || ""), el("td", {}, fmtTime(x.delivered_at)))));
-}
-
-function renderReview(review) {
-  $("#alert-review").textContent = review ? `${review.state}${review.verdict ? `, ${review.verdict} alarm` : ""}` : "";
-  $("#alert-review").dataset.verdict = review?.verdict || "";
-}
-
-for (const button of $$(".actions button")) {
-  button.addEventListener("click", async () => {
-    const id = $("#page-alert").dataset.alert;
-    renderReview(await api("POST", `/alerts/${encodeURIComponent(id)}/review`, { action: button.dataset.action }));
-  });
-}
-
-/* --- queries ---------------------------------------------------------------------------------- */
-
-async function showQueries() {
-  $("#page-queries").hidden = false;
-  await refreshLists();
-  renderQueries();
-}
-
-function renderQueries() {
-  $("#query-rows").replaceChildren(...state.queries.map((q) => el("tr", { "data-query": q.id },
-    el("td", {}, q.id), el("td", {}, q.text), el("td", {}, q.threshold === null ? "auto" : fmt(q.threshold)),
-    el("td", { class: `sev-${q.severity}` }, q.severity), el("td", {}, q.cameras ? q.cameras.join(", ") : "all"),
-    el("td", {}, q.cooldown_s), el("td", {}, el("input", { type: "checkbox", ...(q.enabled ? { checked: "" } : {}),
-      ...(q.fleet ? { disabled: "" } : {}),
-      onchange: async (e) => { await api("PATCH", `/queries/${q.id}`, { enabled: e.target.checked }); await showQueries(); } })),
-    // a fleet query (README "Fleet") is changed at the hub only: read-only here
-    q.fleet ? el("td", { class: "muted fleet", title: q.fleet }, "fleet query (read-only)")
-      : el("td", {}, el("button", { onclick: () => editQuery(q) }, "Edit"), " ",
-        el("button", { onclick: async () => { if (confirm(`Delete "${q.text}"?`)) { await api("DELETE", `/queries/${q.id}`); await showQueries(); } } }, "Delete")))));
-}
-
-function editQuery(q) {
-  const form = $("#query-form");
-  form.id.value = q ? q.id : ""; form.text.value = q ? q.text : "";
-  form.threshold.value = q && q.threshold !== null ? q.threshold : "";
-  form.severity.value = q ? q.severity : "warning"; form.cameras.value = q && q.cameras ? q.cameras.join(", ") : "";
-  form.cooldown_s.value = q ? q.cooldown_s : 60; form.normal_prompts.value = q && q.normal_prompts ? q.normal_prompts.join("; ") : "";
-  form.enabled.checked = q ? q.enabled : true;
-  $("#query-form-title").textContent = q ? `Edit query ${q.id}` : "Add a query";
-  scheduleTry();
-}
-$("#query-reset").addEventListener("click", () => editQuery(null));
-
-function queryBody(form) {
-  const list = (s, sep) => (s.trim() ? s.split(sep).map((x) => x.trim()).filter(Boolean) : null);
-  return { text: form.text.value.trim(), threshold: form.threshold.value ? Number(form.threshold.value) : null,
-    severity: form.severity.value, cameras: list(form.cameras.value, ","), cooldown_s: Number(form.cooldown_s.value || 0),
-    normal_prompts: list(form.normal_prompts.value, ";"), enabled: form.enabled.checked };
-}
-
-$("#query-form").addEventListener("submit", async (ev) => {
-  ev.preventDefault();
-  const form = ev.target; $("#query-error").textContent = "";
-  try {
-    const body = queryBody(form);
-    if (form.id.value) await api("PATCH", `/queries/${form.id.value}`, body);
-    else await api("POST", "/queries", body);
-    editQuery(null); await showQueries();
-  } catch (e) { $("#query-error").textContent = e.message; }
-});
-
-let tryTimer = null;
-function scheduleTry() { clearTimeout(tryTimer); tryTimer = setTimeout(() => tryQuery().catch((e) => ($("#try-summary").textContent = e.message)), 400); }
-$("#query-form").addEventListener("input", scheduleTry);
-$("#try-rate").addEventListener("input", scheduleTry);
-
-async function tryQuery() {
-  const body = queryBody($("#query-form"));
-  if (!body.text) return;
-  const r = await api("POST", "/queries/try", { text: body.text, normal_prompts: body.normal_prompts, cameras: body.cameras,
-    threshold: body.threshold, alerts_per_hour: Number($("#try-rate").value || 2) });
-  $("#try-summary").textContent = `${r.would_alert} of ${r.tracks} tracks in ${fmt(r.footage_hours * 60, 0)} min would alert at ${fmt(r.threshold)}; ` +
-    (r.suggested_threshold === null ? "no tracks yet." : `${r.alerts_per_hour}/h would need threshold ${fmt(r.suggested_threshold, 3)}.`);
-  $("#try-summary").dataset.suggested = r.suggested_threshold ?? "";
-  $("#try-results").replaceChildren(...Object.entries(r.cameras).map(([cam, hits]) => el("div", {},
-    el("h4", {}, cam), el("div", { class: "thumbs" }, ...hits.map(thumb)))));
-}
-
-function thumb(h) {
-  return el("div", { class: `thumb${h.would_alert ? " hit" : ""}`, "data-track": h.track_id },
-    el("img", { src: h.thumbnail, alt: `track ${h.track_id}` }), `#${h.track_id} ${fmt(h.score, 3)}`, el("br"),
-    new Date(h.last_seen * 1000).toLocaleTimeString());
-}
-
-/* --- search ----------------------------------------------------------------------------------- */
-
-async function showSearch() { $("#page-search").hidden = false; await refreshLists(); }
-
-$("#search-form").addEventListener("submit", async (ev) => {
-  ev.preventDefault();
-  const f = new FormData(ev.target);
-  const params = new URLSearchParams({ text: f.get("text"), since: f.get("since") });
-  if (f.get("camera")) params.set("camera", f.get("camera"));
-  const r = await api("GET", `/search?${params}`);
-  $("#search-results").replaceChildren(...(r.results.length ? r.results.map((h) => { const t = thumb(h); t.prepend(el("div", {}, h.camera)); return t; })
-    : [el("p", { class: "muted" }, "No tracks in that time.")]));
-});
-
-/* --- cameras ---------------------------------------------------------------------------------- */
-
-async function showCameras() {
-  $("#page-cameras").hidden = false;
-  await refreshLists();
-  $("#camera-rows").replaceChildren(...state.cameras.map((c) => el("tr", { "data-camera": c.id },
-    el("td", {}, c.id), el("td", {}, c.uri), el("td", { class: "state" }, c.enabled ? c.status?.state || "" : "disabled"),
-    el("td", { class: "fps" }, fmt(c.status?.fps, 1)), el("td", { class: "drops" }, c.status?.drops ?? ""),
-    el("td", { class: "reconnects" }, c.status?.reconnects ?? ""), el("td", { class: "error" }, c.status?.error || ""),
-    el("td", {}, el("button", { onclick: async () => { await api("PATCH", `/cameras/${encodeURIComponent(c.id)}`, { enabled: !c.enabled }); await showCameras(); } }, c.enabled ? "Disable" : "Enable"), " ",
-      el("button", { onclick: async () => { if (confirm(`Remove camera ${c.id}?`)) { await api("DELETE", `/cameras/${encodeURIComponent(c.id)}`); await showCameras(); } } }, "Remove")))));
-  renderStatuses();
-}
-
-function cameraBody(form) {
-  const body = { id: form.id.value.trim(), uri: form.uri.value.trim(), loop: form.loop.checked };
-  if (form.analysis_fps.value) body.analysis_fps = Number(form.analysis_fps.value);
-  return body;
-}
-
-$("#camera-form").addEventListener("submit", async (ev) => {
-  ev.preventDefault(); $("#camera-error").textContent = "";
-  try { await api("POST", "/cameras", cameraBody(ev.target)); ev.target.reset(); await showCameras(); } catch (e) { $("#camera-error").textContent = e.message; }
-});
-
-$("#camera-test").addEventListener("click", async () => {
-  const form = $("#camera-form"); $("#camera-error").textContent = "testing…";
-  const img = $("#camera-snapshot"); img.hidden = true;
-  try {
-    const r = await api("POST", "/cameras/test", { uri: form.uri.value.trim() });
-    $("#camera-error").textContent = r.ok ? `ok: ${r.width}×${r.height} in ${r.seconds} s` : r.error;
-    if (r.snapshot) { img.src = r.snapshot; img.hidden = false; }
-  } catch (e) { $("#camera-error").textContent = e.message; }
-});
-
-boot();

@@ -95,3 +95,22 @@ def test_prune_by_size_deletes_oldest_first_until_under_the_limit(tmp_path: Path
 
 def _folder_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.iterdir())
+
+
+def test_the_box_label_stays_inside_the_frame_at_its_edges() -> None:
+    """Found: a person at the top or right edge had the label cut by the frame's edge."""
+    import cv2
+    import numpy as np
+
+    from agent.alerts.evidence import draw_box
+
+    frame = np.zeros((240, 320, 3), np.uint8)
+    label = "a person loitering near the entrance 0.83"
+    drawn = draw_box(frame, (250.0, 0.0, 318.0, 200.0), label)
+    (text_w, _), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
+    red = (drawn[:, :, 2] > 200) & (drawn[:, :, 1] < 50)
+    rows = np.nonzero(red[:20].any(axis=1))[0]
+    assert rows.size and rows.min() == 0  # inside the box's top, not above the frame
+    columns = np.nonzero(red[2:12].any(axis=0))[0]
+    assert columns.max() - columns.min() + 1 >= text_w  # the whole label's background is in the frame
+    assert columns.max() <= 319

@@ -4,6 +4,7 @@ CLIP export, alerts with evidence into a JSONL sink, and the API with its consol
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import urllib.error
@@ -67,9 +68,30 @@ def wait_for(condition: Any, timeout_s: float, what: str, interval_s: float = 0.
     raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for an agent restarted on the same one)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @contextmanager
-def running_agent(root: Path, clip_dir: Path, video: Path, extra: str = "") -> Iterator[RunningAgent]:
-    """Start the agent in a thread; stop it at the end (the stop is asserted to finish)."""
+def running_agent(
+    root: Path, clip_dir: Path | None, video: Path, extra: str = "", port: int = 0
+) -> Iterator[RunningAgent]:
+    """Start the agent in a thread; stop it at the end (the stop is asserted to finish). Without
+    ``clip_dir`` the agent runs without CLIP (no matcher, no search), like the demo without cues."""
+    matching = (
+        f"""matching:
+  embedder:
+    model_dir: "{clip_dir}"
+    engine: {{type: onnxruntime, providers: [cpu]}}
+  window_s: 1
+  embed_interval_s: 0.5
+search: {{flush_interval_s: 0.5}}"""
+        if clip_dir is not None
+        else ""
+    )
     config = parse_config(
         f"""
 site: console
@@ -78,12 +100,7 @@ database: {root}/state/watchword.db
 cameras:
   - {{id: sample, uri: "{video}", loop: true, analysis_fps: 4}}
 detector: {{type: ssd-mobilenet, batch_size: 2}}
-matching:
-  embedder:
-    model_dir: "{clip_dir}"
-    engine: {{type: onnxruntime, providers: [cpu]}}
-  window_s: 1
-  embed_interval_s: 0.5
+{matching}
 alerts:
   database: {root}/state/alerts.db
   evidence_dir: {root}/state/evidence
@@ -91,8 +108,7 @@ alerts:
   episode_quiet_s: 3
   sinks:
     - {{type: jsonl, path: "{root}/alerts.jsonl"}}
-search: {{flush_interval_s: 0.5}}
-api: {{enabled: true, port: 0, token: {TOKEN}}}
+api: {{enabled: true, port: {port}, token: {TOKEN}}}
 {extra}
 """
     )

@@ -9,8 +9,6 @@ Screenshots for the README are written to ``docs/`` when ``WATCHWORD_SCREENSHOTS
 from __future__ import annotations
 
 import math
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,18 +16,14 @@ from typing import Any
 import pytest
 
 from tests.agent.console.agent_fixture import TOKEN, RunningAgent, running_agent, wait_for
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-DOCS = Path(__file__).resolve().parents[3] / "docs"
+from tests.agent.console.browser import (
+    PHONE,
+    axe_violations,
+    chromium,
+    horizontal_overflow,
+    screenshot,
+    wait_in_page,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -51,35 +45,13 @@ def console_errors() -> list[str]:
 
 @pytest.fixture(scope="module")
 def page(live: RunningAgent, console_errors: list[str]) -> Iterator[Any]:
-    if not CHROMIUM.is_file() or shutil.which("chromium") is None:
-        pytest.skip("needs Debian's chromium (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (the dev extra)")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 800})
-        context.set_default_timeout(30_000)
-        tab = context.new_page()
-        tab.on(
-            "console",
-            lambda message: console_errors.append(message.text) if message.type == "error" else None,
-        )
+    with chromium(errors=console_errors) as context:
+        tab = context.pages[0]
         tab.goto(live.url + "/")
         yield tab
-        context.close()
-        browser.close()
 
 
-def wait_in_page(page: Any, expression: str, arg: Any = None, timeout_s: float = 30.0) -> Any:
-    """Evaluate ``expression`` in the page until it is truthy. Playwright's ``wait_for_function``
-    compiles its predicate from a string inside the page, which the console's Content-Security-Policy
-    (no ``'unsafe-eval'``) forbids, as it should; ``evaluate`` runs through the DevTools protocol."""
-    return wait_for(lambda: page.evaluate(expression, arg), timeout_s, expression, interval_s=0.1)
-
-
-def _screenshot(page: Any, name: str) -> None:
-    if os.environ.get("WATCHWORD_SCREENSHOTS") == "1":
-        DOCS.mkdir(exist_ok=True)
-        page.screenshot(path=str(DOCS / name))
+_screenshot = screenshot
 
 
 def test_sign_in(page: Any, live: RunningAgent) -> None:
@@ -127,6 +99,7 @@ def test_alert_appears_without_reload_and_its_evidence_opens(page: Any, live: Ru
     page.goto(live.url + "/#/alerts")
     page.wait_for_selector("#page-alerts", state="visible")
     assert page.locator("#alert-rows tr").count() == 0
+    assert "No alerts yet" in page.inner_text("#alerts-empty")
     page.evaluate("window.__marker = 'same page'")
     # a query that every person matches: the running agent raises an alert, pushed over SSE
     query = live.agent.registry.add("a person", threshold=0.01, severity="critical")
@@ -136,6 +109,11 @@ def test_alert_appears_without_reload_and_its_evidence_opens(page: Any, live: Ru
     assert "a person" in row.inner_text()
     alert_id = row.get_attribute("data-alert")
     assert alert_id
+    # the nav and the title count what is unreviewed; the live region says it
+    page.wait_for_selector("#unreviewed:not([hidden])")
+    assert int(page.inner_text("#unreviewed")) >= 1
+    assert page.title().startswith("(")
+    assert "New critical alert" in page.inner_text("#announcer") or page.inner_text("#announcer") == ""
     wait_for(lambda: (live.root / "state" / "evidence" / alert_id / "crop.jpg").exists(), 20, "evidence")
     # by id: `row` is a live locator, and a newer alert may take the first row meanwhile
     page.locator(f'#alert-rows tr[data-alert="{alert_id}"] a').click()
@@ -151,14 +129,108 @@ def test_alert_appears_without_reload_and_its_evidence_opens(page: Any, live: Ru
            return n; }"""
     )
     assert blue >= 10  # a blank chart has none (grid and labels are grey)
+    # ... with the effective threshold, the moment it fired, and a reason in one line
+    assert float(page.get_attribute("#alert-chart", "data-threshold") or "nan") == pytest.approx(0.01)
+    assert page.get_attribute("#alert-chart", "data-fired")
+    reason = page.inner_text("#alert-reason")
+    assert reason.startswith("CLIP score") and "over threshold 0.01" in reason, reason
+    # the frame zooms in place
+    page.click("#alert-frame")
+    assert "zoomed" in (page.get_attribute("#alert-frame-box", "class") or "")
+    page.click("#alert-frame")
     assert "jsonl" in page.inner_text("#alert-deliveries")
+    # the clip of the seconds around it, encoded off the video thread, plays in the page
+    clip = live.root / "state" / "evidence" / alert_id / "clip.webm"
+    wait_for(clip.exists, 60, "the alert's clip")
+    page.goto(f"{live.url}/#/alerts")
+    page.goto(f"{live.url}/#/alerts/{alert_id}")
+    page.wait_for_selector("#alert-clip video")
+    wait_in_page(page, "document.querySelector('#alert-clip video').readyState >= 1", timeout_s=30)
+    assert page.evaluate("document.querySelector('#alert-clip video').duration") > 1.0
     _screenshot(page, "console-alert.png")
-    page.click(".actions button[data-action=false_alarm]")
+    page.click("#alert-actions button[data-action=false_alarm]")
     page.wait_for_selector("#alert-review[data-verdict=false]")
     assert live.agent.console.reviews is not None
     review = live.agent.console.reviews.get(alert_id)
     assert review is not None and review["verdict"] == "false"
     assert live.agent.console.exemplars.count(query.id) > 0
+    # a note, a reopen, and the history of both on the page
+    page.fill("#alert-note", "the cleaner, every night at 3")
+    page.click("#alert-note-save")
+    page.wait_for_selector("#alert-history li:has-text('the cleaner')")
+    page.click("#alert-actions button[data-action=reopen]")
+    page.wait_for_selector("#alert-review[data-state=new]")
+    review = live.agent.console.reviews.get(alert_id)
+    assert (
+        review is not None and review["note"] == "the cleaner, every night at 3" and review["state"] == "new"
+    )
+    assert page.locator("#alert-history li").count() == 3
+
+
+def test_the_alert_page_acts_only_on_the_alert_it_shows(page: Any, live: RunningAgent) -> None:
+    """Found: after alert A, ``#/alerts/no-such-alert`` still showed A, and Resolve resolved A."""
+    reviews = live.agent.console.reviews
+    assert reviews is not None
+    first = page.get_attribute("#page-alert", "data-alert")
+    assert first
+    before = reviews.get(first)
+    page.goto(live.url + "/#/alerts/no-such-alert")
+    page.wait_for_selector("#alert-title:has-text('Alert not found')")
+    assert page.is_visible("#alert-missing")
+    assert page.is_hidden("#alert-body")
+    assert page.get_attribute("#page-alert", "data-alert") is None
+    assert page.get_attribute("#alert-crop", "src") is None
+    # even a click that reaches a hidden button changes nothing
+    page.evaluate("document.querySelector('#alert-actions button[data-action=resolve]').click()")
+    page.wait_for_timeout(500)
+    assert reviews.get(first) == before
+
+
+def test_the_inbox_groups_repeats_and_triages_from_the_keyboard(page: Any, live: RunningAgent) -> None:
+    reviews = live.agent.console.reviews
+    assert reviews is not None
+    page.goto(live.url + "/#/alerts")
+    page.wait_for_selector("#alert-rows tr")
+    wait_in_page(page, "document.querySelectorAll('#alert-rows tr').length >= 2", timeout_s=90)
+    # one row per (camera, query, person): as many rows as distinct tracks among the alerts shown
+    groups = page.evaluate(
+        """() => { const keys = new Set(); for (const a of state.alerts.values())
+             keys.add(`${a.camera}/${a.query_id}/${a.track_id}`); return keys.size; }"""
+    )
+    assert page.locator("#alert-rows tr").count() == groups
+    # thumbnails of each row's crop
+    wait_in_page(page, "Array.from(document.querySelectorAll('.row-thumb')).some((i) => i.naturalWidth > 0)")
+    # j moves the cursor, a acknowledges every alert of that row, f marks them a false alarm
+    page.click("body", position={"x": 5, "y": 5})
+    page.keyboard.press("j")
+    cursor = page.locator("#alert-rows tr.cursor")
+    group = cursor.get_attribute("data-group")
+    assert group and page.locator("#alert-rows tr").nth(1).get_attribute("data-group") == group
+    ids = page.evaluate(
+        "(key) => inbox.groups.find((g) => g.key === key).alerts.map((a) => a.alert_id)", group
+    )
+    page.keyboard.press("a")
+    wait_for(lambda: all((reviews.get(i) or {}).get("state") == "acknowledged" for i in ids), 20, "ack")
+    page.keyboard.press("f")
+    wait_for(lambda: all((reviews.get(i) or {}).get("verdict") == "false" for i in ids), 20, "false alarms")
+    # ? shows the shortcuts
+    page.keyboard.press("?")
+    assert page.is_visible("#help")
+    page.click("#help-close")
+    # per row and for a selection
+    unreviewed = page.locator("#alert-rows tr.unreviewed")
+    if unreviewed.count():
+        row_id = unreviewed.first.get_attribute("data-alert")
+        unreviewed.first.locator("button[data-row-action=acknowledge]").click()
+        wait_for(lambda: (reviews.get(row_id or "") or {}).get("state") == "acknowledged", 20, "row ack")
+    page.check("#select-all")
+    assert "selected" in page.inner_text("#bulk-count")
+    shown = page.evaluate("inbox.groups.flatMap((g) => g.alerts.map((a) => a.alert_id))")
+    page.click("#bulk-actions button[data-bulk=resolve]")
+    wait_for(
+        lambda: all((reviews.get(i) or {}).get("state") == "resolved" for i in shown), 30, "bulk resolve"
+    )
+    _screenshot(page, "console-inbox.png")
 
 
 def test_query_added_in_the_ui_is_registered_and_scored(page: Any, live: RunningAgent) -> None:
@@ -170,13 +242,21 @@ def test_query_added_in_the_ui_is_registered_and_scored(page: Any, live: Running
     page.wait_for_selector("#try-results .thumb img", timeout=60_000)
     wait_in_page(page, "document.querySelector('#try-results .thumb img').naturalWidth > 0")
     assert page.get_attribute("#try-summary", "data-suggested")
+    # a rate the footage cannot tell (one alert in ten hours from minutes of video) is said so
+    page.fill("#try-rate", "0.1")
+    page.wait_for_selector("#try-summary:has-text('too short')")
+    page.fill("#try-rate", "600")
+    wait_in_page(page, "!document.getElementById('try-summary').textContent.includes('too short')")
     _screenshot(page, "console-queries.png")
-    page.fill("#query-form input[name=threshold]", "0.3")
+    # "use this threshold" puts the suggestion in the form, and saving stores it (not auto)
+    page.click("#use-threshold")
+    chosen = float(page.input_value("#query-form input[name=threshold]"))
+    assert 0 < chosen < 1
     page.select_option("#query-form select[name=severity]", "info")
     page.click("#query-form button[type=submit]")
     page.wait_for_selector(f"#query-rows tr:has-text('{text}')")
     stored = [q for q in live.agent.registry.list_queries() if q.text == text]
-    assert len(stored) == 1 and stored[0].threshold == pytest.approx(0.3) and stored[0].severity == "info"
+    assert len(stored) == 1 and stored[0].threshold == pytest.approx(chosen) and stored[0].severity == "info"
 
     def scored() -> bool:
         matcher, core = live.agent.matcher, live.agent.decisions
@@ -212,6 +292,24 @@ def test_camera_added_in_the_ui_reaches_running(page: Any, live: RunningAgent) -
     )
     page.wait_for_selector("#camera-rows tr[data-camera=pattern] .state:has-text('running')", timeout=20_000)
     assert live.health()["cameras"]["sample"]["state"] == "running"
+
+
+def test_every_page_fits_a_phone_and_passes_axe(page: Any, live: RunningAgent) -> None:
+    """At 390 x 844 no page scrolls sideways (found: 5 of 6 did), and axe-core finds no serious or
+    critical WCAG A/AA violation on any page, at phone and desktop width."""
+    alert_id = next(iter(live.agent.console.reviews.marked()))["alert_id"]  # type: ignore[union-attr]
+    for viewport in (PHONE, {"width": 1280, "height": 800}):
+        page.set_viewport_size(viewport)
+        for path in ("live", "alerts", f"alerts/{alert_id}", "queries", "search", "cameras"):
+            page.goto(f"{live.url}/#/{path}")
+            page.wait_for_selector("#page-alert" if "/" in path else f"#page-{path}", state="visible")
+            page.wait_for_timeout(500)  # the page's first render and its images
+            assert horizontal_overflow(page) <= 0, (viewport, path)
+            assert axe_violations(page) == [], (viewport, path)
+        if viewport == PHONE:
+            page.goto(f"{live.url}/#/alerts")
+            page.wait_for_selector("#alert-rows tr")
+            _screenshot(page, "console-phone.png")
 
 
 def test_sign_out_locks_the_pages_again(page: Any, live: RunningAgent) -> None:

@@ -28,10 +28,17 @@ PROXY_ADDRESS = "127.0.0.2"  # a proxy on another address than the agent's (Linu
 
 
 @contextmanager
-def console_server(root: Path, trusted_proxies: Sequence[str] = ()) -> Iterator[ApiServer]:
+def console_server(
+    root: Path,
+    trusted_proxies: Sequence[str] = (),
+    sessions_path: Path | None = None,
+    token: str = TOKEN,
+    ttl_s: float = 3600.0,
+) -> Iterator[ApiServer]:
     registry = QueryRegistry(root / "state.db")
-    console = ConsoleServices(sessions=SessionStore(TOKEN), pages=True)
-    context = ApiContext(registry=registry, token=TOKEN, health=dict, metrics=str, console=console)
+    sessions = SessionStore(token, ttl_s=ttl_s, path=sessions_path)
+    console = ConsoleServices(sessions=sessions, pages=True)
+    context = ApiContext(registry=registry, token=token, health=dict, metrics=str, console=console)
     settings = ApiConfig.model_validate({"trusted_proxies": list(trusted_proxies)})
     server = ApiServer(create_app(context), "127.0.0.1", 0, settings)
     server.start()
@@ -39,6 +46,7 @@ def console_server(root: Path, trusted_proxies: Sequence[str] = ()) -> Iterator[
         yield server
     finally:
         server.stop()
+        sessions.shutdown()
         registry.close()
 
 
@@ -156,3 +164,55 @@ def test_trusted_proxies_are_addresses_or_networks() -> None:
     for bad in (["*"], ["proxy.example"], ["10.0.0.300"]):
         with pytest.raises(ValidationError, match="trusted_proxies"):
             ApiConfig(trusted_proxies=bad)
+
+
+def _cookie_header(cookies: dict[str, str]) -> dict[str, str]:
+    return {
+        "Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items()),
+        "X-CSRF-Token": cookies["watchword_csrf"],
+    }
+
+
+def test_a_session_survives_a_restart_of_the_agent(tmp_path: Path) -> None:
+    """Sessions are kept in the state folder: the browser's cookie works on the restarted agent, for
+    reads and (with its CSRF token) for changes; the file holds no session id in clear."""
+    path = tmp_path / "console_sessions.db"
+    with console_server(tmp_path, sessions_path=path) as server:
+        cookies, _ = sign_in(server)
+    assert cookies["watchword_session"].encode() not in path.read_bytes()
+    with console_server(tmp_path, sessions_path=path) as server:
+        headers = _cookie_header(cookies)
+        assert call(server, "GET", "/session", headers=headers)[1]["signed_in"] is True
+        assert call(server, "GET", "/queries", headers=headers)[0] == 200
+        assert call(server, "POST", "/queries", {"text": "after the restart"}, headers)[0] == 201
+        # signing out ends it for good
+        assert call(server, "DELETE", "/session", headers=headers)[0] == 200
+    with console_server(tmp_path, sessions_path=path) as server:
+        assert call(server, "GET", "/queries", headers=_cookie_header(cookies))[0] == 401
+
+
+def test_a_new_token_or_the_expiry_ends_stored_sessions(tmp_path: Path) -> None:
+    path = tmp_path / "console_sessions.db"
+    with console_server(tmp_path, sessions_path=path) as server:
+        cookies, _ = sign_in(server)
+    with console_server(tmp_path, sessions_path=path, token="another-token-0123456789") as server:
+        assert call(server, "GET", "/queries", headers=_cookie_header(cookies))[0] == 401
+        assert call(server, "GET", "/session", headers=_cookie_header(cookies))[1]["signed_in"] is False
+    with console_server(tmp_path, sessions_path=tmp_path / "expiring.db", ttl_s=0.0) as server:
+        cookies, _ = sign_in(server)
+        assert call(server, "GET", "/queries", headers=_cookie_header(cookies))[0] == 401
+
+
+def test_a_sessions_file_that_is_not_a_database_is_replaced(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Derived state: a damaged sessions file costs a sign-in (and a warning), never the start."""
+    path = tmp_path / "console_sessions.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with caplog.at_level("WARNING"), console_server(tmp_path, sessions_path=path) as server:
+        cookies, _ = sign_in(server)
+        assert call(server, "GET", "/queries", headers=_cookie_header(cookies))[0] == 200
+    assert any("console_sessions.db unusable" in r.getMessage() for r in caplog.records)
+    store = SessionStore(TOKEN, path=path)
+    assert store.count() == 1
+    store.shutdown()
