@@ -2,7 +2,8 @@
 
 The console is plain HTML, CSS and JavaScript from ``/console/`` (no inline script or style, nothing
 from another origin), so its policy allows this origin only: scripts, styles, ``fetch`` and the
-event stream from ``'self'``, images from ``'self'`` and ``data:`` (the camera test's snapshot).
+event stream from ``'self'``, images from ``'self'`` and ``data:`` (the camera test's snapshot),
+video from ``'self'`` (the alert clips).
 No page may frame it (clickjacking: ``frame-ancestors 'none'`` and ``X-Frame-Options: DENY`` for
 older browsers), no response is sniffed into another type, and no URL leaks in a ``Referer``.
 """
@@ -17,6 +18,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "script-src 'self'",
         "style-src 'self'",
         "img-src 'self' data:",
+        "media-src 'self'",
         "connect-src 'self'",
         "base-uri 'none'",
         "form-action 'self'",

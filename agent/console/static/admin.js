@@ -5,6 +5,7 @@
 
 pages.queries = async function showQueries() {
   $("#page-queries").hidden = false;
+  if (!state.queries.length) $("#query-rows").replaceChildren();  // no stale "no queries" while loading
   await refreshLists();
   renderQueries();
   const off = state.capabilities.search === false;
@@ -56,6 +57,7 @@ function renderQueries() {
         : el("td", {}, el("button", { onclick: () => editQuery(q), "aria-label": `edit query ${q.id}` }, "Edit"), " ",
           el("button", { "aria-label": `delete query ${q.id}`, onclick: async () => { if (confirm(`Delete "${q.text}"?`)) { await api("DELETE", `/queries/${q.id}`); await pages.queries(); } } }, "Delete")));
   }));
+  if (!state.queries.length) $("#query-rows").append(el("tr", {}, el("td", { colspan: "9", class: "muted" }, "No queries yet: add one above.")));
   const warnings = overlaps(state.queries).map(([a, b]) => el("li", {},
     `Queries ${a.id} ("${a.text}") and ${b.id} ("${b.text}") both read as ${a.cue.cue}: one person raises both. Disable one, or give them different cameras.`));
   $("#query-warnings").replaceChildren(...warnings);

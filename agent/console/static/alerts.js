@@ -5,6 +5,8 @@ const inbox = { groups: [], cursor: 0, selected: new Set() };
 
 pages.alerts = async function showAlerts() {
   $("#page-alerts").hidden = false;
+  inbox.cursor = 0;  // the newest first
+  renderAlerts();  // what the feed brought while another page was open, before the list reloads
   await refreshLists();
   await loadAlerts();
 };
@@ -219,7 +221,7 @@ function renderReview(review) {
   if (shownAlert && state.alerts.has(shownAlert)) { state.alerts.get(shownAlert).review = review; updateUnreviewed(); }
 }
 
-for (const button of $$("#alert-actions button[data-action]")) {
+for (const button of $$("#page-alert button[data-action]")) {
   button.addEventListener("click", async () => {
     const id = shownAlert;  // the alert this page loaded, never a stale one
     if (!id) return;

@@ -104,8 +104,15 @@ const fmt = (v, d = 2) => (v === null || v === undefined ? "" : Number(v).toFixe
 
 /* --- sign-in ------------------------------------------------------------------------------ */
 
-function stopAll() {
+/** Ends the tiles' MJPEG streams: an <img> taken out of the page keeps its stream open until it is
+    collected, and a browser has only six connections to the agent (the sign-out request waited). */
+function closeTiles() {
+  for (const img of $$("#tiles img")) img.removeAttribute("src");
   $("#tiles").replaceChildren();
+}
+
+function stopAll() {
+  closeTiles();
   if (state.events) { state.events.close(); state.events = null; }
   clearTimeout(state.conn.retry);
   state.timers.forEach(clearInterval); state.timers = [];
@@ -180,9 +187,9 @@ function connectEvents() {
     const known = state.alerts.get(alert.alert_id);
     alert.review = known ? known.review : { state: "new", verdict: null };
     state.alerts.set(alert.alert_id, alert);
-    if (!known) onNewAlert(alert);
-    updateUnreviewed();
     if (typeof renderAlerts === "function" && !$("#page-alerts").hidden) renderAlerts(alert.alert_id);
+    updateUnreviewed();
+    if (!known) { try { onNewAlert(alert); } catch (e) { console.error("new alert:", e); } }
   });
   source.addEventListener("status", (ev) => {
     state.statuses = JSON.parse(ev.data);
@@ -264,6 +271,7 @@ async function loadUnreviewed() {
   const page = await api("GET", "/alerts?limit=500&since=" + String(Date.now() / 1000 - 86400));
   for (const a of page.alerts) state.alerts.set(a.alert_id, a);
   updateUnreviewed();
+  if (typeof renderAlerts === "function" && !$("#page-alerts").hidden) renderAlerts();
 }
 
 const NOTIFY_KEY = "watchword.notifyCritical";
@@ -296,7 +304,7 @@ function route() {
   if (!$("#page-signin").hidden) return;
   const [, page = "live", arg] = location.hash.split("/");
   $$(".page").forEach((p) => (p.hidden = true));
-  $("#tiles").replaceChildren();  // closes the live streams of the tiles
+  closeTiles();
   const current = page === "alerts" ? "alerts" : page;
   $$("#nav a").forEach((a) => {
     if (a.dataset.page === current) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");

@@ -47,6 +47,7 @@ def chromium(viewport: dict[str, int] = DESKTOP, errors: list[str] | None = None
             tab.on(
                 "console", lambda message: errors.append(message.text) if message.type == "error" else None
             )
+            tab.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
         try:
             yield context
         finally:
@@ -82,6 +83,18 @@ def screenshot(page: Any, name: str) -> None:
 def horizontal_overflow(page: Any) -> int:
     """How many pixels the page is wider than the window (0: no horizontal scrolling)."""
     return int(page.evaluate("document.documentElement.scrollWidth - window.innerWidth"))
+
+
+def overflowing(page: Any) -> list[str]:
+    """The innermost elements that reach past the window's right edge (for a failing check's message)."""
+    return list(
+        page.evaluate(
+            """() => Array.from(document.querySelectorAll('body *')).filter((e) =>
+                 e.getBoundingClientRect().right > window.innerWidth + 1 && e.offsetParent !== null &&
+                 !Array.from(e.children).some((c) => c.getBoundingClientRect().right > window.innerWidth + 1))
+               .slice(0, 5).map((e) => `${e.tagName.toLowerCase()}#${e.id}.${e.className}`)"""
+        )
+    )
 
 
 def axe_violations(page: Any, impacts: tuple[str, ...] = ("serious", "critical")) -> list[str]:

@@ -21,6 +21,7 @@ from tests.agent.console.browser import (
     axe_violations,
     chromium,
     horizontal_overflow,
+    overflowing,
     sign_in,
     wait_in_page,
 )
@@ -158,7 +159,7 @@ def test_phone_width_has_no_horizontal_scroll_and_no_serious_axe_violation(
             page.goto(f"{live.url}/#/{name}")
             page.wait_for_selector(f"#page-{name}", state="visible")
             page.wait_for_timeout(300)  # the page's first render
-            assert horizontal_overflow(page) <= 0, name
+            assert horizontal_overflow(page) <= 0, (name, overflowing(page))
             assert axe_violations(page) == [], name
         assert page.get_attribute("#nav a[data-page=cameras]", "aria-current") == "page"
         page.close()
@@ -178,3 +179,31 @@ def test_a_restart_that_lost_the_sessions_asks_to_sign_in_at_once(
         tab.wait_for_selector("#page-signin", state="visible", timeout=30_000)
         assert "sign in again" in tab.inner_text("#signin-reason")
         assert tab.is_hidden("#conn-banner")
+
+
+def test_the_query_page_shows_how_each_query_is_read_and_flags_two_alike(
+    tab: Any, site: Path, port: int, sample_video: Path
+) -> None:
+    """Found: "a person loitering near the entrance" read as still_long with "near the entrance"
+    silently ignored, so every still person raised two alerts. The queries here carry the cue mapping
+    in the API's shape (``GET /queries`` with pose cues on); this agent runs without the pose model."""
+    with running_agent(site, None, sample_video, port=port) as live:
+        sign_in(tab, live.url, TOKEN)
+        tab.goto(live.url + "/#/queries")
+        tab.wait_for_selector("#query-rows td:has-text('No queries yet')")  # the page has loaded
+        tab.evaluate(
+            """() => { const cue = (phrase) => ({ cue: 'still_long', confidence: 0.8, similarity: 0.7,
+                 phrase, reason: null, encoders: ['minilm'] });
+               const still = 'standing still for a long time';
+               state.queries = [
+                 { id: 1, text: 'someone standing still for a long time', enabled: true, cameras: null,
+                   threshold: null, severity: 'info', cooldown_s: 60, cue: cue(still) },
+                 { id: 2, text: 'a person loitering near the entrance', enabled: true, cameras: null,
+                   threshold: null, severity: 'warning', cooldown_s: 60, cue: cue(still) }];
+               renderQueries(); }"""
+        )
+        row = tab.locator("#query-rows tr[data-query='2'] .reading")
+        assert "cue still_long" in row.inner_text()
+        assert "ignored: loitering, near, entrance" in row.inner_text()
+        assert tab.is_visible("#query-warnings")
+        assert "both read as still_long" in tab.inner_text("#query-warnings")

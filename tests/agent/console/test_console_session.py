@@ -118,6 +118,7 @@ CSP_WANTED = {
     "script-src": "'self'",
     "style-src": "'self'",
     "img-src": "'self' data:",
+    "media-src": "'self'",
     "connect-src": "'self'",
     "frame-ancestors": "'none'",
     "base-uri": "'none'",
