@@ -103,6 +103,9 @@ class ClipRecorder:
         """Keep each result's frame, scaled down, with its tracks' boxes (called per analysed batch)."""
         for result in results:
             frame = result.frame
+            if result.extra.get("camera_ended"):  # a changed camera: its old frames are not its new ones
+                self.forget(frame.camera_id)
+                continue
             image = frame.image
             scale = min(1.0, self.max_width / image.shape[1])
             if scale < 1.0:

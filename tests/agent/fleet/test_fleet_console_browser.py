@@ -23,7 +23,7 @@ from agent.fleet.console_state import FleetConsoleState
 from agent.fleet.hub_config import FleetFileConfig
 from agent.service import Agent
 from tests.agent.alerts.helpers import wait_until
-from tests.agent.console.test_console_browser import CHROMIUM, CHROMIUM_ARGS, wait_in_page
+from tests.agent.console.browser import CHROMIUM, CHROMIUM_ARGS, wait_in_page
 from tests.agent.fleet.test_fleet_agents import TOKEN as AGENT_TOKEN
 from tests.agent.fleet.test_fleet_agents import _agent, _has_query
 from tests.fixtures.nats_fleet import FleetNet
