@@ -66,9 +66,15 @@ system-deps:
 # nothing is resolved here, and pip check proves the lock complete. Re-run when the lock or the
 # package definition changes. torch is the release this machine carries on disk (a CUDA build that
 # also runs on the CPU); pip takes it from there, its hash is PyPI's.
-$(VENV)/.installed: requirements/dev.lock setup.py pyproject.toml
+# Two steps: the locked distributions (.locked, which is all `make lock` needs: uv is in the lock),
+# then our package and the check. A setup.py that gained a dependency the lock does not have yet
+# fails the check, and `make lock` can still run to add it.
+$(VENV)/.locked: requirements/dev.lock
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --no-deps --require-hashes -r requirements/dev.lock
+	@touch $@
+
+$(VENV)/.installed: $(VENV)/.locked setup.py pyproject.toml
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	$(PY) -m pip check
 	@touch $@
@@ -82,7 +88,7 @@ $(VENV)/.installed: requirements/dev.lock setup.py pyproject.toml
 LOCK_ARGS ?=
 UV_COMPILE = UV_PYTHON_DOWNLOADS=never $(VENV)/bin/uv pip compile --quiet --generate-hashes \
 	-c requirements/constraints.in $(LOCK_ARGS)
-lock: setup
+lock: system-deps $(VENV)/.locked
 	$(UV_COMPILE) setup.py requirements/dev.in --extra dev --extra cpu --extra offline --extra export \
 		--python-platform x86_64-manylinux_2_36 --python-version 3.11 -o requirements/dev.lock
 	$(UV_COMPILE) setup.py requirements/image.in --extra gpu --extra offline \

@@ -33,6 +33,8 @@ from agent.fleet.trial import try_reply_prefix, try_subject
 
 log = logging.getLogger(__name__)
 
+NO_RESPONDERS = "503"  # the status of the empty message NATS sends when nobody subscribes
+
 
 class FleetHubError(RuntimeError):
     """A hub operation that failed (not connected, unknown query); the message says why."""
@@ -255,19 +257,31 @@ class FleetHub:
 
         async def ask() -> dict[str, Any]:
             client = self.link.client()
-            reply = f"{try_reply_prefix(site)}.{uuid.uuid4().hex}"
-            subscription = await client.subscribe(reply, max_msgs=1)
-            try:
-                await client.flush()
-                await client.publish(try_subject(site), json.dumps(draft).encode(), reply=reply)
-                message = await subscription.next_msg(timeout=timeout_s)
-            finally:
-                await subscription.unsubscribe()
+            deadline = time.monotonic() + timeout_s
+            while True:
+                reply = f"{try_reply_prefix(site)}.{uuid.uuid4().hex}"
+                subscription = await client.subscribe(reply, max_msgs=1)
+                try:
+                    await client.flush()
+                    await client.publish(try_subject(site), json.dumps(draft).encode(), reply=reply)
+                    message = await subscription.next_msg(timeout=max(0.1, deadline - time.monotonic()))
+                finally:
+                    await subscription.unsubscribe()
+                # "no responders" (an empty message with status 503): the site's agent is not
+                # connected, or its subscription has not reached the hub yet; ask again until the
+                # deadline rather than fail on the first try after a (re)connection
+                if not (message.headers and message.headers.get("Status") == NO_RESPONDERS):
+                    break
+                if time.monotonic() + 0.2 >= deadline:
+                    raise FleetHubError(f"no agent at site {site} answers (is it connected?)")
+                await asyncio.sleep(0.2)
             answer: dict[str, Any] = json.loads(message.data)
             return answer
 
         try:
             return self.link.call(ask(), timeout_s + 2.0)
+        except FleetHubError:
+            raise
         except Exception as exc:
             raise FleetHubError(f"site {site} did not answer the draft: {exc!r}") from exc
 

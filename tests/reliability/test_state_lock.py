@@ -127,7 +127,9 @@ def test_a_second_agent_on_the_same_state_exits_2_naming_the_first(tmp_path: Pat
     first = AgentProcess(config, tmp_path)
     try:
         first.wait_for("alerts: started")
-        # the first's detector converted the SSD on its first start
+        # the first's detector converted the SSD on its first start, and its engine is ready: the
+        # caches it writes while loading (the optimised graph, the manifest's stamp) are written
+        first.wait_for(") ready: build")
         _wait_for_file(state / "models" / MODEL_DIR_NAME / MANIFEST_NAME)
         assert (state / LOCK_NAME).read_text().strip() == str(first.pid)
         before = digest(state, skip=frozenset({LOCK_NAME}))
