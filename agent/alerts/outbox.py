@@ -168,7 +168,7 @@ class Outbox:
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []  # (owner, conn)
         self._lock = threading.Lock()
         self._closed = False
         if read_only:
@@ -177,11 +177,11 @@ class Outbox:
             migrate(self._conn())
 
     def _conn(self) -> sqlite3.Connection:
+        if self._closed:  # also a thread that still has its connection (a sink that outlived stop)
+            raise OutboxError("the outbox is closed")
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None:
             return conn
-        if self._closed:
-            raise OutboxError("the outbox is closed")
         # check_same_thread=False only so close() may close every thread's connection at the end.
         if self.read_only:
             conn = connect_read_only(self.path, timeout_s=30, check_same_thread=False)
@@ -197,7 +197,7 @@ class Outbox:
             conn.execute("PRAGMA foreign_keys = ON")
         self._local.conn = conn
         with self._lock:
-            self._connections.append(conn)
+            self._connections.append((threading.current_thread(), conn))
         return conn
 
     def _write(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
@@ -470,11 +470,21 @@ class Outbox:
             log.debug("outbox: checkpoint failed: %s", exc)
 
     def close(self) -> None:
-        """Close every thread's connection; call after the delivery threads stopped."""
+        """Close the connections of this thread and of threads that ended; refuse any later use.
+
+        A thread still running (a delivery thread whose sink outlived the stop timeout) may be in
+        the middle of a statement on its connection: closing that under it can crash SQLite, so it
+        is left to finish that statement, its next call raises :class:`OutboxError`, and the
+        connection closes when the thread ends (or the process does).
+        """
+        me = threading.current_thread()
         with self._lock:
             self._closed = True
             connections, self._connections = self._connections, []
-        for conn in connections:
+        for owner, conn in connections:
+            if owner is not me and owner.is_alive():
+                log.debug("outbox: %s still runs; its connection closes with it", owner.name)
+                continue
             try:
                 conn.close()
             except sqlite3.Error as exc:

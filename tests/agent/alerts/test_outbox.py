@@ -201,3 +201,36 @@ def test_prune_keeps_alerts_with_pending_deliveries(tmp_path: Path) -> None:
     assert outbox.prune(before=500.0) == 1
     assert sorted(p["alert_id"] for p in outbox.recent()) == ["new", "old-pending"]
     outbox.close()
+
+
+def test_close_leaves_a_running_threads_connection_to_it_and_refuses_its_next_call(tmp_path: Path) -> None:
+    """A delivery thread whose sink outlived the stop timeout may still be inside a statement when
+    the agent closes the outbox: its connection is not closed under it (that can crash SQLite), and
+    its next call gets a clean OutboxError, not a closed-database error."""
+    outbox = Outbox(tmp_path / "alerts.db")
+    outbox.enqueue(payload("a"), ["s"], created_at=1.0)
+    opened, closed, outcome = threading.Event(), threading.Event(), {}
+
+    def straggler() -> None:
+        conn = outbox._conn()  # this thread's connection, as a statement in progress holds it
+        opened.set()
+        closed.wait(10)
+        try:  # the rest of the statement in progress
+            outcome["rest"] = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        except Exception as exc:
+            outcome["rest"] = exc
+        try:
+            outbox.backlog(["s"])
+        except Exception as exc:  # what the thread's next call meets
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=straggler)
+    thread.start()
+    assert opened.wait(10)
+    outbox.close()
+    closed.set()
+    thread.join(10)
+    assert isinstance(outcome["rest"], int), outcome  # not "Cannot operate on a closed database"
+    assert isinstance(outcome.get("error"), OutboxError), outcome
+    with pytest.raises(OutboxError, match="closed"):
+        outbox.backlog(["s"])
