@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,6 +22,7 @@ import numpy as np
 from agent.api.metrics import Metric, stage_metrics
 from agent.config import AgentConfig
 from agent.detection import Detector
+from agent.detection.base import PreparedBatch
 from agent.detection.loader import DetectorLoader
 from agent.outputs.jsonl import JsonlWriter, frame_record
 from agent.outputs.video import VideoWriter, annotate
@@ -153,6 +155,20 @@ class RunSummary:
         return sum(c.counters.frames for c in self.cameras)
 
 
+@dataclass
+class _InFlight:
+    """A batch between collection and tracking: its frames, their prepared input, the inference."""
+
+    frames: list[Frame]
+    prepared: PreparedBatch
+    future: Future[tuple[Any, float]] | None = None
+    raw: Any = None
+
+    def result(self) -> tuple[Any, float]:
+        assert self.future is not None
+        return self.future.result()
+
+
 class Pipeline:
     """Runs every enabled camera of a config until the input ends, a limit is hit or ``stop()``.
 
@@ -218,6 +234,7 @@ class Pipeline:
         self._jsonl: JsonlWriter | None = None
         self.detect_seconds = 0.0
         self.detect_batches = 0
+        self._in_flight: dict[str, int] = {}  # frames per camera collected and not yet tracked
 
     # --- control ---------------------------------------------------------------------------
 
@@ -361,10 +378,11 @@ class Pipeline:
             for camera_id in ready:
                 if len(frames) >= batch_size:
                     break
+                done = self.counters[camera_id].frames + self._in_flight.get(camera_id, 0)
                 limit = self.max_frames
-                if limit is not None and self.counters[camera_id].frames + taken[camera_id] >= limit:
+                if limit is not None and done + taken[camera_id] >= limit:
                     continue
-                if taken[camera_id] and not self.counters[camera_id].frames:
+                if taken[camera_id] and not done:
                     continue  # its first frame goes alone
                 frame = self.sources[camera_id].read(timeout_s=0)
                 if frame is not None:
@@ -450,36 +468,86 @@ class Pipeline:
         )
 
     def _loop(self, detector: Detector, started: float) -> None:
+        """Collect, detect, track, in a pipeline of two threads.
+
+        While the inference thread runs batch N on the engine, this thread collects batch N+1 and
+        pre-processes it (letterboxed into the detector's other input buffer), then hands it to the
+        inference thread and decodes, tracks and emits batch N. Batches are finished in the order
+        they were collected, so each camera's frames reach its own tracker in order.
+        """
         order = list(self.sources)
-        while not self._stop.is_set():
-            if self._camera_changes:
-                order = self._apply_camera_changes(order)
-            if self.duration_s is not None and time.monotonic() - started >= self.duration_s:
-                self._stop_reason = "duration reached"
-                break
-            if not self.keep_running and all(self._camera_done(camera_id) for camera_id in order):
-                limit_hit = self.max_frames is not None and any(
-                    self.counters[c].frames >= self.max_frames for c in order
-                )
-                self._stop_reason = "max frames reached" if limit_hit else "end of input"
-                break
-            frames = self._collect_batch(detector.batch_size, order)
-            if not frames:
-                time.sleep(IDLE_SLEEP_S)
-                continue
-            # rotate so that no camera is always first when the batch is smaller than the camera count
-            order = order[1:] + order[:1]
-            t0 = time.perf_counter()
-            batch_detections = detector.detect([frame.image for frame in frames])
-            self.detect_seconds += time.perf_counter() - t0
-            self.detect_batches += 1
-            results = [
-                self._track(frame, detections)
-                for frame, detections in zip(frames, batch_detections, strict=True)
-            ]
-            self._analyze(results)
-            for result in results:
-                self._emit(result)
+        self._in_flight = dict.fromkeys(order, 0)
+        pending: _InFlight | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="watchword-infer") as inference:
+            while not self._stop.is_set():
+                if self._camera_changes:
+                    self._complete(detector, pending)  # a changed camera's frames first
+                    pending = None
+                    order = self._apply_camera_changes(order)
+                if self.duration_s is not None and time.monotonic() - started >= self.duration_s:
+                    self._stop_reason = "duration reached"
+                    break
+                if (
+                    pending is None
+                    and not self.keep_running
+                    and all(self._camera_done(camera_id) for camera_id in order)
+                ):
+                    limit_hit = self.max_frames is not None and any(
+                        self.counters[c].frames >= self.max_frames for c in order
+                    )
+                    self._stop_reason = "max frames reached" if limit_hit else "end of input"
+                    break
+                frames = self._collect_batch(detector.batch_size, order)
+                if not frames and pending is None:
+                    time.sleep(IDLE_SLEEP_S)
+                    continue
+                following: _InFlight | None = None
+                if frames:
+                    # rotate so that no camera is always first when the batch is smaller than the camera count
+                    order = order[1:] + order[:1]
+                    t0 = time.perf_counter()
+                    prepared = detector.prepare([frame.image for frame in frames])
+                    self.detect_seconds += time.perf_counter() - t0
+                    for frame in frames:
+                        self._in_flight[frame.camera_id] = self._in_flight.get(frame.camera_id, 0) + 1
+                    following = _InFlight(frames, prepared)
+                previous = pending
+                if previous is not None:
+                    previous.raw = previous.result()  # wait: one batch on the engine at a time
+                if following is not None:
+                    following.future = inference.submit(self._infer, detector, following.prepared)
+                if previous is not None:
+                    self._finish(detector, previous)
+                pending = following
+            self._complete(detector, pending)
+
+    def _infer(self, detector: Detector, prepared: PreparedBatch) -> tuple[Any, float]:
+        """On the inference thread: the engine on one prepared batch, and how long it took (s)."""
+        t0 = time.perf_counter()
+        raw = detector.infer(prepared)
+        return raw, time.perf_counter() - t0
+
+    def _complete(self, detector: Detector, pending: _InFlight | None) -> None:
+        """Wait for the batch in flight, if any, and finish it (decode, track, emit)."""
+        if pending is not None:
+            pending.raw = pending.result()
+            self._finish(detector, pending)
+
+    def _finish(self, detector: Detector, batch: _InFlight) -> None:
+        raw, seconds = batch.raw
+        t0 = time.perf_counter()
+        batch_detections = detector.finish(batch.prepared, raw)
+        self.detect_seconds += seconds + time.perf_counter() - t0
+        self.detect_batches += 1
+        for frame in batch.frames:
+            self._in_flight[frame.camera_id] -= 1
+        results = [
+            self._track(frame, detections)
+            for frame, detections in zip(batch.frames, batch_detections, strict=True)
+        ]
+        self._analyze(results)
+        for result in results:
+            self._emit(result)
 
     def _shutdown(self) -> None:
         # Stop all cameras at once so that shutdown takes one timeout, not one per camera.

@@ -65,6 +65,26 @@ def letterbox(frame_bgr: np.ndarray, imgsz: int) -> tuple[np.ndarray, Letterbox]
     return np.ascontiguousarray(chw, dtype=np.float32) / np.float32(255.0), geometry
 
 
+def letterbox_into(frame_bgr: np.ndarray, out: np.ndarray, canvas: np.ndarray) -> Letterbox:
+    """:func:`letterbox` written into ``out`` (a (3, S, S) float32 view of a batch buffer) in place.
+
+    ``canvas`` is an (S, S, 3) uint8 scratch array the caller keeps between frames; the values in
+    ``out`` are bit for bit those of :func:`letterbox` (the same resize, then RGB / 255 in float32).
+    """
+    imgsz = out.shape[-1]
+    geometry = letterbox_geometry(frame_bgr.shape[0], frame_bgr.shape[1], imgsz)
+    resized = frame_bgr
+    if (geometry.new_width, geometry.new_height) != (frame_bgr.shape[1], frame_bgr.shape[0]):
+        resized = cv2.resize(
+            frame_bgr, (geometry.new_width, geometry.new_height), interpolation=cv2.INTER_LINEAR
+        )
+    canvas.fill(PAD_VALUE)
+    top, left = geometry.top, geometry.left
+    canvas[top : top + geometry.new_height, left : left + geometry.new_width] = resized
+    np.divide(canvas[:, :, ::-1].transpose(2, 0, 1), np.float32(255.0), out=out, dtype=np.float32)
+    return geometry
+
+
 def preprocess(frames_bgr: Sequence[np.ndarray], imgsz: int) -> tuple[np.ndarray, list[Letterbox]]:
     """A batch of frames (sizes may differ) as (B, 3, S, S) float32 and each frame's geometry."""
     pairs = [letterbox(frame, imgsz) for frame in frames_bgr]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
@@ -32,6 +33,20 @@ def _check_image(index: int, image: np.ndarray) -> None:
         raise ValueError(f"image {index} must be an HxWx3 uint8 BGR array, got {dtype} {shape}")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"image {index} is empty: {image.shape}")
+
+
+@dataclass
+class PreparedBatch:
+    """A batch ready for :meth:`Detector.infer`: its frames and the detector's own input for them.
+
+    Attributes:
+        images: the validated frames, in order.
+        inputs: what the detector made of them (YOLO: a view of its preallocated input buffer and
+            each frame's letterbox); None for a detector that does all its work in ``infer``.
+    """
+
+    images: list[np.ndarray]
+    inputs: Any = None
 
 
 class Detector(ABC):
@@ -85,6 +100,44 @@ class Detector(ABC):
     @abstractmethod
     def _detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
         """Run one inference on 1 to :attr:`batch_size` validated images."""
+
+    # --- the three steps of one batch, for a caller that overlaps them (the pipeline) ---------
+    #
+    # ``prepare`` (pre-processing), ``infer`` (the engine) and ``finish`` (decoding) of one batch may
+    # run on different threads, and ``infer`` of one batch overlaps ``prepare`` of the next and
+    # ``finish`` of the previous one. At most two prepared batches may be outstanding (prepared and
+    # not yet finished): a detector may reuse a batch's input buffer for the batch after next.
+
+    def prepare(self, images: Sequence[np.ndarray]) -> PreparedBatch:
+        """Validate 1 to :attr:`batch_size` frames and pre-process them for :meth:`infer`."""
+        if self._closed:
+            raise DetectorError(f"{self.name} is closed")
+        if not 1 <= len(images) <= self.batch_size:
+            raise ValueError(f"a prepared batch holds 1 to {self.batch_size} frames, got {len(images)}")
+        for index, image in enumerate(images):
+            _check_image(index, image)
+        return self._prepare(list(images))
+
+    def infer(self, batch: PreparedBatch) -> Any:
+        """Run the engine on a prepared batch; the raw result goes to :meth:`finish`."""
+        raw = self._infer_prepared(batch)
+        self.frames += len(batch.images)
+        return raw
+
+    def finish(self, batch: PreparedBatch, raw: Any) -> list[Detections]:
+        """One :class:`Detections` per frame of ``batch``, in order, from :meth:`infer`'s result."""
+        return self._finish(batch, raw)
+
+    def _prepare(self, images: list[np.ndarray]) -> PreparedBatch:
+        """By default nothing is done ahead: :meth:`_infer_prepared` runs the whole detection."""
+        return PreparedBatch(images)
+
+    def _infer_prepared(self, batch: PreparedBatch) -> Any:
+        return self._detect_batch(batch.images)
+
+    def _finish(self, batch: PreparedBatch, raw: Any) -> list[Detections]:
+        detections: list[Detections] = raw
+        return detections
 
     def health(self) -> dict[str, Any]:
         """The detector's engine state (``degraded`` with the reason when it runs off its device)."""

@@ -23,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.detection.base import Detector, DetectorError
+from agent.detection.base import Detector, DetectorError, PreparedBatch
 from agent.detection.config import YoloDetectorConfig
 from agent.detection.graph_engine import open_graph_engine
 from agent.embedding.config import TensorRTEngineConfig, TorchEngineConfig
 from agent.types import Detections
 from engines import Engine, EngineError, EngineSpec, TensorSpec
-from engines.yolo_processing import decode, preprocess
+from engines.yolo_processing import Letterbox, decode, letterbox_into
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +137,12 @@ class YoloDetector(Detector):
         self.classes = list(config.classes)
         self._input = engine.spec.inputs[0]
         self._output = engine.spec.output_names[0]
+        # Input buffers, each (batch, 3, imgsz, imgsz) in the graph's dtype, allocated on first use:
+        # two the pipeline alternates between (one being filled while the other is inferred) and one
+        # for detect(); frames are letterboxed straight into them, and the engine reads a view.
+        self._buffers: list[np.ndarray | None] = [None, None, None]
+        self._canvases: list[np.ndarray | None] = [None, None, None]
+        self._next_slot = 0
 
     @staticmethod
     def _check_spec(engine: Engine, path: Path, config: YoloDetectorConfig) -> int:
@@ -161,15 +167,39 @@ class YoloDetector(Detector):
         return config.batch_size
 
     def _detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
-        pixels, geometries = preprocess(images, self.imgsz)
+        batch = self._fill(images, slot=2)
+        return self._finish(batch, self._infer_prepared(batch))
+
+    def _prepare(self, images: list[np.ndarray]) -> PreparedBatch:
+        slot, self._next_slot = self._next_slot, 1 - self._next_slot
+        return self._fill(images, slot)
+
+    def _fill(self, images: list[np.ndarray], slot: int) -> PreparedBatch:
+        """Letterbox ``images`` into input buffer ``slot``; the batch holds a view of its first rows."""
+        buffer, canvas = self._buffers[slot], self._canvases[slot]
+        if buffer is None or canvas is None:
+            fixed = self._input.shape[0]
+            rows = fixed if isinstance(fixed, int) and fixed > 0 else self.batch_size
+            # a fixed-batch graph is padded with blank frames: zeros, never rewritten
+            buffer = np.zeros((rows, 3, self.imgsz, self.imgsz), np.float32)
+            canvas = np.empty((self.imgsz, self.imgsz, 3), np.uint8)
+            self._buffers[slot], self._canvases[slot] = buffer, canvas
+        geometries = [letterbox_into(image, buffer[i], canvas) for i, image in enumerate(images)]
         fixed = self._input.shape[0]
-        if isinstance(fixed, int) and fixed > len(images):  # a fixed-batch graph: pad with blank frames
-            pixels = np.concatenate(
-                [pixels, np.zeros((fixed - len(images), *pixels.shape[1:]), pixels.dtype)]
-            )
+        rows = buffer.shape[0] if isinstance(fixed, int) and fixed > 0 else len(images)
+        if isinstance(fixed, int) and fixed > len(images):
+            buffer[len(images) :] = 0.0  # rows of an earlier, fuller batch
+        return PreparedBatch(images, (buffer[:rows], geometries))
+
+    def _infer_prepared(self, batch: PreparedBatch) -> np.ndarray:
+        pixels, _geometries = batch.inputs
         pixels = pixels.astype(np.dtype(self._input.dtype), copy=False)
-        output = self.engine.infer({self._input.name: pixels})[self._output][: len(images)]
-        decoded = decode(output, geometries, self.confidence, self.iou, self.classes)
+        output: np.ndarray = self.engine.infer({self._input.name: pixels})[self._output]
+        return output[: len(batch.images)]
+
+    def _finish(self, batch: PreparedBatch, raw: np.ndarray) -> list[Detections]:
+        geometries: list[Letterbox] = batch.inputs[1]
+        decoded = decode(raw, geometries, self.confidence, self.iou, self.classes)
         return [
             Detections(xyxy=found.xyxy, confidence=found.confidence, class_id=found.class_id)
             if len(found.confidence)

@@ -57,3 +57,20 @@ def test_nms_matches_torchvision() -> None:
     for threshold in (0.3, 0.5, 0.7):
         expected = torchvision.ops.nms(torch.from_numpy(boxes), torch.from_numpy(scores), threshold).numpy()
         np.testing.assert_array_equal(nms(boxes, scores, threshold), expected)
+
+
+def test_letterbox_into_a_batch_buffer_matches_letterbox_bit_for_bit() -> None:
+    """The pipeline letterboxes frames straight into a preallocated batch buffer; the pixels the
+    graph sees are exactly those of :func:`letterbox` (frames of several sizes, one reused canvas)."""
+    from engines.yolo_processing import letterbox, letterbox_into
+
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((576, 768), (240, 320), (64, 64))]
+    buffer = np.full((4, 3, 160, 160), -1.0, np.float32)
+    canvas = np.empty((160, 160, 3), np.uint8)
+    for row, frame in enumerate(frames):
+        geometry = letterbox_into(frame, buffer[row], canvas)
+        expected, expected_geometry = letterbox(frame, 160)
+        assert geometry == expected_geometry
+        assert np.array_equal(buffer[row], expected)
+    assert (buffer[3] == -1.0).all()  # rows past the batch are left alone
