@@ -12,7 +12,8 @@ Rows (targets from issue 18 in brackets):
   them all;
 - SIGKILL: an agent process delivering a 400-event backlog is killed mid-delivery and started
   again on the same outbox: events lost and duplicated at the hub [0 and 0];
-- hub ingest: ``--ingest-sites`` (100) leaf nodes, each with the real fleet sink (the simulated
+- hub ingest: ``--ingest-sites`` (100) leaf nodes, each with the real fleet sink's batch path
+  (``fleet.publish_batch`` events in flight, as the delivery thread hands them; the simulated
   sites spread over ``--publisher-processes`` (4) processes), publishing ``--ingest-events`` (100)
   alerts each at once: events/s published, stored at the hub and listed by its index, and the
   hub's resident memory [>= 2,000 events/s]. On 2 shared cores the publishers bound this row;
@@ -42,7 +43,6 @@ from typing import Any
 
 from agent.alerts.delivery import DeliveryWorker
 from agent.alerts.outbox import Outbox
-from agent.alerts.sinks.base import SinkError
 from agent.fleet.hub import AlertIndex, FleetHub
 from agent.fleet.link import NatsLink
 from agent.fleet.provision import provision_site
@@ -86,7 +86,10 @@ class SiteAgent:
         self.site = leaf.site
         self.link = NatsLink(leaf.agent_fleet_config(), leaf.site)
         self.link.on_connect.append(functools.partial(_provision, self.link, leaf.site))
-        self.sink = FleetSink("fleet", self.link, leaf.site, evidence_dir=None)
+        config = leaf.agent_fleet_config()
+        self.sink = FleetSink(
+            "fleet", self.link, leaf.site, evidence_dir=None, batch_size=config.publish_batch
+        )
         self.outbox = Outbox(folder / f"{leaf.site}-alerts.db")
         self.worker = DeliveryWorker(self.outbox, self.sink, SINK_RETRY, idle_poll_s=0.05)
         self.registry: QueryRegistry | None = None
@@ -235,7 +238,7 @@ def child_deliver(db: str, url: str, site: str) -> None:
 
     config = FleetConfig(url=url, site=site, user="agent", password="agent-secret")
     link = NatsLink(config, site)
-    sink = FleetSink("fleet", link, site, evidence_dir=None)
+    sink = FleetSink("fleet", link, site, evidence_dir=None, batch_size=config.publish_batch)
     outbox = Outbox(Path(db))
     worker = DeliveryWorker(outbox, sink, SINK_RETRY, idle_poll_s=0.05)
     link.start()
@@ -306,22 +309,26 @@ def child_publish(sites_json: str, per_site: str, offset: str) -> None:
         link.on_connect.append(functools.partial(_provision, link, site, ready))
         link.start()
         links.append(link)
-        sinks.append(FleetSink("fleet", link, site, evidence_dir=None))
+        sinks.append(FleetSink("fleet", link, site, evidence_dir=None, batch_size=config.publish_batch))
     wait_until(lambda: len(ready) == len(sites), 120, "every site connected and provisioned")
     print("ready", flush=True)
     sys.stdin.readline()
     retries = 0
 
     def publish(sink: FleetSink) -> None:
+        # what the delivery thread does: up to batch_size events at once, a failed one again
         nonlocal retries
-        for i in range(int(offset), int(offset) + int(per_site)):
-            while True:  # what the outbox does: try again until acknowledged
-                try:
-                    sink.send(_payload(sink.site, f"{sink.site}-{i}"))
-                    break
-                except SinkError:
-                    retries += 1
-                    time.sleep(0.1)
+        pending = [
+            _payload(sink.site, f"{sink.site}-{i}") for i in range(int(offset), int(offset) + int(per_site))
+        ]
+        while pending:
+            batch = pending[: sink.batch_size]
+            outcomes = sink.send_many(batch)
+            acked = {id(p) for p, outcome in zip(batch, outcomes, strict=False) if outcome is None}
+            retries += len(outcomes) - len(acked)
+            pending = [p for p in pending if id(p) not in acked]
+            if len(outcomes) > len(acked):
+                time.sleep(0.1)
 
     threads = [threading.Thread(target=publish, args=(sink,)) for sink in sinks]
     for thread in threads:

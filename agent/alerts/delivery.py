@@ -6,6 +6,13 @@ An event the receiver refuses for good (``SinkError.permanent``, e.g. HTTP 400) 
 ``retry.permanent_attempts`` times, then moved to the dead letters so that later events go on.
 An event the receiver acknowledged but whose acknowledgement could not be recorded (disk full)
 is not sent again: the worker retries only the recording, with backoff.
+
+A sink with ``batch_size`` > 1 gets up to that many pending events at once (:meth:`Sink.send_many`,
+outbox order); each acknowledged one is marked delivered (one transaction for the batch) and each
+failed one goes through the rules above on its own (its attempts, backoff, dead letters). The next
+batch starts at the oldest event still pending, after the backoff of the oldest that failed, so a
+failed event is retried before anything newer is read; events after it that the receiver already
+acknowledged are not sent again.
 """
 
 from __future__ import annotations
@@ -124,57 +131,76 @@ class DeliveryWorker:
         except Exception as exc:  # the first send tries again
             log.warning("sink %s: start failed: %s", self.sink.name, exc)
         not_before = 0.0  # monotonic backoff deadline of the head event; a restart retries at once
+        batch_size = max(1, int(getattr(self.sink, "batch_size", 1)))
         while not self._stop.is_set():
             self._wake.clear()
             try:
-                delivery = self.outbox.next_pending(self.sink.name)
+                batch = self.outbox.pending_batch(self.sink.name, batch_size)
             except Exception:
                 log.exception("sink %s: reading the outbox failed", self.sink.name)
                 self._stop.wait(self.idle_poll_s)
                 continue
-            if delivery is None:
+            if not batch:
                 self._wake.wait(self.idle_poll_s)
                 continue
             wait_s = not_before - time.monotonic()
             if wait_s > 0:
                 self._stop.wait(min(wait_s, self.idle_poll_s))
                 continue
-            not_before = self._attempt(delivery)
+            not_before = self._attempt(batch)
 
-    def _attempt(self, delivery: PendingDelivery) -> float:
-        """Send one event and record the outcome; return the monotonic time of the next attempt."""
-        if delivery.event_row not in self._acked:
+    def _attempt(self, batch: list[PendingDelivery]) -> float:
+        """Send a batch of events and record each outcome; return the monotonic time of the next attempt."""
+        to_send = [delivery for delivery in batch if delivery.event_row not in self._acked]
+        failures: list[tuple[PendingDelivery, Exception]] = []
+        if to_send:
             try:
-                self.sink.send(delivery.payload)
-            except Exception as exc:
-                error = str(exc) if isinstance(exc, SinkError) else f"{type(exc).__name__}: {exc}"
-                permanent = isinstance(exc, SinkError) and exc.permanent
-                return self._failed(
-                    delivery, error, unexpected=not isinstance(exc, SinkError), permanent=permanent
-                )
-            self._acked.add(delivery.event_row)
+                outcomes = self.sink.send_many([delivery.payload for delivery in to_send])
+            except Exception as broken:  # a sink whose batch call itself broke: the head event failed
+                outcomes = [broken]
+            for delivery, outcome in zip(to_send, outcomes[: len(to_send)], strict=False):
+                if outcome is None:
+                    self._acked.add(delivery.event_row)
+                else:
+                    failures.append((delivery, outcome))
+        acked = [delivery for delivery in batch if delivery.event_row in self._acked]
+        next_at = self._record(acked)
+        for delivery, failure in failures:
+            error = str(failure) if isinstance(failure, SinkError) else f"{type(failure).__name__}: {failure}"
+            permanent = isinstance(failure, SinkError) and failure.permanent
+            retry_at = self._failed(
+                delivery, error, unexpected=not isinstance(failure, SinkError), permanent=permanent
+            )
+            next_at = max(next_at, retry_at)  # the longest backoff among them (0.0: given up)
+        return next_at
+
+    def _record(self, acked: list[PendingDelivery]) -> float:
+        """Mark acknowledged events delivered in one transaction; 0.0, or when to retry recording."""
+        if not acked:
+            return 0.0
         now = self.clock()
         try:
-            self.outbox.mark_delivered(delivery, now)
+            self.outbox.mark_delivered_many(acked, now)
         except Exception as exc:
-            # The receiver has it: only the recording is retried (with backoff), the event is not resent.
+            # The receiver has them: only the recording is retried (with backoff), they are not resent.
             self._record_failures += 1
             self.counters.unrecorded = len(self._acked)
             if _should_log(self._record_failures):
                 log.error(
                     "sink %s: %s was delivered but recording that failed (%s); retrying the record only",
                     self.sink.name,
-                    _event_id(delivery),
+                    ", ".join(_event_id(delivery) for delivery in acked),
                     exc,
                 )
             return time.monotonic() + self.retry.delay_s(self._record_failures)
-        self._acked.discard(delivery.event_row)
+        for delivery in acked:
+            self._acked.discard(delivery.event_row)
+            log.debug("sink %s: delivered %s", self.sink.name, _event_id(delivery))
         self._record_failures = 0
         self.counters.consecutive_failures = 0
         self.counters.unrecorded = len(self._acked)
-        self.counters.delivered += 1
+        self.counters.delivered += len(acked)
         self.counters.last_delivered_at = now
-        log.debug("sink %s: delivered %s", self.sink.name, _event_id(delivery))
         return 0.0
 
     def _failed(

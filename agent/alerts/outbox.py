@@ -261,27 +261,36 @@ class Outbox:
 
     def next_pending(self, sink: str) -> PendingDelivery | None:
         """The oldest pending event of ``sink`` (outbox order), or None."""
-        found = (
+        found = self.pending_batch(sink, 1)
+        return found[0] if found else None
+
+    def pending_batch(self, sink: str, limit: int) -> list[PendingDelivery]:
+        """Up to ``limit`` oldest pending events of ``sink``, in outbox order (one query)."""
+        rows = (
             self._conn()
             .execute(
                 f"""SELECT d.event_row, d.attempts, d.next_attempt_at, a.payload
                    FROM deliveries d JOIN alerts a ON a.id = d.event_row
-                   WHERE d.sink = ? AND d.state = '{PENDING}' ORDER BY d.event_row LIMIT 1""",
-                (sink,),
+                   WHERE d.sink = ? AND d.state = '{PENDING}' ORDER BY d.event_row LIMIT ?""",
+                (sink, max(1, int(limit))),
             )
-            .fetchone()
+            .fetchall()
         )
-        if found is None:
-            return None
-        return PendingDelivery(int(found[0]), sink, int(found[1]), float(found[2]), json.loads(found[3]))
+        return [PendingDelivery(int(r[0]), sink, int(r[1]), float(r[2]), json.loads(r[3])) for r in rows]
 
     def mark_delivered(self, delivery: PendingDelivery, now: float) -> None:
         """Record the sink's acknowledgement of an event (UNIX seconds ``now``)."""
+        self.mark_delivered_many([delivery], now)
+
+    def mark_delivered_many(self, deliveries: Sequence[PendingDelivery], now: float) -> None:
+        """Record the sink's acknowledgement of several events in one transaction (UNIX seconds)."""
+        if not deliveries:
+            return
         self._write(
-            lambda conn: conn.execute(
+            lambda conn: conn.executemany(
                 f"""UPDATE deliveries SET state = '{DELIVERED}', attempts = attempts + 1, delivered_at = ?,
                    last_error = NULL WHERE sink = ? AND event_row = ?""",
-                (now, delivery.sink, delivery.event_row),
+                [(now, delivery.sink, delivery.event_row) for delivery in deliveries],
             )
         )
 

@@ -92,6 +92,7 @@ class FleetConfig(NatsConnectionConfig):
             agent's ``site`` when that is a valid id.
         heartbeat_s: seconds between heartbeats on ``watchword.<site>.health``.
         ack_timeout_s: how long a publish waits for JetStream's acknowledgement.
+        publish_batch: outbox events published at once, each acknowledged on its own (1: one at a time).
         evidence: upload each alert's evidence files to the object store.
         queries: apply the fleet's standing queries from the KV bucket.
         reviews: apply review marks made at the hub.
@@ -102,6 +103,7 @@ class FleetConfig(NatsConnectionConfig):
     site: str | None = Field(default=None, pattern=SITE_ID)
     heartbeat_s: float = Field(default=2.0, ge=0.2, le=300)
     ack_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    publish_batch: int = Field(default=32, ge=1, le=256)
     evidence: bool = True
     queries: bool = True
     reviews: bool = True

@@ -61,6 +61,7 @@ class FleetRuntime:
             site,
             evidence_dir=evidence_dir if config.evidence else None,
             ack_timeout_s=config.ack_timeout_s,
+            batch_size=config.publish_batch,
         )
         self.queries: FleetQuerySync | None = None
         self.reviews: ReviewSync | None = None

@@ -9,10 +9,16 @@ Before the event, its evidence files (crop, frame, evidence.json with the keypoi
 object store ``watchword-evidence-<site>`` under ``<alert_id>/<file>`` (a file already there with
 the same size is not sent again), and the event carries ``fleet_evidence``: the bucket and the
 object names, which the hub reads from its mirror of that bucket.
+
+The delivery thread hands the sink up to ``batch_size`` events at once (:meth:`FleetSink.send_many`):
+they are published concurrently on the one connection (each with its evidence first, as above), and
+each event's own acknowledgement or error is reported, so one lost ack costs one resend, not the
+batch's. JetStream stores them in the order they reach it, which is outbox order unless one fails.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -38,6 +44,7 @@ class FleetSink(Sink):
         site: the site id in subjects and the bucket name.
         evidence_dir: the agent's evidence folder (None: no evidence upload).
         ack_timeout_s: how long one event (with its evidence) may take, seconds.
+        batch_size: events published concurrently at most (1: one at a time).
     """
 
     def __init__(
@@ -48,8 +55,10 @@ class FleetSink(Sink):
         *,
         evidence_dir: Path | None,
         ack_timeout_s: float = 5.0,
+        batch_size: int = 1,
     ) -> None:
         super().__init__(name)
+        self.batch_size = max(1, batch_size)
         self.link = link
         self.site = site
         self.evidence_dir = evidence_dir
@@ -71,6 +80,34 @@ class FleetSink(Sink):
             raise SinkError(redact_text(f"fleet publish of {payload.get('event_id')}: {exc!r}")) from exc
         if duplicate:
             self.duplicates += 1
+
+    def send_many(self, payloads: list[dict[str, Any]]) -> list[Exception | None]:
+        if not payloads:
+            return []
+        if not self.link.connected:  # one failed attempt (the oldest event's), the rest wait behind it
+            return [SinkError(f"not connected to {self.link.shown_url} ({self.link.last_problem})")]
+        try:
+            # each publish has its own ack timeout; the batch's evidence uploads share one more
+            results = self.link.call(self._publish_many(payloads), self.ack_timeout_s * 2)
+        except Exception as exc:  # no answer for the batch in time: none counts as acknowledged
+            error = SinkError(redact_text(f"fleet publish of {len(payloads)} events: {exc!r}"))
+            return [error for _ in payloads]
+        outcomes: list[Exception | None] = []
+        for payload, result in zip(payloads, results, strict=True):
+            if isinstance(result, BaseException):
+                if isinstance(result, SinkError):
+                    outcomes.append(result)
+                else:
+                    text = f"fleet publish of {payload.get('event_id')}: {result!r}"
+                    outcomes.append(SinkError(redact_text(text)))
+                continue
+            if result:
+                self.duplicates += 1
+            outcomes.append(None)
+        return outcomes
+
+    async def _publish_many(self, payloads: list[dict[str, Any]]) -> list[bool | BaseException]:
+        return await asyncio.gather(*(self._publish(payload) for payload in payloads), return_exceptions=True)
 
     async def _publish(self, payload: dict[str, Any]) -> bool:
         js = self.link.jetstream()

@@ -29,7 +29,12 @@ class Sink(abc.ABC):
 
     ``send`` is called from the sink's own delivery thread, one event at a time, in outbox order.
     Constructors do no I/O; ``start`` opens connections or files, ``close`` releases them.
+
+    A sink that can have several events in flight sets ``batch_size`` above 1 and overrides
+    :meth:`send_many`: the delivery thread then hands it up to ``batch_size`` pending events at once.
     """
+
+    batch_size: int = 1  # events the delivery thread hands to :meth:`send_many` at most
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -44,6 +49,25 @@ class Sink(abc.ABC):
         Raises:
             SinkError: the event was not acknowledged (it may still have arrived).
         """
+
+    def send_many(self, payloads: list[dict[str, Any]]) -> list[Exception | None]:
+        """Deliver events (outbox order); one outcome per event attempted: None once acknowledged.
+
+        The result may be shorter than ``payloads``: events past its end were not attempted and stay
+        pending as they were (no attempt counted). This default sends them one by one with
+        :meth:`send` and stops at the first failure, so a receiver that is down costs one attempt,
+        not one per event, and later events wait behind the failed one. An override may attempt
+        them all concurrently and report each event's own acknowledgement or error.
+        """
+        outcomes: list[Exception | None] = []
+        for payload in payloads:
+            try:
+                self.send(payload)
+            except Exception as exc:
+                outcomes.append(exc)
+                break
+            outcomes.append(None)
+        return outcomes
 
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release connections and files; ``send`` is not called afterwards."""

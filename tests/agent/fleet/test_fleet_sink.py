@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 
+from agent.alerts.config import RetryConfig
+from agent.alerts.delivery import DeliveryWorker
+from agent.alerts.outbox import Outbox
 from agent.alerts.sinks import SinkError
 from agent.fleet.hub import AlertIndex, FleetHub
 from agent.fleet.runtime import FleetRuntime
@@ -131,3 +134,41 @@ def test_the_hub_index_follows_on_after_a_hub_restart_without_doubles(
         assert index.events == {"before/1": 1, "during/1": 1, "after/1": 1}
     finally:
         runtime.close()
+
+
+def test_a_batch_cut_by_killing_the_leaf_is_stored_once_after_its_restart(
+    fleet_net: FleetNet, fleet_hub: FleetHub, tmp_path: Path
+) -> None:
+    """The real outbox and delivery thread, 32 events in flight; SIGKILL the leaf mid-delivery."""
+    leaf = fleet_net.leaves["site-a"]
+    config = leaf.agent_fleet_config(ack_timeout_s=1.0, publish_batch=32)
+    runtime = FleetRuntime(config, "site-a", tmp_path)
+    assert runtime.sink.batch_size == 32
+    outbox = Outbox(tmp_path / "alerts.db")
+    events = 600
+    for i in range(events):
+        event = {**_payload("site-a", f"k{i}", 1, evidence=False), "track_id": 1}
+        outbox.enqueue(event, [runtime.sink.name], created_at=float(i))
+    worker = DeliveryWorker(outbox, runtime.sink, RetryConfig(initial_s=0.05, max_s=0.5), idle_poll_s=0.05)
+    index = AlertIndex()
+    fleet_hub.follow_alerts(index)
+    runtime.link.start()
+    try:
+        wait_until(lambda: runtime.provisioned, 10, "the site's streams")
+        worker.start()
+        wait_until(lambda: worker.counters.delivered >= 64, 30, "delivery under way")
+        leaf.server.kill()
+        left = outbox.backlog([runtime.sink.name])[runtime.sink.name]
+        assert 0 < left < events  # killed mid-delivery
+        leaf.server.start()
+        fleet_net.wait_leaves()
+        wait_until(
+            lambda: outbox.backlog([runtime.sink.name])[runtime.sink.name] == 0, 60, "the backlog sent"
+        )
+        wait_until(lambda: len(index.events) >= events, 30, "every event at the hub")
+        assert index.events == {f"k{i}/1": 1 for i in range(events)}  # none lost, none twice
+        assert worker.counters.failed_attempts > 0  # the kill was felt
+    finally:
+        worker.stop(2)
+        runtime.close()
+        outbox.close()
