@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from agent.pose.cue_matcher import CueFusion, CueMatcher
     from agent.rerank import RerankService
     from agent.tracking.reassociation import Embedder
+    from agent.zones import ZoneBook
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +196,7 @@ class Agent:
             self.pose.release_sentence_model()
         producer = self.matcher or self.cue_matcher
         if producer is not None:
+            producer.zones = self._zones()
             # the one decision core, fed each frame's record after the producers' samples; the
             # alert manager only emits what it decides, on its own thread
             self.decisions = DecisionCore(
@@ -220,6 +222,15 @@ class Agent:
             keep_running=self.console.keep_running,
             detector=self._detector_loader,
         )
+
+    def _zones(self) -> ZoneBook:
+        """The cameras' zones: the runtime camera store's (edited from the console), else the config's."""
+        from agent.zones import ZoneBook
+
+        store = getattr(self.console, "cameras", None)
+        if store is None:
+            return ZoneBook.fixed(list(self.config.cameras))
+        return ZoneBook(store.list_cameras, store.revision)
 
     def _cue_fusion(self) -> CueFusion | None:
         """Pose cues blended into CLIP's scores, when both are configured (pose)."""

@@ -157,6 +157,23 @@ class MqttSinkConfig(_SinkBase):
 SinkConfig = Annotated[JsonlSinkConfig | WebhookSinkConfig | MqttSinkConfig, Field(discriminator="type")]
 
 
+class ClipConfig(_StrictModel):
+    """The short video of an alert (``clip.webm`` in its evidence folder), recorded while the console
+    runs: the analysed frames from ``before_s`` before the alert opened to ``after_s`` after it, in
+    media seconds. The opening payload names it ahead (``evidence.clip``); it exists about
+    ``after_s`` later."""
+
+    enabled: bool = True
+    before_s: float = Field(default=4.0, ge=0, le=30)
+    after_s: float = Field(default=4.0, ge=0, le=30)
+
+    @model_validator(mode="after")
+    def _some_video(self) -> ClipConfig:
+        if self.before_s + self.after_s <= 0:
+            raise ValueError("before_s + after_s must be more than 0 seconds")
+        return self
+
+
 class AlertsConfig(_StrictModel):
     """Episodes, cooldown, evidence retention, the SQLite outbox and the sinks.
 
@@ -181,6 +198,7 @@ class AlertsConfig(_StrictModel):
         drain_timeout_s: on close, wait this long for the sinks to empty their backlog.
         memory_buffer_events: events held in memory, and retried, while the outbox cannot store
             them (disk full); beyond this many, new events are dropped and counted.
+        clip: the alert's short video (:class:`ClipConfig`).
     """
 
     database: Path = Path("data/alerts.db")
@@ -200,6 +218,7 @@ class AlertsConfig(_StrictModel):
         default=10_000, ge=1, le=1_000_000, description="events held in memory while the outbox cannot store"
     )
     sinks: list[SinkConfig] = Field(default_factory=list)
+    clip: ClipConfig = Field(default_factory=lambda: ClipConfig())
 
     @field_validator("sinks")
     @classmethod

@@ -44,9 +44,17 @@ class EvidencePaths:
     crop: str
     frame: str
     record: str
+    # the clip, named ahead of being written (agent/alerts/clip.py): it exists about
+    # ``clip_after_s`` media seconds after the alert opened; None: no clip is recorded
+    clip: str | None = None
+    clip_after_s: float | None = None
 
-    def as_dict(self) -> dict[str, str]:
-        return {"crop": self.crop, "frame": self.frame, "json": self.record}
+    def as_dict(self) -> dict[str, Any]:
+        paths: dict[str, Any] = {"crop": self.crop, "frame": self.frame, "json": self.record}
+        if self.clip is not None:
+            paths["clip"] = self.clip
+            paths["clip_after_s"] = self.clip_after_s
+        return paths
 
 
 @dataclass(frozen=True)

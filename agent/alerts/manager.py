@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Self
 
+from agent.alerts.clip import CLIP_FILE
 from agent.alerts.config import AlertsConfig, RetryConfig
 from agent.alerts.delivery import DeliveryCounters, DeliveryWorker, stop_workers
 from agent.alerts.episodes import AlertEvent, AlertEventKind, EpisodeCounters
@@ -101,6 +102,9 @@ class AlertManager:
         self.evidence = EvidenceStore(
             config.evidence_dir, crop_padding=config.crop_padding, jpeg_quality=config.jpeg_quality
         )
+        # media seconds after an alert opens when its clip exists: set by the clip recorder's owner
+        # (the console); None: no clip is recorded, and payloads name none
+        self.clip_after_s: float | None = None
         self.emitted = EpisodeCounters()  # opened, updated, closed: the events emitted
         self._open_alerts: set[str] = set()
         self._posted: deque[AlertEvent] = deque()
@@ -320,6 +324,10 @@ class AlertManager:
             try:
                 label = f"{event.episode.query_text} {event.candidate.final_score:.2f}"
                 bundle.paths = self.evidence.write_images(alert_id, event.candidate, label)
+                if self.clip_after_s is not None:  # a clip recorder runs: name its clip ahead
+                    bundle.paths = replace(
+                        bundle.paths, clip=f"{alert_id}/{CLIP_FILE}", clip_after_s=self.clip_after_s
+                    )
                 crop = event.candidate.crop(self.config.crop_padding)
                 bundle.crop_size = (int(crop.shape[1]), int(crop.shape[0]))
             except (EvidenceError, ValueError) as exc:

@@ -264,6 +264,7 @@ def create_app(context: ApiContext) -> FastAPI:
                 cooldown_s=body.cooldown_s,
                 normal_prompts=body.normal_prompts,
                 enabled=body.enabled,
+                zones=body.zones,
             )
         except QueryError as exc:
             raise unprocessable(exc) from exc
@@ -305,6 +306,8 @@ def create_app(context: ApiContext) -> FastAPI:
             cooldown_s=body.cooldown_s,
             normal_prompts=body.normal_prompts,
             clear_normal_prompts="normal_prompts" in sent and body.normal_prompts is None,
+            zones=body.zones,
+            clear_zones="zones" in sent and body.zones is None,
         )
         try:
             return context.query_view(context.registry.update(query_id, change))

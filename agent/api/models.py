@@ -16,11 +16,13 @@ from agent.queries.bounds import (
     MAX_NORMAL_PROMPTS,
     MAX_QUERY_TEXT_CHARS,
 )
+from agent.zones import ZONE_NAME
 
 # SQLite integers are signed 64-bit: a larger id or offset is a 422, not an overflow inside the driver.
 SQLITE_MAX_INT = 2**63 - 1
 
 CameraId = Annotated[str, Field(pattern=CAMERA_ID)]
+ZoneName = Annotated[str, Field(pattern=ZONE_NAME)]
 Prompt = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_TEXT_CHARS)]
 DbId = Annotated[int, Field(ge=0, le=SQLITE_MAX_INT)]
 # An alert id (a UUID) or a file name in a path: bounded, so that a longer one is a 422.
@@ -45,6 +47,9 @@ class QueryIn(BaseModel):
         None, ge=0, le=MAX_COOLDOWN_S, description="seconds; null uses the agent's alerts.cooldown_s"
     )
     normal_prompts: list[Prompt] | None = Field(None, max_length=MAX_NORMAL_PROMPTS)
+    zones: list[ZoneName] | None = Field(
+        None, max_length=16, description="zone names (cameras[].zones); null means anywhere"
+    )
 
 
 class QueryPatch(BaseModel):
@@ -57,6 +62,9 @@ class QueryPatch(BaseModel):
     severity: str | None = Field(None, pattern="^(info|warning|critical)$")
     cooldown_s: float | None = Field(None, ge=0, le=MAX_COOLDOWN_S)
     normal_prompts: list[Prompt] | None = Field(None, max_length=MAX_NORMAL_PROMPTS)
+    zones: list[ZoneName] | None = Field(
+        None, max_length=16, description="zone names (cameras[].zones); null means anywhere"
+    )
 
 
 class RetryIn(BaseModel):
@@ -78,6 +86,7 @@ class QueryOut(BaseModel):
     severity: str
     cooldown_s: float | None = Field(description="seconds; null uses the agent's alerts.cooldown_s")
     normal_prompts: list[str] | None
+    zones: list[str] | None = Field(None, description="zone names; null means anywhere in the image")
     created_at: float = Field(description="UNIX seconds")
     updated_at: float = Field(description="UNIX seconds")
     fleet: str | None = Field(

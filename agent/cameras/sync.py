@@ -12,6 +12,11 @@ from agent.sources.config import CameraConfig
 log = logging.getLogger(__name__)
 
 
+def _source_part(camera: CameraConfig) -> CameraConfig:
+    """What the source depends on: everything but the zones."""
+    return camera.model_copy(update={"zones": []})
+
+
 class CameraHost(Protocol):
     """What the sync needs of the pipeline."""
 
@@ -77,7 +82,11 @@ class CameraSync:
                 self.host.remove_camera(camera_id)
                 del self._running[camera_id]
         for camera_id, camera in wanted.items():
-            if self._running.get(camera_id) != camera:
+            running = self._running.get(camera_id)
+            if running is not None and _source_part(running) == _source_part(camera):
+                self._running[camera_id] = camera  # zones only: the producers read them, no restart
+                continue
+            if running != camera:
                 change = "changed" if camera_id in self._running else "added"
                 log.info("camera %s: %s%s", camera_id, change, self._until_restart(camera_id))
                 self.host.add_camera(camera)

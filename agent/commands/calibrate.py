@@ -261,6 +261,10 @@ class _Scoring:
         self.pose: Any = None
         self.before: list[Any] = []
         fusion = None
+        from agent.cameras.store import site_cameras
+        from agent.zones import ZoneBook
+
+        zones = ZoneBook.fixed(site_cameras(config))  # the YAML's and the run-time cameras' zones
         if config.pose is not None and config.pose.enabled:
             from agent.pose.assembly import build_pose_stage
 
@@ -277,13 +281,15 @@ class _Scoring:
                 self.pose.vocabulary.add_encoder("clip", self.encoder.embed_texts)
                 fusion = CueFusion(self.pose.analyzer, self.pose.cues, config.pose.cue_weight)
             self.matcher: Matcher | CueMatcher = Matcher(
-                config.matching, self.encoder, registry, cue_fusion=fusion
+                config.matching, self.encoder, registry, cue_fusion=fusion, zones=zones
             )
         else:
             from agent.pose.cue_matcher import CueMatcher
 
             assert self.pose is not None and config.pose is not None
-            self.matcher = CueMatcher(config.matching, config.pose, self.pose.analyzer, self.pose.cues)
+            self.matcher = CueMatcher(
+                config.matching, config.pose, self.pose.analyzer, self.pose.cues, zones=zones
+            )
 
     def unmapped(self) -> list[str]:
         """Cue-only scoring: the enabled queries that map to no cue, with why (they are not scored)."""

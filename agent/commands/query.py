@@ -46,6 +46,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument(
         "--camera", action="append", dest="cameras", metavar="ID", help="limit to a camera (repeat)"
     )
+    add.add_argument(
+        "--zone",
+        action="append",
+        dest="zones",
+        metavar="NAME",
+        help="limit to a zone (cameras[].zones; repeat): sampled only while a person's feet are in it",
+    )
     add.add_argument("--threshold", type=float, help="alert threshold in (0, 1); default automatic")
     add.add_argument("--severity", default="warning", choices=["info", "warning", "critical"])
     add.add_argument(
@@ -102,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
                 cooldown_s=args.cooldown,
                 normal_prompts=args.normal,
                 enabled=not args.disabled,
+                zones=args.zones,
             )
             print(f"added query {query.id}: {query.text}")
             _warn_unevaluated(args, query.id, query.text)
@@ -119,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
                 state = "on " if query.enabled else "off"
                 head = f"{query.id:4d} {state} {query.severity:8s} thr={threshold:18s}"
                 fleet = "" if query.fleet_key is None else f"  [fleet {query.fleet_key}, read-only]"
-                print(f"{head} cameras={cameras}  {query.text}{fleet}")
+                zones = f" zones={','.join(query.zones)}" if query.zones else ""
+                print(f"{head} cameras={cameras}{zones}  {query.text}{fleet}")
         elif command == "show":
             from agent.pose.querycues import offline_mapping
 

@@ -184,12 +184,13 @@ def add_console_routes(
             except (OSError, ValueError):
                 record = None
         latest = events[-1]
-        if (
-            evidence_dir is not None
-            and latest.get("evidence")
-            and (evidence_dir / alert_id / CLIP_FILE).is_file()
-        ):
-            latest = {**latest, "evidence": {**latest["evidence"], "clip": f"{alert_id}/{CLIP_FILE}"}}
+        if evidence_dir is not None and latest.get("evidence"):
+            # the payload names the clip ahead; the page gets it once it is written
+            written = (evidence_dir / alert_id / CLIP_FILE).is_file()
+            evidence = {k: v for k, v in latest["evidence"].items() if k != "clip"}
+            if written:
+                evidence["clip"] = f"{alert_id}/{CLIP_FILE}"
+            latest = {**latest, "evidence": evidence}
             events = [*events[:-1], latest]
         threshold = console.query_threshold(latest.get("query_id"))
         return {

@@ -129,10 +129,12 @@ class ConsoleRuntime:
 
             on_alert = None
             evidence_dir = alerts.config.evidence_dir
-            if evidence_dir is not None and self.live is not None:
+            clip = alerts.config.clip
+            if evidence_dir is not None and self.live is not None and clip.enabled:
                 from agent.alerts.clip import ClipRecorder
 
-                self.clips = ClipRecorder(evidence_dir)
+                self.clips = ClipRecorder(evidence_dir, before_s=clip.before_s, after_s=clip.after_s)
+                alerts.clip_after_s = clip.after_s  # the opening payloads name the clip ahead
                 self.live.listeners.append(self.clips.process)
                 on_alert = self.clips.request
             self.hub = EventHub(alerts.config.database, status, on_alert=on_alert)

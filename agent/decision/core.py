@@ -35,6 +35,7 @@ import numpy as np
 from agent.alerts.config import AlertsConfig
 from agent.alerts.episodes import AlertEvent, CloseReason, EpisodeKey, EpisodeTracker
 from agent.api.metrics import Metric
+from agent.decision.peaks import PeakFrames
 from agent.decision.queue import CandidateQueue, Entry, PendingKey, QueueStats
 from agent.decision.records import FrameRecord
 from agent.decision.verdicts import VerdictBook
@@ -177,6 +178,7 @@ class DecisionCore:
         self._in_flight: dict[PendingKey, int] = {}  # key -> its camera's generation when sent
         self._seen: dict[tuple[str, int], tuple[float, float]] = {}  # track -> last (media, wall)
         self._events: list[AlertEvent] = []
+        self.peaks = PeakFrames()  # the frame where each (track, query)'s sample peaked: the evidence
 
     # --- feeding -----------------------------------------------------------------------------
 
@@ -285,6 +287,9 @@ class DecisionCore:
             state.frame = record.stand_in_frame()
             if box is not None:
                 state.box = box
+        for query_id, p in per_query.items():
+            if query_id in self._columns and not np.isnan(p):
+                self.peaks.observe(record.camera_id, track_id, query_id, p, state.frame, state.box)
         self.book.add_sample(state, record.media_time, probability, cosine, columns=columns)
 
     # --- selection ---------------------------------------------------------------------------
@@ -313,12 +318,19 @@ class DecisionCore:
                 self._overflow(dropped)
 
     def candidate(self, camera: str, pick: Pick, now: float) -> Candidate:
-        """The candidate of a pick at media ``now``: its latest sample's frame and box, cue evidence."""
+        """The candidate of a pick at media ``now``: the frame and box where its query's sample peaked
+        (:mod:`agent.decision.peaks`; the latest sample's when none is kept), cue evidence there."""
         candidate = self.book.candidate(camera, pick, now, self.model_versions)
+        query = self.book.queries[pick.column]
+        state = self.book.tracks[(camera, pick.track_id)]
+        frame = state.frame
+        peak = self.peaks.get(camera, pick.track_id, query.id)
+        if peak is not None:
+            frame = peak.frame
+            candidate.frame, candidate.box = frame.image, peak.box
+            candidate.wall_time, candidate.frame_index = frame.wall_time, frame.index
         if self.evidence is not None:
-            query = self.book.queries[pick.column]
-            state = self.book.tracks[(camera, pick.track_id)]
-            frame_time = state.frame.media_time if state.frame is not None else None
+            frame_time = frame.media_time if frame is not None else None
             candidate.pose = self.evidence(camera, pick.track_id, query, frame_time)
         return candidate
 
@@ -405,6 +417,7 @@ class DecisionCore:
     def _track_ended(self, camera: str, track_id: int, now: float, wall_time: float) -> None:
         """A person removed by the tracker: their episodes end when they were last seen."""
         self.book.remove(camera, track_id)
+        self.peaks.forget_track(camera, track_id)
         self.verdicts.forget(camera, track_id)
         seen_at, seen_wall = self._seen.pop((camera, track_id), (now, wall_time))
         self._events += self.episodes.track_ended(camera, track_id, seen_at, wall_time=seen_wall)
@@ -415,6 +428,7 @@ class DecisionCore:
         for track_id in [t for c, t in self.book.tracks if c == camera]:
             self._track_ended(camera, track_id, now, wall_time)
         self.book.forget_camera(camera)
+        self.peaks.forget_camera(camera)
         self._events += self.episodes.end_camera(camera, CloseReason.CAMERA_ENDED)
         self.counters.discarded += len(self.queue.discard(camera))
         self._generation[camera] = self._generation.get(camera, 0) + 1

@@ -35,6 +35,7 @@ from agent.matching.scoring import calibrated_scores
 from agent.matching.trackbook import quantise
 from agent.queries import Query, QueryRegistry
 from agent.types import FrameResult, TrackEventKind
+from agent.zones import ZoneBook, foot_point, zone_mask
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ class TrackEmbeddings:
     track_id: int
     last_embed_time: float = -float("inf")  # media seconds
     last_aspect: float = 0.0
+    last_point: tuple[float, float] | None = None  # foot point at the last embedding, normalised
     embeddings: deque[np.ndarray] = field(default_factory=deque)
 
 
@@ -99,6 +101,8 @@ class Matcher:
         cue_fusion: blends pose cues into the calibrated probabilities of cue-mapped queries (None: off).
         exemplars: operator feedback; crops like a query's negative exemplars are scored down.
         on_samples: receives each batch's new crop embeddings (the search index); must not block.
+        zones: the cameras' zones; a zone-limited query is sampled only while a track's foot point is
+            in one of its zones (None: zone-limited queries are never sampled).
     """
 
     def __init__(
@@ -111,8 +115,10 @@ class Matcher:
         cue_fusion: CueFusionLike | None = None,
         exemplars: ExemplarStore | None = None,
         on_samples: Callable[[list[TrackSample]], None] | None = None,
+        zones: ZoneBook | None = None,
     ) -> None:
         self.config = config
+        self.zones = zones or ZoneBook.fixed([])
         self.exemplars = exemplars
         self.on_samples = on_samples
         self.encoder = encoder
@@ -219,6 +225,7 @@ class Matcher:
 
     def _process(self, results: list[FrameResult]) -> None:
         self._refresh()
+        self.zones.refresh()
         plan = self._plan(results)
         regions = [
             (result.frame.image, box)
@@ -274,12 +281,16 @@ class Matcher:
             applies = [q.applies_to(frame.camera_id) for q in matrix.queries]
             samples: dict[str, dict[str, float]] = {}
             cosines: dict[str, dict[str, float]] = {}
-            for track_id, aspect, _ in chosen:
+            height, width = frame.image.shape[:2]
+            for track_id, aspect, box in chosen:
                 state = self._state(frame.camera_id, track_id)
                 state.embeddings.append(embeddings[row])
                 state.last_embed_time, state.last_aspect = frame.media_time, aspect
+                state.last_point = foot_point(box, width, height)
                 if len(probability):
-                    rows = zip(names, recorded[row], recorded_cos[row], applies, strict=True)
+                    inside = zone_mask(self.zones, matrix.queries, frame.camera_id, box, width, height)
+                    allowed = [a and z for a, z in zip(applies, inside, strict=True)]
+                    rows = zip(names, recorded[row], recorded_cos[row], allowed, strict=True)
                     sampled = [(n, float(p), float(c)) for n, p, c, a in rows if a]
                     samples[str(track_id)] = {n: p for n, p, _ in sampled}
                     cosines[str(track_id)] = {n: c for n, _, c in sampled}
@@ -317,6 +328,13 @@ class Matcher:
                 str(matrix.queries[i].id): float(recorded[row, i])
                 for i in new
                 if matrix.queries[i].applies_to(state.camera_id)
+                and (
+                    not matrix.queries[i].zones
+                    or (
+                        state.last_point is not None
+                        and self.zones.allows(matrix.queries[i], state.camera_id, state.last_point)
+                    )
+                )
             }
             if first:
                 self._rescored.setdefault(state.camera_id, {})[state.track_id] = first

@@ -8,6 +8,10 @@ hysteresis, fair per-window selection, the candidate queue, episodes and alerts 
 core's (:mod:`agent.decision`), exactly as for CLIP samples. Queries that map to no cue are not
 scored, so they stay unevaluated (the start-up message names them).
 
+A query limited to zones (:mod:`agent.zones`) is sampled only while the track's foot point is in
+one of them, and its duration cues (``still_long``, ``ground_long``) count only the time since the
+track last entered the zone: standing still outside and then stepping in starts the count anew.
+
 With a CLIP model, :class:`CueFusion` instead blends the cue into the CLIP matcher's calibrated
 probabilities (``pose.cue_weight``, scaled by the mapping's confidence).
 """
@@ -30,9 +34,11 @@ from agent.matching.producer import ScoredQueries
 from agent.matching.trackbook import SAMPLE_DECIMALS
 from agent.pose.analyzer import PoseAnalyzer
 from agent.pose.config import PoseConfig
+from agent.pose.cues import logistic
 from agent.pose.querycues import QueryCues
 from agent.queries import Query
 from agent.types import FrameResult, TrackEventKind
+from agent.zones import ZoneBook, zone_mask
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +57,7 @@ class CueMatcher:
         pose: the pose stage, which runs before this one in the same batch.
         cues: the queries' cue mappings, kept in step with the registry.
         model_versions: recorded in every candidate.
+        zones: the cameras' zones (None: zone-limited queries are never sampled).
     """
 
     def __init__(
@@ -61,8 +68,12 @@ class CueMatcher:
         cues: QueryCues,
         *,
         model_versions: dict[str, str] | None = None,
+        zones: ZoneBook | None = None,
     ) -> None:
         self.config = config
+        self.zones = zones or ZoneBook.fixed([])
+        # (camera, track, query id) -> media s since when the track is in the query's zones
+        self._entered: dict[tuple[str, int, int], float] = {}
         self.interval_s = pose_config.score_interval_s
         self.pose = pose
         self.cues = cues
@@ -98,6 +109,7 @@ class CueMatcher:
         with self._lock:
             if self.cues.refresh():
                 self._adopt()
+            self.zones.refresh()
             columns = self.scored.announce()
             if columns is not None and results:
                 results[0].extra["columns"] = columns
@@ -110,6 +122,8 @@ class CueMatcher:
         for event in result.events:
             if event.kind is TrackEventKind.REMOVED:
                 self._last_sample.pop((frame.camera_id, event.track_id), None)
+                for entry in [k for k in self._entered if k[:2] == (frame.camera_id, event.track_id)]:
+                    del self._entered[entry]
         samples: dict[str, dict[str, float]] = {}
         taken_on: dict[int, tuple[Any, tuple[float, float, float, float]]] = {}
         ids = result.tracks.tracker_id
@@ -117,7 +131,9 @@ class CueMatcher:
         if ids is None or not queries:
             return
         applies = [q.applies_to(frame.camera_id) for q in queries]
-        for track_id in ids.tolist():
+        height, width = frame.image.shape[:2]
+        for track_id, box in zip(ids.tolist(), result.tracks.xyxy, strict=True):
+            inside = self._zones(frame.camera_id, int(track_id), queries, box, width, height, now)
             pose_track = self.pose.track(frame.camera_id, track_id)
             if pose_track is None or pose_track.cues.posture is None or pose_track.frame is None:
                 continue  # no pose sample yet: nothing to score
@@ -125,11 +141,12 @@ class CueMatcher:
             if now - self._last_sample.get(key, -float("inf")) < self.interval_s:
                 continue
             self._last_sample[key] = now
-            values = pose_track.cues.values
             sample = {
-                str(q.id): round(float(np.float32(values.get(cue, 0.0))), SAMPLE_DECIMALS)
-                for q, cue, a in zip(queries, self.column_cues, applies, strict=True)
-                if a
+                str(q.id): round(
+                    float(np.float32(self._value(pose_track.cues, q, cue, key, now))), SAMPLE_DECIMALS
+                )
+                for q, cue, a, z in zip(queries, self.column_cues, applies, inside, strict=True)
+                if a and z
             }
             if sample:
                 samples[str(track_id)] = sample
@@ -140,6 +157,44 @@ class CueMatcher:
             self.stats.samples += len(samples)
             result.extra["cue_samples"] = samples
             result.extra["_sample_frames"] = taken_on
+
+    def _zones(
+        self,
+        camera_id: str,
+        track_id: int,
+        queries: Sequence[Query],
+        box: Sequence[float],
+        width: int,
+        height: int,
+        now: float,
+    ) -> list[bool]:
+        """Per query, whether the track is in its zones now; keeps when it entered them."""
+        mask = zone_mask(self.zones, queries, camera_id, box, width, height)
+        for query, inside in zip(queries, mask, strict=True):
+            if not query.zones:
+                continue
+            key = (camera_id, track_id, query.id)
+            if inside:
+                self._entered.setdefault(key, now)
+            else:
+                self._entered.pop(key, None)
+        return mask
+
+    def _value(self, cues: Any, query: Query, cue: str, track: tuple[str, int], now: float) -> float:
+        """The cue's value; for a zone-limited query a duration cue counts time in the zone only."""
+        values = cues.values
+        value = float(values.get(cue, 0.0))
+        entered = self._entered.get((*track, query.id)) if query.zones else None
+        if entered is None or cue not in ("still_long", "ground_long"):
+            return value
+        params = cues.params
+        lying = float(values.get("lying", 0.0))
+        in_zone_s = now - entered
+        if cue == "still_long":
+            seconds = min(float(cues.evidence.get("still_s", 0.0)), in_zone_s)
+            return logistic(seconds, params.still_long_s, 0.2 * params.still_long_s) * (1.0 - lying)
+        seconds = min(float(cues.evidence.get("lying_s", 0.0)), in_zone_s)
+        return logistic(seconds, params.ground_long_s, 0.2 * params.ground_long_s) * lying
 
     def evidence(
         self, camera_id: str, track_id: int, query: Query, frame_time: float | None = None

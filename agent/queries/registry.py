@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 import time
 from collections.abc import Callable
@@ -29,8 +30,11 @@ from agent.queries.bounds import (
 from agent.queries.language import language_problem
 from agent.sqlite_files import database_problem, writable_beside
 from agent.sqlite_threads import ThreadLocalSQLite
+from agent.zones import ZONE_NAME
 
 log = logging.getLogger(__name__)
+
+MAX_ZONES_PER_QUERY = 16
 
 Severity = Literal["info", "warning", "critical"]
 SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
@@ -97,6 +101,23 @@ def _validate_cameras(cameras: list[str] | None) -> list[str] | None:
     return cleaned
 
 
+def _validate_zones(zones: list[str] | None) -> list[str] | None:
+    if zones is None:
+        return None
+    cleaned = sorted({z.strip() for z in zones if z.strip()})
+    if not cleaned:
+        raise QueryError("zone list, when given, must name at least one zone")
+    if len(cleaned) > MAX_ZONES_PER_QUERY:
+        raise QueryError(f"{len(cleaned)} zones; the limit is {MAX_ZONES_PER_QUERY} per query")
+    for zone in cleaned:
+        if not re.match(ZONE_NAME, zone):
+            raise QueryError(
+                f"zone name {zone!r}: use 1 to 64 letters, digits, '_', '.' or '-', "
+                "starting with a letter or digit"
+            )
+    return cleaned
+
+
 def _validate_cooldown(cooldown_s: float) -> float:
     problem = cooldown_problem(cooldown_s)
     if problem is not None:
@@ -127,6 +148,8 @@ class Query:
     updated_at: float
     # the key of a fleet query (applied from the hub's KV bucket, read-only here); None: local
     fleet_key: str | None = None
+    # zone names (``cameras[].zones``): sampled only while a track's foot point is in one; None: anywhere
+    zones: list[str] | None = None
 
     def applies_to(self, camera_id: str) -> bool:
         return self.cameras is None or camera_id in self.cameras
@@ -145,6 +168,7 @@ class Query:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "fleet": self.fleet_key,
+            "zones": self.zones,
         }
 
 
@@ -163,6 +187,8 @@ class QueryUpdate:
     clear_cooldown: bool = False
     normal_prompts: list[str] | None = None
     clear_normal_prompts: bool = False
+    zones: list[str] | None = None
+    clear_zones: bool = False
     threshold_source: Literal["manual", "calibrated"] = "manual"
 
 
@@ -217,8 +243,18 @@ def _migration_3(db: sqlite3.Connection) -> None:
     db.execute("CREATE UNIQUE INDEX queries_fleet_key ON queries(fleet_key) WHERE fleet_key IS NOT NULL")
 
 
+def _migration_4(db: sqlite3.Connection) -> None:
+    # Zones a query is limited to (JSON list of names); existing queries keep NULL: anywhere.
+    db.execute("ALTER TABLE queries ADD COLUMN zones TEXT")
+
+
 # Index i holds the migration from schema version i to i + 1.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2, _migration_3]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _migration_1,
+    _migration_2,
+    _migration_3,
+    _migration_4,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -236,6 +272,7 @@ def _row_to_query(row: sqlite3.Row) -> Query:
         created_at=float(row["created_at"]),
         updated_at=float(row["updated_at"]),
         fleet_key=row["fleet_key"],
+        zones=None if row["zones"] is None else list(json.loads(row["zones"])),
     )
 
 
@@ -356,6 +393,7 @@ class QueryRegistry:
         normal_prompts: list[str] | None = None,
         enabled: bool = True,
         fleet_key: str | None = None,
+        zones: list[str] | None = None,
     ) -> Query:
         """Register a query; ``cooldown_s`` None: the agent's ``alerts.cooldown_s`` applies.
 
@@ -363,6 +401,7 @@ class QueryRegistry:
         """
         text = validate_query_text(text)
         cameras = _validate_cameras(cameras)
+        zones = _validate_zones(zones)
         threshold = _validate_threshold(threshold)
         normal_prompts = _validate_prompts(normal_prompts)
         if severity not in SEVERITIES:
@@ -372,8 +411,8 @@ class QueryRegistry:
         with self._sqlite.transaction() as db:
             cursor = db.execute(
                 "INSERT INTO queries (text, enabled, cameras, threshold, threshold_source, severity,"
-                " cooldown_s, cooldown_unset, normal_prompts, created_at, updated_at, fleet_key)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " cooldown_s, cooldown_unset, normal_prompts, created_at, updated_at, fleet_key, zones)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     text,
                     int(enabled),
@@ -387,6 +426,7 @@ class QueryRegistry:
                     now,
                     now,
                     fleet_key,
+                    None if zones is None else json.dumps(zones),
                 ),
             )
             query_id = int(cursor.lastrowid or 0)
@@ -423,6 +463,10 @@ class QueryRegistry:
             values["cameras"] = None
         elif change.cameras is not None:
             values["cameras"] = json.dumps(_validate_cameras(change.cameras))
+        if change.clear_zones:
+            values["zones"] = None
+        elif change.zones is not None:
+            values["zones"] = json.dumps(_validate_zones(change.zones))
         if change.clear_threshold:
             values["threshold"], values["threshold_source"] = None, None
         elif change.threshold is not None:

@@ -8,6 +8,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from agent.config_rules import StrictConfigModel
 from agent.uri_rules import camera_uri_problem, missing_file_problem
+from agent.zones import ZONE_NAME
 
 CAMERA_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -24,6 +25,26 @@ class ReconnectConfig(StrictConfigModel):
         if self.max_s < self.initial_s:
             raise ValueError("max_s must be at least initial_s")
         return self
+
+
+class ZoneConfig(StrictConfigModel):
+    """A named polygon on the camera image; points ``[x, y]`` normalised (0 left/top .. 1 right/bottom)."""
+
+    name: str = Field(pattern=ZONE_NAME)
+    points: list[list[float]] = Field(min_length=3, max_length=64)
+
+    @field_validator("points")
+    @classmethod
+    def _normalised_pairs(cls, points: list[list[float]]) -> list[list[float]]:
+        for index, point in enumerate(points):
+            if len(point) != 2:
+                raise ValueError(f"point {index} must be [x, y], got {len(point)} numbers")
+            if not all(0.0 <= v <= 1.0 for v in point):
+                raise ValueError(
+                    f"point {index} {point} is outside 0..1: zone points are fractions of the image's "
+                    "width and height, not pixels"
+                )
+        return [[float(x), float(y)] for x, y in points]
 
 
 class CameraConfig(StrictConfigModel):
@@ -47,6 +68,19 @@ class CameraConfig(StrictConfigModel):
     decode: Literal["auto", "software", "nvdec", "jetson", "vaapi"] = Field(
         "auto", description="video decoder: auto probes nvdec/jetson/vaapi and falls back to software"
     )
+
+    zones: list[ZoneConfig] = Field(
+        default_factory=list, max_length=32, description="named polygons queries can be limited to"
+    )
+
+    @field_validator("zones")
+    @classmethod
+    def _unique_zone_names(cls, zones: list[ZoneConfig]) -> list[ZoneConfig]:
+        names = [zone.name for zone in zones]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"zone names must be unique per camera: {', '.join(repeated)} repeated")
+        return zones
 
     @field_validator("uri")
     @classmethod

@@ -7,6 +7,7 @@ pages.queries = async function showQueries() {
   $("#page-queries").hidden = false;
   if (!state.queries.length) $("#query-rows").replaceChildren();  // no stale "no queries" while loading
   await refreshLists();
+  $("#zone-names").replaceChildren(...zoneNames().map((n) => el("option", { value: n })));
   renderQueries();
   const off = state.capabilities.search === false;
   $("#try-off").hidden = !off;
@@ -16,14 +17,22 @@ pages.queries = async function showQueries() {
 
 const STOP_WORDS = new Set("a an the of to in on at for by with and or someone somebody person people man woman is are be being who that".split(" "));
 
-/** How the agent reads a query: its cue (and the phrase it matched) and the words that play no part. */
+// Words of place: a cue cannot read them; a zone picked for the query stands for them.
+const PLACE_WORDS = new Set("near by beside next inside outside entrance entry exit door doors doorway gate gates corridor hall lobby area zone corner front back side counter desk".split(" "));
+
+/** How the agent reads a query: its cue (and the phrase it matched), its zones and the words that play no part. */
 function queryReading(q) {
   const cue = q.cue;
-  if (!cue) return { text: "CLIP: the whole text is compared with what the cameras see", cue: null, ignored: [] };
-  if (!cue.cue) return { text: `no behaviour cue${cue.reason ? ` (${cue.reason})` : ""}`, cue: null, ignored: [] };
+  const zones = q.zones && q.zones.length ? q.zones : null;
+  const where = zones ? `; only in zone ${zones.join(", ")}` : "; anywhere in the image";
+  if (!cue) return { text: `CLIP: the whole text is compared with what the cameras see${where}`, cue: null, ignored: [], place: [], zones };
+  if (!cue.cue) return { text: `no behaviour cue${cue.reason ? ` (${cue.reason})` : ""}${where}`, cue: null, ignored: [], place: [], zones };
   const phrase = new Set(String(cue.phrase || "").toLowerCase().split(/\W+/));
-  const ignored = q.text.toLowerCase().split(/\W+/).filter((w) => w && !STOP_WORDS.has(w) && !phrase.has(w));
-  return { text: `cue ${cue.cue} (like "${cue.phrase}", ${fmt(cue.confidence)})`, cue: cue.cue, ignored };
+  const unread = q.text.toLowerCase().split(/\W+/).filter((w) => w && !STOP_WORDS.has(w) && !phrase.has(w));
+  // "near the entrance": ignored (and said so) unless a zone is picked, which then reads it
+  const place = unread.filter((w) => PLACE_WORDS.has(w));
+  const ignored = zones ? unread.filter((w) => !PLACE_WORDS.has(w)) : unread;
+  return { text: `cue ${cue.cue} (like "${cue.phrase}", ${fmt(cue.confidence)})${where}`, cue: cue.cue, ignored, place: zones ? [] : place, zones };
 }
 
 /** Pairs of enabled queries that raise on the same person for the same reason (same cue, shared cameras). */
@@ -33,7 +42,8 @@ function overlaps(queries) {
   for (let i = 0; i < enabled.length; i++) {
     for (let j = i + 1; j < enabled.length; j++) {
       const a = enabled[i], b = enabled[j];
-      const shared = !a.cameras || !b.cameras || a.cameras.some((c) => b.cameras.includes(c));
+      const shared = (!a.cameras || !b.cameras || a.cameras.some((c) => b.cameras.includes(c)))
+        && (!a.zones || !b.zones || a.zones.some((z) => b.zones.includes(z)));
       if (a.cue.cue === b.cue.cue && shared) out.push([a, b]);
     }
   }
@@ -46,7 +56,8 @@ function renderQueries() {
     return el("tr", { "data-query": q.id },
       el("td", {}, q.id), el("td", {}, q.text),
       el("td", { class: "reading" }, reading.text,
-        reading.ignored.length ? el("div", { class: "warn-text" }, `ignored: ${reading.ignored.join(", ")}`) : null),
+        reading.ignored.length ? el("div", { class: "warn-text" }, `ignored: ${reading.ignored.join(", ")}`) : null,
+        reading.place.length ? el("div", { class: "warn-text place-hint" }, `"${reading.place.join(" ")}" is not read: draw a zone on the Live page and pick it for this query`) : null),
       el("td", {}, q.threshold === null ? "auto" : fmt(q.threshold)),
       el("td", { class: `sev-${q.severity}` }, q.severity), el("td", {}, q.cameras ? q.cameras.join(", ") : "all"),
       el("td", {}, q.cooldown_s), el("td", {}, el("input", { type: "checkbox", checked: q.enabled, disabled: Boolean(q.fleet),
@@ -69,6 +80,7 @@ function editQuery(q) {
   form.id.value = q ? q.id : ""; form.text.value = q ? q.text : "";
   form.threshold.value = q && q.threshold !== null ? q.threshold : "";
   form.severity.value = q ? q.severity : "warning"; form.cameras.value = q && q.cameras ? q.cameras.join(", ") : "";
+  form.zones.value = q && q.zones ? q.zones.join(", ") : "";
   form.cooldown_s.value = q ? q.cooldown_s : 60; form.normal_prompts.value = q && q.normal_prompts ? q.normal_prompts.join("; ") : "";
   form.enabled.checked = q ? q.enabled : true;
   $("#query-form-title").textContent = q ? `Edit query ${q.id}` : "Add a query";
@@ -79,7 +91,7 @@ $("#query-reset").addEventListener("click", () => editQuery(null));
 function queryBody(form) {
   const list = (s, sep) => (s.trim() ? s.split(sep).map((x) => x.trim()).filter(Boolean) : null);
   return { text: form.text.value.trim(), threshold: form.threshold.value ? Number(form.threshold.value) : null,
-    severity: form.severity.value, cameras: list(form.cameras.value, ","), cooldown_s: Number(form.cooldown_s.value || 0),
+    severity: form.severity.value, cameras: list(form.cameras.value, ","), zones: list(form.zones.value, ","), cooldown_s: Number(form.cooldown_s.value || 0),
     normal_prompts: list(form.normal_prompts.value, ";"), enabled: form.enabled.checked };
 }
 

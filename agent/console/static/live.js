@@ -10,12 +10,14 @@ function cameraTile(c) {
   const id = c.id;
   const img = el("img", { alt: `live view of camera ${id}` });
   const tile = el("div", { class: "tile", "data-camera": id },
-    el("div", { class: "frame-box" }, img,
+    el("div", { class: "frame-box" }, img, zoneOverlay(c),
       el("div", { class: "placeholder", hidden: true }),
       el("div", { class: "stale-note", hidden: true }),
       el("span", { class: "stamp" })),
     el("div", { class: "meta" }, el("h2", { class: "cam-name" }, id), el("span", { class: "state" }), el("span", { class: "fps" }),
-      el("span", { class: "drops" }), el("span", { class: "reconnects" })),
+      el("span", { class: "drops" }), el("span", { class: "reconnects" }),
+      el("button", { type: "button", class: "zones-button", "aria-expanded": "false", "aria-label": `zones of camera ${id}`,
+        onclick: (ev) => toggleZoneEditor(tile, c, ev.currentTarget) }, "Zones")),
     el("div", { class: "tile-error" }));
   if (!c.enabled) {
     tile.classList.add("disabled");

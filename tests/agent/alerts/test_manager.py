@@ -198,3 +198,22 @@ def test_evidence_files_match_the_alert(tmp_path: Path, webhook_receiver: Webhoo
     assert record["model_versions"] == {"clip": "clip-test@1", "detector": "ssd@1"}
     assert [s for _, s in record["score_history"]] == [0.7, 0.8]
     assert payload["frame_index"] == 42
+
+
+def test_the_payload_names_the_clip_ahead_when_clips_are_recorded(
+    tmp_path: Path, webhook_receiver: WebhookReceiver
+) -> None:
+    """With a clip recorder (the console's), each event's evidence names ``clip.webm`` and when it
+    exists (``clip_after_s`` media seconds after the alert opened); the webhook gets it in the
+    opening event already, before the clip is written."""
+    config = alerts_config(tmp_path, webhook_url=webhook_receiver.url, update_interval_s=0.0)
+    with DecidingManager(config, site="lab") as manager:
+        manager.clip_after_s = config.clip.after_s
+        opened = manager.submit(make_candidate(track=3, t=time.time()))
+        assert opened is not None
+        wait_until(lambda: len(webhook_receiver.event_ids()) >= 1, 10, "the opening event")
+    payload = webhook_receiver.accepted()[0].payload
+    assert payload["event"] == "opened"
+    assert payload["evidence"]["clip"] == f"{opened.alert_id}/clip.webm"
+    assert payload["evidence"]["clip_after_s"] == 4.0
+    assert not (config.evidence_dir / opened.alert_id / "clip.webm").exists()  # named ahead
