@@ -46,6 +46,10 @@ def _cue_reason(pose: dict[str, Any]) -> str | None:
             parts.append(f"{words} {number:.{digits}f}{unit}")
     if pose.get("posture"):
         parts.append(f"posture {pose['posture']}")
+    zone = pose.get("zone")
+    if isinstance(zone, dict) and _number(zone.get("in_zone_s")) is not None:
+        names = ", ".join(str(z) for z in zone.get("zones") or [])
+        parts.append(f"in zone {names} for {float(zone['in_zone_s']):.1f} s")
     value = _number(values.get(cue))
     head = f"cue {cue}" + (f" {value:.2f}" if value is not None else "")
     return head + (": " + ", ".join(parts) if parts else "")

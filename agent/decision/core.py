@@ -262,6 +262,8 @@ class DecisionCore:
         )
         self.book.set_queries(queries, thresholds, hashes)
         self._columns = {q.id: i for i, q in enumerate(queries)}
+        # an edited or removed query starts afresh: its old peaks were of another text
+        self.peaks.keep_queries(dict(zip((q.id for q in queries), hashes, strict=True)))
 
     def _sample(self, record: FrameRecord, track_id: int, per_query: dict[int, float]) -> None:
         size = len(self.book.queries)

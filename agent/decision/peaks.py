@@ -28,6 +28,7 @@ class PeakFrames:
 
     def __init__(self) -> None:
         self._peaks: dict[tuple[str, int, int], Peak] = {}
+        self._hashes: dict[int, str] = {}  # query id -> the text hash its peaks were taken under
 
     def observe(
         self, camera_id: str, track_id: int, query_id: int, value: float, frame: Any, box: Box
@@ -44,6 +45,13 @@ class PeakFrames:
     def forget_track(self, camera_id: str, track_id: int) -> None:
         for key in [k for k in self._peaks if k[0] == camera_id and k[1] == track_id]:
             del self._peaks[key]
+
+    def keep_queries(self, hashes: dict[int, str]) -> None:
+        """The scored queries now, {query id: text hash}: peaks of a query removed or edited go."""
+        stale = {q for q, h in self._hashes.items() if hashes.get(q) != h}
+        self._hashes = dict(hashes)
+        if stale:
+            self._peaks = {k: v for k, v in self._peaks.items() if k[2] not in stale}
 
     def forget_camera(self, camera_id: str) -> None:
         self._peaks = {k: v for k, v in self._peaks.items() if k[0] != camera_id}

@@ -205,6 +205,10 @@ class CueMatcher:
         if mapping is not None:
             evidence["cue"] = mapping.cue
             evidence["mapping"] = mapping.to_dict()
+        entered = self._entered.get((camera_id, int(track_id), query.id))
+        if query.zones and entered is not None:  # durations were counted inside the zone only
+            at = entered if frame_time is None else max(frame_time, entered)
+            evidence["zone"] = {"zones": list(query.zones), "in_zone_s": round(at - entered, 2)}
         return evidence
 
 

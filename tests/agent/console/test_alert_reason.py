@@ -37,3 +37,16 @@ def test_otherwise_the_score_its_threshold_and_its_rank() -> None:
     line = alert_reason({"peak_score": 0.71, "rationale": {}}, record, 0.6)
     assert line == "CLIP score 0.71 over threshold 0.60; rank 2 of 4 samples of this person"
     assert alert_reason({"score": 0.4}, None, None) == "CLIP score 0.40"
+
+
+def test_a_zoned_cue_alert_says_how_long_in_the_zone() -> None:
+    record = {
+        "pose": {
+            "cue": "still_long",
+            "values": {"still_long": 0.93},
+            "evidence": {"still_s": 30.0},
+            "zone": {"zones": ["entrance"], "in_zone_s": 6.5},
+        }
+    }
+    line = alert_reason({"peak_score": 0.91, "rationale": {}}, record, 0.6)
+    assert line == "cue still_long 0.93: still 30.0 s, in zone entrance for 6.5 s"

@@ -57,3 +57,18 @@ def test_the_candidate_frame_is_the_peak_sample_frame(tmp_path: Path) -> None:
     gone.events = [TrackEvent(TrackEventKind.REMOVED, "gate", 1, 16, 0.0, 0.0, 16)]
     core.feed(gone)
     assert len(core.peaks) == 0
+
+
+def test_an_edited_query_forgets_its_peaks() -> None:
+    from agent.decision.peaks import PeakFrames
+
+    peaks = PeakFrames()
+    peaks.keep_queries({1: "a", 2: "b"})
+    frame = _frame(3, 0.3)
+    peaks.observe("gate", 7, 1, 0.9, frame, (0.0, 0.0, 1.0, 1.0))
+    peaks.observe("gate", 7, 2, 0.8, frame, (0.0, 0.0, 1.0, 1.0))
+    peaks.observe("gate", 7, 2, 0.5, _frame(4, 0.4), (0.0, 0.0, 1.0, 1.0))
+    peak = peaks.get("gate", 7, 2)
+    assert peak is not None and peak.value == 0.8 and peak.frame.index == 3, "a lower sample keeps the peak"
+    peaks.keep_queries({1: "a", 2: "b, edited"})
+    assert peaks.get("gate", 7, 1) is not None and peaks.get("gate", 7, 2) is None

@@ -89,5 +89,9 @@ def test_still_counts_only_inside_the_zone(
     assert first[str(zoned)] < 0.1, "still for under a second in the zone"
     late = [s for t, s in after if t >= MOVE_AT_S + 6.0]
     assert late and late[-1][str(zoned)] > 0.5, "and it counts up while they stay"
+    query = registry.get(zoned)
+    evidence = matcher.evidence("cam", 7, query, frames[-1][0])
+    assert evidence is not None and evidence["zone"]["zones"] == ["door"]
+    assert 6.0 < evidence["zone"]["in_zone_s"] <= frames[-1][0] - MOVE_AT_S
     store.close()
     registry.close()
