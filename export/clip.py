@@ -26,7 +26,7 @@ from export.calibration import person_crops, read_frames, split_frames
 from export.errors import CalibrationError, ExportError, SourceModelError
 from export.onnx_graph import convert_fp16, torch_to_onnx
 from export.parity import ParityResult, check_parity
-from export.quantize import quantize_int8
+from export.quantize import quantize_int8, quantize_int8_dynamic
 from export.source import library_versions, resolve_hf_model
 from export.specs import PRECISIONS, ExportSpec, clip_text_spec, clip_vision_spec
 
@@ -45,6 +45,7 @@ PROMPTS = (
     "people standing and talking",
 )
 LIBRARIES = ("torch", "transformers", "onnx", "onnxscript", "onnxruntime", "tokenizers", "numpy", "tensorrt")
+INT8_MODES = ("static", "dynamic")
 OUTPUT_FILES = ("vision.onnx", "text.onnx", "model.json", "preprocess.json", "tokenizer.json")
 
 
@@ -56,6 +57,10 @@ class ClipExportConfig:
         model: a model directory or hub id (never downloaded here).
         out: the export directory.
         precision: ``fp32``, ``fp16`` or ``int8``.
+        int8_mode: for ``int8`` on ONNX Runtime: ``static`` (QDQ, activation scales calibrated on
+            ``calibration``) or ``dynamic`` (int8 MatMul weights, activations quantized per batch at
+            run time: no calibration needed, and the faster of the two on a CPU with AVX-512 VNNI,
+            see ``python -m bench.embed``). Either is kept only if the parity check passes.
         calibration: folder of images or a video, for INT8 scales and real-image parity inputs.
         engine: ``onnxruntime`` (graphs for ONNX Runtime) or ``tensorrt`` (also build and check engines here).
         max_batch: the largest batch the graphs (and TensorRT profiles) serve.
@@ -72,6 +77,7 @@ class ClipExportConfig:
     model: str
     out: Path
     precision: str = "fp32"
+    int8_mode: str = "static"
     calibration: Path | None = None
     engine: str = "onnxruntime"
     max_batch: int = 32
@@ -224,7 +230,10 @@ def _check_config(config: ClipExportConfig) -> None:
         raise ExportError(f"precision must be one of {PRECISIONS}, got {config.precision!r}")
     if config.engine not in ("onnxruntime", "tensorrt"):
         raise ExportError(f"engine must be onnxruntime or tensorrt, got {config.engine!r}")
-    if config.precision == "int8" and config.calibration is None:
+    if config.int8_mode not in INT8_MODES:
+        raise ExportError(f"int8_mode must be one of {INT8_MODES}, got {config.int8_mode!r}")
+    static = config.int8_mode == "static" or config.engine == "tensorrt"
+    if config.precision == "int8" and static and config.calibration is None:
         raise CalibrationError("INT8 needs calibration images: pass a folder of images or a video")
     if not 1 <= config.max_batch <= 1024:
         raise ExportError(f"max_batch must be 1..1024, got {config.max_batch}")
@@ -336,7 +345,13 @@ def export_clip(config: ClipExportConfig, progress: Callable[[str], None] | None
             step(f"converting the {graph} graph to FP16")
             convert_fp16(out / f"{graph}.onnx", out / f"{graph}.onnx")
             onnx_precision[graph] = "fp16"
-    if config.engine == "onnxruntime" and precision == "int8":
+    if config.engine == "onnxruntime" and precision == "int8" and config.int8_mode == "dynamic":
+        step("quantizing the vision graph's MatMuls to dynamic INT8")
+        report = quantize_int8_dynamic(out / "vision.onnx", out / "vision.onnx")
+        onnx_precision["vision"] = "int8"
+        graphs["vision"]["quantization"] = report["format"]
+        extra["quantization"] = report
+    elif config.engine == "onnxruntime" and precision == "int8":
         step(f"quantizing the vision graph to INT8 on {len(calibration_crops)} crops")
         report = quantize_int8(
             out / "vision.onnx",

@@ -340,6 +340,9 @@ class ClipEncoder:
         return _l2_normalise(np.concatenate(chunks))
 
 
+ORT_QUANTIZATIONS = ("onnxruntime-qdq", "onnxruntime-dynamic")
+
+
 def _load_graph(directory: Path, manifest: Manifest, graph: str, config: EngineConfig) -> Engine:
     entry = manifest.graphs.get(graph)
     if entry is None:
@@ -356,7 +359,7 @@ def _load_graph(directory: Path, manifest: Manifest, graph: str, config: EngineC
         return create_engine("torch", directory / str(program), **options)
     path = directory / manifest.graph_file(graph)
     if isinstance(config, TensorRTEngineConfig):
-        if entry.get("precision") == "int8" and entry.get("quantization") == "onnxruntime-qdq":
+        if entry.get("precision") == "int8" and entry.get("quantization") in ORT_QUANTIZATIONS:
             raise EncoderError(
                 f"{directory}: the {graph} graph was quantized for ONNX Runtime; for TensorRT INT8 "
                 "export the fp32 graph with --engine tensorrt --precision int8"

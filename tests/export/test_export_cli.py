@@ -45,6 +45,15 @@ def test_bad_usage_exits_2(argv: list[str], message: str, capsys: pytest.Capture
     assert message in " ".join(capsys.readouterr().err.split())
 
 
+def test_dynamic_int8_from_the_command_line_needs_no_calibration(
+    tiny_clip_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "exported"
+    argv = ["export", "clip", "--model", str(tiny_clip_dir), "--out", str(out), "--max-batch", "8"]
+    assert main([*argv, "--precision", "int8", "--int8-mode", "dynamic"]) == 0
+    assert "parity vision int8" in capsys.readouterr().err
+
+
 def test_half_and_int8_together_is_an_argparse_usage_error() -> None:
     with pytest.raises(SystemExit) as info:
         main(["export", "yolo", "--weights", "x.pt", "--out", "o", "--half", "--int8"])

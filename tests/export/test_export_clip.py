@@ -12,7 +12,7 @@ from engines import create_engine, verify_manifest
 from engines.manifest import sha256_file
 from export.calibration import person_crops, read_frames
 from export.clip import ClipExportConfig, export_clip
-from export.errors import CalibrationError, ParityError, SourceModelError
+from export.errors import CalibrationError, ExportError, ParityError, SourceModelError
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -102,6 +102,35 @@ def test_int8_export_matches_torch_within_its_tolerance(
 
     ops = {node.op_type for node in onnx.load(str(clip_int8 / "vision.onnx")).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+
+
+def test_dynamic_int8_export_needs_no_calibration_and_matches_torch(
+    tiny_clip_dir: Path, tmp_path: Path, sample_video: Path
+) -> None:
+    out = tmp_path / "int8-dynamic"
+    export_clip(
+        ClipExportConfig(
+            model=str(tiny_clip_dir), out=out, precision="int8", int8_mode="dynamic", max_batch=16
+        )
+    )
+    pixels = _real_pixels(tiny_clip_dir, sample_video)
+    image_ref, _ = _torch_embeddings(tiny_clip_dir, pixels, PROMPTS)
+    image, _ = _onnx_embeddings(out, pixels, _tokens(tiny_clip_dir))
+    assert _cosines(image, image_ref).min() >= 0.99
+    manifest = verify_manifest(out)
+    assert manifest.graphs["vision"]["precision"] == "int8"
+    assert manifest.graphs["vision"]["quantization"] == "onnxruntime-dynamic"
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(str(out / "vision.onnx")).graph.node}
+    assert ops & {"DynamicQuantizeLinear", "MatMulInteger"} and "QuantizeLinear" not in ops
+
+
+def test_unknown_int8_mode_is_refused(tiny_clip_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="int8_mode"):
+        export_clip(
+            ClipExportConfig(model=str(tiny_clip_dir), out=tmp_path / "o", precision="int8", int8_mode="fast")
+        )
 
 
 def test_fp16_export_matches_torch_within_its_tolerance(tiny_clip_dir: Path, tmp_path: Path) -> None:

@@ -143,10 +143,13 @@ def test_engines_that_cannot_serve_the_export_are_refused(clip_fp32: Path) -> No
         ClipEncoder.load(clip_fp32, OnnxRuntimeEngineConfig(type="onnxruntime", providers=["cuda"]))
 
 
-def test_int8_onnxruntime_graphs_are_not_given_to_tensorrt(tmp_path: Path, clip_fp32: Path) -> None:
+@pytest.mark.parametrize("quantization", ["onnxruntime-qdq", "onnxruntime-dynamic"])
+def test_int8_onnxruntime_graphs_are_not_given_to_tensorrt(
+    tmp_path: Path, clip_fp32: Path, quantization: str
+) -> None:
     export = _copy(clip_fp32, tmp_path)
     manifest = read_manifest(export)
-    manifest.graphs["vision"].update(precision="int8", quantization="onnxruntime-qdq")
+    manifest.graphs["vision"].update(precision="int8", quantization=quantization)
     write_manifest(export, manifest, files=list(manifest.files))
     with pytest.raises(EncoderError, match="quantized for ONNX Runtime"):
         ClipEncoder.load(export, TensorRTEngineConfig(type="tensorrt"))
