@@ -50,6 +50,12 @@ function overlaps(queries) {
   return out;
 }
 
+/** The zones a query names that no camera has (a typo, or a zone deleted since). */
+function missingZones(q) {
+  const known = new Set(zoneNames());
+  return (q.zones || []).filter((z) => !known.has(z));
+}
+
 function renderQueries() {
   $("#query-rows").replaceChildren(...state.queries.map((q) => {
     const reading = queryReading(q);
@@ -57,7 +63,8 @@ function renderQueries() {
       el("td", {}, q.id), el("td", {}, q.text),
       el("td", { class: "reading" }, reading.text,
         reading.ignored.length ? el("div", { class: "warn-text" }, `ignored: ${reading.ignored.join(", ")}`) : null,
-        reading.place.length ? el("div", { class: "warn-text place-hint" }, `"${reading.place.join(" ")}" is not read: draw a zone on the Live page and pick it for this query`) : null),
+        reading.place.length ? el("div", { class: "warn-text place-hint" }, `"${reading.place.join(" ")}" is not read: draw a zone on the Live page and pick it for this query`) : null,
+        missingZones(q).length ? el("div", { class: "warn-text zone-missing" }, `no camera has zone ${missingZones(q).join(", ")}: this query scores no one there`) : null),
       el("td", {}, q.threshold === null ? "auto" : fmt(q.threshold)),
       el("td", { class: `sev-${q.severity}` }, q.severity), el("td", {}, q.cameras ? q.cameras.join(", ") : "all"),
       el("td", {}, q.cooldown_s), el("td", {}, el("input", { type: "checkbox", checked: q.enabled, disabled: Boolean(q.fleet),

@@ -89,3 +89,7 @@ def test_a_query_limited_to_a_zone_alerts_only_inside_it(live: RunningAgent) -> 
         # the query page reads the zone in place of "near the entrance"
         row = page.locator(f"#query-rows tr[data-query='{queries['floor'].id}'] .reading")
         assert "only in zone floor" in row.inner_text()
+        assert page.locator(".zone-missing").count() == 0
+        # a zone no camera has (a typo) is flagged on the query's row
+        add_query(page, "a person near the entrance", "flor")
+        page.wait_for_selector(".reading .zone-missing:has-text('no camera has zone flor')")
