@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from agent.queries import Query
     from agent.sources.config import CameraConfig
 
-ZONE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 Polygon = Sequence[Sequence[float]]
 
 

@@ -16,7 +16,7 @@ from agent.queries.bounds import (
     MAX_NORMAL_PROMPTS,
     MAX_QUERY_TEXT_CHARS,
 )
-from agent.zones import ZONE_NAME
+from agent.zone_names import ZONE_NAME
 
 # SQLite integers are signed 64-bit: a larger id or offset is a 422, not an overflow inside the driver.
 SQLITE_MAX_INT = 2**63 - 1

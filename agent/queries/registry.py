@@ -30,7 +30,7 @@ from agent.queries.bounds import (
 from agent.queries.language import language_problem
 from agent.sqlite_files import database_problem, writable_beside
 from agent.sqlite_threads import ThreadLocalSQLite
-from agent.zones import ZONE_NAME
+from agent.zone_names import ZONE_NAME
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from agent.config_rules import StrictConfigModel
 from agent.uri_rules import camera_uri_problem, missing_file_problem
-from agent.zones import ZONE_NAME
+from agent.zone_names import ZONE_NAME
 
 CAMERA_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
