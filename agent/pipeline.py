@@ -545,7 +545,11 @@ class Pipeline:
             self._track(frame, detections)
             for frame, detections in zip(batch.frames, batch_detections, strict=True)
         ]
-        self._analyze(results)
+        # Analysed frame by frame, in order: what the analysers see (a track's boxes, its poses,
+        # its samples) must not depend on how many frames a batch happened to hold (it depends on
+        # timing), or two runs on one file would decide differently.
+        for result in results:
+            self._analyze([result])
         for result in results:
             self._emit(result)
 
