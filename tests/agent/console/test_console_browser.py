@@ -119,8 +119,8 @@ def test_alert_appears_without_reload_and_its_evidence_opens(page: Any, live: Ru
     # by id: `row` is a live locator, and a newer alert may take the first row meanwhile
     page.locator(f'#alert-rows tr[data-alert="{alert_id}"] a').click()
     page.wait_for_selector("#page-alert", state="visible")
-    wait_in_page(page, "document.getElementById('alert-crop').naturalWidth > 0")
-    wait_in_page(page, "document.getElementById('alert-frame').naturalWidth > 0")
+    wait_in_page(page, "document.getElementById('alert-crop')?.naturalWidth > 0")
+    wait_in_page(page, "document.getElementById('alert-frame')?.naturalWidth > 0")
     wait_in_page(page, "Number(document.getElementById('alert-chart').dataset.points || 0) > 0")
     # the chart drew its line: blue pixels on the canvas
     blue = page.evaluate(
@@ -146,7 +146,7 @@ def test_alert_appears_without_reload_and_its_evidence_opens(page: Any, live: Ru
     page.goto(f"{live.url}/#/alerts")
     page.goto(f"{live.url}/#/alerts/{alert_id}")
     page.wait_for_selector("#alert-clip video")
-    wait_in_page(page, "document.querySelector('#alert-clip video').readyState >= 1", timeout_s=30)
+    wait_in_page(page, "document.querySelector('#alert-clip video')?.readyState >= 1", timeout_s=30)
     assert page.evaluate("document.querySelector('#alert-clip video').duration") > 1.0
     _screenshot(page, "console-alert.png")
     page.click("#alert-actions button[data-action=false_alarm]")
@@ -245,7 +245,7 @@ def test_query_added_in_the_ui_is_registered_and_scored(page: Any, live: Running
     page.fill("#query-form input[name=text]", text)
     # try before you save: the tracks of the last hour it would have matched, with thumbnails
     page.wait_for_selector("#try-results .thumb img", timeout=60_000)
-    wait_in_page(page, "document.querySelector('#try-results .thumb img').naturalWidth > 0")
+    wait_in_page(page, "document.querySelector('#try-results .thumb img')?.naturalWidth > 0")
     assert page.get_attribute("#try-summary", "data-suggested")
     # a rate the footage cannot tell (one alert in ten hours from minutes of video) is said so
     page.fill("#try-rate", "0.1")

@@ -58,7 +58,7 @@ def test_a_query_limited_to_a_zone_alerts_only_inside_it(live: RunningAgent) -> 
         page.goto(live.url + "/#/live")
         tile = page.locator(".tile[data-camera=sample]")
         tile.wait_for()
-        wait_in_page(page, "document.querySelector('.tile img').naturalWidth > 0")
+        wait_in_page(page, "document.querySelector('.tile[data-camera=sample] img')?.naturalWidth > 0")
         page.click(".tile[data-camera=sample] .zones-button")
         draw_zone(page, "sky", [(0.02, 0.01), (0.98, 0.01), (0.98, 0.07), (0.02, 0.07)])
         draw_zone(page, "floor", [(0.01, 0.3), (0.99, 0.18), (0.99, 0.995), (0.01, 0.995)])
