@@ -141,6 +141,8 @@ class OnnxRuntimeEngine(Engine):
             then beside others (the pose estimator): its idle threads then leave the cores to them.
         optimized_cache_dir: keep ONNX Runtime's optimised graph here and load it on later starts
             (:mod:`engines.ort_optimized`; CPU sessions only). None: optimise at every load.
+        optimized_cache_as: the path ``path`` will be loaded from later (an export checked in its
+            staging folder, then renamed into place): the cached graph is keyed for that path.
     """
 
     def __init__(
@@ -160,6 +162,7 @@ class OnnxRuntimeEngine(Engine):
         check_file: bool = True,
         spinning: bool = True,
         optimized_cache_dir: str | Path | None = None,
+        optimized_cache_as: str | Path | None = None,
     ) -> None:
         path = Path(path)
         self.optimized_from_cache = False
@@ -214,7 +217,11 @@ class OnnxRuntimeEngine(Engine):
         cached = saving = None
         if optimized_cache_dir is not None and usable == ["cpu"]:
             cached = ort_optimized.cached_path(
-                path, Path(optimized_cache_dir).expanduser(), ort.__version__, "all"
+                path,
+                Path(optimized_cache_dir).expanduser(),
+                ort.__version__,
+                "all",
+                identity=Path(optimized_cache_as) if optimized_cache_as is not None else None,
             )
             if cached.is_file():
                 try:
@@ -239,7 +246,10 @@ class OnnxRuntimeEngine(Engine):
             raise EngineError(f"cannot load ONNX model {path}: {type(exc).__name__}: {exc}") from exc
         finally:
             if cached is not None and saving is not None:
-                ort_optimized.keep_saved(saving, cached)
+                shown = None
+                if optimized_cache_as is not None:  # the cache folder moves there with its export
+                    shown = Path(optimized_cache_as).parent / Path(optimized_cache_dir or "").name
+                ort_optimized.keep_saved(saving, cached, shown)
         spec = spec_from_session(session)
         sizes = dict(dims or {})
         if "tensorrt" in usable and any(t.dynamic_axes for t in spec.inputs):

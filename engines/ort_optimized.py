@@ -40,10 +40,17 @@ def cpu_identity() -> str:
     return f"{platform.machine()} {platform.processor()}"
 
 
-def cached_path(source: Path, cache_dir: Path, ort_version: str, level: str) -> Path:
-    """Where the optimised copy of ``source`` for this machine goes (it may not exist yet)."""
+def cached_path(
+    source: Path, cache_dir: Path, ort_version: str, level: str, identity: Path | None = None
+) -> Path:
+    """Where the optimised copy of ``source`` for this machine goes (it may not exist yet).
+
+    ``identity``: the path ``source`` will be loaded from later, when it is a staging copy that a
+    rename moves there (size and modification time kept); None: ``source``'s own path.
+    """
     stat = source.stat()
-    parts = [str(source.resolve()), stat.st_size, stat.st_mtime_ns, ort_version, cpu_identity(), level]
+    where = Path(identity if identity is not None else source).resolve()
+    parts = [str(where), stat.st_size, stat.st_mtime_ns, ort_version, cpu_identity(), level]
     key = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
     return cache_dir / f"{source.stem}-{key}{SUFFIX}"
 
@@ -54,15 +61,20 @@ def saving_path(target: Path) -> Path:
     return target.with_name(f".{target.name}.{os.getpid()}.partial{SUFFIX}")
 
 
-def keep_saved(partial: Path, target: Path) -> None:
-    """Move a finished save into place; on failure (a read-only or full cache) leave nothing behind."""
+def keep_saved(partial: Path, target: Path, shown: Path | None = None) -> None:
+    """Move a finished save into place; on failure (a read-only or full cache) leave nothing behind.
+
+    ``shown``: the folder to name in the log where ``target``'s folder is a staging copy of it."""
     try:
         if partial.is_file() and partial.stat().st_size > 0:
             os.replace(partial, target)
             for stale in target.parent.glob(f"{target.name.rsplit('-', 1)[0]}-*{SUFFIX}"):
                 if stale != target:
                     stale.unlink(missing_ok=True)  # optimised copies of an older file or runtime
-            logger.info("onnxruntime: saved the optimised graph to %s (later starts load it)", target)
+            logger.info(
+                "onnxruntime: saved the optimised graph to %s (later starts load it)",
+                shown / target.name if shown is not None else target,
+            )
     except OSError as exc:
         logger.warning("onnxruntime: cannot keep the optimised graph in %s: %s", target.parent, exc)
     finally:

@@ -159,7 +159,11 @@ def export_pose(config: PoseExportConfig, progress: Callable[[str], None] | None
     onnx.save(graph, str(staging / ONNX_FILE))
     step("checking the ONNX graph against LiteRT on person crops")
     images = parity_images(max(config.samples, 2))
-    with create_engine("onnxruntime", staging / ONNX_FILE, providers=["cpu"]) as engine:
+    # one run, often beside another model's conversion at an agent's first start: no warm-up run,
+    # and no threads busy-waiting for work (they took the cores from the detector's check)
+    with create_engine(
+        "onnxruntime", staging / ONNX_FILE, providers=["cpu"], warmup=False, spinning=False
+    ) as engine:
         candidate = engine.infer({"image": images})["keypoints"]
     parity: list[ParityResult] = []
     if config.reference == "litert":

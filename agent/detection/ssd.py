@@ -108,18 +108,21 @@ def _ensure_export(
     ``watchword export ssd --int8`` holds only the INT8 graph). Converted first when it is missing or
     made from other files; a damaged export (files that fail the manifest) is converted again."""
     from export.errors import ExportError
-    from export.ssd import ensure_ssd_model
+    from export.ssd import current_export, ensure_ssd_model
 
     try:
-        ensure_ssd_model(model_dir, model, graph, config.input_size)
+        converting = current_export(model_dir, model, graph, config.input_size) is None
+        manifest = ensure_ssd_model(model_dir, model, graph, config.input_size, OPTIMIZED_CACHE)
         try:
-            manifest = verify_manifest(model_dir, trust_stamp=True)
+            # a conversion just hashed the files it wrote into its manifest: no second read
+            if not converting:
+                manifest = verify_manifest(model_dir, trust_stamp=True)
         except ManifestError as exc:
             logger.warning(
                 "detector: the converted SSD in %s is damaged (%s); converting it again", model_dir, exc
             )
             shutil.rmtree(model_dir, ignore_errors=True)
-            ensure_ssd_model(model_dir, model, graph, config.input_size)
+            ensure_ssd_model(model_dir, model, graph, config.input_size, OPTIMIZED_CACHE)
             manifest = verify_manifest(model_dir, trust_stamp=True)
     except (ExportError, ManifestError) as exc:
         raise DetectorError(f"ssd-mobilenet: {exc}") from exc

@@ -47,3 +47,33 @@ def test_a_broken_cached_graph_is_rebuilt_and_a_changed_source_gets_a_new_one(tm
     (fresh,) = cache.glob("tiny-*.ort")
     assert not from_cache and fresh != saved
     np.testing.assert_allclose(out, (x @ weight) / np.linalg.norm(x @ weight), rtol=1e-5)
+
+
+def test_a_graph_checked_in_a_staging_folder_is_cached_for_where_it_is_moved(tmp_path: Path) -> None:
+    """An export is checked in its staging folder, then renamed into place: the optimised graph its
+    check saved is keyed for the final path, so the first load from there reads it."""
+    staging, final = tmp_path / ".export.partial", tmp_path / "export"
+    staging.mkdir()
+    path, weight = _graph(staging / "tiny.onnx")
+    x = np.ones((2, 8), np.float32)
+    with create_engine(
+        "onnxruntime",
+        path,
+        providers=["cpu"],
+        optimized_cache_dir=staging / ".cache",
+        optimized_cache_as=final / "tiny.onnx",
+    ) as engine:
+        assert not engine.optimized_from_cache  # type: ignore[attr-defined]
+    staging.rename(final)
+    from_cache, out = _run(final / "tiny.onnx", final / ".cache", x)
+    assert from_cache
+    expected = (x @ weight) / np.linalg.norm(x @ weight, axis=1, keepdims=True)
+    np.testing.assert_allclose(out, expected, rtol=1e-5)
+    # without the final path the key is the staging path's: a load from the final path misses
+    other = tmp_path / ".other.partial"
+    other.mkdir()
+    _graph(other / "tiny.onnx")
+    _run(other / "tiny.onnx", other / ".cache", x)
+    moved = tmp_path / "other"
+    other.rename(moved)
+    assert not _run(moved / "tiny.onnx", moved / ".cache", x)[0]

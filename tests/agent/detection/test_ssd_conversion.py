@@ -17,7 +17,7 @@ import pytest
 
 from agent.detection import DetectorError, build_detector
 from agent.detection.config import SSDDetectorConfig
-from agent.detection.ssd import MODEL_DIR_NAME, SSDMobileNetDetector
+from agent.detection.ssd import MODEL_DIR_NAME, OPTIMIZED_CACHE, SSDMobileNetDetector
 from engines import read_manifest
 from export.errors import SourceModelError
 from export.ssd import ONNX_FILE, opencv_reads_tensorflow, packaged_ssd_files
@@ -44,8 +44,13 @@ def test_the_first_start_converts_and_the_next_reads_the_export(
     state = tmp_path / "state"
     with caplog.at_level(logging.INFO), build_detector(_config(), state) as first:
         assert isinstance(first, SSDMobileNetDetector)
+        # the conversion's check optimised the graph for this CPU once, keyed for where it now is
+        assert first.engine.optimized_from_cache  # type: ignore[attr-defined]
         found = first.detect(sample_frames[:2])
     export = state / "models" / MODEL_DIR_NAME
+    assert len(list((export / OPTIMIZED_CACHE).glob("*.ort"))) == 1
+    assert sum("saved the optimised graph" in r.getMessage() for r in caplog.records) == 1
+    assert not any(".partial" in r.getMessage() for r in caplog.records if "saved" in r.getMessage())
     manifest = read_manifest(export)
     assert manifest.kind == "ssd" and ONNX_FILE in manifest.files
     assert manifest.parity and manifest.parity[0]["frames_mismatched"] == 0
