@@ -285,6 +285,9 @@ class Agent:
             evidence_dir=self.config.alerts.evidence_dir,
             page_limit=self.config.api.page_limit,
             cameras=lambda: frozenset(c.id for c in self.console.cameras.list_cameras()),
+            zone_names=lambda: frozenset(
+                z.name for c in self.console.cameras.list_cameras() for z in c.zones
+            ),
             max_body_bytes=self.config.api.max_body_bytes,
             loopback_only=is_loopback(self.config.api.host),
             cue_mapping=None if self.pose is None else self.pose.mapping_view,

@@ -114,3 +114,56 @@ def zone_mask(
         return [True] * len(queries)
     point = foot_point(box, width, height)
     return [book.allows(q, camera_id, point) for q in queries]
+
+
+class ZoneDwell:
+    """Since when (media seconds) each track is in each zone-limited query's zones, so a duration
+    cue (``still_long``, ``ground_long``) of such a query counts time inside the zone only: someone
+    still for 20 s outside who steps in has been still in the zone for 0 s. Leaving the zones
+    forgets the entry; coming back starts anew. Used by the cue matcher (pose only) and by the
+    CLIP matcher for its blended cues (pose and CLIP)."""
+
+    def __init__(self) -> None:
+        self._entered: dict[tuple[str, int, int], float] = {}  # (camera, track, query id) -> media s
+
+    def update(
+        self, camera_id: str, track_id: int, queries: Sequence[Query], mask: Sequence[bool], now: float
+    ) -> None:
+        """Record where the track is at media time ``now``: ``mask`` per query, in its zones or not."""
+        for query, is_inside in zip(queries, mask, strict=True):
+            if not query.zones:
+                continue
+            key = (camera_id, int(track_id), query.id)
+            if is_inside:
+                self._entered.setdefault(key, now)
+            else:
+                self._entered.pop(key, None)
+
+    def forget(self, camera_id: str, track_id: int) -> None:
+        """The track ended."""
+        for key in [k for k in self._entered if k[0] == camera_id and k[1] == int(track_id)]:
+            del self._entered[key]
+
+    def entered(self, camera_id: str, track_id: int, query: Query) -> float | None:
+        """Media seconds when the track last entered ``query``'s zones; None when the query has no
+        zones or the track is not in them."""
+        return self._entered.get((camera_id, int(track_id), query.id)) if query.zones else None
+
+    def in_zone_s(self, camera_id: str, track_id: int, query: Query, now: float) -> float:
+        """Seconds the track has been in ``query``'s zones at media time ``now``: ``inf`` for a query
+        without zones, 0 for a track not in them."""
+        if not query.zones:
+            return float("inf")
+        entered = self.entered(camera_id, track_id, query)
+        return 0.0 if entered is None else max(0.0, now - entered)
+
+    def evidence(
+        self, camera_id: str, track_id: int, query: Query, frame_time: float | None = None
+    ) -> dict[str, object] | None:
+        """``{"zones", "in_zone_s"}`` at media time ``frame_time`` (the entry when None) for a
+        zone-limited query whose track is in its zones; else None."""
+        entered = self.entered(camera_id, track_id, query)
+        if entered is None:
+            return None
+        at = entered if frame_time is None else max(frame_time, entered)
+        return {"zones": list(query.zones or []), "in_zone_s": round(at - entered, 2)}

@@ -48,6 +48,7 @@ from agent.api.models import (
 from agent.queries import Query as StandingQuery
 from agent.queries import QueryError, QueryNotFoundError, QueryRegistry, QueryUpdate
 from agent.queries.bounds import unknown_cameras
+from agent.zone_names import unknown_zone_warnings
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,8 @@ class ApiContext:
         evidence_dir: where evidence bundles are, one folder per alert id.
         page_limit: the most alerts one page returns.
         cameras: the site's camera ids, when known: queries naming others are refused (422).
+        zone_names: the zone names the site's cameras have, when known: a query naming another zone
+            is kept (an operator may draw it next) and answered with a ``warnings`` entry naming it.
         authenticators: more ways to authenticate than the token (a console session cookie).
         max_body_bytes: larger request bodies are refused with 413 before they are read.
         loopback_only: the server binds a loopback address; without a token, only loopback
@@ -105,17 +108,24 @@ class ApiContext:
     evidence_dir: Path | None = None
     page_limit: int = 500
     cameras: Callable[[], Collection[str] | None] | None = None
+    zone_names: Callable[[], Collection[str] | None] | None = None
     authenticators: list[Authenticator] = field(default_factory=list)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     loopback_only: bool = True
     cue_mapping: Callable[[str], dict[str, Any]] | None = None
     auth_lockout: AuthLockout | None = None
 
-    def query_view(self, query: StandingQuery) -> dict[str, Any]:
-        """A query as the API returns it, with its cue mapping when pose cues are on."""
+    def query_view(self, query: StandingQuery, *, check_zones: bool = False) -> dict[str, Any]:
+        """A query as the API returns it, with its cue mapping when pose cues are on; with
+        ``check_zones`` (it was just added or changed), ``warnings`` for zones no camera has."""
         view = query.to_dict()
         if self.cue_mapping is not None:
             view["cue"] = self.cue_mapping(query.text)
+        if check_zones and query.zones and self.zone_names is not None:
+            known = self.zone_names()
+            warnings = unknown_zone_warnings(query.zones, None if known is None else frozenset(known))
+            if warnings:
+                view["warnings"] = warnings
         return view
 
     console: Any = None
@@ -268,7 +278,7 @@ def create_app(context: ApiContext) -> FastAPI:
             )
         except QueryError as exc:
             raise unprocessable(exc) from exc
-        return context.query_view(query)
+        return context.query_view(query, check_zones=True)
 
     @app.get(
         "/queries/{query_id}",
@@ -310,7 +320,9 @@ def create_app(context: ApiContext) -> FastAPI:
             clear_zones="zones" in sent and body.zones is None,
         )
         try:
-            return context.query_view(context.registry.update(query_id, change))
+            return context.query_view(
+                context.registry.update(query_id, change), check_zones=body.zones is not None
+            )
         except QueryNotFoundError as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
         except QueryError as exc:

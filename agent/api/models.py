@@ -95,6 +95,11 @@ class QueryOut(BaseModel):
     cue: dict[str, Any] | None = Field(
         None, description="its behaviour-cue mapping, only when pose cues are on"
     )
+    warnings: list[str] | None = Field(
+        None,
+        description="on add and change only: zones it names that no camera has yet (kept; the query "
+        "is not sampled until a camera has a zone of that name)",
+    )
 
 
 class AlertsPage(BaseModel):

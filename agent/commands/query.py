@@ -112,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
                 zones=args.zones,
             )
             print(f"added query {query.id}: {query.text}")
+            _warn_unknown_zones(args, query.zones)
             _warn_unevaluated(args, query.id, query.text)
         elif command == "list":
             queries = registry.list_queries()
@@ -175,6 +176,25 @@ def _warn_unevaluated(args: argparse.Namespace, query_id: int, text: str) -> Non
             "this config has no CLIP model (matching.embedder), so the agent will not evaluate it",
             file=sys.stderr,
         )
+
+
+def _warn_unknown_zones(args: argparse.Namespace, zones: list[str] | None) -> None:
+    """Warn (the query is kept) for each zone that no camera of the site has: with ``--config`` its
+    cameras (the YAML's and those added at run time), else the cameras stored in the database."""
+    if not zones:
+        return
+    from agent.cameras import read_stored_cameras, site_cameras
+    from agent.zone_names import unknown_zone_warnings
+
+    if getattr(args, "config", None) is not None:
+        from agent.config import load_config
+
+        cameras = site_cameras(load_config(args.config))
+    else:
+        cameras = [camera for camera, _ in read_stored_cameras(resolve_database(args)) or []]
+    known = {zone.name for camera in cameras for zone in camera.zones}
+    for warning in unknown_zone_warnings(zones, known):
+        print(f"watchword query: warning: {warning}", file=sys.stderr)
 
 
 def _check_cameras(args: argparse.Namespace) -> None:

@@ -35,7 +35,7 @@ from agent.matching.scoring import calibrated_scores
 from agent.matching.trackbook import quantise
 from agent.queries import Query, QueryRegistry
 from agent.types import FrameResult, TrackEventKind
-from agent.zones import ZoneBook, foot_point, zone_mask
+from agent.zones import ZoneBook, ZoneDwell, foot_point, zone_mask
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,11 @@ class CueFusionLike(Protocol):
     """Blends behaviour cues into calibrated probabilities (``agent.pose.cue_matcher.CueFusion``)."""
 
     def fuse(
-        self, probability: np.ndarray, keys: Sequence[tuple[str, int]], queries: Sequence[Query]
+        self,
+        probability: np.ndarray,
+        keys: Sequence[tuple[str, int]],
+        queries: Sequence[Query],
+        in_zone_s: np.ndarray | None = None,
     ) -> np.ndarray: ...
 
     def evidence(
@@ -102,7 +106,8 @@ class Matcher:
         exemplars: operator feedback; crops like a query's negative exemplars are scored down.
         on_samples: receives each batch's new crop embeddings (the search index); must not block.
         zones: the cameras' zones; a zone-limited query is sampled only while a track's foot point is
-            in one of its zones (None: zone-limited queries are never sampled).
+            in one of its zones (None: zone-limited queries are never sampled), and the duration cues
+            blended into it (``cue_fusion``) count only the time since the track entered them.
     """
 
     def __init__(
@@ -119,6 +124,7 @@ class Matcher:
     ) -> None:
         self.config = config
         self.zones = zones or ZoneBook.fixed([])
+        self.dwell = ZoneDwell()  # since when each track is in each zone-limited query's zones
         self.exemplars = exemplars
         self.on_samples = on_samples
         self.encoder = encoder
@@ -145,7 +151,18 @@ class Matcher:
     @property
     def evidence(self) -> Callable[..., dict[str, Any] | None] | None:
         """Cue evidence for candidates when cues are fused in (pose), else None."""
-        return None if self.cue_fusion is None else self.cue_fusion.evidence
+        return None if self.cue_fusion is None else self._cue_evidence
+
+    def _cue_evidence(
+        self, camera_id: str, track_id: int, query: Query, frame_time: float | None = None
+    ) -> dict[str, Any] | None:
+        """The fusion's cue evidence, with ``zone`` (``in_zone_s``) for a zone-limited query."""
+        assert self.cue_fusion is not None
+        evidence = self.cue_fusion.evidence(camera_id, track_id, query, frame_time)
+        zone = self.dwell.evidence(camera_id, track_id, query, frame_time)
+        if evidence is not None and zone is not None:  # durations were counted inside the zone only
+            evidence["zone"] = zone
+        return evidence
 
     def metrics(self) -> list[Metric]:
         """Crops embedded and the embed stage's time (:meth:`MatcherStats.metrics`)."""
@@ -223,9 +240,39 @@ class Matcher:
         self._adopt_queries(rescore=True)
         return True
 
+    def _observe_zones(self, results: list[FrameResult], queries: Sequence[Query]) -> None:
+        """Where every track of every frame is, for the blended duration cues of zone-limited
+        queries (every frame, not only those embedded: entering is noticed on time)."""
+        for result in results:
+            frame = result.frame
+            for event in result.events:
+                if event.kind is TrackEventKind.REMOVED:
+                    self.dwell.forget(frame.camera_id, event.track_id)
+            ids = result.tracks.tracker_id
+            if ids is None or not any(q.zones for q in queries):
+                continue
+            height, width = frame.image.shape[:2]
+            for track_id, box in zip(ids.tolist(), result.tracks.xyxy, strict=True):
+                mask = zone_mask(self.zones, queries, frame.camera_id, box, width, height)
+                self.dwell.update(frame.camera_id, int(track_id), queries, mask, frame.media_time)
+
+    def _in_zone_s(
+        self, rows: Sequence[tuple[str, int, float]], queries: Sequence[Query]
+    ) -> np.ndarray | None:
+        """Seconds each (camera, track, media time) row has been in each query's zones (``inf`` for
+        a query without zones); None when no query has zones."""
+        if not any(q.zones for q in queries):
+            return None
+        return np.array(
+            [[self.dwell.in_zone_s(camera, track, q, now) for q in queries] for camera, track, now in rows],
+            np.float64,
+        ).reshape(len(rows), len(queries))
+
     def _process(self, results: list[FrameResult]) -> None:
         self._refresh()
         self.zones.refresh()
+        if self.cue_fusion is not None:
+            self._observe_zones(results, self.bank.matrix.queries)
         plan = self._plan(results)
         regions = [
             (result.frame.image, box)
@@ -246,12 +293,17 @@ class Matcher:
                 )
                 # --- pose cues (pose): each cue-mapped query's cue blended into its probability
                 if self.cue_fusion is not None:
-                    keys = [
-                        (result.frame.camera_id, track_id)
+                    embedded = [
+                        (result.frame.camera_id, track_id, result.frame.media_time)
                         for result, chosen in zip(results, plan, strict=True)
                         for track_id, _, _ in chosen
                     ]
-                    probability = self.cue_fusion.fuse(probability, keys, matrix.queries)
+                    probability = self.cue_fusion.fuse(
+                        probability,
+                        [(camera, track) for camera, track, _ in embedded],
+                        matrix.queries,
+                        self._in_zone_s(embedded, matrix.queries),
+                    )
                 # --- end pose cues
             # --- console: operator feedback scores false-alarm look-alikes down; search keeps crops
             taken = [(r.frame, t, b) for r, chosen in zip(results, plan, strict=True) for t, _, b in chosen]

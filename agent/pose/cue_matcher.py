@@ -13,7 +13,8 @@ one of them, and its duration cues (``still_long``, ``ground_long``) count only 
 track last entered the zone: standing still outside and then stepping in starts the count anew.
 
 With a CLIP model, :class:`CueFusion` instead blends the cue into the CLIP matcher's calibrated
-probabilities (``pose.cue_weight``, scaled by the mapping's confidence).
+probabilities (``pose.cue_weight``, scaled by the mapping's confidence); there too a zone-limited
+query's duration cue counts only the time in its zones (the CLIP matcher says how long).
 """
 
 from __future__ import annotations
@@ -38,9 +39,28 @@ from agent.pose.cues import logistic
 from agent.pose.querycues import QueryCues
 from agent.queries import Query
 from agent.types import FrameResult, TrackEventKind
-from agent.zones import ZoneBook, zone_mask
+from agent.zones import ZoneBook, ZoneDwell, zone_mask
 
 log = logging.getLogger(__name__)
+
+
+DURATION_CUES = ("still_long", "ground_long")
+
+
+def cue_in_zone(cues: Any, cue: str, in_zone_s: float) -> float:
+    """The value of ``cue`` among a track's ``cues`` (:class:`agent.pose.cues.TrackCues`), a
+    duration cue counting at most ``in_zone_s`` seconds: the time the track has been in a
+    zone-limited query's zones (``inf`` for a query without zones: the cue as it is)."""
+    value = float(cues.values.get(cue, 0.0))
+    if in_zone_s == float("inf") or cue not in DURATION_CUES:
+        return value
+    params = cues.params
+    lying = float(cues.values.get("lying", 0.0))
+    if cue == "still_long":
+        seconds = min(float(cues.evidence.get("still_s", 0.0)), in_zone_s)
+        return logistic(seconds, params.still_long_s, 0.2 * params.still_long_s) * (1.0 - lying)
+    seconds = min(float(cues.evidence.get("lying_s", 0.0)), in_zone_s)
+    return logistic(seconds, params.ground_long_s, 0.2 * params.ground_long_s) * lying
 
 
 def cue_hash(query: Query, cue: str) -> str:
@@ -72,8 +92,7 @@ class CueMatcher:
     ) -> None:
         self.config = config
         self.zones = zones or ZoneBook.fixed([])
-        # (camera, track, query id) -> media s since when the track is in the query's zones
-        self._entered: dict[tuple[str, int, int], float] = {}
+        self.dwell = ZoneDwell()  # since when each track is in each zone-limited query's zones
         self.interval_s = pose_config.score_interval_s
         self.pose = pose
         self.cues = cues
@@ -122,8 +141,7 @@ class CueMatcher:
         for event in result.events:
             if event.kind is TrackEventKind.REMOVED:
                 self._last_sample.pop((frame.camera_id, event.track_id), None)
-                for entry in [k for k in self._entered if k[:2] == (frame.camera_id, event.track_id)]:
-                    del self._entered[entry]
+                self.dwell.forget(frame.camera_id, event.track_id)
         samples: dict[str, dict[str, float]] = {}
         taken_on: dict[int, tuple[Any, tuple[float, float, float, float]]] = {}
         ids = result.tracks.tracker_id
@@ -133,7 +151,8 @@ class CueMatcher:
         applies = [q.applies_to(frame.camera_id) for q in queries]
         height, width = frame.image.shape[:2]
         for track_id, box in zip(ids.tolist(), result.tracks.xyxy, strict=True):
-            inside = self._zones(frame.camera_id, int(track_id), queries, box, width, height, now)
+            inside = zone_mask(self.zones, queries, frame.camera_id, box, width, height)
+            self.dwell.update(frame.camera_id, int(track_id), queries, inside, now)
             pose_track = self.pose.track(frame.camera_id, track_id)
             if pose_track is None or pose_track.cues.posture is None or pose_track.frame is None:
                 continue  # no pose sample yet: nothing to score
@@ -143,7 +162,8 @@ class CueMatcher:
             self._last_sample[key] = now
             sample = {
                 str(q.id): round(
-                    float(np.float32(self._value(pose_track.cues, q, cue, key, now))), SAMPLE_DECIMALS
+                    float(np.float32(cue_in_zone(pose_track.cues, cue, self.dwell.in_zone_s(*key, q, now)))),
+                    SAMPLE_DECIMALS,
                 )
                 for q, cue, a, z in zip(queries, self.column_cues, applies, inside, strict=True)
                 if a and z
@@ -158,44 +178,6 @@ class CueMatcher:
             result.extra["cue_samples"] = samples
             result.extra["_sample_frames"] = taken_on
 
-    def _zones(
-        self,
-        camera_id: str,
-        track_id: int,
-        queries: Sequence[Query],
-        box: Sequence[float],
-        width: int,
-        height: int,
-        now: float,
-    ) -> list[bool]:
-        """Per query, whether the track is in its zones now; keeps when it entered them."""
-        mask = zone_mask(self.zones, queries, camera_id, box, width, height)
-        for query, inside in zip(queries, mask, strict=True):
-            if not query.zones:
-                continue
-            key = (camera_id, track_id, query.id)
-            if inside:
-                self._entered.setdefault(key, now)
-            else:
-                self._entered.pop(key, None)
-        return mask
-
-    def _value(self, cues: Any, query: Query, cue: str, track: tuple[str, int], now: float) -> float:
-        """The cue's value; for a zone-limited query a duration cue counts time in the zone only."""
-        values = cues.values
-        value = float(values.get(cue, 0.0))
-        entered = self._entered.get((*track, query.id)) if query.zones else None
-        if entered is None or cue not in ("still_long", "ground_long"):
-            return value
-        params = cues.params
-        lying = float(values.get("lying", 0.0))
-        in_zone_s = now - entered
-        if cue == "still_long":
-            seconds = min(float(cues.evidence.get("still_s", 0.0)), in_zone_s)
-            return logistic(seconds, params.still_long_s, 0.2 * params.still_long_s) * (1.0 - lying)
-        seconds = min(float(cues.evidence.get("lying_s", 0.0)), in_zone_s)
-        return logistic(seconds, params.ground_long_s, 0.2 * params.ground_long_s) * lying
-
     def evidence(
         self, camera_id: str, track_id: int, query: Query, frame_time: float | None = None
     ) -> dict[str, Any] | None:
@@ -205,10 +187,9 @@ class CueMatcher:
         if mapping is not None:
             evidence["cue"] = mapping.cue
             evidence["mapping"] = mapping.to_dict()
-        entered = self._entered.get((camera_id, int(track_id), query.id))
-        if query.zones and entered is not None:  # durations were counted inside the zone only
-            at = entered if frame_time is None else max(frame_time, entered)
-            evidence["zone"] = {"zones": list(query.zones), "in_zone_s": round(at - entered, 2)}
+        zone = self.dwell.evidence(camera_id, track_id, query, frame_time)
+        if zone is not None:  # durations were counted inside the zone only
+            evidence["zone"] = zone
         return evidence
 
 
@@ -225,9 +206,18 @@ class CueFusion:
         self.cue_weight = cue_weight
 
     def fuse(
-        self, probability: np.ndarray, keys: Sequence[tuple[str, int]], queries: Sequence[Query]
+        self,
+        probability: np.ndarray,
+        keys: Sequence[tuple[str, int]],
+        queries: Sequence[Query],
+        in_zone_s: np.ndarray | None = None,
     ) -> np.ndarray:
-        """``probability`` (tracks x queries) with each mapped query's cue blended in."""
+        """``probability`` (tracks x queries) with each mapped query's cue blended in.
+
+        ``in_zone_s`` (tracks x queries, seconds; None: no zones) is how long each track has been in
+        each query's zones (``inf`` for a query without zones): a zone-limited query's duration cue
+        counts that time only, so stillness outside the zone does not carry in.
+        """
         self.cues.refresh()
         fused = np.array(probability, np.float32, copy=True)
         for column, query in enumerate(queries):
@@ -239,7 +229,8 @@ class CueFusion:
                 track = self.pose.track(camera_id, track_id)
                 if track is None or track.cues.posture is None:
                     continue
-                cue = track.cues.values.get(mapping.cue, 0.0)
+                seconds = float("inf") if in_zone_s is None else float(in_zone_s[row, column])
+                cue = cue_in_zone(track.cues, mapping.cue, seconds)
                 fused[row, column] = (1.0 - weight) * fused[row, column] + weight * cue
         return fused
 

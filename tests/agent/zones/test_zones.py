@@ -11,9 +11,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from agent.api.app import ApiContext, create_app
+from agent.api.server import ApiServer
+from agent.cameras.store import CameraStore
 from agent.queries import QueryError, QueryRegistry, QueryUpdate
 from agent.sources.config import CameraConfig
 from agent.zones import foot_point, inside
+from tests.agent.api.test_api import TOKEN, call
 
 SQUARE = [[0.2, 0.2], [0.8, 0.2], [0.8, 0.8], [0.2, 0.8]]
 
@@ -69,6 +73,9 @@ def test_registry_zones_and_migration_keeps_rows(tmp_path: Path) -> None:
 
 def test_cli_query_add_zone(tmp_path: Path) -> None:
     database = tmp_path / "w.db"
+    store = CameraStore(database)  # the agent keeps its cameras in the same database
+    store.add({"id": "cam", "uri": "test://ball", "zones": [{"name": "entrance", "points": SQUARE}]})
+    store.close()
     run = [sys.executable, "-m", "agent.cli", "query"]
     added = subprocess.run(
         [*run, "add", "a person loitering", "--zone", "entrance", "--db", str(database)],
@@ -77,8 +84,57 @@ def test_cli_query_add_zone(tmp_path: Path) -> None:
         check=True,
         timeout=60,
     )
-    assert "added query" in added.stdout
+    assert "added query" in added.stdout and "warning" not in added.stderr
+    # a zone no camera has yet is kept (the operator may draw it next), with a warning naming it
+    unknown = subprocess.run(
+        [*run, "add", "a person loitering", "--zone", "yard", "--zone", "entrance", "--db", str(database)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert "added query" in unknown.stdout
+    assert "warning: zone 'yard' is on no camera yet" in unknown.stderr
+    assert "'entrance'" not in unknown.stderr
     listed = subprocess.run(
         [*run, "list", "--db", str(database)], capture_output=True, text=True, check=True, timeout=60
     )
-    assert "zones=entrance" in listed.stdout
+    assert "zones=entrance" in listed.stdout and "zones=entrance,yard" in listed.stdout
+
+
+def test_api_keeps_an_unknown_zone_and_warns(tmp_path: Path) -> None:
+    """POST/PATCH /queries (real server, real camera store): a zone no camera has is kept and named in
+    ``warnings``; a zone a camera has gives none; the console's later drawing clears it."""
+    registry = QueryRegistry(tmp_path / "w.db")
+    store = CameraStore(tmp_path / "w.db")
+    store.add({"id": "cam", "uri": "test://ball", "zones": [{"name": "door", "points": SQUARE}]})
+    context = ApiContext(
+        registry=registry,
+        token=TOKEN,
+        health=lambda: {"status": "ok"},
+        metrics=lambda: "",
+        cameras=lambda: frozenset(c.id for c in store.list_cameras()),
+        zone_names=lambda: frozenset(z.name for c in store.list_cameras() for z in c.zones),
+    )
+    server = ApiServer(create_app(context), "127.0.0.1", 0)
+    server.start()
+    try:
+        code, body = call(
+            server, "POST", "/queries", {"text": "a person loitering", "zones": ["yard", "door"]}
+        )
+        assert code == 201 and body["zones"] == ["door", "yard"], body
+        assert len(body["warnings"]) == 1 and "'yard' is on no camera yet" in body["warnings"][0]
+        assert registry.get(body["id"]).zones == ["door", "yard"], "kept all the same"
+        code, known = call(server, "POST", "/queries", {"text": "a person loitering", "zones": ["door"]})
+        assert code == 201 and "warnings" not in known
+        code, listed = call(server, "GET", f"/queries/{body['id']}")
+        assert code == 200 and "warnings" not in listed, "only on add and change"
+        code, patched = call(server, "PATCH", f"/queries/{known['id']}", {"zones": ["gate"]})
+        assert code == 200 and "'gate'" in patched["warnings"][0]
+        store.update("cam", {"zones": [{"name": "gate", "points": SQUARE}]})
+        code, patched = call(server, "PATCH", f"/queries/{known['id']}", {"zones": ["gate"]})
+        assert code == 200 and "warnings" not in patched
+    finally:
+        server.stop()
+        store.close()
+        registry.close()
