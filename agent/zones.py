@@ -97,8 +97,16 @@ class ZoneBook:
         for a query without zones, else only inside one of its zones on this camera."""
         if not query.zones:
             return True
+        return self.in_any(query.zones, camera_id, point)
+
+    def in_any(self, names: Sequence[str], camera_id: str, point: tuple[float, float]) -> bool:
+        """Whether ``point`` (normalised) is in one of the zones ``names`` of this camera."""
         polygons = self.zones(camera_id)
-        return any(name in polygons and inside(polygons[name], *point) for name in query.zones)
+        return any(name in polygons and inside(polygons[name], *point) for name in names)
+
+    def names(self) -> frozenset[str]:
+        """The zone names any camera has."""
+        return frozenset(name for zones in self._zones.values() for name in zones)
 
 
 def zone_mask(

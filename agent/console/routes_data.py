@@ -6,7 +6,7 @@ import base64
 import re
 import time
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
@@ -29,6 +29,13 @@ from agent.queries.bounds import MAX_QUERY_TEXT_CHARS
 from agent.search.scorer import threshold_for_rate
 from agent.sources.config import CameraConfig
 from agent.uri_rules import camera_uri_problem
+from agent.zone_names import ZONE_NAME, unknown_zone_warnings
+from agent.zones import ZoneBook
+
+if TYPE_CHECKING:
+    from agent.search.index import FootFilter
+
+ZoneName = Annotated[str, Field(pattern=ZONE_NAME)]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -64,6 +71,9 @@ class TryIn(BaseModel):
     alerts_per_hour: float = Field(2.0, gt=0, le=3600)
     hours: float = Field(1.0, gt=0, le=24)
     per_camera: int = Field(8, ge=1, le=100)
+    zones: list[ZoneName] | None = Field(
+        None, max_length=16, description="only tracks seen with their feet in one of these zones count"
+    )
 
 
 class CameraTest(BaseModel):
@@ -188,6 +198,19 @@ def add_data_routes(
         )
         return result
 
+    def zone_filter(names: list[str] | None) -> tuple[FootFilter | None, dict[str, Any]]:
+        """The search filter for a query limited to ``names`` (None: anywhere), and what the answer
+        says of it: the zones applied and a warning for each that no camera has."""
+        if not names:
+            return None, {}
+        names = sorted(set(names))
+        book = ZoneBook.fixed(console.cameras.list_cameras() if console.cameras is not None else [])
+        said: dict[str, Any] = {"zones": names}
+        warnings = unknown_zone_warnings(names, book.names())
+        if warnings:
+            said["warnings"] = warnings
+        return (lambda camera, x, y: book.in_any(names, camera, (x, y))), said
+
     def scorer_or_404() -> Any:
         if console.index is None or console.scorer is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=SEARCH_OFF)
@@ -200,6 +223,10 @@ def add_data_routes(
         since: str | None = Query(None, description="1h, 30m, 2d, or UNIX seconds"),
         until: float | None = Query(None, description="UNIX seconds"),
         limit: int = Query(20, ge=1, le=500),
+        zone: Annotated[
+            list[ZoneName] | None,
+            Query(max_length=16, description="only tracks seen with their feet in this zone (repeat)"),
+        ] = None,
     ) -> dict[str, Any]:
         """Recent tracks ranked by the live matcher's calibrated score for ``text``, best first."""
         index, scorer = scorer_or_404()
@@ -207,11 +234,18 @@ def add_data_routes(
             since_s = parse_since(since)
         except ValueError as exc:
             raise unprocessable(str(exc)) from exc
+        where, said = zone_filter(zone)
         score = scorer.scorer(text)
         hits = index.search(
-            scorer.query_vector(text), score, camera=camera, since=since_s, until=until, limit=limit
+            scorer.query_vector(text),
+            score,
+            camera=camera,
+            since=since_s,
+            until=until,
+            limit=limit,
+            where=where,
         )
-        return {"text": text, "results": [hit.as_dict() for hit in hits]}
+        return {"text": text, "results": [hit.as_dict() for hit in hits], **said}
 
     @router.get(
         "/search/thumbnails/{key}.jpg",
@@ -231,13 +265,17 @@ def add_data_routes(
     @router.post("/queries/try", tags=["queries"], dependencies=guarded, response_model=TryOut)
     def try_query(body: TryIn) -> dict[str, Any]:
         """What a draft query would have matched over the last ``hours``: per camera the best tracks,
-        and the threshold that would have given ``alerts_per_hour`` on that footage."""
+        and the threshold that would have given ``alerts_per_hour`` on that footage; with ``zones``,
+        only tracks seen with their feet in one of them, as the standing query would score them."""
         index, scorer = scorer_or_404()
         now = time.time()
         needed_h = min(24.0, 1.0 / body.alerts_per_hour)  # at least one alert's worth at the rate asked
         since = now - body.hours * 3600.0
         score = scorer.scorer(body.text, body.normal_prompts)
-        hits = index.search(scorer.query_vector(body.text), score, since=since, limit=0, exhaustive=True)
+        where, said = zone_filter(body.zones)
+        hits = index.search(
+            scorer.query_vector(body.text), score, since=since, limit=0, exhaustive=True, where=where
+        )
         if body.cameras:
             hits = [h for h in hits if h.camera in body.cameras]
         threshold = body.threshold if body.threshold is not None else default_threshold
@@ -260,6 +298,7 @@ def add_data_routes(
             "suggested_threshold": threshold_for_rate([h.score for h in hits], span_h, body.alerts_per_hour),
             "alerts_per_hour": body.alerts_per_hour,
             "cameras": cameras,
+            **said,
         }
 
     app.include_router(router)

@@ -97,11 +97,23 @@ class TrackHitOut(BaseModel):
     last_seen: float = Field(description="UNIX seconds")
     score: float = Field(description="the live matcher's calibrated probability")
     thumbnail: str = Field(description="the path of the track's JPEG thumbnail")
+    foot: list[float] | None = Field(
+        None, description="where the person stood in the view that scored: [x, y], fractions of the image"
+    )
+
+
+ZONES_APPLIED = (
+    "the zones applied: only tracks seen with their feet in one of them, on a camera that has it, "
+    "count (scored by the views taken there); null: anywhere"
+)
+ZONE_WARNINGS = "zones named that no camera has (nothing can be found in them)"
 
 
 class SearchOut(BaseModel):
     text: str
     results: list[TrackHitOut]
+    zones: list[str] | None = Field(None, description=ZONES_APPLIED)
+    warnings: list[str] | None = Field(None, description=ZONE_WARNINGS)
 
 
 class TriedTrack(TrackHitOut):
@@ -121,6 +133,8 @@ class TryOut(BaseModel):
     suggested_threshold: float | None
     alerts_per_hour: float
     cameras: dict[str, list[TriedTrack]]
+    zones: list[str] | None = Field(None, description=ZONES_APPLIED)
+    warnings: list[str] | None = Field(None, description=ZONE_WARNINGS)
 
 
 def unprocessable(message: str) -> Any:

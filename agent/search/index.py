@@ -1,7 +1,8 @@
 """The recent-track index: SQLite for tracks, samples and thumbnails; usearch for nearest neighbours.
 
-Each track keeps its ``samples_per_track`` crop embeddings with the largest boxes (the clearest views)
-and one thumbnail. The matcher hands samples over on its thread (:meth:`observe`, memory only);
+Each track keeps its ``samples_per_track`` crop embeddings with the largest boxes (the clearest views),
+each with where the person stood (the box's foot point, for searches limited to zones), and one
+thumbnail. The matcher hands samples over on its thread (:meth:`observe`, memory only);
 a background thread writes them every ``flush_interval_s`` and applies retention. SQLite is the
 record; the usearch HNSW index over the sample embeddings is rebuilt from it at start.
 
@@ -31,6 +32,7 @@ from agent.api.metrics import Metric
 from agent.matching.samples import TrackSample
 from agent.search.config import SearchConfig
 from agent.sqlite_files import connect_read_only, is_corrupt
+from agent.zones import foot_point
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +53,15 @@ _SCHEMA = [
         track_key INTEGER NOT NULL REFERENCES tracks (key) ON DELETE CASCADE,
         time REAL NOT NULL,
         area REAL NOT NULL,
-        embedding BLOB NOT NULL
+        embedding BLOB NOT NULL,
+        foot_x REAL,
+        foot_y REAL
     )""",
     "CREATE INDEX IF NOT EXISTS samples_track ON samples (track_key)",
 ]
+# Columns added since the first schema (an index written by an older agent gains them, NULL: its
+# samples have no foot point and are in no zone).
+_ADDED_COLUMNS = {"samples": (("foot_x", "REAL"), ("foot_y", "REAL"))}
 FORGET_AFTER_S = 30.0  # a flushed track unseen this long leaves memory (it stays in the database)
 BUSY_TIMEOUT_S = 1.0  # a write waits this long for another process's lock (the matcher may wait on it)
 REPLACE_AFTER_S = 60.0  # a database found corrupt again this soon after a replacement is left alone
@@ -66,7 +73,8 @@ class _Pending:
     track_id: int
     first_seen: float
     last_seen: float
-    best: list[tuple[float, float, np.ndarray]] = field(default_factory=list)  # area, time, embedding
+    # area, time, embedding, foot point (normalised; where the person stood, for zones)
+    best: list[tuple[float, float, np.ndarray, tuple[float, float]]] = field(default_factory=list)
     thumbnail: bytes | None = None
     dirty: bool = True
 
@@ -81,6 +89,7 @@ class TrackHit:
     first_seen: float
     last_seen: float
     score: float
+    foot: tuple[float, float] | None = None  # where the view that scored was taken (normalised)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -90,12 +99,15 @@ class TrackHit:
             "first_seen": self.first_seen,
             "last_seen": self.last_seen,
             "score": round(self.score, 4),
+            "foot": None if self.foot is None else [round(self.foot[0], 4), round(self.foot[1], 4)],
             "thumbnail": f"/search/thumbnails/{self.key}.jpg",
         }
 
 
 # (N, D) L2-normalised embeddings -> (N,) calibrated probabilities for one query
 ScoreFn = Callable[[np.ndarray], np.ndarray]
+# camera id, foot point x, y (normalised) -> whether a sample taken there counts (zones)
+FootFilter = Callable[[str, float, float], bool]
 
 
 class TrackIndex:
@@ -134,8 +146,11 @@ class TrackIndex:
         self._thread: threading.Thread | None = None
         self._last_prune = -float("inf")
         self._db: sqlite3.Connection | None = None
+        self._feet = True  # the samples table has foot points (a writable index gains them)
         if read_only:
             self._db = connect_read_only(self.path, check_same_thread=False)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(samples)")}
+            self._feet = {"foot_x", "foot_y"} <= columns  # an index written by an older agent has none
             self._rebuild_ann()
         else:
             self._open()
@@ -150,6 +165,11 @@ class TrackIndex:
             db.execute("PRAGMA foreign_keys=ON")
             for statement in _SCHEMA:
                 db.execute(statement)
+            for table, columns in _ADDED_COLUMNS.items():
+                have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                for name, kind in columns:
+                    if name not in have:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
         except BaseException:
             db.close()
             raise
@@ -270,7 +290,9 @@ class TrackIndex:
                 area = max(0.0, x2 - x1) * max(0.0, y2 - y1)
                 if len(pending.best) < keep or area > pending.best[-1][0]:
                     largest = not pending.best or area > pending.best[0][0]
-                    pending.best.append((area, sample.time_s, np.asarray(sample.embedding, np.float32)))
+                    height, width = sample.image.shape[:2]
+                    foot = foot_point(sample.box, width, height)
+                    pending.best.append((area, sample.time_s, np.asarray(sample.embedding, np.float32), foot))
                     pending.best.sort(key=lambda item: -item[0])
                     del pending.best[keep:]
                     if largest:
@@ -363,10 +385,11 @@ class TrackIndex:
         removed = [int(r[0]) for r in db.execute("SELECT id FROM samples WHERE track_key = ?", (key,))]
         db.execute("DELETE FROM samples WHERE track_key = ?", (key,))
         added = []
-        for area, time_s, embedding in pending.best:
+        for area, time_s, embedding, (foot_x, foot_y) in pending.best:
             cursor = db.execute(
-                "INSERT INTO samples (track_key, time, area, embedding) VALUES (?, ?, ?, ?)",
-                (key, time_s, area, embedding.tobytes()),
+                "INSERT INTO samples (track_key, time, area, embedding, foot_x, foot_y)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (key, time_s, area, embedding.tobytes(), foot_x, foot_y),
             )
             added.append((int(cursor.lastrowid or 0), embedding))
         return removed, added
@@ -460,7 +483,7 @@ class TrackIndex:
         with self._reading("read a track") as db:
             pending = self._pending.get((camera, track_id))
             if pending is not None and pending.best:
-                return np.stack([e for _, _, e in pending.best])
+                return np.stack([e for _, _, e, _ in pending.best])
             key = self._keys.get((camera, track_id))
             if key is None or db is None:
                 return None
@@ -477,8 +500,13 @@ class TrackIndex:
         until: float | None = None,
         limit: int = 20,
         exhaustive: bool = False,
+        where: FootFilter | None = None,
     ) -> list[TrackHit]:
         """Tracks best first by ``score`` (the calibrated probability of their best sample).
+
+        With ``where`` (camera, foot x, foot y normalised -> kept), only samples it keeps count: a
+        track is found by the samples taken where it stood in a query's zones, scored by the best of
+        them (samples without a foot point, from an older index, are never kept).
 
         The usearch index proposes the nearest samples by cosine (over-fetched); with ``exhaustive``
         every sample in the time range is scored (used for one hour of footage when trying a query).
@@ -489,14 +517,15 @@ class TrackIndex:
         with self._reading("search") as db:
             if db is None:
                 return []
-            where, args = ["1"], []
+            clauses, args = ["1"], []
+            feet = ", s.foot_x, s.foot_y" if self._feet else ", NULL, NULL"
             for clause, value in (
                 ("t.camera = ?", camera),
                 ("t.last_seen >= ?", since),
                 ("t.first_seen < ?", until),
             ):
                 if value is not None:
-                    where.append(clause)
+                    clauses.append(clause)
                     args.append(value)
             if not exhaustive and self._ann is not None and len(self._ann) > 0:
                 wanted = min(len(self._ann), max(512, 50 * limit))
@@ -504,15 +533,17 @@ class TrackIndex:
                 ids = [int(k) for k in np.asarray(found.keys).ravel()]
                 if not ids:
                     return []
-                where.append(f"s.id IN ({','.join('?' * len(ids))})")
+                clauses.append(f"s.id IN ({','.join('?' * len(ids))})")
                 args.extend(ids)
             rows = list(
                 db.execute(
-                    f"""SELECT t.key, t.camera, t.track_id, t.first_seen, t.last_seen, s.embedding
-                        FROM samples s JOIN tracks t ON t.key = s.track_key WHERE {" AND ".join(where)}""",
+                    f"""SELECT t.key, t.camera, t.track_id, t.first_seen, t.last_seen, s.embedding{feet}
+                        FROM samples s JOIN tracks t ON t.key = s.track_key WHERE {" AND ".join(clauses)}""",
                     args,
                 )
             )
+        if where is not None:
+            rows = [r for r in rows if r[6] is not None and r[7] is not None and where(r[1], r[6], r[7])]
         if not rows:
             return []
         embeddings = np.stack([np.frombuffer(r[5], np.float32) for r in rows])
@@ -521,6 +552,7 @@ class TrackIndex:
         for row, value in zip(rows, scores.tolist(), strict=True):
             hit = best.get(row[0])
             if hit is None or value > hit.score:
-                best[row[0]] = TrackHit(int(row[0]), row[1], int(row[2]), row[3], row[4], float(value))
+                foot = None if row[6] is None or row[7] is None else (float(row[6]), float(row[7]))
+                best[row[0]] = TrackHit(int(row[0]), row[1], int(row[2]), row[3], row[4], float(value), foot)
         ranked = sorted(best.values(), key=lambda h: -h.score)
         return ranked if limit <= 0 else ranked[:limit]

@@ -127,9 +127,10 @@ async function tryQuery() {
   if (!body.text) return;
   const rate = Number($("#try-rate").value || 2);
   const r = await api("POST", "/queries/try", { text: body.text, normal_prompts: body.normal_prompts, cameras: body.cameras,
-    threshold: body.threshold, alerts_per_hour: rate });
+    zones: body.zones, threshold: body.threshold, alerts_per_hour: rate });
   const minutes = r.footage_hours * 60;
-  let text = `${r.would_alert} of ${r.tracks} tracks in ${fmt(minutes, 0)} min would alert at ${fmt(r.threshold)}. `;
+  let text = zoneNote(r);
+  text += `${r.would_alert} of ${r.tracks} tracks in ${fmt(minutes, 0)} min would alert at ${fmt(r.threshold)}. `;
   if (r.suggested_threshold === null) text += "No tracks yet.";
   else if (r.footage_too_short) text += `${fmt(minutes, 0)} min of footage is too short to tell ${rate}/h: it needs at least ${fmt(r.footage_needed_hours * 60, 0)} min. The suggestion ${fmt(r.suggested_threshold, 3)} is the best score seen.`;
   else text += `${rate}/h would need threshold ${fmt(r.suggested_threshold, 3)}.`;
@@ -146,6 +147,13 @@ $("#use-threshold").addEventListener("click", () => {
   if (v > 0) $("#query-form").threshold.value = String(Math.min(0.99, Math.max(0.01, Math.round(v * 1000) / 1000)));
 });
 
+/** What an answer limited to zones says first: which zones counted, and those no camera has. */
+function zoneNote(r) {
+  if (!r.zones || !r.zones.length) return "";
+  const warn = (r.warnings || []).length ? ` (${r.warnings.join("; ")})` : "";
+  return `Only people seen in zone ${r.zones.join(", ")}${warn}: `;
+}
+
 function thumb(h) {
   return el("div", { class: `thumb${h.would_alert ? " hit" : ""}`, "data-track": h.track_id },
     el("img", { src: h.thumbnail, alt: `track ${h.track_id}` }), `#${h.track_id} ${fmt(h.score, 3)}`, el("br"),
@@ -161,6 +169,9 @@ pages.search = async function showSearch() {
   $("#search-off").hidden = !off;
   $("#search-off").textContent = off ? state.capabilities.search_reason || "" : "";
   $$("#search-form input, #search-form select, #search-form button").forEach((x) => (x.disabled = off));
+  const zone = $("#search-form select[name=zone]"); const chosen = zone.value;
+  zone.replaceChildren(el("option", { value: "" }, "anywhere"), ...zoneNames().map((n) => el("option", { value: n }, `zone ${n}`)));
+  zone.value = zoneNames().includes(chosen) ? chosen : "";
 };
 
 $("#search-form").addEventListener("submit", async (ev) => {
@@ -168,9 +179,11 @@ $("#search-form").addEventListener("submit", async (ev) => {
   const f = new FormData(ev.target);
   const params = new URLSearchParams({ text: f.get("text"), since: f.get("since") });
   if (f.get("camera")) params.set("camera", f.get("camera"));
+  if (f.get("zone")) params.set("zone", f.get("zone"));
   showError($("#search-error"), null);
   try {
     const r = await api("GET", `/search?${params}`);
+    $("#search-note").textContent = zoneNote(r).replace(/: $/, ".");
     $("#search-results").replaceChildren(...(r.results.length ? r.results.map((h) => { const t = thumb(h); t.prepend(el("div", {}, h.camera)); return t; })
       : [el("p", { class: "muted" }, "No tracks in that time.")]));
   } catch (e) { showError($("#search-error"), e); }

@@ -247,6 +247,43 @@ def test_trying_a_query_shows_matches_and_the_threshold_for_a_rate(live: Running
     )  # nothing saved
 
 
+def test_trying_and_searching_within_a_zone_count_only_tracks_seen_standing_in_it(live: RunningAgent) -> None:
+    """A draft limited to a zone (and a search for one) scores each track by the views taken with its
+    feet in the zone on that camera, as the standing query would; the answer names the zones applied,
+    each hit says where the person stood, and a zone no camera has finds nothing, with a warning."""
+    wait_for(
+        lambda: live.agent.console.index is not None and live.agent.console.index.count() >= 3, 60, "tracks"
+    )
+    left = [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]
+    status, camera, _ = live.request(
+        "PATCH", "/cameras/sample", {"zones": [{"name": "left", "points": left}]}
+    )
+    assert status == 200 and camera["zones"][0]["name"] == "left"
+    try:
+        draft = {"text": "a person walking", "threshold": 0.05, "per_camera": 100}
+        anywhere = live.request("POST", "/queries/try", draft)[1]
+        assert anywhere.get("zones") is None
+        feet = [h["foot"] for h in anywhere["cameras"]["sample"]]
+        assert any(x >= 0.5 for x, _ in feet) and any(x < 0.5 for x, _ in feet), feet
+        status, zoned, _ = live.request("POST", "/queries/try", {**draft, "zones": ["left"]})
+        assert status == 200 and zoned["zones"] == ["left"] and not zoned["warnings"]
+        hits = zoned["cameras"]["sample"]
+        assert hits and len(hits) == zoned["tracks"]
+        assert all(h["foot"][0] < 0.5 for h in hits), [h["foot"] for h in hits]
+        assert zoned["would_alert"] == sum(h["score"] >= 0.05 for h in hits)
+        status, nowhere, _ = live.request("POST", "/queries/try", {**draft, "zones": ["dock"]})
+        assert status == 200 and nowhere["tracks"] == 0 and nowhere["cameras"] == {}
+        assert nowhere["zones"] == ["dock"] and "'dock' is on no camera" in nowhere["warnings"][0]
+        assert live.request("POST", "/queries/try", {**draft, "zones": ["the door"]})[0] == 422
+        status, found, _ = live.request("GET", "/search?text=a%20person&limit=50&zone=left")
+        assert status == 200 and found["zones"] == ["left"] and found["results"]
+        assert all(r["foot"][0] < 0.5 for r in found["results"])
+        everywhere = live.request("GET", "/search?text=a%20person&limit=50")[1]
+        assert everywhere.get("zones") is None and any(r["foot"][0] >= 0.5 for r in everywhere["results"])
+    finally:
+        assert live.request("PATCH", "/cameras/sample", {"zones": []})[0] == 200
+
+
 def test_false_alarm_mark_is_stored_returned_exported_and_teaches_the_matcher(live: RunningAgent) -> None:
     alert = wait_for(lambda: next(iter(_alerts(live)), None), 90, "an alert")
     alert_id = alert["alert_id"]

@@ -1,6 +1,7 @@
 """Zones in the console, in a real headless Chromium against a running agent (sample video, SSD,
 ByteTrack, the tiny CLIP export): draw two zones on the live image, limit two identical queries to
-them through the query form, and see that only the query whose zone holds the people's feet alerts.
+them through the query form, and see that only the query whose zone holds the people's feet alerts;
+try-before-save and Search limited to a zone find only the people seen in it, and say so.
 
 The "sky" zone is a strip along the top of the image (the buildings), where no one's feet are;
 "floor" is the ground below the far path, where the people walk.
@@ -93,3 +94,26 @@ def test_a_query_limited_to_a_zone_alerts_only_inside_it(live: RunningAgent) -> 
         # a zone no camera has (a typo) is flagged on the query's row
         add_query(page, "a person near the entrance", "flor")
         page.wait_for_selector(".reading .zone-missing:has-text('no camera has zone flor')")
+        # try before you save counts only the people seen in the zone, and says so
+        page.click("#query-reset")
+        page.fill("#query-form input[name=zones]", "sky")
+        page.fill("#query-form input[name=text]", "a person")
+        page.wait_for_selector("#try-summary:has-text('Only people seen in zone sky: 0 of 0 tracks')")
+        page.fill("#query-form input[name=zones]", "floor")
+        page.wait_for_selector("#try-summary:has-text('Only people seen in zone floor')")
+        wait_in_page(page, "document.querySelectorAll('#try-results .thumb').length > 0")
+        page.fill("#query-form input[name=zones]", "dock")
+        page.wait_for_selector("#try-summary:has-text(\"zone 'dock' is on no camera yet\")")
+        # and so does Search
+        page.goto(live.url + "/#/search")
+        page.wait_for_selector("#search-form select[name=zone] option[value=floor]", state="attached")
+        page.fill("#search-form input[name=text]", "a person")
+        page.select_option("#search-form select[name=zone]", "sky")
+        page.click("#search-form button[type=submit]")
+        page.wait_for_selector("#search-note:has-text('Only people seen in zone sky.')")
+        page.wait_for_selector("#search-results:has-text('No tracks')")
+        page.select_option("#search-form select[name=zone]", "floor")
+        page.click("#search-form button[type=submit]")
+        page.wait_for_selector("#search-note:has-text('Only people seen in zone floor.')")
+        page.wait_for_selector("#search-results .thumb")
+        assert not axe_violations(page)

@@ -16,6 +16,7 @@ import pytest
 from agent.matching.samples import TrackSample
 from agent.search.config import SearchConfig
 from agent.search.index import FORGET_AFTER_S, TrackIndex
+from agent.zones import inside
 from tests.fixtures.small_fs import fill, small_tmpfs
 
 DIM = 16
@@ -173,3 +174,55 @@ def test_a_corrupt_index_is_replaced_with_one_warning(
     index.close()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_a_zone_filter_counts_only_views_taken_in_the_zone_and_an_older_index_gains_the_columns(
+    tmp_path: Path,
+) -> None:
+    """Each kept view remembers where the person stood (the box's foot point, normalised); a search
+    limited to a zone scores a track by its views taken there only, and finds no track never there.
+    An index file written before foot points existed is opened, gains the columns, and its old views
+    are in no zone."""
+    directory = tmp_path / "search"
+    directory.mkdir()
+    old = sqlite3.connect(directory / "tracks.db")  # the first schema, without foot points
+    old.execute(
+        "CREATE TABLE samples (id INTEGER PRIMARY KEY AUTOINCREMENT, track_key INTEGER NOT NULL,"
+        " time REAL NOT NULL, area REAL NOT NULL, embedding BLOB NOT NULL)"
+    )
+    old.commit()
+    old.close()
+    config = SearchConfig(samples_per_track=4)
+    index = TrackIndex(directory, config, clock=Clock(1_000_000.0))
+    target = _unit(7)
+
+    def score(embeddings: np.ndarray) -> np.ndarray:
+        return np.clip(embeddings @ target, 0, 1)
+
+    def view(track_id: int, x1: float, seed: int) -> TrackSample:  # 40 x 80 px, feet at x1 + 20, y 200
+        return TrackSample(
+            "cam", track_id, 1_000_000.0 + seed, IMAGE, (x1, 120.0, x1 + 40, 200.0), _unit(seed)
+        )
+
+    # track 1: its best view (the target itself) on the right, a weaker one on the left
+    index.observe([view(1, 200.0, 7), view(1, 20.0, 8)])
+    index.observe([view(2, 220.0, 9)])  # track 2: only ever on the right
+    index.flush()
+    left = [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]
+
+    def in_left(camera: str, x: float, y: float) -> bool:
+        return camera == "cam" and inside(left, x, y)
+
+    anywhere = index.search(target, score, exhaustive=True, limit=0)
+    assert {h.track_id for h in anywhere} == {1, 2} and anywhere[0].score > 0.99
+    for exhaustive in (True, False):
+        zoned = index.search(target, score, exhaustive=exhaustive, limit=0, where=in_left)
+        assert [h.track_id for h in zoned] == [1], "track 2 never stood in the zone"
+        assert zoned[0].score == pytest.approx(float(score(_unit(8)[None])[0]), abs=1e-4), (
+            "scored by the view taken in the zone, not its best view elsewhere"
+        )
+    db = sqlite3.connect(directory / "tracks.db")
+    feet = db.execute("SELECT foot_x, foot_y FROM samples ORDER BY id").fetchall()
+    db.close()
+    assert sorted(feet) == sorted([(220 / 320, 200 / 240), (40 / 320, 200 / 240), (240 / 320, 200 / 240)])
+    index.close()
