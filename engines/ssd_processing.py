@@ -104,15 +104,27 @@ def ssd_priors(anchors: Sequence[Mapping[str, Any]], input_size: int) -> np.ndar
 
 
 def preprocess(frames_bgr: Sequence[np.ndarray], input_size: int) -> np.ndarray:
-    """Frames as ``(batch, size, size, 3)`` uint8 RGB, stretched to the square input (no letterbox).
-
-    The resize is OpenCV's bilinear one, as ``cv2.dnn.blobFromImages`` did for OpenCV's DNN module.
-    """
+    """Frames as a new ``(batch, size, size, 3)`` uint8 RGB array (see :func:`resize_into`)."""
     batch = np.empty((len(frames_bgr), input_size, input_size, 3), dtype=np.uint8)
     for i, frame in enumerate(frames_bgr):
-        resized = cv2.resize(frame, (input_size, input_size), interpolation=cv2.INTER_LINEAR)
-        cv2.cvtColor(resized, cv2.COLOR_BGR2RGB, dst=batch[i])
+        resize_into(frame, batch[i])
     return batch
+
+
+def resize_into(frame_bgr: np.ndarray, out: np.ndarray) -> None:
+    """Write one BGR frame into ``out``, a C-contiguous ``(size, size, 3)`` uint8 slot of an input
+    batch, as RGB stretched to the square input (no letterbox), with no intermediate image.
+
+    The resize is OpenCV's bilinear one, as ``cv2.dnn.blobFromImages`` did for OpenCV's DNN module;
+    the channel swap then runs in place (a per-pixel permutation, so the bytes are those of swapping
+    first and resizing after).
+    """
+    if out.dtype != np.uint8 or out.ndim != 3 or out.shape[2] != 3 or not out.flags.c_contiguous:
+        # OpenCV would write into a new array of its own and leave ``out`` as it was
+        raise ValueError(f"out must be a C-contiguous HxWx3 uint8 array, got {out.dtype} {out.shape}")
+    size = out.shape[1], out.shape[0]
+    cv2.resize(frame_bgr, size, dst=out, interpolation=cv2.INTER_LINEAR)
+    cv2.cvtColor(out, cv2.COLOR_BGR2RGB, dst=out)
 
 
 def decode_boxes(encodings: np.ndarray, priors: np.ndarray, variance: Sequence[float]) -> np.ndarray:

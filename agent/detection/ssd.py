@@ -24,12 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.detection.base import Detector, DetectorError
+from agent.detection.base import Detector, DetectorError, PreparedBatch
 from agent.detection.config import OpenCvDnnEngineConfig, SSDDetectorConfig
 from agent.detection.graph_engine import open_graph_engine
 from agent.types import Detections
 from engines import EngineError, ManifestError, verify_manifest
-from engines.ssd_processing import SSDDecoding, detect, preprocess
+from engines.ssd_processing import SSDDecoding, detect, resize_into
 from engines.yolo_processing import class_wise_nms
 
 logger = logging.getLogger(__name__)
@@ -146,7 +146,10 @@ def _ensure_export(
 class SSDMobileNetDetector(Detector):
     """ssd_mobilenet_v2_coco (300x300 input) converted to ONNX, on ONNX Runtime or TensorRT, batched.
 
-    Frames are resized to ``input_size`` square without letterboxing, as the model was trained.
+    Frames are resized to ``input_size`` square without letterboxing, as the model was trained,
+    straight into preallocated input buffers. The pipeline resizes the next batch and decodes the
+    previous one (anchors, suppression) on its own thread while the engine runs the current one on
+    the inference thread (:meth:`Detector.prepare`, :meth:`Detector.infer`, :meth:`Detector.finish`).
     Boxes come back in each frame's pixels. Class-wise non-maximum suppression at ``nms_iou`` is
     applied after the model's own (IoU 0.6).
 
@@ -184,11 +187,37 @@ class SSDMobileNetDetector(Detector):
         self._class_map = coco91_to_80()
         wanted = list(config.classes) or list(range(len(COCO91_IDS)))
         self._graph_classes = [COCO91_IDS[c] for c in wanted if 0 <= c < len(COCO91_IDS)]
+        # Input buffers, each (batch_size, input_size, input_size, 3) uint8, allocated on first use:
+        # two the pipeline alternates between (one filled while the other is inferred) and one for
+        # detect(); frames are resized straight into them, and the engine reads a view.
+        self._buffers: list[np.ndarray | None] = [None, None, None]
+        self._next_slot = 0
 
     def _detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
-        outputs = self.engine.infer({"image": preprocess(images, self.input_size)})
+        batch = self._fill(images, slot=2)
+        return self._finish(batch, self._infer_prepared(batch))
+
+    def _prepare(self, images: list[np.ndarray]) -> PreparedBatch:
+        slot, self._next_slot = self._next_slot, 1 - self._next_slot
+        return self._fill(images, slot)
+
+    def _fill(self, images: list[np.ndarray], slot: int) -> PreparedBatch:
+        """Resize ``images`` straight into input buffer ``slot``; the batch holds a view of its first
+        rows (contiguous, the graph's uint8 NHWC: the engine reads it without a copy)."""
+        buffer = self._buffers[slot]
+        if buffer is None:
+            buffer = np.empty((self.batch_size, self.input_size, self.input_size, 3), np.uint8)
+            self._buffers[slot] = buffer
+        for row, image in zip(buffer, images, strict=False):
+            resize_into(image, row)
+        return PreparedBatch(images, buffer[: len(images)])
+
+    def _infer_prepared(self, batch: PreparedBatch) -> dict[str, np.ndarray]:
+        return self.engine.infer({"image": batch.inputs})
+
+    def _finish(self, batch: PreparedBatch, raw: dict[str, np.ndarray]) -> list[Detections]:
         results = []
-        for image, encodings, scores in zip(images, outputs["boxes"], outputs["scores"], strict=True):
+        for image, encodings, scores in zip(batch.images, raw["boxes"], raw["scores"], strict=True):
             boxes, kept, graph_class = detect(
                 encodings, scores, self.decoding, self._graph_classes, self.confidence
             )

@@ -110,6 +110,39 @@ def test_batched_and_unbatched_give_the_same_boxes(
     ).all()
 
 
+@pytest.mark.slow
+def test_the_pipelines_prepared_batches_give_the_boxes_of_detect(
+    detector: SSDMobileNetDetector, sample_frames: list[np.ndarray]
+) -> None:
+    """prepare/infer/finish (the pipeline's path: frames resized straight into two alternating
+    input buffers) give detect()'s boxes bit for bit, also when a smaller batch follows a fuller one
+    in the same buffer; the engine is handed the buffer itself, holding what the stacked resize and
+    colour swap of the frames gave before the buffers (cv2.resize, then BGR to RGB)."""
+    frames = [*sample_frames[:10], cv2.resize(sample_frames[10], (384, 288)), sample_frames[11]]
+    expected = detector.detect(frames)
+    got = []
+    start = 0
+    for size in (4, 4, 1, 3):  # the 1-frame and 3-frame batches reuse the buffers of 4-frame ones
+        batch = detector.prepare(frames[start : start + size])
+        reference = np.stack(
+            [
+                cv2.cvtColor(cv2.resize(frame, (300, 300), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
+                for frame in frames[start : start + size]
+            ]
+        )
+        assert batch.inputs.shape == reference.shape and np.array_equal(batch.inputs, reference)
+        assert any(
+            np.shares_memory(batch.inputs, buffer) for buffer in detector._buffers if buffer is not None
+        )
+        got.extend(detector.finish(batch, detector.infer(batch)))
+        start += size
+    assert start == len(frames) and sum(len(d) for d in expected) > 15
+    for mine, theirs in zip(got, expected, strict=True):
+        assert np.array_equal(mine.xyxy, theirs.xyxy)
+        assert np.array_equal(mine.confidence, theirs.confidence)
+        assert np.array_equal(mine.class_id, theirs.class_id)
+
+
 def test_missing_model_file_names_the_file(tmp_path: Path) -> None:
     model = tmp_path / "frozen_inference_graph.pb"
     model.write_bytes(b"x")
