@@ -4,7 +4,9 @@ Points are normalised to the camera image, ``x`` and ``y`` from 0 (left, top) to
 so a zone stays put when ``max_width``/``max_height`` or the camera's resolution change. A track is
 in a zone while its foot point (the bottom centre of its box) is inside the polygon (even-odd rule).
 The sample producers (CLIP matcher, cue matcher) sample a zone-limited query for a track only while
-it is in one of the query's zones on that camera; the decision core knows nothing of zones.
+it is in one of the query's zones on that camera, and :class:`ZoneDwell` keeps since when, so its
+duration cues count time in the zone only; the decision core knows nothing of zones. Search and
+try-before-save filter the search index's views by their foot points with :meth:`ZoneBook.in_any`.
 """
 
 from __future__ import annotations
