@@ -8,7 +8,9 @@ found) and precision (candidate boxes that match one) must both reach :data:`MIN
 :data:`MIN_PRECISION`, or the export is refused (:class:`export.errors.ParityError`, no manifest).
 
 :func:`quantize_detector` quantizes, gates, and where the whole graph misses the gate tries again
-with the sensitive layers (the stem that sees raw pixels, the detection head) kept in fp32.
+with the sensitive layers (the stem that sees raw pixels, the detection head) kept in fp32, or with
+other quantization options (an attempt's third element, keyword arguments of
+:func:`export.quantize.quantize_int8`).
 """
 
 from __future__ import annotations
@@ -130,6 +132,10 @@ def check_people(
 PeopleOf = Callable[[Path], list[np.ndarray]]
 """A graph file -> per held-out frame, its person boxes ``(N, 4)`` at the detector's confidence."""
 
+Attempt = tuple[str, Sequence[str]] | tuple[str, Sequence[str], Mapping[str, Any]]
+"""``(label, node names kept in fp32)``, optionally with keyword arguments of
+:func:`export.quantize.quantize_int8` (e.g. ``{"ops": ("Conv", "Clip")}``), recorded with the attempt."""
+
 
 @dataclass
 class GatedQuantization:
@@ -145,7 +151,7 @@ def quantize_detector(
     out: Path,
     calibration: Callable[[], Iterable[Mapping[str, np.ndarray]]],
     people_of: PeopleOf,
-    fp32_layers: Sequence[tuple[str, Sequence[str]]],
+    fp32_layers: Sequence[Attempt],
     *,
     graph: str = "detector",
     min_recall: float = MIN_RECALL,
@@ -158,7 +164,7 @@ def quantize_detector(
         out: where the passing INT8 graph goes (nothing is written there on refusal).
         calibration: makes the calibration input batches (called once per attempt).
         people_of: runs a graph on the held-out frames (see :data:`PeopleOf`).
-        fp32_layers: ``(label, node names)`` attempts in order, e.g. ``("none", [])`` then
+        fp32_layers: the attempts in order (see :data:`Attempt`), e.g. ``("none", [])`` then
             ``("stem+head", [...])``.
 
     Raises:
@@ -167,19 +173,26 @@ def quantize_detector(
     reference = people_of(fp32)
     attempts: list[dict[str, Any]] = []
     failures: list[ParityError] = []
+    summaries: list[str] = []
     with tempfile.TemporaryDirectory(prefix="watchword-int8-") as work:
-        for label, nodes in fp32_layers:
-            candidate_path = Path(work) / f"{label}.onnx"
-            quantization = quantize_int8(fp32, candidate_path, calibration(), exclude_nodes=list(nodes))
+        for number, (label, nodes, *more) in enumerate(fp32_layers):
+            options = dict(more[0]) if more else {}
+            candidate_path = Path(work) / f"attempt-{number}.onnx"
+            quantization = quantize_int8(
+                fp32, candidate_path, calibration(), exclude_nodes=list(nodes), **options
+            )
             candidate = people_of(candidate_path)
             metrics = person_agreement(reference, candidate)
-            attempts.append({"fp32_layers": label, "nodes": len(nodes), **_rounded(metrics)})
-            logger.info(
-                "int8 gate (fp32 layers: %s): recall %.4f, precision %.4f",
-                label,
-                metrics["recall"],
-                metrics["precision"],
+            recorded = {
+                key: list(value) if isinstance(value, list | tuple) else value
+                for key, value in options.items()
+            }
+            attempts.append({"fp32_layers": label, "nodes": len(nodes), **recorded, **_rounded(metrics)})
+            summaries.append(
+                f"fp32 layers {label}{f' {recorded}' if recorded else ''}: recall {metrics['recall']:.4f}, "
+                f"precision {metrics['precision']:.4f}"
             )
+            logger.info("int8 gate: %s", summaries[-1])
             try:
                 result = check_people(
                     graph,
@@ -203,10 +216,7 @@ def quantize_detector(
         best.metric,
         best.value,
         best.threshold,
-        "; ".join(
-            f"fp32 layers {a['fp32_layers']}: recall {a['recall']:.4f}, precision {a['precision']:.4f}"
-            for a in attempts
-        ),
+        "; ".join(summaries),
     )
 
 

@@ -9,13 +9,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from engines import read_manifest
+from engines import create_engine, read_manifest
+from engines.ssd_processing import SSDDecoding, preprocess
 from export import ssd as ssd_export
 from export import ssd_onnx
+from export.calibration import read_frames, split_frames
 from export.errors import ParityError, SourceModelError
-from export.ssd import ONNX_FILE, SSDExportConfig, export_ssd, opencv_reads_tensorflow, packaged_ssd_files
+from export.person_gate import quantize_detector
+from export.ssd import (
+    ONNX_FILE,
+    SSDExportConfig,
+    SSDRunner,
+    export_ssd,
+    opencv_reads_tensorflow,
+    packaged_ssd_files,
+)
 
 needs_opencv4 = pytest.mark.skipif(
     not opencv_reads_tensorflow(), reason="OpenCV 5 has no TensorFlow importer"
@@ -68,3 +79,53 @@ def test_the_recorded_reference_checks_the_conversion_where_opencv_5_runs(tmp_pa
     assert metrics["frames"] == 24 and metrics["people"] >= 100 and metrics["frames_mismatched"] == 0
     manifest = read_manifest(tmp_path / "ssd")
     assert manifest.extra["reference"] == "recorded" and ONNX_FILE in manifest.files
+
+
+def test_the_int8_ladder_ends_with_the_head_in_fp32_and_relu6_folded(tmp_path: Path) -> None:
+    """The attempt that passes the gate on vtest.avi: every convolution but the 12 box and class
+    predictors in INT8, with Relu6 (Clip) quantized so that it folds into the convolution before it."""
+    export_ssd(SSDExportConfig(out=tmp_path / "ssd", reference="none"))
+    attempts = ssd_export.sensitive_layers(tmp_path / "ssd" / ONNX_FILE)
+    assert [attempt[0] for attempt in attempts] == ["none", "stem", "stem+head", "head"]
+    _label, nodes, *options = attempts[-1]
+    assert len(nodes) == 12 and all(name.startswith("BoxPredictor_") for name in nodes)
+    assert options == [{"ops": ("Conv", "Clip")}]
+
+
+@pytest.mark.slow
+def test_the_relu6_folded_attempt_passes_the_gate_and_is_recorded(sample_video: Path, tmp_path: Path) -> None:
+    """The ladder's last attempt on the real SSD: calibrated on 30 frames of the sample video, it finds
+    the fp32 graph's people on 10 others; the attempt is recorded with its options, its graph keeps
+    no Clip (folded into the quantized convolutions) and runs the 12 predictors on float weights."""
+    import onnx
+
+    result = export_ssd(SSDExportConfig(out=tmp_path / "ssd", reference="none"))
+    fp32 = tmp_path / "ssd" / ONNX_FILE
+    decoding = SSDDecoding.from_manifest(
+        result.manifest.extra["anchors"], result.manifest.extra["detection"], 300
+    )
+    frames, held_out = split_frames(read_frames(sample_video, 40))
+
+    def calibration() -> list[dict[str, np.ndarray]]:
+        return [{"image": preprocess(frames[i : i + 8], 300)} for i in range(0, len(frames), 8)]
+
+    def people_of(path: Path) -> list[np.ndarray]:
+        with create_engine("onnxruntime", path, providers=["cpu"], warmup=False) as engine:
+            runner = SSDRunner(engine, decoding, 300)
+            return [rows[:, 1:5] for rows in runner.people(*runner.raw(held_out), 0.4)]
+
+    out = tmp_path / "int8.onnx"
+    gated = quantize_detector(fp32, out, calibration, people_of, ssd_export.sensitive_layers(fp32)[-1:])
+    assert gated.parity.metrics["recall"] >= 0.98 and gated.parity.metrics["precision"] >= 0.98
+    assert gated.parity.metrics["reference_people"] >= 40
+    (attempt,) = gated.attempts
+    assert attempt["fp32_layers"] == "head" and attempt["nodes"] == 12 and attempt["ops"] == ["Conv", "Clip"]
+    assert attempt["recall"] == round(gated.parity.metrics["recall"], 4)
+    assert gated.quantization["ops"] == ["Conv", "Clip"] and gated.quantization["fp32_layers"] == "head"
+    graph = onnx.load(str(out)).graph
+    dequantized = {node.output[0] for node in graph.node if node.op_type == "DequantizeLinear"}
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    assert not [node for node in graph.node if node.op_type == "Clip"]
+    float_weights = [node.name for node in convs if node.input[1] not in dequantized]
+    assert len(float_weights) == 12 and all(name.startswith("BoxPredictor_") for name in float_weights)
+    assert len(convs) == 76
