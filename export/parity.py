@@ -38,14 +38,19 @@ class ParityResult:
     thresholds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The manifest's record: the fields, then each metric under its name, or ``<name>_metric``
+        where that name is a field (the people gate's ``precision`` beside the graph's ``int8``)."""
+        fields = {
             "graph": self.graph,
             "backend": self.backend,
             "precision": self.precision,
             "samples": self.samples,
-            **{name: round(value, 7) for name, value in self.metrics.items()},
-            "thresholds": self.thresholds,
         }
+        metrics = {
+            (f"{name}_metric" if name in fields or name == "thresholds" else name): round(value, 7)
+            for name, value in self.metrics.items()
+        }
+        return {**fields, **metrics, "thresholds": self.thresholds}
 
 
 def _check_shapes(graph: str, backend: str, reference: np.ndarray, candidate: np.ndarray) -> None:

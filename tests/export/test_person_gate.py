@@ -104,3 +104,14 @@ def test_quantizing_on_site_frames_passes_and_records_the_gate(
     assert out.is_file() and gated.parity.precision == "int8"
     assert gated.parity.metrics["recall"] >= 0.98 and gated.parity.metrics["precision"] >= 0.98
     assert gated.attempts[-1]["fp32_layers"] == gated.quantization["fp32_layers"]
+
+
+def test_the_gate_record_keeps_the_graph_precision_beside_the_people_precision() -> None:
+    """Found: the gate's ``precision`` figure overwrote the record's ``precision`` (``int8``)."""
+    from export.parity import ParityResult
+
+    record = ParityResult(
+        "ssd", "onnxruntime:cpu int8 vs fp32", "int8", 75, {"recall": 0.9875, "precision": 0.975}
+    ).to_dict()
+    assert record["precision"] == "int8"
+    assert record["precision_metric"] == 0.975 and record["recall"] == 0.9875
