@@ -153,14 +153,17 @@ def decode(
         raise ValueError(f"{len(geometries)} frames for a batch of {predictions.shape[0]} outputs")
     wanted = np.asarray(list(classes or []), dtype=np.int64)
     results = []
-    for rows, geometry in zip(predictions.transpose(0, 2, 1), geometries, strict=True):
-        scores_all = rows[:, 4:]
-        class_id = scores_all.argmax(axis=1)
-        scores = scores_all[np.arange(len(rows)), class_id]
-        keep = scores > confidence
-        if wanted.size:
-            keep &= np.isin(class_id, wanted)
-        boxes, scores, class_id = rows[keep, :4], scores[keep], class_id[keep]
+    for prediction, geometry in zip(predictions, geometries, strict=True):
+        # (4 + classes, anchors) as the graph lays it out: the best class score per anchor is a
+        # reduction over contiguous rows, and only the anchors above the threshold (a few dozen of
+        # 8,400) are transposed and searched for their class (a full argmax over the transposed
+        # output cost 2 ms a frame, time taken from the engine's threads on a small CPU)
+        best = prediction[4:].max(axis=0)
+        above = np.flatnonzero(best > confidence)
+        class_id = prediction[4:, above].argmax(axis=0)
+        keep = np.isin(class_id, wanted) if wanted.size else np.ones(len(above), bool)
+        above, class_id = above[keep], class_id[keep]
+        boxes, scores = prediction[:4, above].T, best[above]
         if len(scores) > MAX_NMS:
             top = np.argsort(-scores, kind="stable")[:MAX_NMS]
             boxes, scores, class_id = boxes[top], scores[top], class_id[top]
