@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -83,36 +83,26 @@ def quantize_int8(
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self._batches, None)
 
-    started = time.perf_counter()
-    onnx_in, onnx_out = Path(onnx_in), Path(onnx_out)
-    with tempfile.TemporaryDirectory(prefix="watchword-quant-") as work:
-        prepared = Path(work) / "prepared.onnx"
-        _prepare(onnx_in, prepared, Path(work))
-        quantized = Path(work) / "quantized.onnx"
-        try:
-            quantize_static(
-                str(prepared),
-                str(quantized),
-                Reader(),
-                quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=list(ops),
-                per_channel=per_channel,
-                activation_type=QuantType.QInt8 if activations == "int8" else QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                calibrate_method=methods[method],
-                nodes_to_exclude=list(exclude_nodes),
-                extra_options={
-                    "CalibTensorRangeSymmetric": False,
-                    "ActivationSymmetric": activations == "int8",
-                },
-            )
-        except Exception as exc:  # onnxruntime raises plain exceptions of many types here
-            raise ExportError(
-                f"INT8 quantization of {onnx_in.name} failed: {type(exc).__name__}: {exc}"
-            ) from exc
-        _copy_metadata(onnx_in, quantized)
-        shutil.move(str(quantized), onnx_out)
-    seconds = time.perf_counter() - started
+    def run(prepared: Path, quantized: Path) -> None:
+        quantize_static(
+            str(prepared),
+            str(quantized),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(ops),
+            per_channel=per_channel,
+            activation_type=QuantType.QInt8 if activations == "int8" else QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=methods[method],
+            nodes_to_exclude=list(exclude_nodes),
+            extra_options={
+                "CalibTensorRangeSymmetric": False,
+                "ActivationSymmetric": activations == "int8",
+            },
+        )
+
+    onnx_in = Path(onnx_in)
+    seconds = _quantize_with(onnx_in, Path(onnx_out), "INT8 quantization", run)
     logger.info("quantized %s to INT8 on %d samples in %.1f s", onnx_in.name, samples, seconds)
     return {
         "method": method,
@@ -140,27 +130,17 @@ def quantize_int8_dynamic(onnx_in: str | Path, onnx_out: str | Path) -> dict[str
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    started = time.perf_counter()
-    onnx_in, onnx_out = Path(onnx_in), Path(onnx_out)
-    with tempfile.TemporaryDirectory(prefix="watchword-quant-") as work:
-        prepared = Path(work) / "prepared.onnx"
-        _prepare(onnx_in, prepared, Path(work))
-        quantized = Path(work) / "quantized.onnx"
-        try:
-            quantize_dynamic(
-                str(prepared),
-                str(quantized),
-                op_types_to_quantize=list(DYNAMIC_OPS),
-                per_channel=True,
-                weight_type=QuantType.QInt8,
-            )
-        except Exception as exc:  # onnxruntime raises plain exceptions of many types here
-            raise ExportError(
-                f"dynamic INT8 quantization of {onnx_in.name} failed: {type(exc).__name__}: {exc}"
-            ) from exc
-        _copy_metadata(onnx_in, quantized)
-        shutil.move(str(quantized), onnx_out)
-    seconds = time.perf_counter() - started
+    def run(prepared: Path, quantized: Path) -> None:
+        quantize_dynamic(
+            str(prepared),
+            str(quantized),
+            op_types_to_quantize=list(DYNAMIC_OPS),
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+        )
+
+    onnx_in = Path(onnx_in)
+    seconds = _quantize_with(onnx_in, Path(onnx_out), "dynamic INT8 quantization", run)
     logger.info("quantized %s to dynamic INT8 in %.1f s", onnx_in.name, seconds)
     return {
         "format": "onnxruntime-dynamic",
@@ -168,6 +148,24 @@ def quantize_int8_dynamic(onnx_in: str | Path, onnx_out: str | Path) -> dict[str
         "per_channel": True,
         "seconds": round(seconds, 2),
     }
+
+
+def _quantize_with(onnx_in: Path, onnx_out: Path, what: str, run: Callable[[Path, Path], None]) -> float:
+    """The steps both kinds of quantization share: ``onnx_in`` prepared (shape inference) in a
+    scratch folder, ``run(prepared, quantized)``, its metadata copied, moved to ``onnx_out``.
+    Returns the seconds it took; a failure of ONNX Runtime's quantizer is an :class:`ExportError`."""
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="watchword-quant-") as work:
+        prepared = Path(work) / "prepared.onnx"
+        _prepare(onnx_in, prepared, Path(work))
+        quantized = Path(work) / "quantized.onnx"
+        try:
+            run(prepared, quantized)
+        except Exception as exc:  # onnxruntime raises plain exceptions of many types here
+            raise ExportError(f"{what} of {onnx_in.name} failed: {type(exc).__name__}: {exc}") from exc
+        _copy_metadata(onnx_in, quantized)
+        shutil.move(str(quantized), onnx_out)
+    return time.perf_counter() - started
 
 
 @contextlib.contextmanager
