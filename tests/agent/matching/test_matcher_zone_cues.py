@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from agent.alerts.config import AlertsConfig
@@ -31,10 +30,9 @@ from agent.pose.querycues import QueryCues
 from agent.pose.sentence import SentenceEmbedder
 from agent.pose.vocabulary import CueVocabulary
 from agent.queries import QueryRegistry
-from agent.types import Detections, Frame, FrameResult, TrackEvent, TrackEventKind
 from agent.zones import ZoneBook
-from tests.agent.pose.test_fall_alert import CANVAS, WALL_START, sequence
-from tests.agent.pose.test_zone_cues import square
+from tests.agent.pose.test_fall_alert import sequence
+from tests.agent.pose.test_zone_cues import square, still_person_in_zone
 from tests.fixtures import posture_set
 
 MOVE_AT_S = 6.0  # still outside the zone this long, then in it
@@ -52,8 +50,6 @@ def test_blended_stillness_counts_only_inside_the_zone(
     anywhere = registry.add(TEXT, threshold=0.5).id
     zoned = registry.add(TEXT, threshold=0.5, zones=["door"]).id
     frames = sequence(falls=False, seconds=MOVE_AT_S + 6.0)
-    _, _, box = frames[0]
-    feet = ((box[0] + box[2]) / 2 / CANVAS[1], box[3] / CANVAS[0])
     store = CameraStore(tmp_path / "w.db")
     store.add(
         {"id": "cam", "uri": "test://ball", "zones": [{"name": "door", "points": square(0.1, 0.1, 0.05)}]}
@@ -87,28 +83,7 @@ def test_blended_stillness_counts_only_inside_the_zone(
         model_versions=matcher.model_versions,
         evidence=matcher.evidence,
     )
-    seen: list[tuple[float, dict[str, float]]] = []
-    moved = False
-    for index, (t, image, person) in enumerate(frames):
-        if t >= MOVE_AT_S and not moved:
-            store.update("cam", {"zones": [{"name": "door", "points": square(*feet, 0.1)}]})
-            moved = True
-        frame = Frame("cam", index, t, WALL_START + t, image)
-        tracks = Detections(
-            xyxy=np.array([person], np.float32),
-            confidence=np.array([0.9], np.float32),
-            class_id=np.array([0]),
-            tracker_id=np.array([7]),
-        )
-        kind = TrackEventKind.NEW if index == 0 else TrackEventKind.UPDATED
-        event = TrackEvent(kind, "cam", 7, index, frame.wall_time, frame.wall_time, index + 1, person)
-        results = [FrameResult(frame, tracks, [event])]
-        pose.process(results)
-        matcher.process(results)
-        core.process(results)
-        sample = results[0].extra.get("samples", {}).get("7")
-        if sample:
-            seen.append((t, sample))
+    seen = still_person_in_zone(frames, store, MOVE_AT_S, [pose, matcher, core], "samples")
     after = [(t, s) for t, s in seen if t >= MOVE_AT_S]
     assert after and all(str(zoned) in s for _, s in after), "inside the zone: sampled"
     assert all(str(zoned) not in s for t, s in seen if t < MOVE_AT_S), "outside: not sampled"

@@ -9,7 +9,9 @@ while the same query without a zone has counted since the start.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -34,6 +36,46 @@ def square(cx: float, cy: float, half: float) -> list[list[float]]:
     return [[cx - half, cy - half], [cx + half, cy - half], [cx + half, cy + half], [cx - half, cy + half]]
 
 
+class Stage(Protocol):
+    def process(self, results: list[FrameResult]) -> None: ...
+
+
+def still_person_in_zone(
+    frames: Sequence[tuple[float, np.ndarray, Any]],
+    store: CameraStore,
+    move_at_s: float,
+    stages: Sequence[Stage],
+    key: str,
+) -> list[tuple[float, dict[str, float]]]:
+    """Feed the still person of ``frames`` (track 7 of camera "cam") through ``stages`` frame by
+    frame, moving camera "cam"'s zone "door" under their feet at media time ``move_at_s`` (as if
+    they stepped in); each frame's ``extra[key]`` samples of the track, with the frame's time."""
+    _, _, box = frames[0]
+    feet = ((box[0] + box[2]) / 2 / CANVAS[1], box[3] / CANVAS[0])
+    seen: list[tuple[float, dict[str, float]]] = []
+    moved = False
+    for index, (t, image, person) in enumerate(frames):
+        if t >= move_at_s and not moved:
+            store.update("cam", {"zones": [{"name": "door", "points": square(*feet, 0.1)}]})
+            moved = True
+        frame = Frame("cam", index, t, WALL_START + t, image)
+        tracks = Detections(
+            xyxy=np.array([person], np.float32),
+            confidence=np.array([0.9], np.float32),
+            class_id=np.array([0]),
+            tracker_id=np.array([7]),
+        )
+        kind = TrackEventKind.NEW if index == 0 else TrackEventKind.UPDATED
+        event = TrackEvent(kind, "cam", 7, index, frame.wall_time, frame.wall_time, index + 1, person)
+        results = [FrameResult(frame, tracks, [event])]
+        for stage in stages:
+            stage.process(results)
+        sample = results[0].extra.get(key, {}).get("7")
+        if sample:
+            seen.append((t, sample))
+    return seen
+
+
 def test_still_counts_only_inside_the_zone(
     tmp_path: Path, pose_config: PoseConfig, sentence_embedder: SentenceEmbedder
 ) -> None:
@@ -41,8 +83,6 @@ def test_still_counts_only_inside_the_zone(
     anywhere = registry.add("someone standing still for a long time").id
     zoned = registry.add("someone standing still for a long time", zones=["door"]).id
     frames = sequence(falls=False, seconds=12.0)
-    _, _, box = frames[0]
-    feet = ((box[0] + box[2]) / 2 / CANVAS[1], box[3] / CANVAS[0])
     store = CameraStore(tmp_path / "state.db")
     store.add(
         {"id": "cam", "uri": "test://ball", "zones": [{"name": "door", "points": square(0.1, 0.1, 0.05)}]}
@@ -59,27 +99,7 @@ def test_still_counts_only_inside_the_zone(
         zones=ZoneBook(store.list_cameras, store.revision, 0.0),
     )
     assert {q.id for q in matcher.queries} == {anywhere, zoned}, "both map to still_long"
-    seen: list[tuple[float, dict[str, float]]] = []
-    moved = False
-    for index, (t, image, person) in enumerate(frames):
-        if t >= MOVE_AT_S and not moved:
-            store.update("cam", {"zones": [{"name": "door", "points": square(*feet, 0.1)}]})
-            moved = True
-        frame = Frame("cam", index, t, WALL_START + t, image)
-        tracks = Detections(
-            xyxy=np.array([person], np.float32),
-            confidence=np.array([0.9], np.float32),
-            class_id=np.array([0]),
-            tracker_id=np.array([7]),
-        )
-        kind = TrackEventKind.NEW if index == 0 else TrackEventKind.UPDATED
-        event = TrackEvent(kind, "cam", 7, index, frame.wall_time, frame.wall_time, index + 1, person)
-        results = [FrameResult(frame, tracks, [event])]
-        pose.process(results)
-        matcher.process(results)
-        sample = results[0].extra.get("cue_samples", {}).get("7")
-        if sample:
-            seen.append((t, sample))
+    seen = still_person_in_zone(frames, store, MOVE_AT_S, [pose, matcher], "cue_samples")
     before = [s for t, s in seen if t < MOVE_AT_S]
     after = [(t, s) for t, s in seen if t >= MOVE_AT_S]
     assert before and all(str(zoned) not in s for s in before), "outside the zone: not sampled"
