@@ -12,26 +12,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-import cv2
 import pytest
 
 from agent.cli import main
+from tests.fixtures.sources import sample_clip
 
 CLIP_FRAMES = 80  # 8 s of the 10 frames/s sample video: people walk in, the pose cues sample them
 REPO = Path(__file__).resolve().parents[2]
 WALL_CLOCK = ("wall_time",)  # the only field of a frame record that is not on media time
-
-
-def _clip(sample_video: Path, path: Path) -> Path:
-    capture = cv2.VideoCapture(str(sample_video))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 10.0, (768, 576))
-    for _ in range(CLIP_FRAMES):
-        ok, frame = capture.read()
-        assert ok
-        writer.write(frame)
-    writer.release()
-    capture.release()
-    return path
 
 
 def _demo_config(
@@ -76,7 +64,7 @@ def test_batch_size_one_and_eight_write_the_same_frame_records(
     pose_model_dir: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    clip = _clip(sample_video, tmp_path / "clip.avi")
+    clip = sample_clip(sample_video, tmp_path / "clip.avi", CLIP_FRAMES)
     runs, batches = {}, {}
     for batch_size in (1, 8):
         directory = tmp_path / f"batch-{batch_size}"

@@ -8,25 +8,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-import cv2
 import pytest
 
 from agent.cli import main
 from agent.queries import QueryRegistry
+from tests.fixtures.sources import sample_clip
 
 CLIP_FRAMES = 60  # 6 s of the 10 frames/s sample video
-
-
-def _clip(sample_video: Path, path: Path, frames: int = CLIP_FRAMES) -> Path:
-    capture = cv2.VideoCapture(str(sample_video))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 10.0, (768, 576))
-    for _ in range(frames):
-        ok, frame = capture.read()
-        assert ok
-        writer.write(frame)
-    writer.release()
-    capture.release()
-    return path
 
 
 def _opened(alerts_jsonl: Path) -> list[tuple[str, int, int, float]]:
@@ -46,7 +34,7 @@ def _replayed(report: dict[str, Any]) -> list[tuple[str, int, int, float]]:
 def test_replaying_a_run_gives_the_alerts_of_the_run(
     tmp_path: Path, clip_fp32: Path, sample_video: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    clip = _clip(sample_video, tmp_path / "clip.avi")
+    clip = sample_clip(sample_video, tmp_path / "clip.avi", CLIP_FRAMES)
     registry = QueryRegistry(tmp_path / "state" / "watchword.db")
     critical = registry.add("a person falling down", severity="critical", threshold=0.15).id
     info = registry.add("someone climbing the fence", severity="info", threshold=0.2).id
@@ -107,7 +95,7 @@ def test_the_demos_cue_alerts_replay_from_its_records(
     """Finding 9: the demo (behaviour cues, no CLIP) raised 2 alerts and its ``--frames`` replay 0:
     the replay read ``samples`` only, not the ``cue_samples`` the records carry. The demo's own
     config on its first 13 s (the man standing still near the door from about 4 s)."""
-    clip = _clip(sample_video, tmp_path / "clip.avi", frames=130)
+    clip = sample_clip(sample_video, tmp_path / "clip.avi", 130)
     alerts_jsonl = tmp_path / "alerts.jsonl"
     demo = Path(__file__).resolve().parents[3] / "configs" / "demo.yaml"
     text = demo.read_text().replace("/usr/share/doc/opencv-doc/examples/data/vtest.avi", str(clip))
