@@ -13,7 +13,7 @@ written:
 - ``none``: no reference could run (recorded as such in the manifest).
 
 The agent calls :func:`ensure_ssd_model` at start: the first start converts into
-``<state_dir>/models/ssd-mobilenet`` (about two seconds, once, logged); later starts read the manifest.
+``<state_dir>/models/ssd-mobilenet`` (about a second, once, logged); later starts read the manifest.
 """
 
 from __future__ import annotations
@@ -563,17 +563,18 @@ def current_export(directory: Path, model: Path, graph: Path, input_size: int) -
 
 def ensure_ssd_model(
     directory: Path, model: Path, graph: Path, input_size: int, optimized_cache: str | None = None
-) -> Manifest:
+) -> tuple[Manifest, bool]:
     """The SSD export in ``directory`` for these source files, converted first if it is missing or
-    was made from other files (a one-time step of about a second, logged). ``optimized_cache``: see
-    :class:`SSDExportConfig`.
+    was made from other files (a one-time step of about a second, logged), and whether it was
+    converted now (its files were then hashed into the manifest as they were written).
+    ``optimized_cache``: see :class:`SSDExportConfig`.
 
     Raises:
         SourceModelError, ParityError: the conversion or its check failed.
     """
     manifest = current_export(directory, model, graph, input_size)
     if manifest is not None:
-        return manifest
+        return manifest, False
     logger.warning(
         "detector: no converted SSD in %s; converting %s to ONNX there (once, a few seconds)",
         directory,
@@ -597,7 +598,7 @@ def ensure_ssd_model(
         logger.info("detector: converted the SSD, parity %s: %s", parity.backend, parity.metrics)
     if not result.parity:
         logger.info("detector: converted the SSD (no OpenCV 4 or sample video here to compare it with)")
-    return result.manifest
+    return result.manifest, True
 
 
 def record_opencv_people(path: Path = RECORDED, frames: int = 24, input_size: int = 300) -> Path:

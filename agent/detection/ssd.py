@@ -108,14 +108,13 @@ def _ensure_export(
     ``watchword export ssd --int8`` holds only the INT8 graph). Converted first when it is missing or
     made from other files; a damaged export (files that fail the manifest) is converted again."""
     from export.errors import ExportError
-    from export.ssd import current_export, ensure_ssd_model
+    from export.ssd import ensure_ssd_model
 
     try:
-        converting = current_export(model_dir, model, graph, config.input_size) is None
-        manifest = ensure_ssd_model(model_dir, model, graph, config.input_size, OPTIMIZED_CACHE)
+        manifest, converted = ensure_ssd_model(model_dir, model, graph, config.input_size, OPTIMIZED_CACHE)
         try:
             # a conversion just hashed the files it wrote into its manifest: no second read
-            if not converting:
+            if not converted:
                 manifest = verify_manifest(model_dir, trust_stamp=True)
         except ManifestError as exc:
             logger.warning(
