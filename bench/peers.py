@@ -9,10 +9,13 @@ and ByteTrack. Each side runs in its own process, measured from outside:
   one JSON line per frame).
 - Peer: ``YOLO(onnx).track(video, stream=True, ...)`` iterated to the end.
 
-Single stream: Watchword on the fp32 graph and on an INT8 copy of it (ONNX Runtime QDQ, per-channel
-weights, calibrated on 64 frames of the video; random weights cannot pass ``watchword export yolo
---int8``'s people gate, and weights do not change the cost, so this copy is quantized without it, for
-timing only) against the peer on the fp32 graph (its way: ultralytics runs the file it is given).
+Single stream: Watchword on the fp32 graph and on an INT8 copy of it against the peer on the fp32
+graph (its way: ultralytics runs the file it is given). The INT8 copy is quantized as ``watchword
+export yolo --int8``'s first attempt does it (ONNX Runtime QDQ, per-channel weights, activations and
+SiLU quantized, the head's box decoding in float: ``export.yolo.sensitive_layers``), calibrated on 64
+frames of the video; random weights cannot pass the export's people gate, and weights do not change
+the cost, so this copy skips the gate, for timing only. Every attempt of the export's ladder is
+timed too (engine alone, batch 1), so what a site whose weights need a later attempt gets is printed.
 
 Four cameras (the same video four times), as a user would run them: one ``watchword run`` with four
 cameras (cross-camera batches of ``--batch`` frames, on the INT8 graph with a dynamic batch axis; the
@@ -34,6 +37,7 @@ RSS; four cameras >= 1.5x the better peer set-up; the demo <= 600 MiB and <= 1.0
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -42,8 +46,10 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -118,22 +124,26 @@ class SideFigures:
 
 @dataclass
 class Models:
-    """The graphs compared: fp32 with a fixed batch of 1 (both sides, single stream), and INT8 copies
-    with a fixed and a dynamic batch axis (Watchword: single stream, and cross-camera batches)."""
+    """The graphs compared: fp32 with a fixed batch of 1 (both sides, single stream), INT8 copies
+    with a fixed and a dynamic batch axis (Watchword: single stream, and cross-camera batches), both
+    quantized as the export's first attempt, and the fixed graph quantized as each attempt."""
 
     fp32: Path
     int8: Path
     int8_batched: Path
+    attempts: dict[str, Path]
 
 
 def build_models(work: Path, imgsz: int) -> Models:
     """YOLOv8n from its yaml with random weights, its head nudged as the tests' tiny YOLO is (so a
     few boxes per frame pass the threshold), exported to a fixed 1x3xSxS ONNX graph and to one with
-    dynamic axes, each quantized to INT8 (see the module docstring: timing only, no people gate)."""
+    dynamic axes, each quantized to INT8 as the export's attempts do it (see the module docstring:
+    timing only, no people gate)."""
     from engines.ultralytics_import import import_ultralytics
     from engines.yolo_processing import preprocess
     from export.calibration import read_frames
     from export.quantize import quantize_int8
+    from export.yolo import sensitive_layers
     from tests.fixtures.tiny_models import build_tiny_yolo
 
     import_ultralytics()
@@ -154,45 +164,88 @@ def build_models(work: Path, imgsz: int) -> Models:
     )
     frames = read_frames(SAMPLE, 64)
     calibration = [{"images": preprocess(frames[i : i + 8], imgsz)[0]} for i in range(0, len(frames), 8)]
-    int8 = work / "yolov8n-fixed.int8.onnx"
-    quantize_int8(
-        fp32, int8, [{"images": batch["images"][j : j + 1]} for batch in calibration for j in range(8)]
-    )
+    singles = [{"images": batch["images"][j : j + 1]} for batch in calibration for j in range(8)]
+    attempts: dict[str, Path] = {}
+    for number, (label, nodes, *options) in enumerate(sensitive_layers(fp32)):
+        attempts[label] = work / f"yolov8n-fixed.int8-{number}.onnx"
+        quantize_int8(
+            fp32, attempts[label], singles, exclude_nodes=list(nodes), **(options[0] if options else {})
+        )
+    _label, nodes, *options = sensitive_layers(dynamic)[0]
     int8_batched = work / "yolov8n-dynamic.int8.onnx"
-    quantize_int8(dynamic, int8_batched, calibration)
-    return Models(fp32, int8, int8_batched)
+    quantize_int8(
+        dynamic, int8_batched, calibration, exclude_nodes=list(nodes), **(options[0] if options else {})
+    )
+    return Models(fp32, next(iter(attempts.values())), int8_batched, attempts)
+
+
+def interleaved_rates(
+    runs: dict[Any, Callable[[], int]], rounds: int = 5, seconds: float = 0.6
+) -> dict[Any, float]:
+    """Items per second of each ``run`` (a call returns how many items it did), measured ``rounds``
+    times for ``seconds`` each, the runs interleaved round by round so that a change in the machine's
+    load falls on all of them alike; the figure per run is the median of its rounds. Warm up first."""
+    samples: dict[Any, list[float]] = {key: [] for key in runs}
+    for _ in range(rounds):
+        for key, run in runs.items():
+            count, started = 0, time.perf_counter()
+            while time.perf_counter() - started < seconds:
+                count += run()
+            samples[key].append(count / (time.perf_counter() - started))
+    return {key: statistics.median(rates) for key, rates in samples.items()}
+
+
+def _inference(engine: Any, feed: dict[str, Any], frames: int) -> Callable[[], int]:
+    """One inference of ``feed`` (``frames`` frames) on ``engine``, for :func:`interleaved_rates`."""
+
+    def run() -> int:
+        engine.infer(feed)
+        return frames
+
+    return run
+
+
+def attempt_speeds(models: Models, imgsz: int) -> dict[str, float]:
+    """Engine-only frames/s (ONNX Runtime CPU, batch 1) of the fp32 graph and of each INT8 attempt."""
+    from engines import create_engine
+    from engines.yolo_processing import preprocess
+    from export.calibration import read_frames
+
+    tensor = preprocess(read_frames(SAMPLE, 1), imgsz)[0]
+    graphs = {"fp32": models.fp32, **models.attempts}
+    with contextlib.ExitStack() as stack:
+        engines = {
+            label: stack.enter_context(create_engine("onnxruntime", path, providers=["cpu"], warmup=False))
+            for label, path in graphs.items()
+        }
+        for engine in engines.values():
+            for _ in range(3):
+                engine.infer({"images": tensor})
+        return interleaved_rates(
+            {label: _inference(engine, {"images": tensor}, 1) for label, engine in engines.items()}
+        )
 
 
 SWEEP_BATCHES = (1, 2, 4, 8)
 SWEEP_TIE = 0.05  # a larger batch is chosen only if it is more than 5 % faster than a smaller one
 
 
-def batch_sweep(onnx: Path, imgsz: int, rounds: int = 5, seconds: float = 0.6) -> dict[int, float]:
-    """Frames/s of the graph on ONNX Runtime (CPU) in this process at batch 1, 2, 4 and 8.
-
-    Each batch is warmed up (three inferences), then measured ``rounds`` times for ``seconds`` each,
-    the batches interleaved round by round so that a change in the machine's load falls on all of
-    them alike; the figure per batch is the median of its rounds.
-    """
+def batch_sweep(onnx: Path, imgsz: int) -> dict[int, float]:
+    """Frames/s of the graph on ONNX Runtime (CPU) in this process at batch 1, 2, 4 and 8, each
+    warmed up (three inferences), then measured by :func:`interleaved_rates`."""
     from engines import create_engine
     from engines.yolo_processing import preprocess
     from export.calibration import read_frames
 
     frames = read_frames(SAMPLE, max(SWEEP_BATCHES))
     tensors = {batch: preprocess(frames[:batch], imgsz)[0] for batch in SWEEP_BATCHES}
-    samples: dict[int, list[float]] = {batch: [] for batch in SWEEP_BATCHES}
     with create_engine("onnxruntime", onnx, providers=["cpu"], warmup=False) as engine:
         for tensor in tensors.values():
             for _ in range(3):
                 engine.infer({"images": tensor})
-        for _ in range(rounds):
-            for batch, tensor in tensors.items():
-                count, started = 0, time.perf_counter()
-                while time.perf_counter() - started < seconds:
-                    engine.infer({"images": tensor})
-                    count += batch
-                samples[batch].append(count / (time.perf_counter() - started))
-    return {batch: statistics.median(rates) for batch, rates in samples.items()}
+        return interleaved_rates(
+            {batch: _inference(engine, {"images": tensor}, batch) for batch, tensor in tensors.items()}
+        )
 
 
 def best_batch(rates: dict[int, float]) -> int:
@@ -319,6 +372,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="watchword-peers-") as tmp:
         work = Path(tmp)
         models = build_models(work, args.imgsz)
+        speeds = attempt_speeds(models, args.imgsz)
         sweep = batch_sweep(models.int8_batched, args.imgsz)
         batch = args.batch or best_batch(sweep)
         ours: list[SideFigures] = []
@@ -335,6 +389,7 @@ def main() -> None:
             multi["processes"] = run_peer(models.fp32, args.imgsz, frames, work, processes=n)
             multi["threads"] = run_peer_threads(models.fp32, args.imgsz, frames, work, n)
         demo = [measure_run(REPO / "configs" / "demo.yaml", 40) for _ in range(args.demo_runs)]
+        models_attempts = list(models.attempts)
         shutil.rmtree(work / "runs", ignore_errors=True)
 
     def med(rows: list[SideFigures], field: str) -> float:
@@ -345,6 +400,16 @@ def main() -> None:
         f"\nYOLOv8n (random weights) ONNX, {args.imgsz} px, conf {CONFIDENCE}, iou {IOU}, person, ByteTrack,"
     )
     print(f"{SAMPLE.name}; load average {load:.1f} on {os.cpu_count()} CPUs")
+    attempts = ", ".join(
+        f"{label}: {rate:.1f} ({rate / speeds['fp32']:.2f}x)"
+        for label, rate in speeds.items()
+        if label != "fp32"
+    )
+    first = next(iter(models_attempts))
+    print(
+        f"engine alone, batch 1, frames/s (median of 5 interleaved rounds): fp32 {speeds['fp32']:.1f}; "
+        f"INT8 as each export attempt quantizes it, fp32 layers {attempts} -> '{first}' timed below"
+    )
     rates = ", ".join(f"{b}: {r:.1f}" for b, r in sweep.items())
     print(
         f"INT8 graph on ONNX Runtime CPU, frames/s by batch (median of 5 interleaved rounds after "
