@@ -42,6 +42,9 @@ _ORT_DTYPES = {
 
 
 GPU_PROVIDERS = ("tensorrt", "cuda")
+CACHE_SAVE_WAIT_S = 10.0
+"""How long closing an engine waits for its optimised graph's background save to end; an unfinished
+save is left (its partial file is removed by a later save)."""
 
 MISSING_GPU_HINT = (
     "install onnxruntime-gpu alone (pip install 'watchword[gpu]'; uninstall the CPU-only onnxruntime "
@@ -140,9 +143,8 @@ class OnnxRuntimeEngine(Engine):
             latency for a model run back to back, like the detector). False for a model run now and
             then beside others (the pose estimator): its idle threads then leave the cores to them.
         optimized_cache_dir: keep ONNX Runtime's optimised graph here and load it on later starts
-            (:mod:`engines.ort_optimized`; CPU sessions only). None: optimise at every load.
-        optimized_cache_as: the path ``path`` will be loaded from later (an export checked in its
-            staging folder, then renamed into place): the cached graph is keyed for that path.
+            (:mod:`engines.ort_optimized`; CPU sessions only; a miss saves it in the background).
+            None: optimise at every load.
     """
 
     def __init__(
@@ -162,10 +164,10 @@ class OnnxRuntimeEngine(Engine):
         check_file: bool = True,
         spinning: bool = True,
         optimized_cache_dir: str | Path | None = None,
-        optimized_cache_as: str | Path | None = None,
     ) -> None:
         path = Path(path)
         self.optimized_from_cache = False
+        self._cache_save: ort_optimized.BackgroundSave | None = None
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -179,16 +181,21 @@ class OnnxRuntimeEngine(Engine):
         usable, degraded = resolve_providers(
             list(providers), ort.get_available_providers(), allow_cpu_fallback
         )
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        if intra_op_threads is not None:
-            options.intra_op_num_threads = intra_op_threads
-        if not spinning:
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        for axis, size in (dims or {}).items():
-            # a known size lets the optimiser fold shapes (a dynamic-size graph run at one size)
-            options.add_free_dimension_override_by_name(axis, int(size))
+
+        def session_options() -> Any:
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.log_severity_level = 3
+            if intra_op_threads is not None:
+                options.intra_op_num_threads = intra_op_threads
+            if not spinning:
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            for axis, size in (dims or {}).items():
+                # a known size lets the optimiser fold shapes (a dynamic-size graph run at one size)
+                options.add_free_dimension_override_by_name(axis, int(size))
+            return options
+
+        options = session_options()
         provider_list: list[tuple[str, dict[str, Any]]] = []
         for name in usable:
             if name == "tensorrt":
@@ -214,14 +221,10 @@ class OnnxRuntimeEngine(Engine):
             else:
                 provider_list.append((PROVIDERS[name], {}))
         session = None
-        cached = saving = None
+        cached = None
         if optimized_cache_dir is not None and usable == ["cpu"]:
             cached = ort_optimized.cached_path(
-                path,
-                Path(optimized_cache_dir).expanduser(),
-                ort.__version__,
-                "all",
-                identity=Path(optimized_cache_as) if optimized_cache_as is not None else None,
+                path, Path(optimized_cache_dir).expanduser(), ort.__version__, "all"
             )
             if cached.is_file():
                 try:
@@ -231,9 +234,6 @@ class OnnxRuntimeEngine(Engine):
                     self.optimized_from_cache = True
                 except Exception as exc:  # onnxruntime's pybind exception types
                     ort_optimized.discard(cached, exc)
-            if session is None:
-                saving = ort_optimized.saving_path(cached)
-                options.optimized_model_filepath = str(saving)
         try:
             if session is None:
                 session = ort.InferenceSession(
@@ -244,12 +244,17 @@ class OnnxRuntimeEngine(Engine):
                 )
         except Exception as exc:  # onnxruntime raises its own pybind exception types
             raise EngineError(f"cannot load ONNX model {path}: {type(exc).__name__}: {exc}") from exc
-        finally:
-            if cached is not None and saving is not None:
-                shown = None
-                if optimized_cache_as is not None:  # the cache folder moves there with its export
-                    shown = Path(optimized_cache_as).parent / Path(optimized_cache_dir or "").name
-                ort_optimized.keep_saved(saving, cached, shown)
+        if cached is not None and not self.optimized_from_cache:
+
+            def save(partial: Path) -> None:
+                saving = session_options()
+                saving.intra_op_num_threads = 1  # nothing runs in this session: no thread pool
+                saving.optimized_model_filepath = str(partial)
+                ort.InferenceSession(str(path), sess_options=saving, providers=[PROVIDERS["cpu"]])
+
+            self._cache_save = ort_optimized.BackgroundSave(
+                save, cached, path.stem, ort_optimized.SAVE_DELAY_S
+            )
         spec = spec_from_session(session)
         sizes = dict(dims or {})
         if "tensorrt" in usable and any(t.dynamic_axes for t in spec.inputs):
@@ -309,3 +314,7 @@ class OnnxRuntimeEngine(Engine):
 
     def _release(self) -> None:
         self._session = None
+        if self._cache_save is not None and not self._cache_save.finish(CACHE_SAVE_WAIT_S):
+            logger.info(
+                "onnxruntime: the optimised graph of %s is still being saved; left unfinished", self.path
+            )

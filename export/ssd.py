@@ -106,9 +106,6 @@ class SSDExportConfig:
         calibration: a video or folder of images of the site (INT8).
         calibration_frames: frames read from it, evenly spread; a quarter is held out for the gate.
         confidence: the person score the gate compares at (the demo's detector keeps 0.4).
-        optimized_cache: a hidden folder of the export (the agent's ``.onnxruntime``) where the
-            check's ONNX Runtime session keeps the optimised fp32 graph, keyed for the graph's final
-            place: the agent's first load reads it instead of optimising the graph a second time.
     """
 
     out: Path
@@ -123,7 +120,6 @@ class SSDExportConfig:
     calibration: Path | None = None
     calibration_frames: int = 300
     confidence: float = 0.4
-    optimized_cache: str | None = None
 
 
 @dataclass
@@ -152,10 +148,14 @@ def sample_frames(indices: Sequence[int], video: Path = SAMPLE_VIDEO) -> list[np
     index = 0
     try:
         while wanted and index <= wanted[-1]:
-            ok, frame = capture.read()
-            if not ok:
+            # every frame is decoded (a seek decodes from the key frame before it anyway), but only
+            # the wanted ones are converted to BGR and copied out
+            if not capture.grab():
                 break
             if index in wanted:
+                ok, frame = capture.retrieve()
+                if not ok:
+                    break
                 frames.append(frame)
             index += 1
     finally:
@@ -357,13 +357,9 @@ def export_ssd(config: SSDExportConfig, progress: Callable[[str], None] | None =
         if reference != "none":
             step(f"checking the ONNX detector's people against {reference} OpenCV 4")
             # no onnx.checker pass first (0.15 s): ONNX Runtime loads and runs the graph, which checks
-            # more; no threads busy-waiting (at an agent's first start MoveNet converts beside it)
-            cache: dict[str, Any] = {}
-            if config.optimized_cache and not config.int8:  # an INT8 export drops this graph
-                cache = {
-                    "optimized_cache_dir": staging / config.optimized_cache,
-                    "optimized_cache_as": out / ONNX_FILE,
-                }
+            # more; no threads busy-waiting (at an agent's first start MoveNet converts beside it); no
+            # optimised-graph cache (saving it costs twice the optimisation: the agent's session does
+            # that in the background)
             with create_engine(
                 "onnxruntime",
                 staging / ONNX_FILE,
@@ -371,7 +367,6 @@ def export_ssd(config: SSDExportConfig, progress: Callable[[str], None] | None =
                 warmup=False,
                 check_file=False,
                 spinning=False,
-                **cache,
             ) as engine:
                 runner = SSDRunner(engine, decoding, config.input_size)
                 if reference == "opencv":
@@ -561,13 +556,10 @@ def current_export(directory: Path, model: Path, graph: Path, input_size: int) -
     return manifest
 
 
-def ensure_ssd_model(
-    directory: Path, model: Path, graph: Path, input_size: int, optimized_cache: str | None = None
-) -> tuple[Manifest, bool]:
+def ensure_ssd_model(directory: Path, model: Path, graph: Path, input_size: int) -> tuple[Manifest, bool]:
     """The SSD export in ``directory`` for these source files, converted first if it is missing or
     was made from other files (a one-time step of about a second, logged), and whether it was
     converted now (its files were then hashed into the manifest as they were written).
-    ``optimized_cache``: see :class:`SSDExportConfig`.
 
     Raises:
         SourceModelError, ParityError: the conversion or its check failed.
@@ -591,7 +583,6 @@ def ensure_ssd_model(
             input_size=input_size,
             frames=4,
             reference=reference,
-            optimized_cache=optimized_cache,
         )
     )
     for parity in result.parity:

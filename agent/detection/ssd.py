@@ -111,7 +111,7 @@ def _ensure_export(
     from export.ssd import ensure_ssd_model
 
     try:
-        manifest, converted = ensure_ssd_model(model_dir, model, graph, config.input_size, OPTIMIZED_CACHE)
+        manifest, converted = ensure_ssd_model(model_dir, model, graph, config.input_size)
         try:
             # a conversion just hashed the files it wrote into its manifest: no second read
             if not converted:
@@ -121,7 +121,7 @@ def _ensure_export(
                 "detector: the converted SSD in %s is damaged (%s); converting it again", model_dir, exc
             )
             shutil.rmtree(model_dir, ignore_errors=True)
-            ensure_ssd_model(model_dir, model, graph, config.input_size, OPTIMIZED_CACHE)
+            ensure_ssd_model(model_dir, model, graph, config.input_size)
             manifest = verify_manifest(model_dir, trust_stamp=True)
     except (ExportError, ManifestError) as exc:
         raise DetectorError(f"ssd-mobilenet: {exc}") from exc
