@@ -38,7 +38,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["agent", "agent.*", "engines", "engines.*", "export", "export.*"]),
     package_data={
-        "agent": ["py.typed", "console/static/*", "fleet/static/*"],
+        "agent": ["py.typed", "console/static/*", "fleet/static/*", "pose/phrase_bank.npz"],
         "engines": ["py.typed"],
         "export": ["py.typed", "reference/*.json"],
     },

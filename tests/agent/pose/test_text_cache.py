@@ -34,6 +34,13 @@ REPO = Path(__file__).resolve().parents[3]
 NEW_TEXTS = ["a person climbing a fence", "someone sitting on a bench"]
 
 
+@pytest.fixture(autouse=True)
+def _no_phrase_bank(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache on its own: the cue phrases are embedded and cached as any text (the packaged bank,
+    which spares a first start that, is tested in test_phrase_bank.py)."""
+    monkeypatch.setattr(sentence_module, "packaged_vectors", lambda version: {})
+
+
 def _cache_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
         r.getMessage()
@@ -85,7 +92,7 @@ from agent.pose.config import PoseConfig
 from agent.queries import QueryRegistry
 registry = QueryRegistry(Path({str(tmp_path / "w.db")!r}))
 if not registry.list_queries():
-    registry.add("a person running")
+    registry.add("someone running away from the camera")  # not a cue phrase: not in the packaged bank
 config = PoseConfig(model_dir=Path({str(pose_model_dir)!r}))
 stage = build_pose_stage(config, registry, Path({str(tmp_path)!r}))
 print(stage.startup_message(clip=False))
