@@ -6,7 +6,11 @@ high-water mark of the process (``VmHWM`` in ``/proc/<pid>/status``), read just 
 polled every 10 ms. Not ``ru_maxrss``: it survives ``exec`` and so counts the pages the child
 shared with a large parent between ``fork`` and ``exec``.
 
-    python -m bench.run_figures [configs/demo.yaml] [--runs 3] [--frames N] [--before TREE]
+    python -m bench.run_figures [configs/demo.yaml] [--runs 3] [--frames N] [--first-starts N]
+                                [--before TREE]
+
+``--first-starts N`` adds N first starts, each in an empty state folder of its own (a temporary
+``state_dir``: every model converted, every cache made, as on a new machine), and their median.
 
 ``--before TREE`` (a checkout of another revision, e.g. ``git worktree add /tmp/old REV``) measures
 that tree and this one alternately, after one opening start of each (it makes their first-start
@@ -62,15 +66,22 @@ def _vm_hwm_kib(pid: int) -> int | None:
 
 
 def measure_run(
-    config_path: Path, frames: int | None = None, timeout_s: float = 300.0, tree: Path | None = None
+    config_path: Path,
+    frames: int | None = None,
+    timeout_s: float = 300.0,
+    tree: Path | None = None,
+    first_start: bool = False,
 ) -> RunFigures:
     """Run ``watchword run`` on a copy of ``config_path`` whose outputs go to a temporary directory.
 
     ``tree`` is the source tree to run (default: the first ``PYTHONPATH`` entry, else this one); its
     ``state_dir`` (``data`` relative to it unless the config sets one) keeps the start-up caches.
+    ``first_start``: run on an empty temporary ``state_dir`` instead (a first start).
     """
     config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory(prefix="watchword-bench-") as work:
+        if first_start:
+            config["state_dir"] = str(Path(work) / "state")
         jsonl = Path(work) / "frames.jsonl"
         config["output"] = {"jsonl": str(jsonl)}
         config["database"] = str(Path(work) / "watchword.db")
@@ -131,18 +142,28 @@ def main() -> None:
     parser.add_argument("config", nargs="?", type=Path, default=ROOT / "configs" / "demo.yaml")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--frames", type=int, default=None, help="stop after this many frames")
+    parser.add_argument("--first-starts", type=int, default=0, help="first starts, each on an empty state")
     parser.add_argument("--before", type=Path, metavar="TREE", help="another checkout, measured alternately")
     args = parser.parse_args()
     if args.before is None:
         runs = [measure_run(args.config, args.frames) for _ in range(args.runs)]
-        for i, run in enumerate(runs):
+        firsts = [measure_run(args.config, args.frames, first_start=True) for _ in range(args.first_starts)]
+        for label, measured_runs in (("run", runs), ("first start", firsts)):
+            for i, run in enumerate(measured_runs):
+                print(
+                    f"{label} {i}: first frame {run.first_frame_s:.2f} s, peak RSS {run.peak_rss_mib:.0f} "
+                    f"MiB, {run.frames} frames at {run.frames_per_s:.1f} f/s, wall {run.wall_s:.1f} s, "
+                    f"exit {run.exit_code}"
+                )
+        if runs:
+            first, rss, fps = _median(runs)
+            print(f"median: first frame {first:.2f} s, peak RSS {rss:.0f} MiB, {fps:.1f} frames/s")
+        if firsts:
+            first, rss, fps = _median(firsts)
             print(
-                f"run {i}: first frame {run.first_frame_s:.2f} s, peak RSS {run.peak_rss_mib:.0f} MiB, "
-                f"{run.frames} frames at {run.frames_per_s:.1f} f/s, wall {run.wall_s:.1f} s, "
-                f"exit {run.exit_code}"
+                f"median of {len(firsts)} first starts (empty state folder): first frame {first:.2f} s, "
+                f"peak RSS {rss:.0f} MiB"
             )
-        first, rss, fps = _median(runs)
-        print(f"median: first frame {first:.2f} s, peak RSS {rss:.0f} MiB, {fps:.1f} frames/s")
         return
     trees = {"before": args.before.resolve(), "this tree": ROOT}
     opening = {name: measure_run(args.config, args.frames, tree=tree) for name, tree in trees.items()}
