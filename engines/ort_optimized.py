@@ -4,10 +4,10 @@ ONNX Runtime spends most of a session's load on graph optimisation (fusions, NCH
 converted SSD 0.16 s, against 0.09 s to load the graph it saves after optimising. Saving costs twice
 the optimisation (0.34 s of CPU for the SSD, most of it writing), so a session that finds no cached
 graph optimises without saving and :class:`BackgroundSave` optimises a second time, later, on a
-low-priority thread to save the graph: a first start does not pay for it, later starts load it. The saved
-graph holds optimisations for this CPU, so the key names what it depends on: the source file (path,
-size, modification time), the ONNX Runtime version, the CPU (model name and flags) and the
-optimisation level. Only CPU sessions use it (a GPU provider's graph partitioning differs). A cached
+low-priority thread, to save the graph: a first start does not pay for it, later starts load it.
+The saved graph holds optimisations for this CPU, so the key names what it depends on: the source
+file (path, size, modification time), the ONNX Runtime version, the CPU (model name and flags) and
+the optimisation level. Only CPU sessions use it (a GPU provider's graph partitioning differs). A cached
 file that does not load is derived data: it is removed with one warning and the source is loaded.
 """
 
@@ -32,7 +32,7 @@ SAVE_DELAY_S = 30.0
 """How long after a session's start its graph is saved in the background (sooner if it closes)."""
 SAVE_NICENESS = 10
 """How much lower than the agent's the background save's CPU priority is (Linux nice steps, per
-thread): busy cores go to the cameras first, idle ones finish the save."""
+thread, at most 19): busy cores go to the cameras first, idle ones finish the save."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -98,7 +98,10 @@ class BackgroundSave:
     def _run(self, save: Callable[[Path], object], delay_s: float) -> None:
         self._go.wait(delay_s)
         with contextlib.suppress(OSError, AttributeError):  # Linux: nice applies to this thread only
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SAVE_NICENESS)
+            thread = threading.get_native_id()
+            os.setpriority(
+                os.PRIO_PROCESS, thread, min(os.getpriority(os.PRIO_PROCESS, thread) + SAVE_NICENESS, 19)
+            )
         try:
             partial = saving_path(self.target)
         except OSError as exc:
