@@ -389,7 +389,6 @@ def main() -> None:
             multi["processes"] = run_peer(models.fp32, args.imgsz, frames, work, processes=n)
             multi["threads"] = run_peer_threads(models.fp32, args.imgsz, frames, work, n)
         demo = [measure_run(REPO / "configs" / "demo.yaml", 40) for _ in range(args.demo_runs)]
-        models_attempts = list(models.attempts)
         shutil.rmtree(work / "runs", ignore_errors=True)
 
     def med(rows: list[SideFigures], field: str) -> float:
@@ -405,7 +404,7 @@ def main() -> None:
         for label, rate in speeds.items()
         if label != "fp32"
     )
-    first = next(iter(models_attempts))
+    first = next(iter(models.attempts))  # the labels outlive the folder
     print(
         f"engine alone, batch 1, frames/s (median of 5 interleaved rounds): fp32 {speeds['fp32']:.1f}; "
         f"INT8 as each export attempt quantizes it, fp32 layers {attempts} -> '{first}' timed below"
