@@ -29,8 +29,8 @@ def test_the_optimised_graph_is_saved_once_and_loaded_by_later_sessions(tmp_path
         engine.infer({"x": x})
         assert not list(cache.glob("*.ort"))
     assert len(list(cache.glob("tiny-*.ort"))) == 1
-    for saved in cache.glob("tiny-*.ort"):
-        saved.unlink()
+    for late in cache.glob("tiny-*.ort"):
+        late.unlink()
     first, out = _run(path, cache, x)
     saved = list(cache.glob("tiny-*.ort"))
     assert not first and len(saved) == 1 and not list(cache.glob(".*partial*"))
