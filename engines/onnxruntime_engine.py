@@ -245,8 +245,11 @@ class OnnxRuntimeEngine(Engine):
         except Exception as exc:  # onnxruntime raises its own pybind exception types
             raise EngineError(f"cannot load ONNX model {path}: {type(exc).__name__}: {exc}") from exc
         if cached is not None and not self.optimized_from_cache:
+            key = cached
 
             def save(partial: Path) -> None:
+                if ort_optimized.cached_path(path, key.parent, ort.__version__, "all") != key:
+                    return  # the file was replaced since this session loaded it: not its graph to keep
                 saving = session_options()
                 saving.intra_op_num_threads = 1  # nothing runs in this session: no thread pool
                 saving.optimized_model_filepath = str(partial)

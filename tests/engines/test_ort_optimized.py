@@ -105,3 +105,14 @@ def test_a_failed_background_save_leaves_no_file_and_the_engine_runs(tmp_path: P
         if cache.is_dir():
             cache.chmod(0o700)
     assert not cache.is_dir() or not list(cache.iterdir())
+
+
+def test_a_graph_replaced_while_its_session_ran_is_not_saved_under_the_old_key(tmp_path: Path) -> None:
+    """The save runs late (30 s in, or at close): by then the file may be a new export, whose graph
+    is not the one this session optimised."""
+    path, _weight = _graph(tmp_path / "tiny.onnx")
+    cache = tmp_path / "cache"
+    with create_engine("onnxruntime", path, providers=["cpu"], optimized_cache_dir=cache):
+        _graph(path)
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    assert not list(cache.glob("*.ort")) and not list(cache.glob(".*partial*"))
