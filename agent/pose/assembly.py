@@ -16,6 +16,7 @@ import numpy as np
 from agent.pose.analyzer import PoseAnalyzer
 from agent.pose.config import PoseConfig
 from agent.pose.estimator import PoseEstimator
+from agent.pose.phrase_bank import packaged_vectors
 from agent.pose.querycues import QueryCues
 from agent.pose.sentence import OnDemandSentenceEmbedder
 from agent.pose.text_cache import text_cache_path
@@ -76,7 +77,7 @@ def build_pose_stage(
     """
     model_dir = config.model_dir or Path(state_dir) / "models" / "pose"
     analyzer = PoseAnalyzer(config, PoseEstimator(config, model_dir=model_dir))
-    sentence = OnDemandSentenceEmbedder(cache_path=text_cache_path(state_dir))
+    sentence = OnDemandSentenceEmbedder(cache_path=text_cache_path(state_dir), packaged=packaged_vectors)
     encoders: dict[str, Callable[[list[str]], np.ndarray]] = {"minilm": sentence}
     if clip_text is not None:
         encoders["clip"] = clip_text

@@ -5,7 +5,8 @@ phrases are the same on every site, so their all-MiniLM-L6-v2 embeddings are mad
 kept in ``phrase_bank.npz`` beside this file with the model version they were made with. A start
 then embeds only its query texts (0.3 s of CPU less on a first start). The bank is used only when
 the installed model has the same version (:func:`agent.pose.sentence.inspect_model`); any other
-model embeds the phrases itself. When the phrases or the model change, make the bank again:
+model embeds the phrases itself. The pose stage hands :func:`packaged_vectors` to its embedder
+(:func:`agent.pose.assembly.build_pose_stage`). When the phrases or the model change, make the bank again:
 
     python -m agent.pose.phrase_bank
 """
@@ -17,6 +18,8 @@ import logging
 from pathlib import Path
 
 import numpy as np
+
+from agent.pose.sentence import SentenceEmbedder
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +50,6 @@ def packaged_vectors(version: str, path: Path = BANK) -> dict[str, np.ndarray]:
 
 def write_bank(path: Path = BANK, model_dir: Path | None = None) -> Path:
     """Embed :func:`vocabulary_texts` with the installed model and save them with its version."""
-    from agent.pose.sentence import SentenceEmbedder
-
     model = SentenceEmbedder(model_dir)
     texts = vocabulary_texts()
     np.savez(path, version=np.array(model.version), texts=np.array(texts), vectors=model.embed(texts))

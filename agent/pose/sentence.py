@@ -18,12 +18,12 @@ import logging
 import os
 import struct
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from agent.pose.phrase_bank import packaged_vectors
 from agent.pose.text_cache import TextEmbeddingCache
 
 log = logging.getLogger(__name__)
@@ -242,10 +242,10 @@ class OnDemandSentenceEmbedder:
     optional persistent cache of its embeddings.
 
     The model's files are located and fingerprinted at construction, so a missing or broken install
-    still fails the start. The cue phrases come from the packaged bank (:mod:`agent.pose.phrase_bank`)
-    when it was made with this model version. With a cache, texts this model version embedded before
-    are read from it and the model is loaded only for the others: a start whose texts are all cached
-    never loads it.
+    still fails the start. Texts a ``packaged`` bank holds for this model version come from it (the
+    cue phrases: :mod:`agent.pose.phrase_bank`). With a cache, texts this model version embedded
+    before are read from it and the model is loaded only for the others: a start whose texts are all
+    cached never loads it.
     Without one, the model is loaded at construction. Either way a loaded model is kept until
     :meth:`release`, once the start's query mappings are made; after that a call that needs it (a
     query text not embedded yet) loads it, embeds and drops it again. Safe to call from several threads.
@@ -253,10 +253,18 @@ class OnDemandSentenceEmbedder:
     Args:
         model_dir: as :class:`SentenceEmbedder`.
         cache_path: the cache's SQLite file (None: no cache).
+        packaged: model version -> the vectors shipped for it by text
+            (:func:`agent.pose.phrase_bank.packaged_vectors`; None: none).
     """
 
-    def __init__(self, model_dir: Path | None = None, cache_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        model_dir: Path | None = None,
+        cache_path: Path | None = None,
+        packaged: Callable[[str], Mapping[str, np.ndarray]] | None = None,
+    ) -> None:
         self.files = inspect_model(model_dir)
+        self.packaged = packaged
         self.cache = (
             None if cache_path is None else TextEmbeddingCache(cache_path, self.files.version, self.files.dim)
         )
@@ -284,7 +292,7 @@ class OnDemandSentenceEmbedder:
     def __call__(self, texts: list[str]) -> np.ndarray:
         """``(len(texts), 384)`` unit vectors, as :meth:`SentenceEmbedder.embed`."""
         with self._lock:
-            packaged = packaged_vectors(self.files.version)
+            packaged = self.packaged(self.files.version) if self.packaged is not None else {}
             vectors = {text: packaged[text] for text in texts if text in packaged}
             wanted = [text for text in dict.fromkeys(texts) if text not in vectors]
             if self.cache is not None and wanted:

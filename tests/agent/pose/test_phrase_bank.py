@@ -29,7 +29,7 @@ def test_the_packaged_bank_holds_every_cue_phrase_as_the_installed_model_embeds_
 
 
 def test_a_first_start_embeds_only_the_query_texts_that_are_not_cue_phrases(tmp_path: Path) -> None:
-    embedder = OnDemandSentenceEmbedder(cache_path=text_cache_path(tmp_path))
+    embedder = OnDemandSentenceEmbedder(cache_path=text_cache_path(tmp_path), packaged=packaged_vectors)
     vocabulary = CueVocabulary({"minilm": embedder})  # every cue phrase: from the bank
     assert embedder.loads == 0 and not text_cache_path(tmp_path).exists()
     assert vocabulary.map("a person running").cue == "running"  # a cue phrase itself: no model either

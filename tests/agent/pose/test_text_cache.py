@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent.pose import assembly as assembly_module
 from agent.pose import sentence as sentence_module
 from agent.pose.assembly import build_pose_stage
 from agent.pose.config import PoseConfig
@@ -38,7 +39,7 @@ NEW_TEXTS = ["a person climbing a fence", "someone sitting on a bench"]
 def _no_phrase_bank(monkeypatch: pytest.MonkeyPatch) -> None:
     """The cache on its own: the cue phrases are embedded and cached as any text (the packaged bank,
     which spares a first start that, is tested in test_phrase_bank.py)."""
-    monkeypatch.setattr(sentence_module, "packaged_vectors", lambda version: {})
+    monkeypatch.setattr(assembly_module, "packaged_vectors", lambda version: {})
 
 
 def _cache_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
