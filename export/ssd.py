@@ -451,14 +451,16 @@ def export_ssd(config: SSDExportConfig, progress: Callable[[str], None] | None =
 
 
 RELU6_FOLDED = {"ops": ("Conv", "Clip")}
-"""Quantization options of the last INT8 attempt: Relu6 (``Clip``) quantized too, so ONNX Runtime
-drops it and quantizes each convolution's output over 0-6 instead of its pre-activation range."""
+"""Quantization options of every INT8 attempt: Relu6 (``Clip``) quantized too, so ONNX Runtime drops
+it and quantizes each convolution's output over 0-6 instead of its pre-activation range (about ten
+times finer steps, and no float Clip between two integer convolutions)."""
 
 
 def sensitive_layers(onnx_path: Path) -> list[Attempt]:
-    """The INT8 attempts for this graph, in order: the whole graph, then its stem (the first two
-    convolutions, which see raw pixels) in fp32, then the stem and the box predictors (the head),
-    then the head alone with Relu6 folded (:data:`RELU6_FOLDED`, the one that passes on ``vtest.avi``)."""
+    """The INT8 attempts for this graph, fastest first, each with Relu6 folded (:data:`RELU6_FOLDED`):
+    the whole graph (the one that passes on ``vtest.avi``: 3.0x the fp32 graph on this CPU), then its
+    stem (the first two convolutions, which see raw pixels) in fp32, then the box predictors (the
+    head) in fp32, then both."""
     import onnx
 
     convs = [
@@ -466,7 +468,12 @@ def sensitive_layers(onnx_path: Path) -> list[Attempt]:
     ]
     stem = convs[:2]
     head = [name for name in convs if name.startswith("BoxPredictor")]
-    return [("none", []), ("stem", stem), ("stem+head", stem + head), ("head", head, RELU6_FOLDED)]
+    return [
+        ("none", [], RELU6_FOLDED),
+        ("stem", stem, RELU6_FOLDED),
+        ("head", head, RELU6_FOLDED),
+        ("stem+head", stem + head, RELU6_FOLDED),
+    ]
 
 
 def _quantize(

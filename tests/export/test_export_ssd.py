@@ -81,20 +81,23 @@ def test_the_recorded_reference_checks_the_conversion_where_opencv_5_runs(tmp_pa
     assert manifest.extra["reference"] == "recorded" and ONNX_FILE in manifest.files
 
 
-def test_the_int8_ladder_ends_with_the_head_in_fp32_and_relu6_folded(tmp_path: Path) -> None:
-    """The attempt that passes the gate on vtest.avi: every convolution but the 12 box and class
-    predictors in INT8, with Relu6 (Clip) quantized so that it folds into the convolution before it."""
+def test_the_int8_ladder_folds_relu6_and_tries_the_whole_graph_first(tmp_path: Path) -> None:
+    """Found: the ladder quantized the convolutions alone first, with each Relu6 in float between
+    them (1.6x the fp32 graph, and it missed the gate), and kept the head in fp32 last (1.15x); the
+    whole graph with Relu6 folded runs 3.0x and passes on vtest.avi, so it goes first, and every
+    attempt folds Relu6 (finer steps and faster: an unfolded attempt is worse on both)."""
     export_ssd(SSDExportConfig(out=tmp_path / "ssd", reference="none"))
     attempts = ssd_export.sensitive_layers(tmp_path / "ssd" / ONNX_FILE)
-    assert [attempt[0] for attempt in attempts] == ["none", "stem", "stem+head", "head"]
-    _label, nodes, *options = attempts[-1]
+    assert [attempt[0] for attempt in attempts] == ["none", "stem", "head", "stem+head"]
+    assert all(attempt[2:] == ({"ops": ("Conv", "Clip")},) for attempt in attempts)
+    _label, nodes, *_options = attempts[2]
     assert len(nodes) == 12 and all(name.startswith("BoxPredictor_") for name in nodes)
-    assert options == [{"ops": ("Conv", "Clip")}]
+    assert not attempts[0][1] and len(attempts[3][1]) == 14
 
 
 @pytest.mark.slow
 def test_the_relu6_folded_attempt_passes_the_gate_and_is_recorded(sample_video: Path, tmp_path: Path) -> None:
-    """The ladder's last attempt on the real SSD: calibrated on 30 frames of the sample video, it finds
+    """The ladder's head attempt on the real SSD: calibrated on 30 frames of the sample video, it finds
     the fp32 graph's people on 10 others; the attempt is recorded with its options, its graph keeps
     no Clip (folded into the quantized convolutions) and runs the 12 predictors on float weights."""
     import onnx
@@ -115,7 +118,7 @@ def test_the_relu6_folded_attempt_passes_the_gate_and_is_recorded(sample_video: 
             return [rows[:, 1:5] for rows in runner.people(*runner.raw(held_out), 0.4)]
 
     out = tmp_path / "int8.onnx"
-    gated = quantize_detector(fp32, out, calibration, people_of, ssd_export.sensitive_layers(fp32)[-1:])
+    gated = quantize_detector(fp32, out, calibration, people_of, ssd_export.sensitive_layers(fp32)[2:3])
     assert gated.parity.metrics["recall"] >= 0.98 and gated.parity.metrics["precision"] >= 0.98
     assert gated.parity.metrics["reference_people"] >= 40
     (attempt,) = gated.attempts
