@@ -169,3 +169,39 @@ class Detector(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, batch_size={self.batch_size})"
+
+
+class BufferedDetector(Detector):
+    """A detector that pre-processes frames straight into preallocated input buffers ("slots"):
+    :meth:`prepare` alternates between slots 0 and 1 (at most two prepared batches are outstanding,
+    so a slot is refilled only after the engine has read it) and :meth:`detect` uses slot 2.
+
+    Subclasses implement :meth:`_fill` (pre-process into a slot), :meth:`_infer_prepared` and
+    :meth:`_finish`.
+    """
+
+    DETECT_SLOT = 2
+
+    def __init__(self, name: str, engine: Engine, batch_size: int) -> None:
+        super().__init__(name, engine, batch_size)
+        self._next_slot = 0
+
+    def _detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
+        batch = self._fill(images, self.DETECT_SLOT)
+        return self._finish(batch, self._infer_prepared(batch))
+
+    def _prepare(self, images: list[np.ndarray]) -> PreparedBatch:
+        slot, self._next_slot = self._next_slot, 1 - self._next_slot
+        return self._fill(images, slot)
+
+    @abstractmethod
+    def _fill(self, images: list[np.ndarray], slot: int) -> PreparedBatch:
+        """Pre-process ``images`` into input buffer ``slot`` (0, 1 or :data:`DETECT_SLOT`)."""
+
+    @abstractmethod
+    def _infer_prepared(self, batch: PreparedBatch) -> Any:
+        """Run the engine on a filled slot."""
+
+    @abstractmethod
+    def _finish(self, batch: PreparedBatch, raw: Any) -> list[Detections]:
+        """Decode the engine's result."""

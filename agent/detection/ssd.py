@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.detection.base import Detector, DetectorError, PreparedBatch
+from agent.detection.base import BufferedDetector, DetectorError, PreparedBatch
 from agent.detection.config import OpenCvDnnEngineConfig, SSDDetectorConfig
 from agent.detection.graph_engine import open_graph_engine
 from agent.types import Detections
@@ -142,7 +142,7 @@ def _ensure_export(
         ) from exc
 
 
-class SSDMobileNetDetector(Detector):
+class SSDMobileNetDetector(BufferedDetector):
     """ssd_mobilenet_v2_coco (300x300 input) converted to ONNX, on ONNX Runtime or TensorRT, batched.
 
     Frames are resized to ``input_size`` square without letterboxing, as the model was trained,
@@ -190,15 +190,6 @@ class SSDMobileNetDetector(Detector):
         # two the pipeline alternates between (one filled while the other is inferred) and one for
         # detect(); frames are resized straight into them, and the engine reads a view.
         self._buffers: list[np.ndarray | None] = [None, None, None]
-        self._next_slot = 0
-
-    def _detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
-        batch = self._fill(images, slot=2)
-        return self._finish(batch, self._infer_prepared(batch))
-
-    def _prepare(self, images: list[np.ndarray]) -> PreparedBatch:
-        slot, self._next_slot = self._next_slot, 1 - self._next_slot
-        return self._fill(images, slot)
 
     def _fill(self, images: list[np.ndarray], slot: int) -> PreparedBatch:
         """Resize ``images`` straight into input buffer ``slot``; the batch holds a view of its first

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.detection.base import Detector, DetectorError, PreparedBatch
+from agent.detection.base import BufferedDetector, DetectorError, PreparedBatch
 from agent.detection.config import YoloDetectorConfig
 from agent.detection.graph_engine import open_graph_engine
 from agent.embedding.config import TensorRTEngineConfig, TorchEngineConfig
@@ -113,7 +113,7 @@ def _torch_engine(path: Path, config: YoloDetectorConfig) -> Engine:
     return TorchEngine(module=module, spec=spec, device=config.device, warmup=True)
 
 
-class YoloDetector(Detector):
+class YoloDetector(BufferedDetector):
     """A YOLO detection graph (ultralytics layout) on an engine, batched across frames.
 
     Each frame is letterboxed to ``imgsz`` square pixels; boxes come back in the frame's pixels,
@@ -142,7 +142,6 @@ class YoloDetector(Detector):
         # for detect(); frames are letterboxed straight into them, and the engine reads a view.
         self._buffers: list[np.ndarray | None] = [None, None, None]
         self._canvases: list[np.ndarray | None] = [None, None, None]
-        self._next_slot = 0
 
     @staticmethod
     def _check_spec(engine: Engine, path: Path, config: YoloDetectorConfig) -> int:
@@ -165,14 +164,6 @@ class YoloDetector(Detector):
             )
             return fixed
         return config.batch_size
-
-    def _detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
-        batch = self._fill(images, slot=2)
-        return self._finish(batch, self._infer_prepared(batch))
-
-    def _prepare(self, images: list[np.ndarray]) -> PreparedBatch:
-        slot, self._next_slot = self._next_slot, 1 - self._next_slot
-        return self._fill(images, slot)
 
     def _fill(self, images: list[np.ndarray], slot: int) -> PreparedBatch:
         """Letterbox ``images`` into input buffer ``slot``; the batch holds a view of its first rows."""
