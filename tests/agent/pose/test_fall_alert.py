@@ -108,19 +108,24 @@ def chain(tmp_path: Path, pose_config: PoseConfig, sentence_embedder: SentenceEm
     registry.close()
 
 
+def person_result(index: int, t: float, image: np.ndarray, box: tuple) -> FrameResult:
+    """Frame ``index`` (media time ``t``) of camera "cam" with one person, track 7, at ``box``."""
+    frame = Frame("cam", index, t, WALL_START + t, image)
+    tracks = Detections(
+        xyxy=np.array([box], np.float32),
+        confidence=np.array([0.9], np.float32),
+        class_id=np.array([0]),
+        tracker_id=np.array([7]),
+    )
+    kind = TrackEventKind.NEW if index == 0 else TrackEventKind.UPDATED
+    event = TrackEvent(kind, "cam", 7, index, frame.wall_time, frame.wall_time, index + 1, box)
+    return FrameResult(frame, tracks, [event])
+
+
 def run(chain, frames) -> list[dict]:
     pose, matcher, alerts, _, core = chain
     for index, (t, image, box) in enumerate(frames):
-        frame = Frame("cam", index, t, WALL_START + t, image)
-        tracks = Detections(
-            xyxy=np.array([box], np.float32),
-            confidence=np.array([0.9], np.float32),
-            class_id=np.array([0]),
-            tracker_id=np.array([7]),
-        )
-        kind = TrackEventKind.NEW if index == 0 else TrackEventKind.UPDATED
-        event = TrackEvent(kind, "cam", 7, index, frame.wall_time, frame.wall_time, index + 1, box)
-        results = [FrameResult(frame, tracks, [event])]
+        results = [person_result(index, t, image, box)]
         pose.process(results)
         matcher.process(results)
         core.process(results)

@@ -25,9 +25,9 @@ from agent.pose.querycues import QueryCues
 from agent.pose.sentence import SentenceEmbedder
 from agent.pose.vocabulary import CueVocabulary
 from agent.queries import QueryRegistry
-from agent.types import Detections, Frame, FrameResult, TrackEvent, TrackEventKind
+from agent.types import FrameResult
 from agent.zones import ZoneBook
-from tests.agent.pose.test_fall_alert import CANVAS, WALL_START, sequence
+from tests.agent.pose.test_fall_alert import CANVAS, person_result, sequence
 
 MOVE_AT_S = 5.0
 
@@ -58,16 +58,7 @@ def still_person_in_zone(
         if t >= move_at_s and not moved:
             store.update("cam", {"zones": [{"name": "door", "points": square(*feet, 0.1)}]})
             moved = True
-        frame = Frame("cam", index, t, WALL_START + t, image)
-        tracks = Detections(
-            xyxy=np.array([person], np.float32),
-            confidence=np.array([0.9], np.float32),
-            class_id=np.array([0]),
-            tracker_id=np.array([7]),
-        )
-        kind = TrackEventKind.NEW if index == 0 else TrackEventKind.UPDATED
-        event = TrackEvent(kind, "cam", 7, index, frame.wall_time, frame.wall_time, index + 1, person)
-        results = [FrameResult(frame, tracks, [event])]
+        results = [person_result(index, t, image, person)]
         for stage in stages:
             stage.process(results)
         sample = results[0].extra.get(key, {}).get("7")
