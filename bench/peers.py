@@ -142,7 +142,7 @@ def build_models(work: Path, imgsz: int) -> Models:
     from engines.ultralytics_import import import_ultralytics
     from engines.yolo_processing import preprocess
     from export.calibration import read_frames
-    from export.quantize import quantize_int8
+    from export.person_gate import quantize_attempt
     from export.yolo import sensitive_layers
     from tests.fixtures.tiny_models import build_tiny_yolo
 
@@ -166,16 +166,11 @@ def build_models(work: Path, imgsz: int) -> Models:
     calibration = [{"images": preprocess(frames[i : i + 8], imgsz)[0]} for i in range(0, len(frames), 8)]
     singles = [{"images": batch["images"][j : j + 1]} for batch in calibration for j in range(8)]
     attempts: dict[str, Path] = {}
-    for number, (label, nodes, *options) in enumerate(sensitive_layers(fp32)):
-        attempts[label] = work / f"yolov8n-fixed.int8-{number}.onnx"
-        quantize_int8(
-            fp32, attempts[label], singles, exclude_nodes=list(nodes), **(options[0] if options else {})
-        )
-    _label, nodes, *options = sensitive_layers(dynamic)[0]
+    for number, attempt in enumerate(sensitive_layers(fp32)):
+        attempts[attempt[0]] = work / f"yolov8n-fixed.int8-{number}.onnx"
+        quantize_attempt(fp32, attempts[attempt[0]], singles, attempt)
     int8_batched = work / "yolov8n-dynamic.int8.onnx"
-    quantize_int8(
-        dynamic, int8_batched, calibration, exclude_nodes=list(nodes), **(options[0] if options else {})
-    )
+    quantize_attempt(dynamic, int8_batched, calibration, sensitive_layers(dynamic)[0])
     return Models(fp32, next(iter(attempts.values())), int8_batched, attempts)
 
 

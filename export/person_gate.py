@@ -137,6 +137,21 @@ Attempt = tuple[str, Sequence[str]] | tuple[str, Sequence[str], Mapping[str, Any
 :func:`export.quantize.quantize_int8` (e.g. ``{"ops": ("Conv", "Clip")}``), recorded with the attempt."""
 
 
+def attempt_options(attempt: Attempt) -> dict[str, Any]:
+    """The keyword arguments of :func:`export.quantize.quantize_int8` an attempt carries (none: {})."""
+    _label, _nodes, *more = attempt
+    return dict(more[0]) if more else {}
+
+
+def quantize_attempt(
+    fp32: Path, out: Path, calibration: Iterable[Mapping[str, np.ndarray]], attempt: Attempt
+) -> dict[str, object]:
+    """Quantize ``fp32`` into ``out`` as ``attempt`` says (its fp32 nodes, its options), without the
+    gate: what :func:`quantize_detector` does for each attempt, and what a benchmark times."""
+    _label, nodes, *_more = attempt
+    return quantize_int8(fp32, out, calibration, exclude_nodes=list(nodes), **attempt_options(attempt))
+
+
 @dataclass
 class GatedQuantization:
     """A quantized graph that passed the gate: what quantization did and the gate's figures."""
@@ -175,12 +190,10 @@ def quantize_detector(
     failures: list[ParityError] = []
     summaries: list[str] = []
     with tempfile.TemporaryDirectory(prefix="watchword-int8-") as work:
-        for number, (label, nodes, *more) in enumerate(fp32_layers):
-            options = dict(more[0]) if more else {}
+        for number, attempt in enumerate(fp32_layers):
+            label, nodes, options = attempt[0], attempt[1], attempt_options(attempt)
             candidate_path = Path(work) / f"attempt-{number}.onnx"
-            quantization = quantize_int8(
-                fp32, candidate_path, calibration(), exclude_nodes=list(nodes), **options
-            )
+            quantization = quantize_attempt(fp32, candidate_path, calibration(), attempt)
             candidate = people_of(candidate_path)
             metrics = person_agreement(reference, candidate)
             recorded = {

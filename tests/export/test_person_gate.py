@@ -12,8 +12,13 @@ from engines.yolo_processing import decode
 from engines.yolo_processing import preprocess as letterbox_batch
 from export.calibration import read_frames
 from export.errors import ParityError
-from export.person_gate import check_people, person_agreement, quantize_detector
-from export.quantize import quantize_int8
+from export.person_gate import (
+    attempt_options,
+    check_people,
+    person_agreement,
+    quantize_attempt,
+    quantize_detector,
+)
 from export.yolo import YoloExportConfig, export_yolo, sensitive_layers
 
 IMGSZ = 64
@@ -129,19 +134,15 @@ def test_the_first_int8_attempt_keeps_activations_integer_and_only_box_decoding_
 
     attempts = sensitive_layers(fp32_yolo)
     assert [attempt[0] for attempt in attempts] == ["decode", "stem+decode", "none", "stem+head"]
-    _, decoding, *more = attempts[0]
-    options = dict(more[0])
+    decoding, options = attempts[0][1], attempt_options(attempts[0])
     assert any(name.endswith("/dfl/conv/Conv") for name in decoding)
     assert not any("/cv2" in name or "/cv3" in name for name in decoding)
     assert {"Sigmoid", "Mul", "Concat"} <= set(options["ops"])
-    _, _, *convs = attempts[2]
-    assert dict(convs[0])["ops"] == ("Conv",)
+    assert attempt_options(attempts[2])["ops"] == ("Conv",)
 
     frames = read_frames(sample_video, 8)
     out = tmp_path / "int8.onnx"
-    quantize_int8(
-        fp32_yolo, out, [{"images": letterbox_batch(frames, IMGSZ)[0]}], exclude_nodes=decoding, **options
-    )
+    quantize_attempt(fp32_yolo, out, [{"images": letterbox_batch(frames, IMGSZ)[0]}], attempts[0])
     graph = onnx.load(str(out)).graph
     producer = {output: node for node in graph.node for output in node.output}
     sigmoids = [node for node in graph.node if node.op_type == "Sigmoid"]
